@@ -1,0 +1,205 @@
+package api
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"golang.org/x/mod/sumdb/note"
+)
+
+// ErrInvalidCheckpoint is wrapped by the errors for checkpoints that are
+// malformed, as opposed to well formed but not signed by the log.
+var ErrInvalidCheckpoint = errors.New("invalid checkpoint")
+
+// Checkpoint is the body of a c2sp.org/tlog-checkpoint: the note text that
+// the log and its witnesses sign, without the signatures.
+type Checkpoint struct {
+	// Origin names the log. It is non-empty and is also the name of the
+	// log's signing key.
+	Origin string
+	// Size is the number of entries in the tree.
+	Size uint64
+	// Hash is the RFC 6962 Merkle tree hash of the tree's first Size
+	// entries.
+	Hash [HashSize]byte
+	// Extensions are optional, opaque, non-empty lines after the hash.
+	Extensions []string
+}
+
+// Marshal returns the checkpoint's note text: origin, size and base64 root
+// hash, then the extension lines, each line ending in a newline.
+//
+// Marshal does not check c; ParseCheckpoint rejects the result if a field
+// is empty where it must not be, or contains a newline.
+func (c Checkpoint) Marshal() []byte {
+	b := make([]byte, 0, len(c.Origin)+80)
+	b = append(b, c.Origin...)
+	b = append(b, '\n')
+	b = strconv.AppendUint(b, c.Size, 10)
+	b = append(b, '\n')
+	b = base64.StdEncoding.AppendEncode(b, c.Hash[:])
+	b = append(b, '\n')
+	for _, e := range c.Extensions {
+		b = append(b, e...)
+		b = append(b, '\n')
+	}
+	return b
+}
+
+// check reports whether c can be marshaled into a checkpoint that parses
+// back to c.
+func (c Checkpoint) check() error {
+	if c.Origin == "" {
+		return fmt.Errorf("%w: empty origin", ErrInvalidCheckpoint)
+	}
+	if strings.Contains(c.Origin, "\n") {
+		return fmt.Errorf("%w: origin contains a newline", ErrInvalidCheckpoint)
+	}
+	for i, e := range c.Extensions {
+		if e == "" || strings.Contains(e, "\n") {
+			return fmt.Errorf("%w: extension line %d is empty or contains a newline", ErrInvalidCheckpoint, i)
+		}
+	}
+	return nil
+}
+
+// ParseCheckpoint parses checkpoint note text, as returned by
+// Checkpoint.Marshal or found in note.Note.Text. It is strict: the text ends
+// in a newline; the origin is non-empty; the size is decimal with no leading
+// zeroes (unless it is "0"); the root hash is the canonical standard base64
+// of 32 bytes; extension lines are non-empty.
+//
+// Every error wraps ErrInvalidCheckpoint.
+func ParseCheckpoint(text []byte) (Checkpoint, error) {
+	body, ok := bytes.CutSuffix(text, []byte("\n"))
+	if !ok {
+		return Checkpoint{}, fmt.Errorf("%w: text does not end in a newline", ErrInvalidCheckpoint)
+	}
+	lines := strings.Split(string(body), "\n")
+	if len(lines) < 3 {
+		return Checkpoint{}, fmt.Errorf("%w: %d lines, want at least 3", ErrInvalidCheckpoint, len(lines))
+	}
+	c := Checkpoint{Origin: lines[0]}
+	if c.Origin == "" {
+		return Checkpoint{}, fmt.Errorf("%w: empty origin", ErrInvalidCheckpoint)
+	}
+	size, ok := parseDecimal(lines[1])
+	if !ok {
+		return Checkpoint{}, fmt.Errorf("%w: malformed size %q", ErrInvalidCheckpoint, lines[1])
+	}
+	c.Size = size
+	hash, ok := parseHash(lines[2])
+	if !ok {
+		return Checkpoint{}, fmt.Errorf("%w: malformed root hash %q", ErrInvalidCheckpoint, lines[2])
+	}
+	c.Hash = hash
+	if len(lines) > 3 {
+		c.Extensions = lines[3:]
+		for i, e := range c.Extensions {
+			if e == "" {
+				return Checkpoint{}, fmt.Errorf("%w: extension line %d is empty", ErrInvalidCheckpoint, i)
+			}
+		}
+	}
+	return c, nil
+}
+
+// parseDecimal parses an unsigned decimal with no sign and no leading
+// zeroes, as strconv.FormatUint formats it.
+func parseDecimal(s string) (uint64, bool) {
+	if s == "" || len(s) > 1 && s[0] == '0' {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return n, true
+}
+
+// parseHash parses the canonical standard base64 encoding of a hash.
+func parseHash(s string) ([HashSize]byte, bool) {
+	var h [HashSize]byte
+	// The decoder skips newlines and does not insist on zero padding bits,
+	// so check the encoding is canonical by its length and by re-encoding.
+	if len(s) != base64.StdEncoding.EncodedLen(HashSize) {
+		return h, false
+	}
+	n, err := base64.StdEncoding.Decode(h[:], []byte(s))
+	if err != nil || n != HashSize || base64.StdEncoding.EncodeToString(h[:]) != s {
+		return [HashSize]byte{}, false
+	}
+	return h, true
+}
+
+// SignCheckpoint signs the checkpoint with the log's key and returns the
+// signed note. The signer's name must be the checkpoint's origin.
+func SignCheckpoint(c Checkpoint, signer note.Signer) ([]byte, error) {
+	if signer.Name() != c.Origin {
+		return nil, fmt.Errorf("couldn't sign checkpoint: signer name %q is not the origin %q", signer.Name(), c.Origin)
+	}
+	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("couldn't sign checkpoint: %w", err)
+	}
+	signed, err := note.Sign(&note.Note{Text: string(c.Marshal())}, signer)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't sign checkpoint: %w", err)
+	}
+	return signed, nil
+}
+
+// OpenCheckpoint verifies that a signed checkpoint carries a valid signature
+// by the log, whose verifier v must be named origin, and parses it. The
+// checkpoint's origin must match too.
+//
+// Signatures by other keys, such as witness cosignatures, are allowed and
+// left unverified: they are in the returned note's UnverifiedSigs, for the
+// caller to check against its own policy.
+//
+// A note that is malformed, or whose text is not a valid checkpoint for
+// origin, gives an error wrapping ErrInvalidCheckpoint. A well-formed note
+// without a valid log signature gives an error wrapping the
+// *note.UnverifiedNoteError or *note.InvalidSignatureError from note.Open,
+// and not ErrInvalidCheckpoint.
+func OpenCheckpoint(signed []byte, origin string, v note.Verifier) (Checkpoint, *note.Note, error) {
+	if v.Name() != origin {
+		return Checkpoint{}, nil, fmt.Errorf("couldn't open checkpoint: verifier name %q is not the origin %q", v.Name(), origin)
+	}
+	n, err := note.Open(signed, note.VerifierList(v))
+	if err != nil {
+		var unverified *note.UnverifiedNoteError
+		var invalid *note.InvalidSignatureError
+		if errors.As(err, &unverified) || errors.As(err, &invalid) {
+			return Checkpoint{}, nil, fmt.Errorf("couldn't verify checkpoint signature: %w", err)
+		}
+		return Checkpoint{}, nil, fmt.Errorf("couldn't open checkpoint: %w: %w", ErrInvalidCheckpoint, err)
+	}
+	// Only v is known to note.Open, so any verified signature is the log's;
+	// check anyway rather than rely on it.
+	logSigned := false
+	for _, s := range n.Sigs {
+		if s.Name == v.Name() && s.Hash == v.KeyHash() {
+			logSigned = true
+		}
+	}
+	if !logSigned {
+		return Checkpoint{}, nil, fmt.Errorf("couldn't verify checkpoint signature: %w", &note.UnverifiedNoteError{Note: n})
+	}
+	c, err := ParseCheckpoint([]byte(n.Text))
+	if err != nil {
+		return Checkpoint{}, nil, fmt.Errorf("couldn't parse checkpoint: %w", err)
+	}
+	if c.Origin != origin {
+		return Checkpoint{}, nil, fmt.Errorf("couldn't open checkpoint: %w: origin %q, want %q", ErrInvalidCheckpoint, c.Origin, origin)
+	}
+	return c, n, nil
+}

@@ -1,0 +1,50 @@
+package api
+
+// The JSON bodies of the log's /v1 API. Hashes are standard base64, as
+// encoding/json writes []byte.
+
+// AddEntryResponse answers POST /v1/entries: 201 for a new entry, 200 for a
+// duplicate (with the existing index).
+type AddEntryResponse struct {
+	Index    uint64 `json:"index"`
+	LeafHash []byte `json:"leafHash"`
+	// TreeSize is the size of the checkpoint in Proof.
+	TreeSize uint64 `json:"treeSize"`
+	// Proof is a c2sp.org/tlog-proof@v1 bundle: the inclusion proof of the
+	// entry and the signed checkpoint it verifies against.
+	Proof string `json:"proof"`
+}
+
+// EntryResponse answers GET /v1/entries/<index>.
+type EntryResponse struct {
+	Index    uint64 `json:"index"`
+	LeafHash []byte `json:"leafHash"`
+	// Entry is the canonical entry, exactly as hashed into the tree.
+	Entry []byte `json:"entry"`
+}
+
+// InclusionProofResponse answers GET /v1/proof/inclusion.
+type InclusionProofResponse struct {
+	Index    uint64   `json:"index"`
+	TreeSize uint64   `json:"treeSize"`
+	LeafHash []byte   `json:"leafHash"`
+	Hashes   [][]byte `json:"hashes"`
+	// Checkpoint is the signed checkpoint of TreeSize, when the request
+	// named no size and the proof is against the latest checkpoint.
+	Checkpoint string `json:"checkpoint,omitempty"`
+}
+
+// ConsistencyProofResponse answers GET /v1/proof/consistency.
+type ConsistencyProofResponse struct {
+	Old    uint64   `json:"old"`
+	New    uint64   `json:"new"`
+	Hashes [][]byte `json:"hashes"`
+	// Checkpoint is the signed checkpoint of New, when the request named no
+	// new size and the proof is to the latest checkpoint.
+	Checkpoint string `json:"checkpoint,omitempty"`
+}
+
+// ErrorResponse is the body of every 4xx and 5xx answer of the /v1 API.
+type ErrorResponse struct {
+	Error string `json:"error"`
+}

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/candorlog/candor/api"
+)
+
+// Config is candor-log's configuration: a YAML file (--config) whose
+// fields the command-line flags of the same name override.
+type Config struct {
+	// Data is the directory holding the log's database and, by default,
+	// its key. Required.
+	Data string `yaml:"data"`
+	// Listen is the HTTP listen address. Default: "localhost:8080".
+	Listen string `yaml:"listen"`
+	// Origin is the log's origin line and key name, e.g.
+	// "log.example.com/candor". Required when the key is created; when the
+	// key exists it must match the key's name (or be empty).
+	Origin string `yaml:"origin"`
+	// Key is the file holding the log's signed-note private key. It is
+	// created (mode 0600) on first start if missing.
+	// Default: "<data>/log.key".
+	Key string `yaml:"key"`
+	// MaxBatchSize is the most entries integrated and synced in one commit.
+	// Default: 4096.
+	MaxBatchSize int `yaml:"maxBatchSize"`
+	// MaxPending is the most admitted entries waiting to be integrated;
+	// beyond it submissions get 503 with Retry-After. Default: 65536.
+	MaxPending int `yaml:"maxPending"`
+	// MaxInFlight is the most submissions handled at once; beyond it
+	// submissions get 429 with Retry-After. Default: 4096.
+	MaxInFlight int `yaml:"maxInFlight"`
+	// MaxBodyBytes is the largest submission body accepted (413 beyond).
+	// Default: 131070 (twice the largest entry, 65535 bytes).
+	MaxBodyBytes int64 `yaml:"maxBodyBytes"`
+	// CacheMiB is pebble's block cache size in MiB. Default: 64.
+	CacheMiB int64 `yaml:"cacheMiB"`
+	// LogLevel is one of debug, info, warn, error. Default: info.
+	LogLevel string `yaml:"logLevel"`
+	// LogFormat is text or json. Default: text.
+	LogFormat string `yaml:"logFormat"`
+}
+
+// defaults returns the configuration with every default set.
+func defaults() Config {
+	return Config{
+		Listen:       "localhost:8080",
+		MaxBatchSize: 4096,
+		MaxPending:   65536,
+		MaxInFlight:  4096,
+		MaxBodyBytes: 2 * api.MaxEntrySize,
+		CacheMiB:     64,
+		LogLevel:     "info",
+		LogFormat:    "text",
+	}
+}
+
+// loadConfig builds the configuration from defaults, then the YAML file
+// named by --config, then the flags that were set on the command line.
+func loadConfig(fs *flag.FlagSet, args []string) (Config, error) {
+	c := defaults()
+	var file string
+	flags := c // flag values; only those set on the command line are used
+	fs.StringVar(&file, "config", "", "YAML configuration `file`")
+	fs.StringVar(&flags.Data, "data", "", "`directory` for the log's database and key (required)")
+	fs.StringVar(&flags.Listen, "listen", c.Listen, "HTTP listen `address`")
+	fs.StringVar(&flags.Origin, "origin", "", "log `origin` and key name (required on first start)")
+	fs.StringVar(&flags.Key, "key", "", "signed-note private key `file` (default <data>/log.key)")
+	fs.IntVar(&flags.MaxBatchSize, "max-batch", c.MaxBatchSize, "most entries per commit")
+	fs.IntVar(&flags.MaxPending, "max-pending", c.MaxPending, "most entries waiting to be integrated")
+	fs.IntVar(&flags.MaxInFlight, "max-in-flight", c.MaxInFlight, "most submissions handled at once")
+	fs.Int64Var(&flags.MaxBodyBytes, "max-body", c.MaxBodyBytes, "largest submission body in bytes")
+	fs.Int64Var(&flags.CacheMiB, "cache-mib", c.CacheMiB, "pebble block cache in MiB")
+	fs.StringVar(&flags.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&flags.LogFormat, "log-format", c.LogFormat, "text or json")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if file != "" {
+		f, err := os.Open(file)
+		if err != nil {
+			return c, fmt.Errorf("couldn't read the config: %w", err)
+		}
+		defer f.Close()
+		dec := yaml.NewDecoder(f)
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil {
+			return c, fmt.Errorf("couldn't parse %s: %w", file, err)
+		}
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "data":
+			c.Data = flags.Data
+		case "listen":
+			c.Listen = flags.Listen
+		case "origin":
+			c.Origin = flags.Origin
+		case "key":
+			c.Key = flags.Key
+		case "max-batch":
+			c.MaxBatchSize = flags.MaxBatchSize
+		case "max-pending":
+			c.MaxPending = flags.MaxPending
+		case "max-in-flight":
+			c.MaxInFlight = flags.MaxInFlight
+		case "max-body":
+			c.MaxBodyBytes = flags.MaxBodyBytes
+		case "cache-mib":
+			c.CacheMiB = flags.CacheMiB
+		case "log-level":
+			c.LogLevel = flags.LogLevel
+		case "log-format":
+			c.LogFormat = flags.LogFormat
+		}
+	})
+	if c.Key == "" && c.Data != "" {
+		c.Key = filepath.Join(c.Data, "log.key")
+	}
+	return c, c.validate()
+}
+
+// validate checks the configuration once, after all sources are merged.
+func (c Config) validate() error {
+	var errs []error
+	if c.Data == "" {
+		errs = append(errs, errors.New("data: a data directory is required (--data)"))
+	}
+	if c.Listen == "" {
+		errs = append(errs, errors.New("listen: an address is required"))
+	}
+	if strings.ContainsAny(c.Origin, "\n+ ") {
+		errs = append(errs, fmt.Errorf("origin %q: must not contain spaces, '+' or newlines", c.Origin))
+	}
+	if c.MaxBatchSize < 1 {
+		errs = append(errs, errors.New("maxBatchSize: must be at least 1"))
+	}
+	if c.MaxPending < 1 {
+		errs = append(errs, errors.New("maxPending: must be at least 1"))
+	}
+	if c.MaxInFlight < 1 {
+		errs = append(errs, errors.New("maxInFlight: must be at least 1"))
+	}
+	if c.MaxBodyBytes < 1024 {
+		errs = append(errs, errors.New("maxBodyBytes: must be at least 1024"))
+	}
+	if c.CacheMiB < 1 {
+		errs = append(errs, errors.New("cacheMiB: must be at least 1"))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("logLevel %q: want debug, info, warn or error", c.LogLevel))
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("logFormat %q: want text or json", c.LogFormat))
+	}
+	return errors.Join(errs...)
+}

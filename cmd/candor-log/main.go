@@ -1,0 +1,252 @@
+// Command candor-log runs a Candor transparency log on embedded pebble.
+//
+//	candor-log --data DIR --listen HOST:PORT --origin ORIGIN   serve the log
+//	candor-log fsck --data DIR                                 re-verify the stored log
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/log"
+	"github.com/candorlog/candor/storage/pebble"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "fsck" {
+		err = fsck(ctx, os.Args[2:], os.Stdout)
+	} else {
+		err = serve(ctx, os.Args[1:], os.Stdout)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "candor-log:", err)
+		os.Exit(1)
+	}
+}
+
+func newLogger(c Config) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+func serve(ctx context.Context, args []string, stdout io.Writer) error {
+	c, err := loadConfig(flag.NewFlagSet("candor-log", flag.ContinueOnError), args)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(c)
+	if err := os.MkdirAll(c.Data, 0o700); err != nil {
+		return fmt.Errorf("couldn't create the data directory: %w", err)
+	}
+	signer, verifier, vkey, err := loadOrCreateKey(c.Key, c.Origin, logger)
+	if err != nil {
+		return err
+	}
+	store, err := pebble.Open(filepath.Join(c.Data, "db"), pebble.Options{CacheBytes: c.CacheMiB << 20, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	l, err := log.New(ctx, log.Config{
+		Storage:      store,
+		Signer:       signer,
+		Verifier:     verifier,
+		Logger:       logger,
+		MaxBatchSize: c.MaxBatchSize,
+		MaxPending:   c.MaxPending,
+		Registerer:   reg,
+	})
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+
+	mux := http.NewServeMux()
+	mux.Handle("/", log.NewHandler(l, log.HandlerOptions{
+		MaxBodyBytes: c.MaxBodyBytes,
+		MaxInFlight:  c.MaxInFlight,
+		Logger:       logger,
+		Registerer:   reg,
+	}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("couldn't listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	_, size := l.Checkpoint()
+	fmt.Fprintf(stdout, "candor-log: origin %s, tree size %d\n", l.Origin(), size)
+	fmt.Fprintf(stdout, "candor-log: verifier key %s\n", vkey)
+	fmt.Fprintf(stdout, "candor-log: listening on http://%s\n", ln.Addr())
+	logger.Info("serving", "origin", l.Origin(), "size", size, "addr", ln.Addr().String())
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+// loadOrCreateKey reads the log's signed-note private key from path, or
+// creates one named origin (mode 0600) if the file does not exist.
+func loadOrCreateKey(path, origin string, logger *slog.Logger) (note.Signer, note.Verifier, string, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		if origin == "" {
+			return nil, nil, "", fmt.Errorf("no key at %s: give --origin to create one", path)
+		}
+		skey, _, err := note.GenerateKey(rand.Reader, origin)
+		if err != nil {
+			return nil, nil, "", fmt.Errorf("couldn't generate a key: %w", err)
+		}
+		if err := writeFileSync(path, []byte(skey+"\n"), 0o600); err != nil {
+			return nil, nil, "", fmt.Errorf("couldn't save the key: %w", err)
+		}
+		logger.Info("created a new log key", "path", path, "origin", origin)
+		b = []byte(skey)
+	} else if err != nil {
+		return nil, nil, "", fmt.Errorf("couldn't read the key: %w", err)
+	}
+	skey := strings.TrimSpace(string(b))
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("key %s: %w", path, err)
+	}
+	if origin != "" && signer.Name() != origin {
+		return nil, nil, "", fmt.Errorf("key %s is for origin %q, not %q", path, signer.Name(), origin)
+	}
+	vkey, err := api.VerifierKey(skey)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("key %s: %w", path, err)
+	}
+	verifier, err := note.NewVerifier(vkey)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("key %s: %w", path, err)
+	}
+	return signer, verifier, vkey, nil
+}
+
+// writeFileSync creates path with data, durably, failing if it exists.
+func writeFileSync(path string, data []byte, perm os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func fsck(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("candor-log fsck", flag.ContinueOnError)
+	data := fs.String("data", "", "`directory` of the log to check (required)")
+	keyPath := fs.String("key", "", "signed-note private key `file` (default <data>/log.key)")
+	vkeyFlag := fs.String("verifier-key", "", "the log's verifier `key`, instead of the private key")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *data == "" {
+		return errors.New("fsck: --data is required")
+	}
+	vkey := *vkeyFlag
+	if vkey == "" {
+		if *keyPath == "" {
+			*keyPath = filepath.Join(*data, "log.key")
+		}
+		b, err := os.ReadFile(*keyPath)
+		if err != nil {
+			return fmt.Errorf("couldn't read the key (or give --verifier-key): %w", err)
+		}
+		if vkey, err = api.VerifierKey(string(b)); err != nil {
+			return fmt.Errorf("key %s: %w", *keyPath, err)
+		}
+	}
+	verifier, err := note.NewVerifier(vkey)
+	if err != nil {
+		return fmt.Errorf("verifier key: %w", err)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	store, err := pebble.Open(filepath.Join(*data, "db"), pebble.Options{Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	start := time.Now()
+	last := start
+	size, err := log.Fsck(ctx, store, verifier, func(n uint64) {
+		if time.Since(last) > 5*time.Second {
+			last = time.Now()
+			fmt.Fprintf(stdout, "fsck: %d entries checked\n", n)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "fsck: ok: %d entries, tiles and checkpoint verified in %s\n", size, time.Since(start).Round(time.Millisecond))
+	return nil
+}

@@ -1,0 +1,115 @@
+package log
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/candorlog/candor/api"
+)
+
+// FsckError reports the first thing in storage that does not match what
+// the entries recompute to.
+type FsckError struct {
+	// What names the value: "checkpoint", "entry 17", "tile 1/0", ...
+	What   string
+	Reason string
+}
+
+func (e *FsckError) Error() string { return fmt.Sprintf("fsck: %s: %s", e.What, e.Reason) }
+
+// Fsck re-verifies the whole log in s from scratch: the checkpoint's
+// signature, every entry (parsed and its signatures re-checked), every leaf
+// hash and its index, every tile, and the root. It returns the verified
+// tree size, or the first mismatch as a *FsckError. progress, if not nil,
+// is called after every entry bundle with the number of entries checked.
+func Fsck(ctx context.Context, s Storage, v note.Verifier, progress func(checked uint64)) (uint64, error) {
+	cp, size, err := s.ReadCheckpoint(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("couldn't read the checkpoint: %w", err)
+	}
+	if cp == nil {
+		return 0, &FsckError{What: "checkpoint", Reason: "storage holds no checkpoint"}
+	}
+	c, _, err := api.OpenCheckpoint(cp, v.Name(), v)
+	if err != nil {
+		return 0, &FsckError{What: "checkpoint", Reason: err.Error()}
+	}
+	if c.Size != size {
+		return 0, &FsckError{What: "checkpoint", Reason: fmt.Sprintf("signed for size %d, stored as size %d", c.Size, size)}
+	}
+	tb := &treeBuilder{rng: rangeFactory.NewEmptyRange(0)}
+	for first := uint64(0); first < size; first += api.TileWidth {
+		bi := first / api.TileWidth
+		what := fmt.Sprintf("entry bundle %d", bi)
+		data, err := s.ReadEntryBundle(ctx, bi)
+		if err != nil {
+			return 0, &FsckError{What: what, Reason: err.Error()}
+		}
+		entries, err := api.ParseEntryBundle(data)
+		if err != nil {
+			return 0, &FsckError{What: what, Reason: err.Error()}
+		}
+		want := min(api.TileWidth, size-first)
+		if uint64(len(entries)) != want {
+			return 0, &FsckError{What: what, Reason: fmt.Sprintf("has %d entries, want %d", len(entries), want)}
+		}
+		for i, e := range entries {
+			idx := first + uint64(i)
+			what := fmt.Sprintf("entry %d", idx)
+			if _, err := api.ParseEntry(e); err != nil {
+				return 0, &FsckError{What: what, Reason: err.Error()}
+			}
+			h := hasher.HashLeaf(e)
+			got, err := s.LookupLeaf(ctx, h)
+			if err != nil {
+				return 0, &FsckError{What: what, Reason: fmt.Sprintf("leaf hash %x not in the leaf index: %v", h, err)}
+			}
+			if got != idx {
+				return 0, &FsckError{What: what, Reason: fmt.Sprintf("leaf index says leaf hash %x is at %d", h, got)}
+			}
+			if err := tb.append(e, h); err != nil {
+				return 0, &FsckError{What: what, Reason: err.Error()}
+			}
+		}
+		tiles, _ := tb.flush()
+		for _, t := range tiles {
+			last := first+want == size
+			if err := checkStoredTile(ctx, s, t, last); err != nil {
+				return 0, err
+			}
+		}
+		if progress != nil {
+			progress(first + want)
+		}
+	}
+	root, err := tb.root()
+	if err != nil {
+		return 0, err
+	}
+	if !bytes.Equal(root, c.Hash[:]) {
+		return 0, &FsckError{What: "checkpoint", Reason: fmt.Sprintf("entries give root %x, the checkpoint says %x", root, c.Hash)}
+	}
+	return size, nil
+}
+
+// checkStoredTile compares a recomputed tile with the stored one, which may
+// be wider unless the tile is at the tree's final right edge.
+func checkStoredTile(ctx context.Context, s Storage, t TileData, exact bool) error {
+	what := fmt.Sprintf("tile %d/%d", t.Level, t.Index)
+	stored, err := s.ReadTile(ctx, t.Level, t.Index)
+	if err != nil {
+		return &FsckError{What: what, Reason: err.Error()}
+	}
+	if len(stored) < len(t.Hashes) || (exact && len(stored) != len(t.Hashes)) || len(stored)%api.HashSize != 0 {
+		return &FsckError{What: what, Reason: fmt.Sprintf("stored tile is %d bytes, recomputed %d", len(stored), len(t.Hashes))}
+	}
+	for i := 0; i < len(t.Hashes); i += api.HashSize {
+		if !bytes.Equal(stored[i:i+api.HashSize], t.Hashes[i:i+api.HashSize]) {
+			return &FsckError{What: what, Reason: fmt.Sprintf("hash %d is %x, recomputed %x", i/api.HashSize, stored[i:i+api.HashSize], t.Hashes[i:i+api.HashSize])}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,357 @@
+package log
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/candorlog/candor/api"
+)
+
+var (
+	errBadRequest          = errors.New("bad request")
+	errUnsupportedEncoding = errors.New("unsupported Content-Encoding: send the body uncompressed")
+	errTooManyRequests     = errors.New("too many submissions in flight")
+)
+
+// HandlerOptions configures the HTTP API.
+type HandlerOptions struct {
+	// MaxBodyBytes is the largest POST /v1/entries body accepted.
+	// Default: 2 × api.MaxEntrySize.
+	MaxBodyBytes int64
+	// MaxInFlight is the most submissions handled at once; more get 429.
+	// Default: 4096.
+	MaxInFlight int
+	// Logger receives request errors. Default: slog.Default().
+	Logger *slog.Logger
+	// Registerer receives HTTP metrics. Optional.
+	Registerer prometheus.Registerer
+}
+
+type handler struct {
+	log      *Log
+	maxBody  int64
+	inFlight chan struct{}
+	logger   *slog.Logger
+}
+
+// NewHandler returns the log's HTTP API: c2sp.org/tlog-tiles reads
+// (/checkpoint, /tile/...), submissions and the JSON /v1 reads.
+func NewHandler(l *Log, o HandlerOptions) http.Handler {
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = 2 * api.MaxEntrySize
+	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 4096
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	h := &handler{log: l, maxBody: o.MaxBodyBytes, inFlight: make(chan struct{}, o.MaxInFlight), logger: o.Logger}
+
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "candor_http_requests_total",
+		Help: "HTTP requests by handler and status code.",
+	}, []string{"handler", "code"})
+	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "candor_http_request_duration_seconds",
+		Help:    "HTTP request latency by handler.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+	}, []string{"handler"})
+	if o.Registerer != nil {
+		o.Registerer.MustRegister(requests, duration)
+	}
+	mux := http.NewServeMux()
+	route := func(pattern, name string, f http.HandlerFunc) {
+		labels := prometheus.Labels{"handler": name}
+		mux.Handle(pattern, promhttp.InstrumentHandlerDuration(duration.MustCurryWith(labels),
+			promhttp.InstrumentHandlerCounter(requests.MustCurryWith(labels), f)))
+	}
+	route("GET /checkpoint", "checkpoint", h.checkpoint)
+	route("GET /tile/", "tile", h.tile)
+	route("POST /v1/entries", "add-entry", h.addEntry)
+	route("GET /v1/entries/{index}", "entry", h.entry)
+	route("GET /v1/proof/inclusion", "inclusion-proof", h.inclusionProof)
+	route("GET /v1/proof/consistency", "consistency-proof", h.consistencyProof)
+	route("GET /healthz", "healthz", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok\n")
+	})
+	route("GET /readyz", "readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := l.Ready(); err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	return mux
+}
+
+// status maps every error the API returns to its HTTP status code.
+func status(err error) int {
+	var tooBig *http.MaxBytesError
+	var bad *api.EntryError
+	switch {
+	case errors.As(err, &tooBig), errors.Is(err, api.ErrEntryTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, errUnsupportedEncoding):
+		return http.StatusUnsupportedMediaType
+	case errors.As(err, &bad), errors.Is(err, api.ErrUnknownKind),
+		errors.Is(err, errBadRequest), errors.Is(err, api.ErrInvalidTilePath):
+		return http.StatusBadRequest
+	case errors.Is(err, ErrOutOfRange), errors.Is(err, ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, errTooManyRequests):
+		return http.StatusTooManyRequests
+	case errors.Is(err, ErrOverloaded), errors.Is(err, ErrUnavailable), errors.Is(err, ErrClosed),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	code := status(err)
+	msg := err.Error()
+	if code == http.StatusInternalServerError {
+		h.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+		msg = "internal error"
+	}
+	if code == http.StatusServiceUnavailable || code == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, code, api.ErrorResponse{Error: msg})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func (h *handler) checkpoint(w http.ResponseWriter, r *http.Request) {
+	cp, _ := h.log.Checkpoint()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(cp)
+}
+
+func (h *handler) tile(w http.ResponseWriter, r *http.Request) {
+	t, err := api.ParseTilePath(r.URL.Path)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	var data []byte
+	if t.Level == api.EntriesLevel {
+		data, err = h.log.EntryBundle(r.Context(), t)
+	} else {
+		data, err = h.log.Tile(r.Context(), t)
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	// Tiles and bundles never change once served at a path.
+	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	w.Write(data)
+}
+
+func (h *handler) addEntry(w http.ResponseWriter, r *http.Request) {
+	select {
+	case h.inFlight <- struct{}{}:
+		defer func() { <-h.inFlight }()
+	default:
+		h.fail(w, r, errTooManyRequests)
+		return
+	}
+	if ce := r.Header.Get("Content-Encoding"); ce != "" && ce != "identity" {
+		h.fail(w, r, errUnsupportedEncoding)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	if err != nil {
+		h.fail(w, r, fmt.Errorf("couldn't read the body: %w", err))
+		return
+	}
+	entry, err := api.CanonicalEntry(body)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	rc, err := h.log.Add(r.Context(), entry)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	bundle, err := h.proofBundle(r.Context(), rc)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	code := http.StatusCreated
+	if rc.Duplicate {
+		code = http.StatusOK
+	}
+	writeJSON(w, code, api.AddEntryResponse{
+		Index:    rc.Index,
+		LeafHash: rc.LeafHash,
+		TreeSize: rc.Size,
+		Proof:    string(bundle),
+	})
+}
+
+func (h *handler) proofBundle(ctx context.Context, rc Receipt) ([]byte, error) {
+	hashes, err := h.log.InclusionProof(ctx, rc.Index, rc.Size)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't prove entry %d at size %d: %w", rc.Index, rc.Size, err)
+	}
+	return api.ProofBundle{Index: rc.Index, Hashes: hashes, Checkpoint: rc.Checkpoint}.Marshal(), nil
+}
+
+func (h *handler) entry(w http.ResponseWriter, r *http.Request) {
+	index, err := parseUint(r.PathValue("index"), "index")
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	e, err := h.log.Entry(r.Context(), index)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.EntryResponse{Index: index, LeafHash: hasher.HashLeaf(e), Entry: e})
+}
+
+func (h *handler) inclusionProof(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	cp, size := h.log.Checkpoint()
+	resp := api.InclusionProofResponse{Checkpoint: string(cp)}
+	var err error
+	if s := q.Get("size"); s != "" {
+		if resp.TreeSize, err = parseUint(s, "size"); err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		if resp.TreeSize != size {
+			resp.Checkpoint = ""
+		}
+	} else {
+		resp.TreeSize = size
+	}
+	switch s, lh := q.Get("index"), q.Get("leafHash"); {
+	case s != "" && lh != "":
+		err = fmt.Errorf("%w: give index or leafHash, not both", errBadRequest)
+	case s != "":
+		resp.Index, err = parseUint(s, "index")
+	case lh != "":
+		if resp.LeafHash, err = parseHash(lh); err == nil {
+			resp.Index, err = h.log.LookupLeaf(r.Context(), resp.LeafHash)
+			if errors.Is(err, ErrNotFound) {
+				err = fmt.Errorf("no entry with leaf hash %s: %w", lh, ErrNotFound)
+			}
+		}
+	default:
+		err = fmt.Errorf("%w: index or leafHash is required", errBadRequest)
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if resp.Index >= resp.TreeSize {
+		h.fail(w, r, fmt.Errorf("%w: index %d is not below tree size %d", errBadRequest, resp.Index, resp.TreeSize))
+		return
+	}
+	if resp.TreeSize > size {
+		h.fail(w, r, fmt.Errorf("%w: tree size %d is larger than the published size %d", errBadRequest, resp.TreeSize, size))
+		return
+	}
+	if resp.LeafHash == nil {
+		e, err := h.log.Entry(r.Context(), resp.Index)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		resp.LeafHash = hasher.HashLeaf(e)
+	}
+	if resp.Hashes, err = h.log.InclusionProof(r.Context(), resp.Index, resp.TreeSize); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (h *handler) consistencyProof(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	cp, size := h.log.Checkpoint()
+	resp := api.ConsistencyProofResponse{New: size, Checkpoint: string(cp)}
+	var err error
+	if resp.Old, err = parseUint(q.Get("old"), "old"); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if s := q.Get("new"); s != "" {
+		if resp.New, err = parseUint(s, "new"); err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		if resp.New != size {
+			resp.Checkpoint = ""
+		}
+	}
+	if resp.Old > resp.New || resp.New > size {
+		h.fail(w, r, fmt.Errorf("%w: need old ≤ new ≤ published size %d, got old %d, new %d", errBadRequest, size, resp.Old, resp.New))
+		return
+	}
+	if resp.Hashes, err = h.log.ConsistencyProof(r.Context(), resp.Old, resp.New); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func parseUint(s, name string) (uint64, error) {
+	if s == "" {
+		return 0, fmt.Errorf("%w: %s is required", errBadRequest, name)
+	}
+	if len(s) > 1 && s[0] == '0' {
+		return 0, fmt.Errorf("%w: %s %q has a leading zero", errBadRequest, name, s)
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s %q is not a decimal number", errBadRequest, name, s)
+	}
+	return v, nil
+}
+
+// parseHash accepts a SHA-256 hash in hex or in standard or URL base64.
+func parseHash(s string) ([]byte, error) {
+	var b []byte
+	var err error
+	switch len(s) {
+	case 64:
+		b, err = hex.DecodeString(s)
+	case 44:
+		if b, err = base64.StdEncoding.DecodeString(s); err != nil {
+			b, err = base64.URLEncoding.DecodeString(s)
+		}
+	default:
+		err = errors.New("wrong length")
+	}
+	if err != nil || len(b) != 32 {
+		return nil, fmt.Errorf("%w: leafHash %q is not a SHA-256 hash in hex or base64", errBadRequest, s)
+	}
+	return b, nil
+}

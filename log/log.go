@@ -1,0 +1,425 @@
+// Package log is Candor's log engine: it sequences entries into an RFC 6962
+// Merkle tree in batches, writes each batch with the tiles
+// (c2sp.org/tlog-tiles) it touches and a newly signed checkpoint
+// (c2sp.org/tlog-checkpoint) in one atomic, durable Storage commit, and
+// serves the tree, the entries and proofs from storage.
+//
+// The log never publishes a checkpoint before the commit that backs it has
+// returned, and a commit always extends the tree it was built on, so every
+// checkpoint it ever publishes is consistent with every earlier one.
+package log
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/candorlog/candor/api"
+)
+
+var (
+	// ErrOverloaded means the log has more pending entries than it accepts;
+	// the client should retry later.
+	ErrOverloaded = errors.New("log is overloaded: too many pending entries")
+	// ErrOutOfRange means a requested index, size or tile is beyond the
+	// published tree.
+	ErrOutOfRange = errors.New("out of range")
+	// ErrClosed means the log was closed.
+	ErrClosed = errors.New("log is closed")
+	// ErrUnavailable means storage failed and the log refuses entries until
+	// it can reload its state.
+	ErrUnavailable = errors.New("log storage is unavailable")
+)
+
+// Config configures a Log. Storage, Signer and Verifier are required.
+type Config struct {
+	// Storage holds the log.
+	Storage Storage
+	// Signer signs checkpoints; its name is the log's origin.
+	Signer note.Signer
+	// Verifier is the Signer's public half.
+	Verifier note.Verifier
+	// Logger receives structured logs. Default: slog.Default().
+	Logger *slog.Logger
+	// MaxBatchSize is the most entries integrated in one commit.
+	// Default: 4096.
+	MaxBatchSize int
+	// MaxPending is the most entries waiting to be integrated; Add returns
+	// ErrOverloaded beyond it. Default: 65536.
+	MaxPending int
+	// Registerer receives the log's metrics. Optional.
+	Registerer prometheus.Registerer
+}
+
+// Receipt tells where an entry is in the log.
+type Receipt struct {
+	Index    uint64
+	LeafHash []byte
+	// Duplicate is true when the entry was already in the log.
+	Duplicate bool
+	// Size and Checkpoint are the first published checkpoint that includes
+	// the entry.
+	Size       uint64
+	Checkpoint []byte
+}
+
+// Log is the log engine. It is safe for concurrent use.
+type Log struct {
+	origin   string
+	store    Storage
+	signer   note.Signer
+	verifier note.Verifier
+	logger   *slog.Logger
+	maxBatch int
+	metrics  *metrics
+
+	queue   chan *request
+	quit    chan struct{}
+	stopped chan struct{}
+	closed  atomic.Bool
+	broken  atomic.Bool // storage failed and the tree could not be reloaded
+
+	cur atomic.Pointer[published]
+
+	// Owned by the sequencer goroutine.
+	tree *treeBuilder
+	seen map[[32]byte]uint64
+}
+
+type published struct {
+	size       uint64
+	checkpoint []byte
+}
+
+type request struct {
+	entry []byte
+	hash  [32]byte
+	done  chan result
+	// set by the sequencer
+	index uint64
+	dup   bool
+	err   error
+}
+
+type result struct {
+	r   Receipt
+	err error
+}
+
+// New opens the log in cfg.Storage, checks that the stored tree matches the
+// stored checkpoint, and starts sequencing. An empty storage gets a signed
+// checkpoint of the empty tree.
+func New(ctx context.Context, cfg Config) (*Log, error) {
+	if cfg.Storage == nil || cfg.Signer == nil || cfg.Verifier == nil {
+		return nil, errors.New("log: Storage, Signer and Verifier are required")
+	}
+	if cfg.Signer.Name() != cfg.Verifier.Name() || cfg.Signer.KeyHash() != cfg.Verifier.KeyHash() {
+		return nil, errors.New("log: Signer and Verifier are not the same key")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxBatchSize <= 0 {
+		cfg.MaxBatchSize = 4096
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = 65536
+	}
+	l := &Log{
+		origin:   cfg.Signer.Name(),
+		store:    cfg.Storage,
+		signer:   cfg.Signer,
+		verifier: cfg.Verifier,
+		logger:   cfg.Logger,
+		maxBatch: cfg.MaxBatchSize,
+		queue:    make(chan *request, cfg.MaxPending),
+		quit:     make(chan struct{}),
+		stopped:  make(chan struct{}),
+		seen:     make(map[[32]byte]uint64),
+	}
+	if err := l.load(ctx); err != nil {
+		return nil, err
+	}
+	l.metrics = newMetrics(cfg.Registerer, l)
+	l.metrics.treeSize.Set(float64(l.cur.Load().size))
+	go l.run()
+	return l, nil
+}
+
+// load reads the committed state and rebuilds the tree's right edge from it.
+func (l *Log) load(ctx context.Context) error {
+	cp, size, err := l.store.ReadCheckpoint(ctx)
+	if err != nil {
+		return fmt.Errorf("couldn't read the checkpoint: %w", err)
+	}
+	tree, err := newTreeBuilder(ctx, l.store, size)
+	if err != nil {
+		return err
+	}
+	root, err := tree.root()
+	if err != nil {
+		return fmt.Errorf("couldn't compute the root: %w", err)
+	}
+	if cp == nil {
+		cp, err = l.sign(0, root)
+		if err != nil {
+			return err
+		}
+		if err := l.store.Commit(ctx, &Commit{Checkpoint: cp}); err != nil {
+			return fmt.Errorf("couldn't commit the empty checkpoint: %w", err)
+		}
+		l.logger.Info("created a new log", "origin", l.origin)
+	} else {
+		c, _, err := api.OpenCheckpoint(cp, l.origin, l.verifier)
+		if err != nil {
+			return fmt.Errorf("stored checkpoint: %w", err)
+		}
+		if c.Size != size {
+			return fmt.Errorf("stored checkpoint is for size %d, storage says %d", c.Size, size)
+		}
+		if !bytes.Equal(c.Hash[:], root) {
+			return fmt.Errorf("stored tiles give root %x at size %d, the checkpoint says %x", root, size, c.Hash)
+		}
+	}
+	l.tree = tree
+	l.cur.Store(&published{size: size, checkpoint: cp})
+	return nil
+}
+
+func (l *Log) sign(size uint64, root []byte) ([]byte, error) {
+	c := api.Checkpoint{Origin: l.origin, Size: size}
+	copy(c.Hash[:], root)
+	cp, err := api.SignCheckpoint(c, l.signer)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't sign the checkpoint: %w", err)
+	}
+	return cp, nil
+}
+
+// Origin returns the log's origin (its key name).
+func (l *Log) Origin() string { return l.origin }
+
+// Checkpoint returns the latest published signed checkpoint and its size.
+func (l *Log) Checkpoint() ([]byte, uint64) {
+	p := l.cur.Load()
+	return p.checkpoint, p.size
+}
+
+// Add submits an entry, which must already be admitted (canonical and
+// verified), and waits until it is durably integrated. A duplicate of an
+// entry already in the log gets the existing index. Add returns
+// ErrOverloaded without waiting when too many entries are pending.
+func (l *Log) Add(ctx context.Context, entry []byte) (Receipt, error) {
+	if len(entry) > api.MaxEntrySize {
+		return Receipt{}, api.ErrEntryTooLarge
+	}
+	if l.closed.Load() {
+		return Receipt{}, ErrClosed
+	}
+	r := &request{entry: entry, done: make(chan result, 1)}
+	copy(r.hash[:], hasher.HashLeaf(entry))
+	select {
+	case l.queue <- r:
+	default:
+		l.metrics.overloaded.Inc()
+		return Receipt{}, ErrOverloaded
+	}
+	select {
+	case res := <-r.done:
+		return res.r, res.err
+	case <-l.stopped:
+		// The sequencer may have finished this request just before it stopped.
+		select {
+		case res := <-r.done:
+			return res.r, res.err
+		default:
+			return Receipt{}, ErrClosed
+		}
+	case <-ctx.Done():
+		return Receipt{}, ctx.Err()
+	}
+}
+
+// Close stops sequencing. Pending entries that were not integrated fail with
+// ErrClosed.
+func (l *Log) Close() error {
+	if l.closed.CompareAndSwap(false, true) {
+		close(l.quit)
+	}
+	<-l.stopped
+	return nil
+}
+
+func (l *Log) run() {
+	defer close(l.stopped)
+	batch := make([]*request, 0, l.maxBatch)
+	for {
+		select {
+		case r := <-l.queue:
+			batch = append(batch[:0], r)
+		case <-l.quit:
+			for {
+				select {
+				case r := <-l.queue:
+					r.done <- result{err: ErrClosed}
+				default:
+					return
+				}
+			}
+		}
+	fill:
+		for len(batch) < l.maxBatch {
+			select {
+			case r := <-l.queue:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		l.integrate(batch)
+		clear(batch)
+	}
+}
+
+// integrate sequences one batch, commits it and answers its requests.
+func (l *Log) integrate(batch []*request) {
+	ctx := context.Background()
+	start := time.Now()
+	if l.broken.Load() {
+		l.recover(ctx)
+		if l.broken.Load() {
+			for _, r := range batch {
+				r.done <- result{err: ErrUnavailable}
+			}
+			return
+		}
+	}
+	old := l.cur.Load()
+	clear(l.seen)
+	var leaves []LeafIndex
+	for _, r := range batch {
+		if idx, ok := l.seen[r.hash]; ok {
+			r.index, r.dup = idx, true
+			continue
+		}
+		idx, err := l.store.LookupLeaf(ctx, r.hash[:])
+		switch {
+		case err == nil:
+			r.index, r.dup = idx, true
+			l.seen[r.hash] = idx
+			continue
+		case !errors.Is(err, ErrNotFound):
+			r.err = fmt.Errorf("couldn't look up the leaf hash: %w", err)
+			continue
+		}
+		idx = l.tree.size()
+		if err := l.tree.append(r.entry, r.hash[:]); err != nil {
+			r.err = err
+			continue
+		}
+		r.index = idx
+		l.seen[r.hash] = idx
+		leaves = append(leaves, LeafIndex{LeafHash: r.hash[:], Index: idx})
+	}
+	pub := old
+	if len(leaves) > 0 {
+		var err error
+		pub, err = l.commit(ctx, old, leaves)
+		if err != nil {
+			l.logger.Error("couldn't commit a batch", "error", err, "entries", len(leaves))
+			for _, r := range batch {
+				if r.err == nil && (!r.dup || r.index >= old.size) {
+					r.err = err
+				}
+			}
+			pub = old
+		}
+		l.metrics.commitSeconds.Observe(time.Since(start).Seconds())
+		l.metrics.batchEntries.Observe(float64(len(leaves)))
+	}
+	for _, r := range batch {
+		if r.err != nil {
+			r.done <- result{err: r.err}
+			continue
+		}
+		if r.dup {
+			l.metrics.entries.WithLabelValues("duplicate").Inc()
+		} else {
+			l.metrics.entries.WithLabelValues("new").Inc()
+		}
+		r.done <- result{r: Receipt{
+			Index:      r.index,
+			LeafHash:   r.hash[:],
+			Duplicate:  r.dup,
+			Size:       pub.size,
+			Checkpoint: pub.checkpoint,
+		}}
+	}
+}
+
+// commit signs and writes the batch in l.tree. On failure the in-memory tree
+// is rebuilt from storage, so that it never runs ahead of what is durable.
+func (l *Log) commit(ctx context.Context, old *published, leaves []LeafIndex) (*published, error) {
+	size := l.tree.size()
+	tiles, bundles := l.tree.flush()
+	err := func() error {
+		root, err := l.tree.root()
+		if err != nil {
+			return fmt.Errorf("couldn't compute the root: %w", err)
+		}
+		cp, err := l.sign(size, root)
+		if err != nil {
+			return err
+		}
+		if err := l.store.Commit(ctx, &Commit{
+			OldSize:    old.size,
+			NewSize:    size,
+			Checkpoint: cp,
+			Tiles:      tiles,
+			Bundles:    bundles,
+			Leaves:     leaves,
+		}); err != nil {
+			return fmt.Errorf("couldn't commit entries %d to %d: %w", old.size, size, err)
+		}
+		p := &published{size: size, checkpoint: cp}
+		l.cur.Store(p)
+		l.metrics.treeSize.Set(float64(size))
+		return nil
+	}()
+	if err != nil {
+		l.recover(ctx)
+		return nil, err
+	}
+	return l.cur.Load(), nil
+}
+
+// recover rebuilds the tree from what storage holds after a failed commit,
+// and publishes the stored checkpoint if the commit did land after all.
+// Until that succeeds the log refuses new entries rather than build on a
+// tree that is not durable.
+func (l *Log) recover(ctx context.Context) {
+	if err := l.load(ctx); err != nil {
+		l.logger.Error("couldn't reload the log from storage", "error", err)
+		l.broken.Store(true)
+		return
+	}
+	l.broken.Store(false)
+}
+
+// Ready reports whether the log is accepting entries.
+func (l *Log) Ready() error {
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	if l.broken.Load() {
+		return ErrUnavailable
+	}
+	return nil
+}

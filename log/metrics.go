@@ -1,0 +1,48 @@
+package log
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	entries       *prometheus.CounterVec
+	overloaded    prometheus.Counter
+	treeSize      prometheus.Gauge
+	batchEntries  prometheus.Histogram
+	commitSeconds prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer, l *Log) *metrics {
+	m := &metrics{
+		entries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "candor_log_entries_total",
+			Help: "Entries answered by the sequencer, by result (new, duplicate).",
+		}, []string{"result"}),
+		overloaded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "candor_log_overloaded_total",
+			Help: "Entries refused because too many were pending.",
+		}),
+		treeSize: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "candor_log_tree_size",
+			Help: "Size of the latest published checkpoint.",
+		}),
+		batchEntries: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "candor_log_batch_entries",
+			Help:    "New entries per committed batch.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 8),
+		}),
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "candor_log_integrate_seconds",
+			Help:    "Time to sequence, commit and sign one batch.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+	}
+	pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "candor_log_pending_entries",
+		Help: "Entries waiting to be integrated.",
+	}, func() float64 { return float64(len(l.queue)) })
+	if reg != nil {
+		reg.MustRegister(m.entries, m.overloaded, m.treeSize, m.batchEntries, m.commitSeconds, pending)
+	}
+	return m
+}

@@ -1,0 +1,101 @@
+package log
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/candorlog/candor/api"
+)
+
+// Tile returns the hashes of tile t, which must be part of the published
+// tree (t.Width no more than the tile has there).
+func (l *Log) Tile(ctx context.Context, t api.Tile) ([]byte, error) {
+	_, size := l.Checkpoint()
+	if err := checkTile(t, size); err != nil {
+		return nil, err
+	}
+	data, err := l.store.ReadTile(ctx, uint8(t.Level), t.Index)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't read tile %s: %w", t.Path(), err)
+	}
+	if len(data) < t.Width*api.HashSize {
+		return nil, fmt.Errorf("tile %s: stored tile has %d hashes: %w", t.Path(), len(data)/api.HashSize, ErrNotFound)
+	}
+	return data[:t.Width*api.HashSize], nil
+}
+
+// EntryBundle returns the entry bundle t (t.Level is api.EntriesLevel),
+// which must be part of the published tree.
+func (l *Log) EntryBundle(ctx context.Context, t api.Tile) ([]byte, error) {
+	_, size := l.Checkpoint()
+	if err := checkTile(t, size); err != nil {
+		return nil, err
+	}
+	data, err := l.store.ReadEntryBundle(ctx, t.Index)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't read entry bundle %s: %w", t.Path(), err)
+	}
+	end, err := bundlePrefix(data, t.Width)
+	if err != nil {
+		return nil, fmt.Errorf("entry bundle %s: %w", t.Path(), err)
+	}
+	return data[:end], nil
+}
+
+func checkTile(t api.Tile, size uint64) error {
+	have, ok := api.TileForSize(t.Level, t.Index, size)
+	if !ok || have.Width < t.Width {
+		return fmt.Errorf("%w: %s is beyond the tree of size %d", ErrOutOfRange, t.Path(), size)
+	}
+	return nil
+}
+
+// Entry returns the entry at index, which must be below the published size.
+func (l *Log) Entry(ctx context.Context, index uint64) ([]byte, error) {
+	if _, size := l.Checkpoint(); index >= size {
+		return nil, fmt.Errorf("%w: index %d is not below the tree size %d", ErrOutOfRange, index, size)
+	}
+	data, err := l.store.ReadEntryBundle(ctx, index/api.TileWidth)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't read the entry bundle of entry %d: %w", index, err)
+	}
+	e, err := bundleEntry(data, int(index%api.TileWidth))
+	if err != nil {
+		return nil, fmt.Errorf("entry %d: %w", index, err)
+	}
+	return e, nil
+}
+
+// LookupLeaf returns the index of the published entry with the leaf hash.
+func (l *Log) LookupLeaf(ctx context.Context, leafHash []byte) (uint64, error) {
+	idx, err := l.store.LookupLeaf(ctx, leafHash)
+	if err != nil {
+		return 0, err
+	}
+	if _, size := l.Checkpoint(); idx >= size {
+		// Committed, but its checkpoint is not published yet.
+		return 0, ErrNotFound
+	}
+	return idx, nil
+}
+
+// InclusionProof returns the proof that the entry at index is in the tree of
+// the given size, which must not exceed the published size.
+func (l *Log) InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error) {
+	if _, cur := l.Checkpoint(); size > cur {
+		return nil, fmt.Errorf("%w: tree size %d is larger than the published size %d", ErrOutOfRange, size, cur)
+	}
+	if index >= size {
+		return nil, fmt.Errorf("%w: index %d is not below the tree size %d", ErrOutOfRange, index, size)
+	}
+	return inclusionProof(ctx, l.store, index, size)
+}
+
+// ConsistencyProof returns the proof that the tree of size old is a prefix
+// of the tree of size new, which must not exceed the published size.
+func (l *Log) ConsistencyProof(ctx context.Context, old, new uint64) ([][]byte, error) {
+	if _, cur := l.Checkpoint(); new > cur {
+		return nil, fmt.Errorf("%w: tree size %d is larger than the published size %d", ErrOutOfRange, new, cur)
+	}
+	return consistencyProof(ctx, l.store, old, new)
+}

@@ -1,0 +1,82 @@
+package log
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrNotFound is returned by Storage reads for a value that was never stored.
+var ErrNotFound = errors.New("not found")
+
+// ErrConflict is returned by Storage.Commit when the stored tree size is not
+// the one the commit expects: another writer got there first, or the caller's
+// view of the log is stale. Nothing is written.
+var ErrConflict = errors.New("storage conflict: stored tree size is not the expected one")
+
+// Storage is what the log engine needs from a backend. Values are immutable
+// once a checkpoint that covers them has been committed, except partial
+// tiles and entry bundles, which only ever grow by appending.
+//
+// Implementations must be safe for concurrent use; Commit is only ever
+// called by one goroutine at a time, but reads run concurrently with it.
+// The exported suite in log/storagetest checks these rules.
+type Storage interface {
+	// ReadCheckpoint returns the last committed signed checkpoint and its
+	// tree size, or (nil, 0, nil) if nothing was ever committed.
+	ReadCheckpoint(ctx context.Context) (checkpoint []byte, size uint64, err error)
+
+	// ReadTile returns the stored hashes of the tile at (level, index): the
+	// concatenation of 1 to 256 hashes, at least as many as any committed
+	// checkpoint requires. It returns ErrNotFound for a tile never written.
+	// The caller must not modify the returned slice.
+	ReadTile(ctx context.Context, level uint8, index uint64) ([]byte, error)
+
+	// ReadEntryBundle returns the stored entry bundle with the given index
+	// (c2sp.org/tlog-tiles encoding), or ErrNotFound. The caller must not
+	// modify the returned slice.
+	ReadEntryBundle(ctx context.Context, index uint64) ([]byte, error)
+
+	// LookupLeaf returns the index of the entry with the given leaf hash, or
+	// ErrNotFound.
+	LookupLeaf(ctx context.Context, leafHash []byte) (uint64, error)
+
+	// Commit writes everything in c and the new checkpoint in one atomic,
+	// durable (synced) write, if and only if the stored tree size is
+	// c.OldSize (0 when nothing was committed yet). Otherwise it returns
+	// ErrConflict and writes nothing. When Commit returns nil, the commit
+	// survives a crash of the process or the machine.
+	Commit(ctx context.Context, c *Commit) error
+}
+
+// Commit is one atomic update of the log: a batch of new entries, every
+// tile and entry bundle they touch, and the checkpoint that covers them.
+type Commit struct {
+	OldSize, NewSize uint64
+	// Checkpoint is the signed checkpoint for NewSize.
+	Checkpoint []byte
+	// Tiles are the complete new contents of every tile touched.
+	Tiles []TileData
+	// Bundles are the complete new contents of every entry bundle touched.
+	Bundles []BundleData
+	// Leaves maps the new entries' leaf hashes to their indexes.
+	Leaves []LeafIndex
+}
+
+// TileData is the content of one tile: Hashes holds 1 to 256 hashes.
+type TileData struct {
+	Level  uint8
+	Index  uint64
+	Hashes []byte
+}
+
+// BundleData is the content of one entry bundle.
+type BundleData struct {
+	Index  uint64
+	Bundle []byte
+}
+
+// LeafIndex records where the entry with a leaf hash sits in the log.
+type LeafIndex struct {
+	LeafHash []byte
+	Index    uint64
+}

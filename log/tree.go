@@ -1,0 +1,258 @@
+package log
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
+
+	"github.com/candorlog/candor/api"
+)
+
+var (
+	hasher       = rfc6962.DefaultHasher
+	rangeFactory = &compact.RangeFactory{Hash: hasher.HashChildren}
+)
+
+// edgeTile is the rightmost, growing tile of one tile level (or the
+// rightmost entry bundle). Its data is only ever appended to, and a fresh
+// buffer is started for the next tile once it is full, so slices handed out
+// of it stay valid.
+type edgeTile struct {
+	index uint64
+	data  []byte
+	n     int  // hashes or entries in data
+	dirty bool // touched since the last flush
+}
+
+// treeBuilder extends the Merkle tree one leaf at a time and keeps the
+// tiles and the entry bundle that the new leaves touch.
+type treeBuilder struct {
+	rng    *compact.Range
+	levels []edgeTile // tile level -> rightmost tile
+	bundle edgeTile
+	tiles  []TileData // full tiles completed since the last flush
+	bunds  []BundleData
+}
+
+// newTreeBuilder returns a builder for the tree of the given size, reading
+// its right edge from r.
+func newTreeBuilder(ctx context.Context, r tileReader, size uint64) (*treeBuilder, error) {
+	b := &treeBuilder{}
+	ids := compact.RangeNodes(0, size, nil)
+	hashes := make([][]byte, len(ids))
+	nr := nodeReader{r: r}
+	for i, id := range ids {
+		h, err := nr.hash(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("couldn't read the tree's right edge: %w", err)
+		}
+		hashes[i] = h
+	}
+	rng, err := rangeFactory.NewRange(0, size, hashes)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't rebuild the compact range: %w", err)
+	}
+	b.rng = rng
+	for level := 0; size>>(api.TileHeight*level) > 0; level++ {
+		count := size >> (api.TileHeight * level)
+		t := edgeTile{index: count / api.TileWidth}
+		if w := int(count % api.TileWidth); w > 0 {
+			data, err := r.ReadTile(ctx, uint8(level), t.index)
+			if err != nil {
+				return nil, fmt.Errorf("couldn't read edge tile %d/%d: %w", level, t.index, err)
+			}
+			if len(data) < w*api.HashSize {
+				return nil, fmt.Errorf("edge tile %d/%d has %d bytes, want at least %d", level, t.index, len(data), w*api.HashSize)
+			}
+			t.data = append(make([]byte, 0, api.TileWidth*api.HashSize), data[:w*api.HashSize]...)
+			t.n = w
+		}
+		b.levels = append(b.levels, t)
+	}
+	b.bundle = edgeTile{index: size / api.TileWidth}
+	if w := int(size % api.TileWidth); w > 0 {
+		data, err := r.ReadEntryBundle(ctx, b.bundle.index)
+		if err != nil {
+			return nil, fmt.Errorf("couldn't read edge entry bundle %d: %w", b.bundle.index, err)
+		}
+		end, err := bundlePrefix(data, w)
+		if err != nil {
+			return nil, fmt.Errorf("edge entry bundle %d: %w", b.bundle.index, err)
+		}
+		b.bundle.data = append([]byte(nil), data[:end]...)
+		b.bundle.n = w
+	}
+	return b, nil
+}
+
+// size returns the number of leaves in the tree.
+func (b *treeBuilder) size() uint64 { return b.rng.End() }
+
+// root returns the tree's root hash.
+func (b *treeBuilder) root() ([]byte, error) {
+	if b.size() == 0 {
+		return hasher.EmptyRoot(), nil
+	}
+	return b.rng.GetRootHash(nil)
+}
+
+// append adds one entry with its leaf hash.
+func (b *treeBuilder) append(entry, leafHash []byte) error {
+	bt := &b.bundle
+	if bt.n == api.TileWidth {
+		*bt = edgeTile{index: bt.index + 1}
+	}
+	var err error
+	if bt.data, err = api.AppendBundleEntry(bt.data, entry); err != nil {
+		return err
+	}
+	bt.n++
+	bt.dirty = true
+	if bt.n == api.TileWidth {
+		b.bunds = append(b.bunds, BundleData{Index: bt.index, Bundle: bt.data})
+		bt.dirty = false
+	}
+	return b.rng.Append(leafHash, b.visit)
+}
+
+// visit records every node hash that belongs to a tile.
+func (b *treeBuilder) visit(id compact.NodeID, hash []byte) {
+	if id.Level%api.TileHeight != 0 {
+		return
+	}
+	level := int(id.Level / api.TileHeight)
+	for len(b.levels) <= level {
+		b.levels = append(b.levels, edgeTile{})
+	}
+	t := &b.levels[level]
+	if t.n == api.TileWidth {
+		*t = edgeTile{index: t.index + 1}
+	}
+	if t.data == nil {
+		t.data = make([]byte, 0, api.TileWidth*api.HashSize)
+	}
+	t.data = append(t.data, hash...)
+	t.n++
+	t.dirty = true
+	if t.n == api.TileWidth {
+		b.tiles = append(b.tiles, TileData{Level: uint8(level), Index: t.index, Hashes: t.data})
+		t.dirty = false
+	}
+}
+
+// flush returns every tile and entry bundle changed since the last flush.
+// The returned slices are never modified afterwards.
+func (b *treeBuilder) flush() ([]TileData, []BundleData) {
+	tiles, bunds := b.tiles, b.bunds
+	for i := range b.levels {
+		t := &b.levels[i]
+		if t.dirty {
+			tiles = append(tiles, TileData{Level: uint8(i), Index: t.index, Hashes: t.data[:len(t.data):len(t.data)]})
+			t.dirty = false
+		}
+	}
+	if b.bundle.dirty {
+		bunds = append(bunds, BundleData{Index: b.bundle.index, Bundle: b.bundle.data[:len(b.bundle.data):len(b.bundle.data)]})
+		b.bundle.dirty = false
+	}
+	b.tiles, b.bunds = nil, nil
+	return tiles, bunds
+}
+
+// bundlePrefix returns the length in bytes of the first n entries of an
+// entry bundle.
+func bundlePrefix(bundle []byte, n int) (int, error) {
+	off := 0
+	for i := 0; i < n; i++ {
+		if len(bundle)-off < 2 {
+			return 0, fmt.Errorf("entry bundle has %d entries, want at least %d", i, n)
+		}
+		l := int(bundle[off])<<8 | int(bundle[off+1])
+		if len(bundle)-off-2 < l {
+			return 0, fmt.Errorf("entry bundle truncated in entry %d", i)
+		}
+		off += 2 + l
+	}
+	return off, nil
+}
+
+// bundleEntry returns the i-th entry of an entry bundle.
+func bundleEntry(bundle []byte, i int) ([]byte, error) {
+	off, err := bundlePrefix(bundle, i)
+	if err != nil {
+		return nil, err
+	}
+	end, err := bundlePrefix(bundle[off:], 1)
+	if err != nil {
+		return nil, err
+	}
+	return bundle[off+2 : off+end], nil
+}
+
+// tileReader is the part of Storage that the tree is read from.
+type tileReader interface {
+	ReadTile(ctx context.Context, level uint8, index uint64) ([]byte, error)
+	ReadEntryBundle(ctx context.Context, index uint64) ([]byte, error)
+}
+
+// nodeReader computes the hash of any complete subtree from tiles: a node
+// at level l is either in a tile (l a multiple of 8) or the root of a
+// stretch of at most 128 hashes of the tile level below it.
+type nodeReader struct {
+	r tileReader
+	// last tile read, since a proof's nodes often share tiles.
+	lastLevel uint8
+	lastIndex uint64
+	last      []byte
+}
+
+func (nr *nodeReader) tile(ctx context.Context, level uint8, index uint64) ([]byte, error) {
+	if nr.last != nil && nr.lastLevel == level && nr.lastIndex == index {
+		return nr.last, nil
+	}
+	data, err := nr.r.ReadTile(ctx, level, index)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't read tile %d/%d: %w", level, index, err)
+	}
+	nr.lastLevel, nr.lastIndex, nr.last = level, index, data
+	return data, nil
+}
+
+func (nr *nodeReader) hash(ctx context.Context, id compact.NodeID) ([]byte, error) {
+	level := uint8(id.Level / api.TileHeight)
+	sub := id.Level % api.TileHeight
+	first := id.Index << sub
+	count := uint64(1) << sub
+	data, err := nr.tile(ctx, level, first/api.TileWidth)
+	if err != nil {
+		return nil, err
+	}
+	off := first % api.TileWidth
+	if uint64(len(data)) < (off+count)*api.HashSize {
+		return nil, fmt.Errorf("tile %d/%d has %d hashes, node %d/%d needs %d: %w",
+			level, first/api.TileWidth, len(data)/api.HashSize, id.Level, id.Index, off+count, ErrNotFound)
+	}
+	return subtreeHash(data[off*api.HashSize : (off+count)*api.HashSize]), nil
+}
+
+// subtreeHash returns the root of the perfect subtree whose bottom row is
+// the concatenated hashes (a power of two of them).
+func subtreeHash(hashes []byte) []byte {
+	n := len(hashes) / api.HashSize
+	if n == 1 {
+		return append([]byte(nil), hashes...)
+	}
+	row := make([][]byte, n)
+	for i := range row {
+		row[i] = hashes[i*api.HashSize : (i+1)*api.HashSize]
+	}
+	for len(row) > 1 {
+		for i := 0; i < len(row)/2; i++ {
+			row[i] = hasher.HashChildren(row[2*i], row[2*i+1])
+		}
+		row = row[:len(row)/2]
+	}
+	return row[0]
+}
