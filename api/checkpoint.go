@@ -128,17 +128,19 @@ func parseDecimal(s string) (uint64, bool) {
 
 // parseHash parses the canonical standard base64 encoding of a hash.
 func parseHash(s string) ([HashSize]byte, bool) {
-	var h [HashSize]byte
 	// The decoder skips newlines and does not insist on zero padding bits,
 	// so check the encoding is canonical by its length and by re-encoding.
 	if len(s) != base64.StdEncoding.EncodedLen(HashSize) {
-		return h, false
-	}
-	n, err := base64.StdEncoding.Decode(h[:], []byte(s))
-	if err != nil || n != HashSize || base64.StdEncoding.EncodeToString(h[:]) != s {
 		return [HashSize]byte{}, false
 	}
-	return h, true
+	// Decode needs room for the longest decoding of s (unpadded, 33 bytes),
+	// not just for the 32 bytes of a valid hash.
+	buf := make([]byte, base64.StdEncoding.DecodedLen(len(s)))
+	n, err := base64.StdEncoding.Decode(buf, []byte(s))
+	if err != nil || n != HashSize || base64.StdEncoding.EncodeToString(buf[:n]) != s {
+		return [HashSize]byte{}, false
+	}
+	return [HashSize]byte(buf[:n]), true
 }
 
 // SignCheckpoint signs the checkpoint with the log's key and returns the

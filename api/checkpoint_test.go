@@ -87,6 +87,7 @@ func TestParseCheckpointRejects(t *testing.T) {
 		"empty hash":           "o\n1\n\n",
 		"short hash":           "o\n1\nZeGYOfhYoVPs6t7MqtIPZy4UfOuqkrNX8blzwUxm3O==\n",
 		"long hash":            "o\n1\n" + h + "AAAA\n",
+		"33-byte hash":         "o\n1\n" + strings.Repeat("A", 44) + "\n",
 		"unpadded hash":        "o\n1\nZeGYOfhYoVPs6t7MqtIPZy4UfOuqkrNX8blzwUxm3OI\n",
 		"url base64":           "o\n1\nZeGYOfhYoVPs6t7MqtIPZy4UfOuqkrNX8blzwUxm3O-=\n",
 		"non-canonical bits":   "o\n1\nZeGYOfhYoVPs6t7MqtIPZy4UfOuqkrNX8blzwUxm3OJ=\n",

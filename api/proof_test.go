@@ -102,6 +102,7 @@ func TestParseProofBundleRejects(t *testing.T) {
 		"index CR":              hdr + "index 1\r\n\n" + cp,
 		"short hash":            hdr + "index 1\nAAAA\n\n" + cp,
 		"long hash":             hdr + "index 1\n" + strings.Repeat("A", 48) + "\n\n" + cp,
+		"33-byte hash":          hdr + "index 1\n" + strings.Repeat("A", 44) + "\n\n" + cp,
 		"hash non-canonical":    hdr + "index 1\nZeGYOfhYoVPs6t7MqtIPZy4UfOuqkrNX8blzwUxm3OJ=\n\n" + cp,
 		"hash space":            hdr + "index 1\n " + h + "\n" + cp,
 		"64 hashes":             hdr + "index 1\n" + strings.Repeat(h, 64) + "\n" + cp,

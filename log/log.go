@@ -79,6 +79,7 @@ type Log struct {
 	logger   *slog.Logger
 	maxBatch int
 	metrics  *metrics
+	cache    *tileCache
 
 	queue   chan *request
 	quit    chan struct{}
@@ -143,6 +144,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		quit:     make(chan struct{}),
 		stopped:  make(chan struct{}),
 		seen:     make(map[[32]byte]uint64),
+		cache:    newTileCache(1024),
 	}
 	if err := l.load(ctx); err != nil {
 		return nil, err

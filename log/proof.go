@@ -9,8 +9,8 @@ import (
 
 // proofHashes reads the hashes of a proof's nodes from tiles and folds the
 // ephemeral node, giving the proof in RFC 6962 order.
-func proofHashes(ctx context.Context, r tileReader, nodes proof.Nodes) ([][]byte, error) {
-	nr := nodeReader{r: r}
+func proofHashes(ctx context.Context, r tileReader, cache *tileCache, nodes proof.Nodes) ([][]byte, error) {
+	nr := nodeReader{r: r, cache: cache}
 	hashes := make([][]byte, len(nodes.IDs))
 	for i, id := range nodes.IDs {
 		h, err := nr.hash(ctx, id)
@@ -24,17 +24,17 @@ func proofHashes(ctx context.Context, r tileReader, nodes proof.Nodes) ([][]byte
 
 // inclusionProof returns the proof that the leaf at index is in the tree of
 // the given size, which must be one that was committed.
-func inclusionProof(ctx context.Context, r tileReader, index, size uint64) ([][]byte, error) {
+func inclusionProof(ctx context.Context, r tileReader, cache *tileCache, index, size uint64) ([][]byte, error) {
 	nodes, err := proof.Inclusion(index, size)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrOutOfRange, err)
 	}
-	return proofHashes(ctx, r, nodes)
+	return proofHashes(ctx, r, cache, nodes)
 }
 
 // consistencyProof returns the proof that the tree of size old is a prefix
 // of the tree of size new.
-func consistencyProof(ctx context.Context, r tileReader, old, new uint64) ([][]byte, error) {
+func consistencyProof(ctx context.Context, r tileReader, cache *tileCache, old, new uint64) ([][]byte, error) {
 	if old > new {
 		return nil, fmt.Errorf("%w: old size %d is larger than new size %d", ErrOutOfRange, old, new)
 	}
@@ -42,5 +42,5 @@ func consistencyProof(ctx context.Context, r tileReader, old, new uint64) ([][]b
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrOutOfRange, err)
 	}
-	return proofHashes(ctx, r, nodes)
+	return proofHashes(ctx, r, cache, nodes)
 }

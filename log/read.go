@@ -88,7 +88,7 @@ func (l *Log) InclusionProof(ctx context.Context, index, size uint64) ([][]byte,
 	if index >= size {
 		return nil, fmt.Errorf("%w: index %d is not below the tree size %d", ErrOutOfRange, index, size)
 	}
-	return inclusionProof(ctx, l.store, index, size)
+	return inclusionProof(ctx, l.store, l.cache, index, size)
 }
 
 // ConsistencyProof returns the proof that the tree of size old is a prefix
@@ -97,5 +97,5 @@ func (l *Log) ConsistencyProof(ctx context.Context, old, new uint64) ([][]byte, 
 	if _, cur := l.Checkpoint(); new > cur {
 		return nil, fmt.Errorf("%w: tree size %d is larger than the published size %d", ErrOutOfRange, new, cur)
 	}
-	return consistencyProof(ctx, l.store, old, new)
+	return consistencyProof(ctx, l.store, l.cache, old, new)
 }

@@ -201,7 +201,8 @@ type tileReader interface {
 // at level l is either in a tile (l a multiple of 8) or the root of a
 // stretch of at most 128 hashes of the tile level below it.
 type nodeReader struct {
-	r tileReader
+	r     tileReader
+	cache *tileCache // optional
 	// last tile read, since a proof's nodes often share tiles.
 	lastLevel uint8
 	lastIndex uint64
@@ -234,25 +235,10 @@ func (nr *nodeReader) hash(ctx context.Context, id compact.NodeID) ([]byte, erro
 		return nil, fmt.Errorf("tile %d/%d has %d hashes, node %d/%d needs %d: %w",
 			level, first/api.TileWidth, len(data)/api.HashSize, id.Level, id.Index, off+count, ErrNotFound)
 	}
-	return subtreeHash(data[off*api.HashSize : (off+count)*api.HashSize]), nil
-}
-
-// subtreeHash returns the root of the perfect subtree whose bottom row is
-// the concatenated hashes (a power of two of them).
-func subtreeHash(hashes []byte) []byte {
-	n := len(hashes) / api.HashSize
-	if n == 1 {
-		return append([]byte(nil), hashes...)
+	if sub == 0 {
+		return data[off*api.HashSize : (off+1)*api.HashSize], nil
 	}
-	row := make([][]byte, n)
-	for i := range row {
-		row[i] = hashes[i*api.HashSize : (i+1)*api.HashSize]
-	}
-	for len(row) > 1 {
-		for i := 0; i < len(row)/2; i++ {
-			row[i] = hasher.HashChildren(row[2*i], row[2*i+1])
-		}
-		row = row[:len(row)/2]
-	}
-	return row[0]
+	row := nr.cache.rows(level, first/api.TileWidth, data)[sub]
+	i := off >> sub
+	return row[i*api.HashSize : (i+1)*api.HashSize], nil
 }

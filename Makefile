@@ -1,0 +1,44 @@
+# Candor: `make help` lists the targets.
+
+GO          ?= go
+BIN         ?= bin
+DATA        ?= data
+LISTEN      ?= localhost:8080
+ORIGIN      ?= localhost/candor
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+GOBIN_DIR   := $(shell $(GO) env GOPATH)/bin
+
+.PHONY: help build run test test-short lint bench fuzz clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
+
+build: ## build candor-log and candor into ./bin
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+run: build ## run a log on embedded pebble in ./data (ORIGIN, LISTEN, DATA to change)
+	$(BIN)/candor-log --data $(DATA) --listen $(LISTEN) --origin $(ORIGIN)
+
+test: lint ## vet, staticcheck, then every test with the race detector (what CI runs)
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+test-short: ## the fast tests only, no race detector
+	$(GO) test -short ./...
+
+lint: ## go vet and staticcheck (installed on first use)
+	$(GO) vet ./...
+	@test -x $(GOBIN_DIR)/staticcheck || $(GO) install $(STATICCHECK)
+	$(GOBIN_DIR)/staticcheck ./...
+
+bench: ## the benchmarks; compare runs with benchstat
+	$(GO) test -run='^$$' -bench=. -benchmem -count=5 ./... | tee bench.out
+
+fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$${FUZZTIME:-30s} $$pkg || exit 1; \
+	  done; \
+	done
+
+clean: ## remove ./bin (not ./data)
+	rm -rf $(BIN)

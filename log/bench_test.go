@@ -1,0 +1,186 @@
+package log_test
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/log"
+	"github.com/candorlog/candor/storage/pebble"
+)
+
+// benchEntrySize is the size of the entries the benchmarks add: about what
+// a small signed statement takes.
+const benchEntrySize = 300
+
+// newBenchLog opens a log on real pebble storage in dir.
+func newBenchLog(b *testing.B, dir string) *log.Log {
+	b.Helper()
+	skey, vkey, err := note.GenerateKey(crand.Reader, "example.com/bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	verifier, err := note.NewVerifier(vkey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	logger := slog.New(slog.DiscardHandler)
+	store, err := pebble.Open(dir, pebble.Options{Logger: logger})
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := log.New(context.Background(), log.Config{
+		Storage:  store,
+		Signer:   signer,
+		Verifier: verifier,
+		Logger:   logger,
+	})
+	if err != nil {
+		store.Close()
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		l.Close()
+		store.Close()
+	})
+	return l
+}
+
+// addEntries adds n unique entries of benchEntrySize bytes, numbered from
+// first, with the given number of concurrent adders, and fails b on the
+// first error. Each adder reuses one buffer: Add is done with the entry
+// when it returns.
+func addEntries(b *testing.B, l *log.Log, first, n uint64, adders int) {
+	b.Helper()
+	var next atomic.Uint64
+	next.Store(first)
+	end := first + n
+	var wg sync.WaitGroup
+	var failed atomic.Pointer[error]
+	for range adders {
+		wg.Go(func() {
+			entry := make([]byte, benchEntrySize)
+			for i := range entry {
+				entry[i] = byte('a' + i%26)
+			}
+			for failed.Load() == nil {
+				i := next.Add(1) - 1
+				if i >= end {
+					return
+				}
+				binary.BigEndian.PutUint64(entry, i)
+				if _, err := l.Add(context.Background(), entry); err != nil {
+					err = fmt.Errorf("entry %d: %w", i, err)
+					failed.CompareAndSwap(nil, &err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := failed.Load(); err != nil {
+		b.Fatal(*err)
+	}
+}
+
+// BenchmarkAdd measures the engine's durable throughput: every Add returns
+// only once its entry is committed and synced. Entries are already
+// admitted (the engine does not parse them), so this is the sequencer,
+// the tree, the checkpoint signature and the pebble commit. One op is one
+// entry.
+func BenchmarkAdd(b *testing.B) {
+	for _, adders := range []int{64, 1024, 4096} {
+		b.Run(fmt.Sprintf("adders=%d", adders), func(b *testing.B) {
+			l := newBenchLog(b, b.TempDir())
+			b.SetBytes(benchEntrySize)
+			b.ResetTimer()
+			start := time.Now()
+			addEntries(b, l, 0, uint64(b.N), adders)
+			elapsed := time.Since(start)
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "entries/s")
+			if _, size := l.Checkpoint(); size != uint64(b.N) {
+				b.Fatalf("tree size %d after %d adds", size, b.N)
+			}
+		})
+	}
+}
+
+// readBenchSize is the size of the log the read benchmarks use.
+const readBenchSize = 100_000
+
+// newReadBenchLog returns a log of readBenchSize entries. Callers build it
+// once and run their measurements as sub-benchmarks, which share it.
+func newReadBenchLog(b *testing.B) *log.Log {
+	b.Helper()
+	l := newBenchLog(b, b.TempDir())
+	addEntries(b, l, 0, readBenchSize, 1024)
+	return l
+}
+
+// BenchmarkInclusionProof measures inclusion proofs of random entries
+// against the latest checkpoint of a 100k-entry log, from every CPU.
+func BenchmarkInclusionProof(b *testing.B) {
+	l := newReadBenchLog(b)
+	b.Run(fmt.Sprintf("size=%d", readBenchSize), func(b *testing.B) {
+		_, size := l.Checkpoint()
+		ctx := context.Background()
+		start := time.Now()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := l.InclusionProof(ctx, rand.Uint64N(size), size); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "proofs/s")
+	})
+}
+
+// BenchmarkTileRead measures reads of random full level-0 tiles and entry
+// bundles of a 100k-entry log, from every CPU.
+func BenchmarkTileRead(b *testing.B) {
+	l := newReadBenchLog(b)
+	tiles := uint64(readBenchSize / api.TileWidth)
+	for _, level := range []int{0, api.EntriesLevel} {
+		name := fmt.Sprintf("level=%d", level)
+		if level == api.EntriesLevel {
+			name = "level=entries"
+		}
+		b.Run(name, func(b *testing.B) {
+			ctx := context.Background()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					t := api.Tile{Level: level, Index: rand.Uint64N(tiles), Width: api.TileWidth}
+					var err error
+					if level == api.EntriesLevel {
+						_, err = l.EntryBundle(ctx, t)
+					} else {
+						_, err = l.Tile(ctx, t)
+					}
+					if err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "reads/s")
+		})
+	}
+}
