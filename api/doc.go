@@ -15,7 +15,8 @@
 // Merkle tree hashing is RFC 6962 (github.com/transparency-dev/merkle).
 // Candor's own formats, such as its log entries, live alongside these.
 //
-// Every parser here is strict: it accepts exactly the bytes its Marshal (or
-// Path) method produces, so that a value and its encoding map one to one.
-// The fuzz tests check that property.
+// The tile path, entry bundle, checkpoint and proof bundle parsers are
+// strict: each accepts only what its Marshal (or Path, or
+// AppendBundleEntry) counterpart produces, so that a value and its encoding
+// map one to one. The fuzz tests check that property.
 package api

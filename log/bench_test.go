@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/candorlog/candor/api"
@@ -23,8 +24,45 @@ import (
 // a small signed statement takes.
 const benchEntrySize = 300
 
-// newBenchLog opens a log on real pebble storage in dir.
-func newBenchLog(b *testing.B, dir string) *log.Log {
+// timedStorage is a log.Storage that adds up the time spent in the calls
+// on the sequencer's critical path, to tell storage time from engine time.
+type timedStorage struct {
+	log.Storage
+	commits, lookups       atomic.Int64
+	commitTime, lookupTime atomic.Int64 // nanoseconds
+}
+
+func (s *timedStorage) Commit(ctx context.Context, c *log.Commit) error {
+	start := time.Now()
+	err := s.Storage.Commit(ctx, c)
+	s.commitTime.Add(int64(time.Since(start)))
+	s.commits.Add(1)
+	return err
+}
+
+func (s *timedStorage) LookupLeaf(ctx context.Context, leafHash []byte) (uint64, error) {
+	start := time.Now()
+	idx, err := s.Storage.LookupLeaf(ctx, leafHash)
+	s.lookupTime.Add(int64(time.Since(start)))
+	s.lookups.Add(1)
+	return idx, err
+}
+
+// report reports the share of the elapsed time spent in storage commits
+// and in leaf lookups: the sequencer is one goroutine, so what is left is
+// the engine's own work or waiting for entries.
+func (s *timedStorage) report(b *testing.B, elapsed time.Duration) {
+	b.ReportMetric(float64(s.commitTime.Load())/float64(elapsed)*100, "%commit")
+	b.ReportMetric(float64(s.lookupTime.Load())/float64(elapsed)*100, "%lookup")
+}
+
+// newBenchLog opens a log on real pebble storage in dir, with its metrics
+// in reg (which may be nil).
+func newBenchLog(b *testing.B, dir string, reg prometheus.Registerer) (*log.Log, *timedStorage) {
+	return newBenchLogWrap(b, dir, reg, func(s log.Storage) log.Storage { return s })
+}
+
+func newBenchLogWrap(b *testing.B, dir string, reg prometheus.Registerer, wrap func(log.Storage) log.Storage) (*log.Log, *timedStorage) {
 	b.Helper()
 	skey, vkey, err := note.GenerateKey(crand.Reader, "example.com/bench")
 	if err != nil {
@@ -43,11 +81,13 @@ func newBenchLog(b *testing.B, dir string) *log.Log {
 	if err != nil {
 		b.Fatal(err)
 	}
+	timed := &timedStorage{Storage: wrap(store)}
 	l, err := log.New(context.Background(), log.Config{
-		Storage:  store,
-		Signer:   signer,
-		Verifier: verifier,
-		Logger:   logger,
+		Storage:    timed,
+		Signer:     signer,
+		Verifier:   verifier,
+		Logger:     logger,
+		Registerer: reg,
 	})
 	if err != nil {
 		store.Close()
@@ -57,7 +97,7 @@ func newBenchLog(b *testing.B, dir string) *log.Log {
 		l.Close()
 		store.Close()
 	})
-	return l
+	return l, timed
 }
 
 // addEntries adds n unique entries of benchEntrySize bytes, numbered from
@@ -105,7 +145,10 @@ func addEntries(b *testing.B, l *log.Log, first, n uint64, adders int) {
 func BenchmarkAdd(b *testing.B) {
 	for _, adders := range []int{64, 1024, 4096} {
 		b.Run(fmt.Sprintf("adders=%d", adders), func(b *testing.B) {
-			l := newBenchLog(b, b.TempDir())
+			reg := prometheus.NewRegistry()
+			l, timed := newBenchLog(b, b.TempDir(), reg)
+			timed.commitTime.Store(0)
+			timed.lookupTime.Store(0)
 			b.SetBytes(benchEntrySize)
 			b.ResetTimer()
 			start := time.Now()
@@ -113,10 +156,39 @@ func BenchmarkAdd(b *testing.B) {
 			elapsed := time.Since(start)
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "entries/s")
+			reportBatches(b, reg)
+			timed.report(b, elapsed)
 			if _, size := l.Checkpoint(); size != uint64(b.N) {
 				b.Fatalf("tree size %d after %d adds", size, b.N)
 			}
 		})
+	}
+}
+
+// reportBatches reports the mean entries and time per committed batch, from
+// the log's own histograms: they tell whether the sequencer is starved
+// (small batches) or slow (long integrations).
+func reportBatches(b *testing.B, g prometheus.Gatherer) {
+	b.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if len(mf.GetMetric()) != 1 || mf.GetMetric()[0].GetHistogram() == nil {
+			continue
+		}
+		h := mf.GetMetric()[0].GetHistogram()
+		if h.GetSampleCount() == 0 {
+			continue
+		}
+		mean := h.GetSampleSum() / float64(h.GetSampleCount())
+		switch mf.GetName() {
+		case "candor_log_batch_entries":
+			b.ReportMetric(mean, "entries/batch")
+		case "candor_log_integrate_seconds":
+			b.ReportMetric(mean*1e3, "ms/batch")
+		}
 	}
 }
 
@@ -127,7 +199,7 @@ const readBenchSize = 100_000
 // once and run their measurements as sub-benchmarks, which share it.
 func newReadBenchLog(b *testing.B) *log.Log {
 	b.Helper()
-	l := newBenchLog(b, b.TempDir())
+	l, _ := newBenchLog(b, b.TempDir(), nil)
 	addEntries(b, l, 0, readBenchSize, 1024)
 	return l
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -83,6 +84,9 @@ func NewHandler(l *Log, o HandlerOptions) http.Handler {
 	route("GET /v1/entries/{index}", "entry", h.entry)
 	route("GET /v1/proof/inclusion", "inclusion-proof", h.inclusionProof)
 	route("GET /v1/proof/consistency", "consistency-proof", h.consistencyProof)
+	route("/", "unknown", func(w http.ResponseWriter, r *http.Request) {
+		h.fail(w, r, fmt.Errorf("%w: no endpoint %s %s", ErrNotFound, r.Method, r.URL.Path))
+	})
 	route("GET /healthz", "healthz", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok\n")
 	})
@@ -237,20 +241,8 @@ func (h *handler) entry(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) inclusionProof(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	cp, size := h.log.Checkpoint()
-	resp := api.InclusionProofResponse{Checkpoint: string(cp)}
+	var resp api.InclusionProofResponse
 	var err error
-	if s := q.Get("size"); s != "" {
-		if resp.TreeSize, err = parseUint(s, "size"); err != nil {
-			h.fail(w, r, err)
-			return
-		}
-		if resp.TreeSize != size {
-			resp.Checkpoint = ""
-		}
-	} else {
-		resp.TreeSize = size
-	}
 	switch s, lh := q.Get("index"), q.Get("leafHash"); {
 	case s != "" && lh != "":
 		err = fmt.Errorf("%w: give index or leafHash, not both", errBadRequest)
@@ -269,6 +261,18 @@ func (h *handler) inclusionProof(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		h.fail(w, r, err)
 		return
+	}
+	// Read the checkpoint after the lookup, which only finds published entries.
+	cp, size := h.log.Checkpoint()
+	resp.TreeSize = size
+	if s := q.Get("size"); s != "" {
+		if resp.TreeSize, err = parseUint(s, "size"); err != nil {
+			h.fail(w, r, err)
+			return
+		}
+	}
+	if resp.TreeSize == size {
+		resp.Checkpoint = string(cp)
 	}
 	if resp.Index >= resp.TreeSize {
 		h.fail(w, r, fmt.Errorf("%w: index %d is not below tree size %d", errBadRequest, resp.Index, resp.TreeSize))
@@ -337,7 +341,9 @@ func parseUint(s, name string) (uint64, error) {
 }
 
 // parseHash accepts a SHA-256 hash in hex or in standard or URL base64.
+// A '+' that the client forgot to escape reaches here as a space.
 func parseHash(s string) ([]byte, error) {
+	s = strings.ReplaceAll(s, " ", "+")
 	var b []byte
 	var err error
 	switch len(s) {

@@ -259,13 +259,24 @@ func (l *Log) Close() error {
 	return nil
 }
 
+// recoverInterval is how often a broken log retries reloading its state
+// while no entries arrive, so that it becomes ready again by itself.
+const recoverInterval = time.Second
+
 func (l *Log) run() {
 	defer close(l.stopped)
 	batch := make([]*request, 0, l.maxBatch)
 	for {
+		var retry <-chan time.Time
+		if l.broken.Load() {
+			retry = time.After(recoverInterval)
+		}
 		select {
 		case r := <-l.queue:
 			batch = append(batch[:0], r)
+		case <-retry:
+			l.recover(context.Background())
+			continue
 		case <-l.quit:
 			for {
 				select {

@@ -2,6 +2,7 @@ package log
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/candorlog/candor/api"
@@ -16,10 +17,10 @@ func (l *Log) Tile(ctx context.Context, t api.Tile) ([]byte, error) {
 	}
 	data, err := l.store.ReadTile(ctx, uint8(t.Level), t.Index)
 	if err != nil {
-		return nil, fmt.Errorf("couldn't read tile %s: %w", t.Path(), err)
+		return nil, fmt.Errorf("couldn't read tile %s: %w", t.Path(), mustExist(err))
 	}
 	if len(data) < t.Width*api.HashSize {
-		return nil, fmt.Errorf("tile %s: stored tile has %d hashes: %w", t.Path(), len(data)/api.HashSize, ErrNotFound)
+		return nil, fmt.Errorf("%w: tile %s has %d hashes", errMissing, t.Path(), len(data)/api.HashSize)
 	}
 	return data[:t.Width*api.HashSize], nil
 }
@@ -33,13 +34,25 @@ func (l *Log) EntryBundle(ctx context.Context, t api.Tile) ([]byte, error) {
 	}
 	data, err := l.store.ReadEntryBundle(ctx, t.Index)
 	if err != nil {
-		return nil, fmt.Errorf("couldn't read entry bundle %s: %w", t.Path(), err)
+		return nil, fmt.Errorf("couldn't read entry bundle %s: %w", t.Path(), mustExist(err))
 	}
 	end, err := bundlePrefix(data, t.Width)
 	if err != nil {
 		return nil, fmt.Errorf("entry bundle %s: %w", t.Path(), err)
 	}
 	return data[:end], nil
+}
+
+// errMissing means storage lacks data that a published checkpoint covers:
+// corruption, not a client error.
+var errMissing = errors.New("storage is missing data of the published tree")
+
+// mustExist turns ErrNotFound for data that must exist into errMissing.
+func mustExist(err error) error {
+	if errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("%w: %v", errMissing, err)
+	}
+	return err
 }
 
 func checkTile(t api.Tile, size uint64) error {
@@ -57,7 +70,7 @@ func (l *Log) Entry(ctx context.Context, index uint64) ([]byte, error) {
 	}
 	data, err := l.store.ReadEntryBundle(ctx, index/api.TileWidth)
 	if err != nil {
-		return nil, fmt.Errorf("couldn't read the entry bundle of entry %d: %w", index, err)
+		return nil, fmt.Errorf("couldn't read the entry bundle of entry %d: %w", index, mustExist(err))
 	}
 	e, err := bundleEntry(data, int(index%api.TileWidth))
 	if err != nil {
@@ -88,7 +101,8 @@ func (l *Log) InclusionProof(ctx context.Context, index, size uint64) ([][]byte,
 	if index >= size {
 		return nil, fmt.Errorf("%w: index %d is not below the tree size %d", ErrOutOfRange, index, size)
 	}
-	return inclusionProof(ctx, l.store, l.cache, index, size)
+	p, err := inclusionProof(ctx, l.store, l.cache, index, size)
+	return p, mustExist(err)
 }
 
 // ConsistencyProof returns the proof that the tree of size old is a prefix
@@ -97,5 +111,6 @@ func (l *Log) ConsistencyProof(ctx context.Context, old, new uint64) ([][]byte, 
 	if _, cur := l.Checkpoint(); new > cur {
 		return nil, fmt.Errorf("%w: tree size %d is larger than the published size %d", ErrOutOfRange, new, cur)
 	}
-	return consistencyProof(ctx, l.store, l.cache, old, new)
+	p, err := consistencyProof(ctx, l.store, l.cache, old, new)
+	return p, mustExist(err)
 }

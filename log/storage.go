@@ -28,12 +28,12 @@ type Storage interface {
 	// ReadTile returns the stored hashes of the tile at (level, index): the
 	// concatenation of 1 to 256 hashes, at least as many as any committed
 	// checkpoint requires. It returns ErrNotFound for a tile never written.
-	// The caller must not modify the returned slice.
+	// The returned slice is the caller's: storage keeps no reference to it.
 	ReadTile(ctx context.Context, level uint8, index uint64) ([]byte, error)
 
 	// ReadEntryBundle returns the stored entry bundle with the given index
-	// (c2sp.org/tlog-tiles encoding), or ErrNotFound. The caller must not
-	// modify the returned slice.
+	// (c2sp.org/tlog-tiles encoding), or ErrNotFound. The returned slice is
+	// the caller's.
 	ReadEntryBundle(ctx context.Context, index uint64) ([]byte, error)
 
 	// LookupLeaf returns the index of the entry with the given leaf hash, or
@@ -44,7 +44,8 @@ type Storage interface {
 	// durable (synced) write, if and only if the stored tree size is
 	// c.OldSize (0 when nothing was committed yet). Otherwise it returns
 	// ErrConflict and writes nothing. When Commit returns nil, the commit
-	// survives a crash of the process or the machine.
+	// survives a crash of the process or the machine. Storage keeps no
+	// reference to c's slices.
 	Commit(ctx context.Context, c *Commit) error
 }
 

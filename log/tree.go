@@ -240,5 +240,7 @@ func (nr *nodeReader) hash(ctx context.Context, id compact.NodeID) ([]byte, erro
 	}
 	row := nr.cache.rows(level, first/api.TileWidth, data)[sub]
 	i := off >> sub
-	return row[i*api.HashSize : (i+1)*api.HashSize], nil
+	// A copy: the row may be shared through the cache, and proofs are
+	// handed to callers.
+	return append([]byte(nil), row[i*api.HashSize:(i+1)*api.HashSize]...), nil
 }

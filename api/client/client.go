@@ -1,0 +1,178 @@
+// Package client talks to a Candor log over its HTTP API: the
+// c2sp.org/tlog-tiles reads (/checkpoint, /tile/...) and submissions
+// (POST /v1/entries).
+//
+// For now it only fetches, and checks the shape of what it fetches; the
+// caller verifies proofs, e.g. with golang.org/x/mod/sumdb/tlog over
+// TileReader.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/candorlog/candor/api"
+)
+
+const (
+	// maxCheckpointSize bounds a /checkpoint body: origin, size, root and
+	// a few dozen cosignatures fit well within it.
+	maxCheckpointSize = 1 << 20
+	// maxTileSize bounds a tile or entry bundle body: a full hash tile is
+	// 8 KiB, a full entry bundle at most 256 × (2 + 65,535) bytes.
+	maxTileSize = api.TileWidth * (2 + api.MaxEntrySize)
+	// maxResponseSize bounds a JSON reply.
+	maxResponseSize = 1 << 20
+	// maxErrorSize bounds the part of an error body quoted in an error.
+	maxErrorSize = 1 << 10
+)
+
+// Client fetches from one log. It is safe for concurrent use.
+type Client struct {
+	base string
+	hc   *http.Client
+}
+
+// New returns a client of the log served at baseURL (such as
+// "https://log.example.com" or "http://127.0.0.1:8080/prefix"; a trailing
+// slash is ignored), using httpClient, or http.DefaultClient if nil.
+func New(baseURL string, httpClient *http.Client) *Client {
+	if httpClient == nil {
+		httpClient = http.DefaultClient
+	}
+	return &Client{base: strings.TrimRight(baseURL, "/"), hc: httpClient}
+}
+
+// StatusError is returned for a reply with an unexpected status code.
+type StatusError struct {
+	// Method and URL are those of the request.
+	Method, URL string
+	// StatusCode is the reply's HTTP status code.
+	StatusCode int
+	// Message is the server's reason: the "error" field of a JSON error
+	// body, or the start of any other body.
+	Message string
+}
+
+func (e *StatusError) Error() string {
+	if e.Message == "" {
+		return fmt.Sprintf("%s %s: %s", e.Method, e.URL, http.StatusText(e.StatusCode))
+	}
+	return fmt.Sprintf("%s %s: %d %s: %s", e.Method, e.URL, e.StatusCode, http.StatusText(e.StatusCode), e.Message)
+}
+
+// Checkpoint returns the log's latest signed checkpoint, unverified.
+func (c *Client) Checkpoint(ctx context.Context) ([]byte, error) {
+	return c.get(ctx, "checkpoint", maxCheckpointSize)
+}
+
+// Tile returns tile t: the hashes of a Merkle tree tile, or an entry
+// bundle when t.Level is api.EntriesLevel. It checks that a hash tile has
+// t.Width hashes and that an entry bundle parses into t.Width entries; it
+// does not check that they belong to the tree.
+func (c *Client) Tile(ctx context.Context, t api.Tile) ([]byte, error) {
+	if t.Level < api.EntriesLevel || t.Width < 1 || t.Width > api.TileWidth {
+		return nil, fmt.Errorf("couldn't fetch tile: invalid tile %+v", t)
+	}
+	data, err := c.get(ctx, t.Path(), maxTileSize)
+	if err != nil {
+		return nil, err
+	}
+	if t.Level == api.EntriesLevel {
+		entries, err := api.ParseEntryBundle(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", t.Path(), err)
+		}
+		if len(entries) != t.Width {
+			return nil, fmt.Errorf("%s: entry bundle has %d entries, want %d", t.Path(), len(entries), t.Width)
+		}
+		return data, nil
+	}
+	if len(data) != t.Width*api.HashSize {
+		return nil, fmt.Errorf("%s: tile is %d bytes, want %d", t.Path(), len(data), t.Width*api.HashSize)
+	}
+	return data, nil
+}
+
+// AddEntry submits a POST /v1/entries body. It returns the reply and its
+// status code: 201 for a new entry, 200 for a duplicate. Any other status
+// is returned with a *StatusError.
+func (c *Client) AddEntry(ctx context.Context, body []byte) (api.AddEntryResponse, int, error) {
+	u := c.base + "/v1/entries"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return api.AddEntryResponse{}, 0, fmt.Errorf("couldn't make the request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return api.AddEntryResponse{}, 0, fmt.Errorf("couldn't submit the entry: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
+		return api.AddEntryResponse{}, resp.StatusCode, statusError(req, resp)
+	}
+	b, err := readAll(resp.Body, maxResponseSize)
+	if err != nil {
+		return api.AddEntryResponse{}, resp.StatusCode, fmt.Errorf("couldn't read the reply to POST %s: %w", u, err)
+	}
+	var r api.AddEntryResponse
+	if err := json.Unmarshal(b, &r); err != nil {
+		return api.AddEntryResponse{}, resp.StatusCode, fmt.Errorf("couldn't parse the reply to POST %s: %w", u, err)
+	}
+	return r, resp.StatusCode, nil
+}
+
+// get fetches the path below the base URL and returns the body of a 200
+// reply of at most max bytes.
+func (c *Client) get(ctx context.Context, path string, max int64) ([]byte, error) {
+	u := c.base + "/" + path
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't make the request: %w", err)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't fetch %s: %w", u, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, statusError(req, resp)
+	}
+	b, err := readAll(resp.Body, max)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't read %s: %w", u, err)
+	}
+	return b, nil
+}
+
+// readAll reads r to the end, failing if it holds more than max bytes.
+func readAll(r io.Reader, max int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("reply is longer than %d bytes", max)
+	}
+	return b, nil
+}
+
+// statusError turns an unexpected reply into a *StatusError carrying the
+// server's reason.
+func statusError(req *http.Request, resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponseSize))
+	e := &StatusError{Method: req.Method, URL: req.URL.String(), StatusCode: resp.StatusCode}
+	var body api.ErrorResponse
+	if json.Unmarshal(b, &body) == nil && body.Error != "" {
+		e.Message = body.Error
+	} else {
+		e.Message = strings.TrimSpace(string(b[:min(len(b), maxErrorSize)]))
+	}
+	return e
+}

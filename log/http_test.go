@@ -1,0 +1,1016 @@
+package log_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/api/apitest"
+	"github.com/candorlog/candor/api/client"
+	"github.com/candorlog/candor/log"
+	"github.com/candorlog/candor/storage/pebble"
+)
+
+// httpLog is a log on real pebble storage behind a real HTTP server.
+type httpLog struct {
+	log      *log.Log
+	store    *gatedStorage
+	srv      *httptest.Server
+	client   *client.Client
+	origin   string
+	verifier note.Verifier
+	reg      *prometheus.Registry
+}
+
+// newHTTPLog starts a log in t.TempDir() with the given engine and handler
+// options (Storage, Signer, Verifier, Logger and Registerer are set here).
+func newHTTPLog(t testing.TB, cfg log.Config, o log.HandlerOptions) *httpLog {
+	t.Helper()
+	const origin = "example.com/candor/http-test"
+	skey, vkey, err := note.GenerateKey(rand.Reader, origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.DiscardHandler)
+	ps, err := pebble.Open(t.TempDir(), pebble.Options{Logger: quiet, CacheBytes: 8 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ps.Close() })
+	store := &gatedStorage{Storage: ps, entered: make(chan struct{}, 16)}
+	reg := prometheus.NewRegistry()
+	cfg.Storage, cfg.Signer, cfg.Verifier, cfg.Logger, cfg.Registerer = store, signer, verifier, quiet, reg
+	l, err := log.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	if o.Logger == nil {
+		o.Logger = quiet
+	}
+	srv := httptest.NewServer(log.NewHandler(l, o))
+	t.Cleanup(srv.Close)
+	// Runs first: never leave the sequencer blocked in a gated Commit.
+	t.Cleanup(store.open)
+	return &httpLog{log: l, store: store, srv: srv, client: client.New(srv.URL, srv.Client()),
+		origin: origin, verifier: verifier, reg: reg}
+}
+
+// gatedStorage injects a fault into Commit: while closed, every Commit
+// reports on entered and then waits until the gate opens.
+type gatedStorage struct {
+	log.Storage
+	entered chan struct{}
+	mu      sync.Mutex
+	gate    chan struct{} // nil when open
+}
+
+func (s *gatedStorage) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gate == nil {
+		s.gate = make(chan struct{})
+	}
+}
+
+func (s *gatedStorage) open() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gate != nil {
+		close(s.gate)
+		s.gate = nil
+	}
+}
+
+func (s *gatedStorage) Commit(ctx context.Context, c *log.Commit) error {
+	s.mu.Lock()
+	gate := s.gate
+	s.mu.Unlock()
+	if gate != nil {
+		s.entered <- struct{}{}
+		<-gate
+	}
+	return s.Storage.Commit(ctx, c)
+}
+
+// checkpoint fetches /checkpoint and verifies the log's signature on it.
+func (h *httpLog) checkpoint(t testing.TB) ([]byte, api.Checkpoint) {
+	t.Helper()
+	cp, err := h.client.Checkpoint(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cp, h.open(t, cp)
+}
+
+func (h *httpLog) open(t testing.TB, cp []byte) api.Checkpoint {
+	t.Helper()
+	c, _, err := api.OpenCheckpoint(cp, h.origin, h.verifier)
+	if err != nil {
+		t.Fatalf("checkpoint %q: %v", cp, err)
+	}
+	return c
+}
+
+// grow adds arbitrary unique entries through the engine, concurrently,
+// until the log has n entries, recording each at its index in entries.
+func (h *httpLog) grow(t testing.TB, entries *[][]byte, n int) {
+	t.Helper()
+	start := len(*entries)
+	if n <= start {
+		return
+	}
+	*entries = append(*entries, make([][]byte, n-start)...)
+	got := *entries
+	var (
+		next  atomic.Int64
+		mu    sync.Mutex
+		wg    sync.WaitGroup
+		first error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if first == nil {
+			first = err
+		}
+	}
+	salt := make([]byte, 4)
+	rand.Read(salt)
+	for range min(n-start, 512) {
+		wg.Go(func() {
+			for {
+				k := start + int(next.Add(1)-1)
+				if k >= n {
+					return
+				}
+				e := fmt.Appendf(nil, "%x entry %d", salt, k)
+				rc, err := h.log.Add(context.Background(), e)
+				switch {
+				case err != nil:
+					fail(fmt.Errorf("Add(%q): %w", e, err))
+					return
+				case rc.Duplicate || rc.Index < uint64(start) || rc.Index >= uint64(n):
+					fail(fmt.Errorf("Add(%q) = index %d, duplicate %v, want a new index in [%d, %d)", e, rc.Index, rc.Duplicate, start, n))
+					return
+				}
+				mu.Lock()
+				if got[rc.Index] != nil {
+					first = fmt.Errorf("index %d given twice", rc.Index)
+				}
+				got[rc.Index] = e
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		t.Fatal(first)
+	}
+}
+
+// TestHTTPTlogClient checks that a client using only
+// golang.org/x/mod/sumdb/tlog over the tile API (through client.TileReader)
+// proves and checks records and tree consistency, at tree sizes around tile
+// boundaries, and that the entry bundles hold the entries whose record
+// hashes the authenticated level 0 tiles hold.
+func TestHTTPTlogClient(t *testing.T) {
+	h := newHTTPLog(t, log.Config{}, log.HandlerOptions{})
+	ctx := context.Background()
+	tr := &client.TileReader{Client: h.client, Context: ctx}
+	var entries [][]byte
+
+	// trees are all the distinct checkpoints seen, in order.
+	var trees []tlog.Tree
+	see := func(c api.Checkpoint) {
+		tree := tlog.Tree{N: int64(c.Size), Hash: tlog.Hash(c.Hash)}
+		if len(trees) > 0 && trees[len(trees)-1] == tree {
+			return
+		}
+		trees = append(trees, tree)
+	}
+	checkConsistency := func(old, new tlog.Tree) {
+		t.Helper()
+		switch {
+		case new.N < old.N:
+			t.Fatalf("tree shrank from %d to %d", old.N, new.N)
+		case old.N == 0:
+			if old.Hash != tlog.Hash(sha256.Sum256(nil)) {
+				t.Fatalf("empty tree has hash %v", old.Hash)
+			}
+		case old.N == new.N:
+			if old.Hash != new.Hash {
+				t.Fatalf("two roots at size %d: %v and %v", old.N, old.Hash, new.Hash)
+			}
+		default:
+			p, err := tlog.ProveTree(new.N, old.N, tlog.TileHashReader(new, tr))
+			if err != nil {
+				t.Fatalf("ProveTree(%d, %d): %v", new.N, old.N, err)
+			}
+			if err := tlog.CheckTree(p, new.N, new.Hash, old.N, old.Hash); err != nil {
+				t.Fatalf("CheckTree(%d, %d): %v", new.N, old.N, err)
+			}
+		}
+	}
+
+	prev := 0
+	for _, size := range []int{0, 1, 255, 256, 257, 65536, 65537} {
+		// Watch the checkpoints published while the log grows.
+		type watch struct {
+			seen []api.Checkpoint
+			err  error
+		}
+		stop := make(chan struct{})
+		watched := make(chan watch, 1)
+		go func() {
+			var w watch
+			defer func() { watched <- w }()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(2 * time.Millisecond):
+				}
+				var cp []byte
+				if cp, w.err = h.client.Checkpoint(ctx); w.err != nil {
+					return
+				}
+				c, _, err := api.OpenCheckpoint(cp, h.origin, h.verifier)
+				if w.err = err; err != nil {
+					return
+				}
+				w.seen = append(w.seen, c)
+			}
+		}()
+		func() {
+			defer close(stop)
+			h.grow(t, &entries, size)
+		}()
+		w := <-watched
+		if w.err != nil {
+			t.Fatal(w.err)
+		}
+		for _, c := range w.seen {
+			see(c)
+		}
+		_, c := h.checkpoint(t)
+		if c.Size != uint64(size) {
+			t.Fatalf("checkpoint size %d, want %d", c.Size, size)
+		}
+		see(c)
+		tree := trees[len(trees)-1]
+		if size == 0 {
+			continue
+		}
+		hr := tlog.TileHashReader(tree, tr)
+		if root, err := tlog.TreeHash(tree.N, hr); err != nil || root != tree.Hash {
+			t.Fatalf("TreeHash(%d) = %v, %v; want %v", tree.N, root, err, tree.Hash)
+		}
+
+		// Every new record: the entry bundles serve the entries, and the
+		// authenticated level 0 tiles hold their record hashes.
+		var bundles []tlog.Tile
+		for n := int64(prev / api.TileWidth); n*api.TileWidth < tree.N; n++ {
+			bundles = append(bundles, tlog.Tile{H: api.TileHeight, L: -1, N: n, W: int(min(api.TileWidth, tree.N-n*api.TileWidth))})
+		}
+		data, err := tr.ReadTiles(bundles)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var served [][]byte
+		for i, b := range data {
+			es, err := api.ParseEntryBundle(b)
+			if err != nil {
+				t.Fatalf("%s: %v", bundles[i].Path(), err)
+			}
+			if len(es) != bundles[i].W {
+				t.Fatalf("%s has %d entries", bundles[i].Path(), len(es))
+			}
+			served = append(served, es...)
+		}
+		first := bundles[0].N * api.TileWidth
+		var indexes []int64
+		for i := int64(prev); i < tree.N; i++ {
+			indexes = append(indexes, tlog.StoredHashIndex(0, i))
+		}
+		hashes, err := hr.ReadHashes(indexes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, hash := range hashes {
+			i := int64(prev + k)
+			e := served[i-first]
+			if !bytes.Equal(e, entries[i]) {
+				t.Fatalf("entry %d is %q, want %q", i, e, entries[i])
+			}
+			if hash != tlog.RecordHash(e) {
+				t.Fatalf("record %d: tile hash %v, RecordHash of the served entry %v", i, hash, tlog.RecordHash(e))
+			}
+		}
+
+		// Inclusion of the first, the last and the records at tile
+		// boundaries.
+		for _, i := range []int64{0, 1, tree.N / 2, 255, 256, 257, 65535, 65536, tree.N - 2, tree.N - 1} {
+			if i < 0 || i >= tree.N {
+				continue
+			}
+			p, err := tlog.ProveRecord(tree.N, i, hr)
+			if err != nil {
+				t.Fatalf("ProveRecord(%d, %d): %v", tree.N, i, err)
+			}
+			if err := tlog.CheckRecord(p, tree.N, tree.Hash, i, tlog.RecordHash(entries[i])); err != nil {
+				t.Fatalf("CheckRecord(%d, %d): %v", tree.N, i, err)
+			}
+			if i > 0 {
+				if err := tlog.CheckRecord(p, tree.N, tree.Hash, i, tlog.RecordHash(entries[i-1])); err == nil {
+					t.Fatalf("CheckRecord(%d, %d) accepted entry %d", tree.N, i, i-1)
+				}
+			}
+		}
+		prev = size
+	}
+
+	if len(trees) < 7 {
+		t.Fatalf("saw %d checkpoints, want at least 7", len(trees))
+	}
+	for i := 1; i < len(trees); i++ {
+		checkConsistency(trees[i-1], trees[i])
+	}
+	// And between the sizes the test stopped at, across many tiles.
+	last := trees[len(trees)-1]
+	for _, old := range trees {
+		if old.N == 1 || old.N == 255 || old.N == 256 || old.N == 257 {
+			checkConsistency(old, last)
+		}
+	}
+	t.Logf("checked consistency between %d checkpoints", len(trees))
+}
+
+// getJSON GETs path from the server and decodes a 200 reply into v.
+func (h *httpLog) getJSON(t testing.TB, path string, v any) {
+	t.Helper()
+	resp, err := h.srv.Client().Get(h.srv.URL + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s: %s", path, resp.Status, b)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("GET %s: Content-Type %q", path, ct)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("GET %s: %v: %s", path, err, b)
+	}
+}
+
+// TestHTTPEntriesAndProofs submits real build entries over HTTP, and
+// verifies the replies' proof bundles and every JSON read with
+// transparency-dev/merkle.
+func TestHTTPEntriesAndProofs(t *testing.T) {
+	h := newHTTPLog(t, log.Config{}, log.HandlerOptions{})
+	ctx := context.Background()
+	signer := apitest.NewBuildSignerFromSeed([]byte("TestHTTPEntriesAndProofs"))
+	hasher := rfc6962.DefaultHasher
+
+	// roots holds every checkpoint seen, by size.
+	roots := map[uint64][]byte{}
+	record := func(cp []byte) api.Checkpoint {
+		t.Helper()
+		c := h.open(t, cp)
+		if r, ok := roots[c.Size]; ok && !bytes.Equal(r, c.Hash[:]) {
+			t.Fatalf("two roots at size %d", c.Size)
+		}
+		roots[c.Size] = c.Hash[:]
+		return c
+	}
+	cp0, _ := h.checkpoint(t)
+	if c0 := record(cp0); c0.Size != 0 {
+		t.Fatalf("new log has size %d", c0.Size)
+	}
+
+	type submitted struct {
+		body  []byte
+		index uint64
+	}
+	var subs []submitted
+	var entries [][]byte
+	submit := func(name string) {
+		t.Helper()
+		digest := sha256.Sum256([]byte(name))
+		body := signer.Submission(name, hex.EncodeToString(digest[:]))
+		canonical, err := api.CanonicalEntry(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf := hasher.HashLeaf(canonical)
+		want := http.StatusCreated
+		var index uint64
+		for range 2 { // then a duplicate
+			r, code, err := h.client.AddEntry(ctx, body)
+			if err != nil || code != want {
+				t.Fatalf("AddEntry(%s) = %d, %v; want %d", name, code, err, want)
+			}
+			if want == http.StatusOK && r.Index != index {
+				t.Fatalf("duplicate of entry %d got index %d", index, r.Index)
+			}
+			index = r.Index
+			if !bytes.Equal(r.LeafHash, leaf) {
+				t.Fatalf("leafHash %x, want %x", r.LeafHash, leaf)
+			}
+			p, err := api.ParseProofBundle([]byte(r.Proof))
+			if err != nil {
+				t.Fatalf("proof: %v\n%s", err, r.Proof)
+			}
+			c, err := api.VerifyProofBundle(p, leaf, h.origin, h.verifier)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Index != r.Index || c.Size != r.TreeSize || r.Index >= r.TreeSize {
+				t.Fatalf("bundle index %d size %d, reply index %d size %d", p.Index, c.Size, r.Index, r.TreeSize)
+			}
+			if _, err := api.VerifyProofBundle(p, hasher.HashLeaf([]byte("other")), h.origin, h.verifier); err == nil {
+				t.Fatal("proof bundle verified for another leaf")
+			}
+			record(p.Checkpoint)
+			want = http.StatusOK
+		}
+		if index != uint64(len(entries)) {
+			t.Fatalf("%s got index %d, want %d", name, index, len(entries))
+		}
+		subs = append(subs, submitted{body: canonical, index: index})
+		entries = append(entries, canonical)
+	}
+
+	submit("first")
+	submit("second")
+	submit("third")
+	h.grow(t, &entries, 300)
+	cp300, _ := h.checkpoint(t)
+	record(cp300)
+	submit("fourth")
+	h.grow(t, &entries, 513)
+	submit("fifth")
+	cp, cur := h.checkpoint(t)
+	record(cp)
+
+	// An old duplicate gets its index and a proof to the latest checkpoint.
+	r, code, err := h.client.AddEntry(ctx, subs[0].body)
+	if err != nil || code != http.StatusOK || r.Index != subs[0].index || r.TreeSize != cur.Size {
+		t.Fatalf("AddEntry(first) again = %d, %+v, %v", code, r, err)
+	}
+	if p, err := api.ParseProofBundle([]byte(r.Proof)); err != nil {
+		t.Fatal(err)
+	} else if _, err := api.VerifyProofBundle(p, hasher.HashLeaf(subs[0].body), h.origin, h.verifier); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, s := range subs {
+		var e api.EntryResponse
+		h.getJSON(t, fmt.Sprintf("/v1/entries/%d", s.index), &e)
+		if e.Index != s.index || !bytes.Equal(e.Entry, s.body) || !bytes.Equal(e.LeafHash, hasher.HashLeaf(s.body)) {
+			t.Fatalf("entry %d: got %+v", s.index, e)
+		}
+	}
+	for _, i := range []uint64{0, 255, 256, 512} {
+		var e api.EntryResponse
+		h.getJSON(t, fmt.Sprintf("/v1/entries/%d", i), &e)
+		if !bytes.Equal(e.Entry, entries[i]) {
+			t.Fatalf("entry %d is %q, want %q", i, e.Entry, entries[i])
+		}
+	}
+
+	// Inclusion proofs, by index and by leaf hash in every spelling, at
+	// the latest size and at older ones.
+	for _, s := range subs {
+		leaf := hasher.HashLeaf(s.body)
+		keys := []url.Values{
+			{"index": {strconv.FormatUint(s.index, 10)}},
+			{"leafHash": {hex.EncodeToString(leaf)}},
+			{"leafHash": {strings.ToUpper(hex.EncodeToString(leaf))}},
+			{"leafHash": {base64.StdEncoding.EncodeToString(leaf)}},
+			{"leafHash": {base64.URLEncoding.EncodeToString(leaf)}},
+		}
+		for _, q := range keys {
+			for size, root := range roots {
+				for _, withSize := range []bool{false, true} {
+					if !withSize && size != cur.Size || size <= s.index {
+						continue
+					}
+					if withSize {
+						q.Set("size", strconv.FormatUint(size, 10))
+					} else {
+						q.Del("size")
+					}
+					var r api.InclusionProofResponse
+					h.getJSON(t, "/v1/proof/inclusion?"+q.Encode(), &r)
+					if r.Index != s.index || r.TreeSize != size || !bytes.Equal(r.LeafHash, leaf) {
+						t.Fatalf("%s: index %d size %d leaf %x", q.Encode(), r.Index, r.TreeSize, r.LeafHash)
+					}
+					if err := proof.VerifyInclusion(hasher, s.index, size, leaf, r.Hashes, root); err != nil {
+						t.Fatalf("%s: %v", q.Encode(), err)
+					}
+					if size == cur.Size {
+						if c := h.open(t, []byte(r.Checkpoint)); c.Size != size {
+							t.Fatalf("%s: checkpoint of size %d", q.Encode(), c.Size)
+						}
+					} else if r.Checkpoint != "" {
+						t.Fatalf("%s: checkpoint of another size: %q", q.Encode(), r.Checkpoint)
+					}
+				}
+			}
+		}
+	}
+
+	// Consistency proofs between every pair of sizes seen.
+	for old, oldRoot := range roots {
+		for new, newRoot := range roots {
+			if old > new {
+				continue
+			}
+			var r api.ConsistencyProofResponse
+			h.getJSON(t, fmt.Sprintf("/v1/proof/consistency?old=%d&new=%d", old, new), &r)
+			if r.Old != old || r.New != new {
+				t.Fatalf("consistency %d→%d: reply for %d→%d", old, new, r.Old, r.New)
+			}
+			if err := proof.VerifyConsistency(hasher, old, new, r.Hashes, oldRoot, newRoot); err != nil {
+				t.Fatalf("consistency %d→%d: %v", old, new, err)
+			}
+			if new == cur.Size {
+				var r2 api.ConsistencyProofResponse
+				h.getJSON(t, fmt.Sprintf("/v1/proof/consistency?old=%d", old), &r2)
+				if r2.New != new || h.open(t, []byte(r2.Checkpoint)).Size != new {
+					t.Fatalf("consistency %d→latest: new %d, checkpoint %q", old, r2.New, r2.Checkpoint)
+				}
+				if err := proof.VerifyConsistency(hasher, old, new, r2.Hashes, oldRoot, newRoot); err != nil {
+					t.Fatalf("consistency %d→latest: %v", old, err)
+				}
+			}
+		}
+	}
+
+	// Caching headers.
+	for _, tc := range []struct{ path, contentType, cache string }{
+		{"/checkpoint", "text/plain; charset=utf-8", "no-store"},
+		{"/tile/0/000", "application/octet-stream", "public, max-age=31536000, immutable"},
+		{"/tile/0/001", "application/octet-stream", "public, max-age=31536000, immutable"},
+		{"/tile/entries/000", "application/octet-stream", "public, max-age=31536000, immutable"},
+		{"/tile/0/002.p/1", "application/octet-stream", "public, max-age=31536000, immutable"},
+		{"/tile/1/000.p/2", "application/octet-stream", "public, max-age=31536000, immutable"},
+		{"/tile/entries/002.p/1", "application/octet-stream", "public, max-age=31536000, immutable"},
+		{"/v1/entries/0", "application/json", "no-store"},
+		{"/tile/0/003", "application/json", "no-store"}, // 404s must not be cached
+	} {
+		resp, err := h.srv.Client().Get(h.srv.URL + tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if got := resp.Header.Get("Content-Type"); got != tc.contentType {
+			t.Errorf("%s: Content-Type %q, want %q", tc.path, got, tc.contentType)
+		}
+		if got := resp.Header.Get("Cache-Control"); got != tc.cache {
+			t.Errorf("%s: Cache-Control %q, want %q", tc.path, got, tc.cache)
+		}
+	}
+}
+
+// gzipped returns data compressed with gzip.
+func gzipped(t testing.TB, data io.Reader) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&b, gzip.BestCompression)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(zw, data); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// zeros reads as n zero bytes.
+type zeros int64
+
+func (z *zeros) Read(p []byte) (int, error) {
+	if *z <= 0 {
+		return 0, io.EOF
+	}
+	n := int(min(int64(len(p)), int64(*z)))
+	clear(p[:n])
+	*z -= zeros(n)
+	return n, nil
+}
+
+// countingReader counts the bytes read from it.
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// checkError checks that a reply is a 4xx with a JSON error.
+func checkError(t testing.TB, what string, code int, header http.Header, body []byte) {
+	t.Helper()
+	if code < 400 || code >= 500 {
+		t.Errorf("%s: status %d, want 4xx: %s", what, code, body)
+	}
+	if ct := header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("%s: Content-Type %q", what, ct)
+	}
+	if cc := header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("%s: Cache-Control %q", what, cc)
+	}
+	var e api.ErrorResponse
+	if err := json.Unmarshal(body, &e); err != nil || e.Error == "" {
+		t.Errorf("%s: body is not a JSON error (%v): %q", what, err, body)
+	}
+}
+
+// TestHTTPBadInput checks that malformed, oversized, out of range and
+// unverifiable requests all get a 4xx with a JSON reason, and change
+// nothing.
+func TestHTTPBadInput(t *testing.T) {
+	h := newHTTPLog(t, log.Config{}, log.HandlerOptions{})
+	ctx := context.Background()
+	signer := apitest.NewBuildSignerFromSeed([]byte("TestHTTPBadInput"))
+	digest := sha256.Sum256([]byte("artifact"))
+	valid := signer.Submission("artifact", hex.EncodeToString(digest[:]))
+	if _, code, err := h.client.AddEntry(ctx, valid); err != nil || code != http.StatusCreated {
+		t.Fatalf("AddEntry = %d, %v", code, err)
+	}
+	entries := [][]byte{valid}
+	h.grow(t, &entries, 3)
+	cp, c := h.checkpoint(t)
+	if c.Size != 3 {
+		t.Fatalf("size %d", c.Size)
+	}
+	leaf := rfc6962.DefaultHasher.HashLeaf(valid)
+	unknown := make([]byte, 32)
+	rand.Read(unknown)
+
+	edit := func(f func(m map[string]any)) []byte {
+		var m map[string]any
+		if err := json.Unmarshal(valid, &m); err != nil {
+			t.Fatal(err)
+		}
+		f(m)
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	badSig := edit(func(m map[string]any) {
+		sig := m["envelope"].(map[string]any)["signatures"].([]any)[0].(map[string]any)
+		s, _ := base64.StdEncoding.DecodeString(sig["sig"].(string))
+		s[0] ^= 1
+		sig["sig"] = base64.StdEncoding.EncodeToString(s)
+	})
+	otherKey := edit(func(m map[string]any) {
+		var o map[string]any
+		json.Unmarshal(apitest.NewBuildSignerFromSeed([]byte("other")).Submission("artifact", hex.EncodeToString(digest[:])), &o)
+		m["publicKeys"] = o["publicKeys"]
+	})
+	// Over the 2 × 64 KiB body limit, and under it but with a canonical
+	// entry over 64 KiB.
+	overLimit := append([]byte(`{"kind":"build","pad":"`), bytes.Repeat([]byte("a"), 2*api.MaxEntrySize)...)
+	overLimit = append(overLimit, `"}`...)
+	tooLarge := signer.Submission(strings.Repeat("n", 50000), hex.EncodeToString(digest[:]))
+	if len(tooLarge) > 2*api.MaxEntrySize {
+		t.Fatalf("tooLarge is %d bytes", len(tooLarge))
+	}
+	// 16 MiB of zeros in 16 KiB.
+	bomb := gzipped(t, new(zeros(16<<20)))
+
+	const (
+		maxIndex  = "18446744073709551615"
+		overflow  = "18446744073709551616"
+		overflowT = "x018/x446/x744/x073/x709/x551/616"
+	)
+	type header = map[string]string
+	cases := []struct {
+		method, path string
+		header       header
+		body         []byte
+		want         int
+	}{
+		{"POST", "/v1/entries", nil, nil, 400},
+		{"POST", "/v1/entries", nil, []byte(`{"kind":`), 400},
+		{"POST", "/v1/entries", nil, []byte(`[1,2]`), 400},
+		{"POST", "/v1/entries", nil, []byte(`"build"`), 400},
+		{"POST", "/v1/entries", nil, []byte(`{"kind":"nope","v":1}`), 400},
+		{"POST", "/v1/entries", nil, []byte(`{"kind":"build","kind":"build"}`), 400},
+		{"POST", "/v1/entries", nil, []byte(`{"kind":"build","v":1}`), 400},
+		{"POST", "/v1/entries", nil, bytes.Replace(valid, []byte(`"v":1`), []byte(`"v":2`), 1), 400},
+		{"POST", "/v1/entries", nil, append(bytes.Clone(valid), " x"...), 400},
+		{"POST", "/v1/entries", nil, append(bytes.Clone(valid), valid...), 400},
+		{"POST", "/v1/entries", nil, badSig, 400},
+		{"POST", "/v1/entries", nil, otherKey, 400},
+		{"POST", "/v1/entries", nil, overLimit, 413},
+		{"POST", "/v1/entries", nil, tooLarge, 413},
+		{"POST", "/v1/entries", header{"Content-Encoding": "gzip"}, gzipped(t, bytes.NewReader(valid)), 415},
+		{"POST", "/v1/entries", header{"Content-Encoding": "br"}, valid, 415},
+		{"POST", "/v1/entries", header{"Content-Encoding": "gzip"}, bomb, 415},
+
+		// Tiles beyond the tree of size 3.
+		{"GET", "/tile/0/000", nil, nil, 404},
+		{"GET", "/tile/0/001", nil, nil, 404},
+		{"GET", "/tile/0/001.p/1", nil, nil, 404},
+		{"GET", "/tile/0/000.p/4", nil, nil, 404},
+		{"GET", "/tile/0/000.p/255", nil, nil, 404},
+		{"GET", "/tile/1/000", nil, nil, 404},
+		{"GET", "/tile/1/000.p/1", nil, nil, 404},
+		{"GET", "/tile/63/000.p/1", nil, nil, 404},
+		{"GET", "/tile/0/x001/000", nil, nil, 404},
+		{"GET", "/tile/0/" + strings.Replace(overflowT, "616", "615", 1), nil, nil, 404},
+		{"GET", "/tile/entries/000", nil, nil, 404},
+		{"GET", "/tile/entries/000.p/4", nil, nil, 404},
+		{"GET", "/tile/entries/001.p/1", nil, nil, 404},
+		{"GET", "/tile/entries/x001/000.p/1", nil, nil, 404},
+		// Malformed tile paths.
+		{"GET", "/tile/", nil, nil, 400},
+		{"GET", "/tile/0", nil, nil, 400},
+		{"GET", "/tile/0/", nil, nil, 400},
+		{"GET", "/tile/0/0", nil, nil, 400},
+		{"GET", "/tile/0/00", nil, nil, 400},
+		{"GET", "/tile/0/0000", nil, nil, 400},
+		{"GET", "/tile/0/000/", nil, nil, 400},
+		{"GET", "/tile/0/00a", nil, nil, 400},
+		{"GET", "/tile/0/x000/001", nil, nil, 400},
+		{"GET", "/tile/0/x001", nil, nil, 400},
+		{"GET", "/tile/0/001/002", nil, nil, 400},
+		{"GET", "/tile/0/" + overflowT, nil, nil, 400},
+		{"GET", "/tile/64/000", nil, nil, 400},
+		{"GET", "/tile/00/000", nil, nil, 400},
+		{"GET", "/tile/-1/000", nil, nil, 400},
+		{"GET", "/tile/data/000", nil, nil, 400},
+		{"GET", "/tile/0/000.p", nil, nil, 400},
+		{"GET", "/tile/0/000.p/", nil, nil, 400},
+		{"GET", "/tile/0/000.p/0", nil, nil, 400},
+		{"GET", "/tile/0/000.p/01", nil, nil, 400},
+		{"GET", "/tile/0/000.p/256", nil, nil, 400},
+		{"GET", "/tile/0/000.p/1/", nil, nil, 400},
+		{"GET", "/tile/0/000.x/1", nil, nil, 400},
+		{"GET", "/tile/entries/000.p/0", nil, nil, 400},
+		{"GET", "/tile/entries/0", nil, nil, 400},
+
+		{"GET", "/v1/entries/3", nil, nil, 404},
+		{"GET", "/v1/entries/" + maxIndex, nil, nil, 404},
+		{"GET", "/v1/entries/01", nil, nil, 400},
+		{"GET", "/v1/entries/00", nil, nil, 400},
+		{"GET", "/v1/entries/-1", nil, nil, 400},
+		{"GET", "/v1/entries/+1", nil, nil, 400},
+		{"GET", "/v1/entries/0x1", nil, nil, 400},
+		{"GET", "/v1/entries/1e0", nil, nil, 400},
+		{"GET", "/v1/entries/%201", nil, nil, 400},
+		{"GET", "/v1/entries/" + overflow, nil, nil, 400},
+
+		{"GET", "/v1/proof/inclusion", nil, nil, 400},
+		{"GET", "/v1/proof/inclusion?index=", nil, nil, 400},
+		{"GET", "/v1/proof/inclusion?index=3", nil, nil, 400},
+		{"GET", "/v1/proof/inclusion?index=" + maxIndex, nil, nil, 400},
+		{"GET", "/v1/proof/inclusion?index=0&size=0", nil, nil, 400},
+		{"GET", "/v1/proof/inclusion?index=2&size=2", nil, nil, 400},
+		{"GET", "/v1/proof/inclusion?index=0&size=4", nil, nil, 400},
+		{"GET", "/v1/proof/inclusion?index=0&size=" + maxIndex, nil, nil, 400},
+		{"GET", "/v1/proof/inclusion?index=01", nil, nil, 400},
+		{"GET", "/v1/proof/inclusion?index=-1", nil, nil, 400},
+		{"GET", "/v1/proof/inclusion?index=" + overflow, nil, nil, 400},
+		{"GET", "/v1/proof/inclusion?index=0&size=03", nil, nil, 400},
+		{"GET", "/v1/proof/inclusion?index=0&size=-3", nil, nil, 400},
+		{"GET", "/v1/proof/inclusion?index=0&leafHash=" + hex.EncodeToString(leaf), nil, nil, 400},
+		{"GET", "/v1/proof/inclusion?leafHash=" + hex.EncodeToString(leaf) + "&size=0", nil, nil, 400},
+		{"GET", "/v1/proof/inclusion?leafHash=zz", nil, nil, 400},
+		{"GET", "/v1/proof/inclusion?leafHash=" + hex.EncodeToString(leaf)[1:], nil, nil, 400},
+		{"GET", "/v1/proof/inclusion?leafHash=" + hex.EncodeToString(leaf)[1:] + "g", nil, nil, 400},
+		{"GET", "/v1/proof/inclusion?leafHash=" + url.QueryEscape(base64.StdEncoding.EncodeToString(leaf[:31])), nil, nil, 400},
+		{"GET", "/v1/proof/inclusion?leafHash=" + hex.EncodeToString(unknown), nil, nil, 404},
+		{"GET", "/v1/proof/inclusion?leafHash=" + url.QueryEscape(base64.StdEncoding.EncodeToString(unknown)), nil, nil, 404},
+
+		{"GET", "/v1/proof/consistency", nil, nil, 400},
+		{"GET", "/v1/proof/consistency?new=3", nil, nil, 400},
+		{"GET", "/v1/proof/consistency?old=4", nil, nil, 400},
+		{"GET", "/v1/proof/consistency?old=2&new=1", nil, nil, 400},
+		{"GET", "/v1/proof/consistency?old=0&new=4", nil, nil, 400},
+		{"GET", "/v1/proof/consistency?old=" + maxIndex, nil, nil, 400},
+		{"GET", "/v1/proof/consistency?old=00", nil, nil, 400},
+		{"GET", "/v1/proof/consistency?old=-1", nil, nil, 400},
+		{"GET", "/v1/proof/consistency?old=1&new=03", nil, nil, 400},
+		{"GET", "/v1/proof/consistency?old=1&new=" + overflow, nil, nil, 400},
+	}
+	for _, tc := range cases {
+		what := tc.method + " " + tc.path
+		if tc.header != nil {
+			what += fmt.Sprint(" ", tc.header)
+		}
+		if len(tc.body) > 0 {
+			what += fmt.Sprintf(" (%d bytes)", len(tc.body))
+		}
+		req, err := http.NewRequest(tc.method, h.srv.URL+tc.path, bytes.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range tc.header {
+			req.Header.Set(k, v)
+		}
+		resp, err := h.srv.Client().Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: status %d, want %d: %s", what, resp.StatusCode, tc.want, body)
+		}
+		checkError(t, what, resp.StatusCode, resp.Header, body)
+		if now, _ := h.checkpoint(t); !bytes.Equal(now, cp) {
+			t.Fatalf("%s changed the checkpoint", what)
+		}
+	}
+
+	// The gzip bomb is refused without reading, let alone inflating, it.
+	body := &countingReader{r: bytes.NewReader(bomb)}
+	req := httptest.NewRequest("POST", "/v1/entries", body)
+	req.Header.Set("Content-Encoding", "gzip")
+	rec := httptest.NewRecorder()
+	log.NewHandler(h.log, log.HandlerOptions{Logger: slog.New(slog.DiscardHandler)}).ServeHTTP(rec, req)
+	if rec.Code != http.StatusUnsupportedMediaType || body.n.Load() != 0 {
+		t.Errorf("gzip bomb: status %d after reading %d bytes", rec.Code, body.n.Load())
+	}
+	checkError(t, "gzip bomb", rec.Code, rec.Header(), rec.Body.Bytes())
+
+	// The limit is on the body as sent, and its error says so.
+	_, code, err := h.client.AddEntry(ctx, overLimit)
+	var se *client.StatusError
+	if !errors.As(err, &se) || code != 413 || !strings.Contains(se.Message, "too large") {
+		t.Errorf("over the limit: %d, %v", code, err)
+	}
+
+	// What the out of range requests asked for does exist once the tree
+	// is large enough.
+	for _, path := range []string{"/tile/0/000.p/3", "/tile/entries/000.p/3", "/tile/entries/000.p/1", "/v1/entries/2",
+		"/v1/proof/inclusion?index=2", "/v1/proof/inclusion?index=0&size=1", "/v1/proof/consistency?old=0&new=3",
+		"/v1/proof/inclusion?leafHash=" + hex.EncodeToString(leaf)} {
+		resp, err := h.srv.Client().Get(h.srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s: %s", path, resp.Status)
+		}
+	}
+}
+
+// pending returns the log's candor_log_pending_entries gauge.
+func (h *httpLog) pending(t testing.TB) float64 {
+	t.Helper()
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "candor_log_pending_entries" {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatal("no candor_log_pending_entries metric")
+	return 0
+}
+
+// post submits body in the background and sends the reply's status code,
+// or the error if there was no reply, on the returned channel.
+func (h *httpLog) post(body []byte) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		_, code, err := h.client.AddEntry(context.Background(), body)
+		if code != 0 {
+			err = fmt.Errorf("status %d", code)
+		}
+		done <- err
+	}()
+	return done
+}
+
+// TestHTTPOverload checks the answers to submissions beyond the HTTP
+// handler's and the engine's limits, while a commit is stuck in storage.
+func TestHTTPOverload(t *testing.T) {
+	signer := apitest.NewBuildSignerFromSeed([]byte("TestHTTPOverload"))
+	entry := func(i int) []byte {
+		d := sha256.Sum256([]byte{byte(i)})
+		return signer.Submission(fmt.Sprint("artifact-", i), hex.EncodeToString(d[:]))
+	}
+	checkRefused := func(t *testing.T, h *httpLog, body []byte, want int) {
+		t.Helper()
+		before, _ := h.log.Checkpoint()
+		resp, err := h.srv.Client().Post(h.srv.URL+"/v1/entries", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("status %d, want %d: %s", resp.StatusCode, want, b)
+		}
+		if ra := resp.Header.Get("Retry-After"); ra == "" {
+			t.Error("no Retry-After")
+		}
+		var e api.ErrorResponse
+		if err := json.Unmarshal(b, &e); err != nil || e.Error == "" {
+			t.Errorf("body %q", b)
+		}
+		if after, _ := h.log.Checkpoint(); !bytes.Equal(before, after) {
+			t.Error("the checkpoint changed")
+		}
+	}
+
+	t.Run("in-flight", func(t *testing.T) {
+		h := newHTTPLog(t, log.Config{}, log.HandlerOptions{MaxInFlight: 1})
+		h.store.close()
+		first := h.post(entry(0))
+		<-h.store.entered
+		checkRefused(t, h, entry(1), http.StatusTooManyRequests)
+		h.store.open()
+		if err := <-first; fmt.Sprint(err) != "status 201" {
+			t.Fatalf("blocked submission: %v", err)
+		}
+		// The slot is free again.
+		if _, code, err := h.client.AddEntry(context.Background(), entry(1)); code != http.StatusCreated {
+			t.Fatalf("after release: %d, %v", code, err)
+		}
+	})
+
+	t.Run("pending", func(t *testing.T) {
+		h := newHTTPLog(t, log.Config{MaxPending: 1}, log.HandlerOptions{})
+		h.store.close()
+		first := h.post(entry(0)) // in the stuck commit
+		<-h.store.entered
+		second := h.post(entry(1)) // waiting in the queue
+		for deadline := time.Now().Add(10 * time.Second); h.pending(t) < 1; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the second submission never got queued")
+			}
+		}
+		checkRefused(t, h, entry(2), http.StatusServiceUnavailable)
+		h.store.open()
+		for _, c := range []<-chan error{first, second} {
+			if err := <-c; fmt.Sprint(err) != "status 201" {
+				t.Fatalf("queued submission: %v", err)
+			}
+		}
+		if _, c := h.checkpoint(t); c.Size != 2 {
+			t.Fatalf("size %d, want 2", c.Size)
+		}
+	})
+}
