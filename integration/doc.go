@@ -8,7 +8,8 @@
 //     byte for byte and that every checkpoint ever seen is consistent with
 //     the one published after the restart.
 //   - TestRestartKeepsKeyAndOrigin checks the key file and the origin across
-//     restarts.
+//     restarts; TestKill9DuringFirstStart kills the very first start and
+//     expects the data directory to start afterwards.
 //   - TestFsckDetectsCorruption flips bytes in the stored tiles and bundles
 //     and expects `candor-log fsck` (and, for the tree's right edge, the
 //     server itself) to name them.

@@ -174,13 +174,22 @@ func loadOrCreateKey(path, origin string, logger *slog.Logger) (note.Signer, not
 	return signer, verifier, vkey, nil
 }
 
-// writeFileSync creates path with data, durably, failing if it exists.
+// writeFileSync creates path with data, durably and atomically, failing if
+// it exists: the data goes to a temporary file that is synced, then linked
+// into place, so a crash never leaves a partial key behind.
 func writeFileSync(path string, data []byte, perm os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
 	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
 		return err
 	}
 	if _, err := f.Write(data); err != nil {
@@ -194,7 +203,10 @@ func writeFileSync(path string, data []byte, perm os.FileMode) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	d, err := os.Open(filepath.Dir(path))
+	if err := os.Link(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
