@@ -5,8 +5,10 @@ import (
 	crand "crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -28,7 +30,6 @@ const benchEntrySize = 300
 // on the sequencer's critical path, to tell storage time from engine time.
 type timedStorage struct {
 	log.Storage
-	commits, lookups       atomic.Int64
 	commitTime, lookupTime atomic.Int64 // nanoseconds
 }
 
@@ -36,7 +37,6 @@ func (s *timedStorage) Commit(ctx context.Context, c *log.Commit) error {
 	start := time.Now()
 	err := s.Storage.Commit(ctx, c)
 	s.commitTime.Add(int64(time.Since(start)))
-	s.commits.Add(1)
 	return err
 }
 
@@ -44,7 +44,6 @@ func (s *timedStorage) LookupLeaf(ctx context.Context, leafHash []byte) (uint64,
 	start := time.Now()
 	idx, err := s.Storage.LookupLeaf(ctx, leafHash)
 	s.lookupTime.Add(int64(time.Since(start)))
-	s.lookups.Add(1)
 	return idx, err
 }
 
@@ -59,10 +58,6 @@ func (s *timedStorage) report(b *testing.B, elapsed time.Duration) {
 // newBenchLog opens a log on real pebble storage in dir, with its metrics
 // in reg (which may be nil).
 func newBenchLog(b *testing.B, dir string, reg prometheus.Registerer) (*log.Log, *timedStorage) {
-	return newBenchLogWrap(b, dir, reg, func(s log.Storage) log.Storage { return s })
-}
-
-func newBenchLogWrap(b *testing.B, dir string, reg prometheus.Registerer, wrap func(log.Storage) log.Storage) (*log.Log, *timedStorage) {
 	b.Helper()
 	skey, vkey, err := note.GenerateKey(crand.Reader, "example.com/bench")
 	if err != nil {
@@ -81,7 +76,7 @@ func newBenchLogWrap(b *testing.B, dir string, reg prometheus.Registerer, wrap f
 	if err != nil {
 		b.Fatal(err)
 	}
-	timed := &timedStorage{Storage: wrap(store)}
+	timed := &timedStorage{Storage: store}
 	l, err := log.New(context.Background(), log.Config{
 		Storage:    timed,
 		Signer:     signer,
@@ -100,10 +95,10 @@ func newBenchLogWrap(b *testing.B, dir string, reg prometheus.Registerer, wrap f
 	return l, timed
 }
 
-// addEntries adds n unique entries of benchEntrySize bytes, numbered from
-// first, with the given number of concurrent adders, and fails b on the
-// first error. Each adder reuses one buffer: Add is done with the entry
-// when it returns.
+// addEntries adds n unique, random entries of benchEntrySize bytes,
+// numbered from first, with the given number of concurrent adders, and
+// fails b on the first error. Each adder reuses one buffer: Add is done
+// with the entry when it returns.
 func addEntries(b *testing.B, l *log.Log, first, n uint64, adders int) {
 	b.Helper()
 	var next atomic.Uint64
@@ -111,18 +106,22 @@ func addEntries(b *testing.B, l *log.Log, first, n uint64, adders int) {
 	end := first + n
 	var wg sync.WaitGroup
 	var failed atomic.Pointer[error]
-	for range adders {
+	for a := range adders {
 		wg.Go(func() {
+			// Random, so that pebble cannot compress them: disk usage is
+			// the worst case.
+			var seed [32]byte
+			binary.BigEndian.PutUint64(seed[:], first)
+			binary.BigEndian.PutUint64(seed[8:], uint64(a))
+			rng := rand.NewChaCha8(seed)
 			entry := make([]byte, benchEntrySize)
-			for i := range entry {
-				entry[i] = byte('a' + i%26)
-			}
 			for failed.Load() == nil {
 				i := next.Add(1) - 1
 				if i >= end {
 					return
 				}
 				binary.BigEndian.PutUint64(entry, i)
+				rng.Read(entry[8:])
 				if _, err := l.Add(context.Background(), entry); err != nil {
 					err = fmt.Errorf("entry %d: %w", i, err)
 					failed.CompareAndSwap(nil, &err)
@@ -146,9 +145,8 @@ func BenchmarkAdd(b *testing.B) {
 	for _, adders := range []int{64, 1024, 4096} {
 		b.Run(fmt.Sprintf("adders=%d", adders), func(b *testing.B) {
 			reg := prometheus.NewRegistry()
-			l, timed := newBenchLog(b, b.TempDir(), reg)
-			timed.commitTime.Store(0)
-			timed.lookupTime.Store(0)
+			dir := b.TempDir()
+			l, timed := newBenchLog(b, dir, reg)
 			b.SetBytes(benchEntrySize)
 			b.ResetTimer()
 			start := time.Now()
@@ -161,8 +159,31 @@ func BenchmarkAdd(b *testing.B) {
 			if _, size := l.Checkpoint(); size != uint64(b.N) {
 				b.Fatalf("tree size %d after %d adds", size, b.N)
 			}
+			b.ReportMetric(float64(diskUsage(b, dir))/float64(b.N), "disk-B/entry")
 		})
 	}
+}
+
+// diskUsage returns the bytes in the files under dir, the write-ahead log
+// included: pebble keeps up to a few memtables' worth of it, so the
+// figure per entry is high for small logs.
+func diskUsage(b *testing.B, dir string) int64 {
+	var n int64
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		n += fi.Size()
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return n
 }
 
 // reportBatches reports the mean entries and time per committed batch, from

@@ -33,7 +33,8 @@ import (
 
 // benchConfig is what "candor bench" runs.
 type benchConfig struct {
-	// URL is the log's base URL. Required.
+	// URL is the log's base URL. Default: http://localhost:8080, where
+	// candor-log listens by default.
 	URL string
 	// Mode is submit (POST /v1/entries), proofs (GET /v1/proof/inclusion
 	// of random entries), tiles (GET the hash tiles, one level after the
@@ -171,7 +172,6 @@ type workerStats struct {
 // benchResult is the outcome of a run.
 type benchResult struct {
 	cfg               benchConfig
-	origin            string
 	sizeBefore        uint64
 	sizeAfter         uint64
 	prepared          time.Duration
@@ -237,36 +237,38 @@ func newClient(base string, conns int, timeout time.Duration) *client {
 	return &client{base: strings.TrimSuffix(base, "/"), http: &http.Client{Transport: t, Timeout: timeout}}
 }
 
-// do sends one request and returns the status code and the whole body, so
-// that the connection is reused.
-func (c *client) do(ctx context.Context, j *job) (int, []byte, error) {
+// do sends one request, reads the whole reply into buf (so that the
+// connection is reused and the buffer too) and returns the status code.
+func (c *client) do(ctx context.Context, j *job, buf *bytes.Buffer) (int, error) {
 	method, body := http.MethodGet, io.Reader(nil)
 	if j.body != nil {
 		method, body = http.MethodPost, bytes.NewReader(j.body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+j.path, body)
 	if err != nil {
-		return 0, nil, err
+		return 0, err
 	}
 	if j.body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return 0, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp.StatusCode, nil, err
+	buf.Reset()
+	if _, err := buf.ReadFrom(resp.Body); err != nil {
+		return resp.StatusCode, err
 	}
-	return resp.StatusCode, b, nil
+	return resp.StatusCode, nil
 }
 
 // checkpoint fetches and opens the log's checkpoint: with v, its signature
 // is checked; without, only its text is parsed.
 func (c *client) checkpoint(ctx context.Context, v note.Verifier) (api.Checkpoint, error) {
-	code, b, err := c.do(ctx, &job{path: "/checkpoint"})
+	var buf bytes.Buffer
+	code, err := c.do(ctx, &job{path: "/checkpoint"}, &buf)
+	b := buf.Bytes()
 	if err != nil {
 		return api.Checkpoint{}, fmt.Errorf("couldn't fetch the checkpoint: %w", err)
 	}
@@ -350,7 +352,7 @@ func prepare(ctx context.Context, cfg benchConfig) (*benchRun, error) {
 		return nil, err
 	}
 	r.cp = cp
-	r.res = &benchResult{cfg: cfg, origin: cp.Origin, sizeBefore: cp.Size, signaturesChecked: r.verifier != nil}
+	r.res = &benchResult{cfg: cfg, sizeBefore: cp.Size, signaturesChecked: r.verifier != nil}
 	start := time.Now()
 	switch cfg.Mode {
 	case "submit":
@@ -481,6 +483,7 @@ func (r *benchRun) send(ctx context.Context, progress io.Writer) {
 		}
 		r.stats[w] = s
 		wg.Go(func() {
+			var buf bytes.Buffer
 			for ctx.Err() == nil {
 				i := int(next.Add(1) - 1)
 				if i >= len(jobs) {
@@ -509,7 +512,7 @@ func (r *benchRun) send(ctx context.Context, progress io.Writer) {
 						return
 					}
 				}
-				code, body, err := cl.do(ctx, &jobs[i])
+				code, err := cl.do(ctx, &jobs[i], &buf)
 				if err != nil {
 					if ctx.Err() != nil {
 						return // interrupted: not the server's fault
@@ -522,7 +525,7 @@ func (r *benchRun) send(ctx context.Context, progress io.Writer) {
 						s.newBytes += int64(len(jobs[i].body))
 					}
 					if stride > 0 && i%stride == 0 && code >= 200 && code < 300 {
-						s.samples = append(s.samples, sample{job: &jobs[i], body: body})
+						s.samples = append(s.samples, sample{job: &jobs[i], body: bytes.Clone(buf.Bytes())})
 					}
 				}
 				done.Add(1)

@@ -24,7 +24,7 @@ type command struct {
 }
 
 var commands = []command{
-	{"bench", "load-test a running log: submissions, inclusion proofs or tiles", runBench},
+	{"bench", "load-test a running log: submissions, proofs, tiles or entry bundles", runBench},
 }
 
 func main() {
