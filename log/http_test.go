@@ -913,19 +913,19 @@ func TestHTTPBadInput(t *testing.T) {
 	}
 }
 
-// pending returns the log's candor_log_pending_entries gauge.
-func (h *httpLog) pending(t testing.TB) float64 {
+// gauge returns the value of one of the log's gauges.
+func (h *httpLog) gauge(t testing.TB, name string) float64 {
 	t.Helper()
 	mfs, err := h.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() == "candor_log_pending_entries" {
+		if mf.GetName() == name {
 			return mf.GetMetric()[0].GetGauge().GetValue()
 		}
 	}
-	t.Fatal("no candor_log_pending_entries metric")
+	t.Fatalf("no %s metric", name)
 	return 0
 }
 
@@ -996,21 +996,27 @@ func TestHTTPOverload(t *testing.T) {
 		h.store.close()
 		first := h.post(entry(0)) // in the stuck commit
 		<-h.store.entered
-		second := h.post(entry(1)) // waiting in the queue
-		for deadline := time.Now().Add(10 * time.Second); h.pending(t) < 1; time.Sleep(time.Millisecond) {
+		second := h.post(entry(1)) // in the batch waiting for that commit
+		for deadline := time.Now().Add(10 * time.Second); h.gauge(t, "candor_log_integrating_entries") < 2; time.Sleep(time.Millisecond) {
 			if time.Now().After(deadline) {
-				t.Fatal("the second submission never got queued")
+				t.Fatal("the second submission never got into a batch")
 			}
 		}
-		checkRefused(t, h, entry(2), http.StatusServiceUnavailable)
+		third := h.post(entry(2)) // waiting in the queue
+		for deadline := time.Now().Add(10 * time.Second); h.gauge(t, "candor_log_pending_entries") < 1; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the third submission never got queued")
+			}
+		}
+		checkRefused(t, h, entry(3), http.StatusServiceUnavailable)
 		h.store.open()
-		for _, c := range []<-chan error{first, second} {
+		for _, c := range []<-chan error{first, second, third} {
 			if err := <-c; fmt.Sprint(err) != "status 201" {
 				t.Fatalf("queued submission: %v", err)
 			}
 		}
-		if _, c := h.checkpoint(t); c.Size != 2 {
-			t.Fatalf("size %d, want 2", c.Size)
+		if _, c := h.checkpoint(t); c.Size != 3 {
+			t.Fatalf("size %d, want 3", c.Size)
 		}
 	})
 }

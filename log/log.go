@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync/atomic"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/mod/sumdb/note"
@@ -89,9 +88,15 @@ type Log struct {
 
 	cur atomic.Pointer[published]
 
+	// gen is the generation of the last batch whose commit returned.
+	gen atomic.Uint64
+
 	// Owned by the sequencer goroutine.
-	tree *treeBuilder
-	seen map[[32]byte]uint64
+	tree    *treeBuilder
+	lastGen uint64              // generation of the last batch built
+	recent  map[[32]byte]uint64 // leaf hash -> index for the batches in window
+	window  []windowBatch       // the latest batches, oldest first
+	evicted uint64              // every batch up to this generation left window
 }
 
 type published struct {
@@ -102,7 +107,10 @@ type published struct {
 type request struct {
 	entry []byte
 	hash  [32]byte
-	done  chan result
+	// gen is the durable generation when Add looked the hash up in
+	// storage: that lookup saw every batch up to gen.
+	gen  uint64
+	done chan result
 	// set by the sequencer
 	index uint64
 	dup   bool
@@ -143,7 +151,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		queue:    make(chan *request, cfg.MaxPending),
 		quit:     make(chan struct{}),
 		stopped:  make(chan struct{}),
-		seen:     make(map[[32]byte]uint64),
+		recent:   make(map[[32]byte]uint64),
 		cache:    newTileCache(1024),
 	}
 	if err := l.load(ctx); err != nil {
@@ -227,6 +235,20 @@ func (l *Log) Add(ctx context.Context, entry []byte) (Receipt, error) {
 	}
 	r := &request{entry: entry, done: make(chan result, 1)}
 	copy(r.hash[:], hasher.HashLeaf(entry))
+	// Look the entry up here, in the caller's goroutine, so that the
+	// sequencer only has to check the batches committed since.
+	r.gen = l.gen.Load()
+	idx, err := l.store.LookupLeaf(ctx, r.hash[:])
+	switch {
+	case err == nil:
+		if p := l.cur.Load(); idx < p.size {
+			l.metrics.entries.WithLabelValues("duplicate").Inc()
+			return Receipt{Index: idx, LeafHash: r.hash[:], Duplicate: true, Size: p.size, Checkpoint: p.checkpoint}, nil
+		}
+		// Committed but not published yet: the sequencer answers once it is.
+	case !errors.Is(err, ErrNotFound):
+		return Receipt{}, fmt.Errorf("couldn't look up the leaf hash: %w", err)
+	}
 	select {
 	case l.queue <- r:
 	default:
@@ -259,165 +281,12 @@ func (l *Log) Close() error {
 	return nil
 }
 
-// recoverInterval is how often a broken log retries reloading its state
-// while no entries arrive, so that it becomes ready again by itself.
-const recoverInterval = time.Second
-
-func (l *Log) run() {
-	defer close(l.stopped)
-	batch := make([]*request, 0, l.maxBatch)
-	for {
-		var retry <-chan time.Time
-		if l.broken.Load() {
-			retry = time.After(recoverInterval)
-		}
-		select {
-		case r := <-l.queue:
-			batch = append(batch[:0], r)
-		case <-retry:
-			l.recover(context.Background())
-			continue
-		case <-l.quit:
-			for {
-				select {
-				case r := <-l.queue:
-					r.done <- result{err: ErrClosed}
-				default:
-					return
-				}
-			}
-		}
-	fill:
-		for len(batch) < l.maxBatch {
-			select {
-			case r := <-l.queue:
-				batch = append(batch, r)
-			default:
-				break fill
-			}
-		}
-		l.integrate(batch)
-		clear(batch)
-	}
-}
-
-// integrate sequences one batch, commits it and answers its requests.
-func (l *Log) integrate(batch []*request) {
-	ctx := context.Background()
-	start := time.Now()
-	if l.broken.Load() {
-		l.recover(ctx)
-		if l.broken.Load() {
-			for _, r := range batch {
-				r.done <- result{err: ErrUnavailable}
-			}
-			return
-		}
-	}
-	old := l.cur.Load()
-	clear(l.seen)
-	var leaves []LeafIndex
-	for _, r := range batch {
-		if idx, ok := l.seen[r.hash]; ok {
-			r.index, r.dup = idx, true
-			continue
-		}
-		idx, err := l.store.LookupLeaf(ctx, r.hash[:])
-		switch {
-		case err == nil:
-			r.index, r.dup = idx, true
-			l.seen[r.hash] = idx
-			continue
-		case !errors.Is(err, ErrNotFound):
-			r.err = fmt.Errorf("couldn't look up the leaf hash: %w", err)
-			continue
-		}
-		idx = l.tree.size()
-		if err := l.tree.append(r.entry, r.hash[:]); err != nil {
-			r.err = err
-			continue
-		}
-		r.index = idx
-		l.seen[r.hash] = idx
-		leaves = append(leaves, LeafIndex{LeafHash: r.hash[:], Index: idx})
-	}
-	pub := old
-	if len(leaves) > 0 {
-		var err error
-		pub, err = l.commit(ctx, old, leaves)
-		if err != nil {
-			l.logger.Error("couldn't commit a batch", "error", err, "entries", len(leaves))
-			for _, r := range batch {
-				if r.err == nil && (!r.dup || r.index >= old.size) {
-					r.err = err
-				}
-			}
-			pub = old
-		}
-		l.metrics.commitSeconds.Observe(time.Since(start).Seconds())
-		l.metrics.batchEntries.Observe(float64(len(leaves)))
-	}
-	for _, r := range batch {
-		if r.err != nil {
-			r.done <- result{err: r.err}
-			continue
-		}
-		if r.dup {
-			l.metrics.entries.WithLabelValues("duplicate").Inc()
-		} else {
-			l.metrics.entries.WithLabelValues("new").Inc()
-		}
-		r.done <- result{r: Receipt{
-			Index:      r.index,
-			LeafHash:   r.hash[:],
-			Duplicate:  r.dup,
-			Size:       pub.size,
-			Checkpoint: pub.checkpoint,
-		}}
-	}
-}
-
-// commit signs and writes the batch in l.tree. On failure the in-memory tree
-// is rebuilt from storage, so that it never runs ahead of what is durable.
-func (l *Log) commit(ctx context.Context, old *published, leaves []LeafIndex) (*published, error) {
-	size := l.tree.size()
-	tiles, bundles := l.tree.flush()
-	err := func() error {
-		root, err := l.tree.root()
-		if err != nil {
-			return fmt.Errorf("couldn't compute the root: %w", err)
-		}
-		cp, err := l.sign(size, root)
-		if err != nil {
-			return err
-		}
-		if err := l.store.Commit(ctx, &Commit{
-			OldSize:    old.size,
-			NewSize:    size,
-			Checkpoint: cp,
-			Tiles:      tiles,
-			Bundles:    bundles,
-			Leaves:     leaves,
-		}); err != nil {
-			return fmt.Errorf("couldn't commit entries %d to %d: %w", old.size, size, err)
-		}
-		p := &published{size: size, checkpoint: cp}
-		l.cur.Store(p)
-		l.metrics.treeSize.Set(float64(size))
-		return nil
-	}()
-	if err != nil {
-		l.recover(ctx)
-		return nil, err
-	}
-	return l.cur.Load(), nil
-}
-
 // recover rebuilds the tree from what storage holds after a failed commit,
 // and publishes the stored checkpoint if the commit did land after all.
 // Until that succeeds the log refuses new entries rather than build on a
 // tree that is not durable.
 func (l *Log) recover(ctx context.Context) {
+	l.resetWindow()
 	if err := l.load(ctx); err != nil {
 		l.logger.Error("couldn't reload the log from storage", "error", err)
 		l.broken.Store(true)

@@ -461,19 +461,38 @@ func (h *harness) checkOutOfRange(size uint64) {
 }
 
 // pending returns the log's pending-entries gauge.
-func (h *harness) pending() int {
+func (h *harness) pending() int { return h.gauge("candor_log_pending_entries") }
+
+// gauge returns the value of one of the log's gauges.
+func (h *harness) gauge(name string) int {
 	h.t.Helper()
 	mfs, err := h.reg.Gather()
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() == "candor_log_pending_entries" {
+		if mf.GetName() == name {
 			return int(mf.GetMetric()[0].GetGauge().GetValue())
 		}
 	}
-	h.t.Fatal("no candor_log_pending_entries metric")
+	h.t.Fatalf("no %s metric", name)
 	return 0
+}
+
+// plug adds entry while one batch's commit is held, and waits until the
+// sequencer has built the next batch from it: the sequencer then waits for
+// the held commit, and entries added after plug queue up.
+func (h *harness) plug(entry []byte) <-chan addResult {
+	h.t.Helper()
+	ch := h.addGo(entry)
+	deadline := time.Now().Add(20 * time.Second)
+	for h.gauge("candor_log_integrating_entries") != 2 {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("%d entries integrating after 20s, want 2", h.gauge("candor_log_integrating_entries"))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return ch
 }
 
 // waitPending waits until n entries are pending.
@@ -568,19 +587,26 @@ func TestDuplicates(t *testing.T) {
 	release := h.faults.holdCommits()
 	first := h.addGo([]byte("first"))
 	h.waitCommit()
+	plug := h.plug([]byte("plug"))
 	y := []byte("y")
 	var copies []<-chan addResult
 	for i := 0; i < 5; i++ {
 		copies = append(copies, h.addGo(y))
 		h.waitPending(i + 1)
 	}
-	copies = append(copies, h.addGo(x)) // and a duplicate of a committed entry
-	h.waitPending(6)
+	// A duplicate of a committed entry is answered at once.
+	copies = append(copies, h.addGo(x))
+	h.waitPending(5)
 	release()
-	if r := <-first; r.err != nil {
-		t.Fatal(r.err)
-	} else {
-		h.accept([]byte("first"), r.r)
+	for _, p := range []struct {
+		e  string
+		ch <-chan addResult
+	}{{"first", first}, {"plug", plug}} {
+		if r := <-p.ch; r.err != nil {
+			t.Fatal(r.err)
+		} else {
+			h.accept([]byte(p.e), r.r)
+		}
 	}
 	news := 0
 	var idx uint64
@@ -604,8 +630,8 @@ func TestDuplicates(t *testing.T) {
 	if r := <-copies[5]; r.err != nil || !r.r.Duplicate || r.r.Index != r1.Index {
 		t.Fatalf("x in a batch: %+v, %v", r.r, r.err)
 	}
-	if _, size := h.log.Checkpoint(); size != 13 {
-		t.Fatalf("size %d, want 13", size)
+	if _, size := h.log.Checkpoint(); size != 14 {
+		t.Fatalf("size %d, want 14", size)
 	}
 	h.verify()
 }
@@ -618,6 +644,7 @@ func TestOverloaded(t *testing.T) {
 	release := h.faults.holdCommits()
 	blocked := h.addGo([]byte("blocked"))
 	h.waitCommit()
+	plug := h.plug([]byte("plug"))
 	queued := makeEntries("queued", maxPending)
 	var chs []<-chan addResult
 	for _, e := range queued {
@@ -645,6 +672,11 @@ func TestOverloaded(t *testing.T) {
 	} else {
 		h.accept([]byte("blocked"), r.r)
 	}
+	if r := <-plug; r.err != nil {
+		t.Fatal(r.err)
+	} else {
+		h.accept([]byte("plug"), r.r)
+	}
 	for i, ch := range chs {
 		r := <-ch
 		if r.err != nil {
@@ -655,8 +687,8 @@ func TestOverloaded(t *testing.T) {
 	if _, err := h.log.LookupLeaf(context.Background(), hasher.HashLeaf([]byte("refused"))); !errors.Is(err, log.ErrNotFound) {
 		t.Fatalf("LookupLeaf(refused entry): got error %v, want ErrNotFound", err)
 	}
-	if _, size := h.log.Checkpoint(); size != 20+1+maxPending {
-		t.Fatalf("size %d, want %d", size, 20+1+maxPending)
+	if _, size := h.log.Checkpoint(); size != 20+2+maxPending {
+		t.Fatalf("size %d, want %d", size, 20+2+maxPending)
 	}
 	if r := h.mustAdd([][]byte{[]byte("refused")}, 1)[0]; r.Duplicate {
 		t.Fatal("the refused entry is a duplicate")
@@ -682,47 +714,62 @@ func TestCommitFails(t *testing.T) {
 			h.mustAdd(base, 64)
 			_, before := h.log.Checkpoint()
 
-			// Gather a batch behind a held commit, then make it fail.
+			// Gather a batch behind a held commit and the batch built while
+			// it is held, then make it fail.
 			release := h.faults.holdCommits()
 			first := h.addGo([]byte("first"))
 			h.waitCommit()
+			plug := h.plug([]byte("plug"))
 			failed := makeEntries("failed", 20)
 			var chs []<-chan addResult
 			for i, e := range failed {
 				chs = append(chs, h.addGo(e))
 				h.waitPending(i + 1)
 			}
-			dupOld := h.addGo(base[7])   // a duplicate of a committed entry
-			dupNew := h.addGo(failed[3]) // a duplicate within the failing batch
+			dupOld := h.addGo([]byte("first")) // a duplicate of an earlier batch
+			dupNew := h.addGo(failed[3])       // a duplicate within the failing batch
 			h.waitPending(len(failed) + 2)
 			h.faults.set(func(f *faultStore) {
 				// Fail the batch after the held one.
-				f.failWhen = failOnce(before+1, tc.landed)
+				f.failWhen = failOnce(before+2, tc.landed)
 				f.hold = nil
 			})
 			release()
 
-			if r := <-first; r.err != nil {
-				t.Fatal(r.err)
-			} else {
-				h.accept([]byte("first"), r.r)
+			for _, p := range []struct {
+				e  string
+				ch <-chan addResult
+			}{{"first", first}, {"plug", plug}} {
+				if r := <-p.ch; r.err != nil {
+					t.Fatal(r.err)
+				} else {
+					h.accept([]byte(p.e), r.r)
+				}
 			}
-			for i, ch := range append(chs, dupNew) {
+			for i, ch := range chs {
 				r := <-ch
 				if !errors.Is(r.err, errInjected) {
 					t.Fatalf("entry %d of the failed batch: got %+v, %v; want errInjected", i, r.r, r.err)
 				}
 			}
-			if r := <-dupOld; r.err != nil || !r.r.Duplicate || r.r.Index != h.byEntry[string(base[7])] {
-				t.Fatalf("duplicate of a committed entry in the failed batch: got %+v, %v", r.r, r.err)
+			// A duplicate within the failed batch fails too, unless the
+			// log, reloading, found that the batch did land.
+			switch r := <-dupNew; {
+			case tc.landed && r.err == nil && r.r.Duplicate:
+				h.accept(failed[3], r.r)
+			case !errors.Is(r.err, errInjected):
+				t.Fatalf("duplicate within the failed batch: got %+v, %v; want errInjected", r.r, r.err)
+			}
+			if r := <-dupOld; r.err != nil || !r.r.Duplicate || r.r.Index != h.byEntry["first"] {
+				t.Fatalf("duplicate of an earlier batch's entry in the failed batch: got %+v, %v", r.r, r.err)
 			} else {
-				h.accept(base[7], r.r)
+				h.accept([]byte("first"), r.r)
 			}
 			if err := h.log.Ready(); err != nil {
 				t.Fatalf("Ready after the log recovered: %v", err)
 			}
 			_, size := h.log.Checkpoint()
-			want := before + 1
+			want := before + 2
 			if tc.landed {
 				want += uint64(len(failed))
 			}
@@ -801,6 +848,7 @@ func TestCloseWithPending(t *testing.T) {
 	release := h.faults.holdCommits()
 	first := h.addGo([]byte("first"))
 	h.waitCommit()
+	plug := h.plug([]byte("plug"))
 	queued := makeEntries("queued", 10)
 	var chs []<-chan addResult
 	for _, e := range queued {
@@ -819,6 +867,11 @@ func TestCloseWithPending(t *testing.T) {
 		t.Fatalf("the entry being committed when the log closed: %v", r.err)
 	} else {
 		h.accept([]byte("first"), r.r)
+	}
+	if r := <-plug; r.err != nil {
+		t.Fatalf("the entry built into a batch when the log closed: %v", r.err)
+	} else {
+		h.accept([]byte("plug"), r.r)
 	}
 	for i, ch := range chs {
 		r := <-ch

@@ -8,6 +8,7 @@ type metrics struct {
 	entries       *prometheus.CounterVec
 	overloaded    prometheus.Counter
 	treeSize      prometheus.Gauge
+	integrating   prometheus.Gauge
 	batchEntries  prometheus.Histogram
 	commitSeconds prometheus.Histogram
 }
@@ -26,6 +27,10 @@ func newMetrics(reg prometheus.Registerer, l *Log) *metrics {
 			Name: "candor_log_tree_size",
 			Help: "Size of the latest published checkpoint.",
 		}),
+		integrating: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "candor_log_integrating_entries",
+			Help: "Entries taken from the queue into a batch being built or committed.",
+		}),
 		batchEntries: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "candor_log_batch_entries",
 			Help:    "New entries per committed batch.",
@@ -42,7 +47,7 @@ func newMetrics(reg prometheus.Registerer, l *Log) *metrics {
 		Help: "Entries waiting to be integrated.",
 	}, func() float64 { return float64(len(l.queue)) })
 	if reg != nil {
-		reg.MustRegister(m.entries, m.overloaded, m.treeSize, m.batchEntries, m.commitSeconds, pending)
+		reg.MustRegister(m.entries, m.overloaded, m.treeSize, m.integrating, m.batchEntries, m.commitSeconds, pending)
 	}
 	return m
 }

@@ -68,12 +68,23 @@ type TileData struct {
 	Level  uint8
 	Index  uint64
 	Hashes []byte
+	// Start is how many bytes at the beginning of Hashes an earlier commit
+	// already stored, unchanged; a storage may write only Hashes[Start:].
+	// 0 means the whole content is new.
+	Start int
 }
 
 // BundleData is the content of one entry bundle.
 type BundleData struct {
 	Index  uint64
 	Bundle []byte
+	// Start is how many bytes at the beginning of Bundle an earlier commit
+	// already stored, unchanged (a whole number of entries); a storage may
+	// write only Bundle[Start:]. 0 means the whole content is new.
+	Start int
+	// Full is true when the bundle has all 256 entries and never changes
+	// again.
+	Full bool
 }
 
 // LeafIndex records where the entry with a leaf hash sits in the log.

@@ -20,10 +20,11 @@ var (
 // buffer is started for the next tile once it is full, so slices handed out
 // of it stay valid.
 type edgeTile struct {
-	index uint64
-	data  []byte
-	n     int  // hashes or entries in data
-	dirty bool // touched since the last flush
+	index  uint64
+	data   []byte
+	n      int  // hashes or entries in data
+	stored int  // bytes of data in storage as of the last flush
+	dirty  bool // touched since the last flush
 }
 
 // treeBuilder extends the Merkle tree one leaf at a time and keeps the
@@ -68,6 +69,7 @@ func newTreeBuilder(ctx context.Context, r tileReader, size uint64) (*treeBuilde
 			}
 			t.data = append(make([]byte, 0, api.TileWidth*api.HashSize), data[:w*api.HashSize]...)
 			t.n = w
+			t.stored = len(t.data)
 		}
 		b.levels = append(b.levels, t)
 	}
@@ -83,6 +85,7 @@ func newTreeBuilder(ctx context.Context, r tileReader, size uint64) (*treeBuilde
 		}
 		b.bundle.data = append([]byte(nil), data[:end]...)
 		b.bundle.n = w
+		b.bundle.stored = end
 	}
 	return b, nil
 }
@@ -111,7 +114,7 @@ func (b *treeBuilder) append(entry, leafHash []byte) error {
 	bt.n++
 	bt.dirty = true
 	if bt.n == api.TileWidth {
-		b.bunds = append(b.bunds, BundleData{Index: bt.index, Bundle: bt.data})
+		b.bunds = append(b.bunds, BundleData{Index: bt.index, Bundle: bt.data, Start: bt.stored, Full: true})
 		bt.dirty = false
 	}
 	return b.rng.Append(leafHash, b.visit)
@@ -137,7 +140,7 @@ func (b *treeBuilder) visit(id compact.NodeID, hash []byte) {
 	t.n++
 	t.dirty = true
 	if t.n == api.TileWidth {
-		b.tiles = append(b.tiles, TileData{Level: uint8(level), Index: t.index, Hashes: t.data})
+		b.tiles = append(b.tiles, TileData{Level: uint8(level), Index: t.index, Hashes: t.data, Start: t.stored})
 		t.dirty = false
 	}
 }
@@ -149,13 +152,15 @@ func (b *treeBuilder) flush() ([]TileData, []BundleData) {
 	for i := range b.levels {
 		t := &b.levels[i]
 		if t.dirty {
-			tiles = append(tiles, TileData{Level: uint8(i), Index: t.index, Hashes: t.data[:len(t.data):len(t.data)]})
+			tiles = append(tiles, TileData{Level: uint8(i), Index: t.index, Hashes: t.data[:len(t.data):len(t.data)], Start: t.stored})
+			t.stored = len(t.data)
 			t.dirty = false
 		}
 	}
-	if b.bundle.dirty {
-		bunds = append(bunds, BundleData{Index: b.bundle.index, Bundle: b.bundle.data[:len(b.bundle.data):len(b.bundle.data)]})
-		b.bundle.dirty = false
+	if bt := &b.bundle; bt.dirty {
+		bunds = append(bunds, BundleData{Index: bt.index, Bundle: bt.data[:len(bt.data):len(bt.data)], Start: bt.stored})
+		bt.stored = len(bt.data)
+		bt.dirty = false
 	}
 	b.tiles, b.bunds = nil, nil
 	return tiles, bunds

@@ -11,14 +11,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -28,6 +26,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/internal/keyfile"
 	"github.com/candorlog/candor/log"
 	"github.com/candorlog/candor/storage/pebble"
 )
@@ -138,24 +137,19 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 // loadOrCreateKey reads the log's signed-note private key from path, or
 // creates one named origin (mode 0600) if the file does not exist.
 func loadOrCreateKey(path, origin string, logger *slog.Logger) (note.Signer, note.Verifier, string, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	skey, created, err := keyfile.LoadOrCreate(path, func() (string, error) {
 		if origin == "" {
-			return nil, nil, "", fmt.Errorf("no key at %s: give --origin to create one", path)
+			return "", fmt.Errorf("no key at %s: give --origin to create one", path)
 		}
 		skey, _, err := note.GenerateKey(rand.Reader, origin)
-		if err != nil {
-			return nil, nil, "", fmt.Errorf("couldn't generate a key: %w", err)
-		}
-		if err := writeFileSync(path, []byte(skey+"\n"), 0o600); err != nil {
-			return nil, nil, "", fmt.Errorf("couldn't save the key: %w", err)
-		}
-		logger.Info("created a new log key", "path", path, "origin", origin)
-		b = []byte(skey)
-	} else if err != nil {
-		return nil, nil, "", fmt.Errorf("couldn't read the key: %w", err)
+		return skey, err
+	})
+	if err != nil {
+		return nil, nil, "", err
 	}
-	skey := strings.TrimSpace(string(b))
+	if created {
+		logger.Info("created a new log key", "path", path, "origin", origin)
+	}
 	signer, err := note.NewSigner(skey)
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("key %s: %w", path, err)
@@ -172,46 +166,6 @@ func loadOrCreateKey(path, origin string, logger *slog.Logger) (note.Signer, not
 		return nil, nil, "", fmt.Errorf("key %s: %w", path, err)
 	}
 	return signer, verifier, vkey, nil
-}
-
-// writeFileSync creates path with data, durably and atomically, failing if
-// it exists: the data goes to a temporary file that is synced, then linked
-// into place, so a crash never leaves a partial key behind.
-func writeFileSync(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Link(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 func fsck(ctx context.Context, args []string, stdout io.Writer) error {

@@ -43,8 +43,16 @@ type Storage struct {
 
 var _ log.Storage = (*Storage)(nil)
 
-// Open opens (creating if needed) the database in dir.
+// Open opens (creating if needed) the log's database in dir.
 func Open(dir string, o Options) (*Storage, error) {
+	db, err := openDB(dir, o)
+	if err != nil {
+		return nil, err
+	}
+	return &Storage{db: db}, nil
+}
+
+func openDB(dir string, o Options) (*pebble.DB, error) {
 	if o.CacheBytes <= 0 {
 		o.CacheBytes = 64 << 20
 	}
@@ -65,14 +73,16 @@ func Open(dir string, o Options) (*Storage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("couldn't open pebble in %s: %w", dir, err)
 	}
-	return &Storage{db: db}, nil
+	return db, nil
 }
 
 // Close closes the database.
 func (s *Storage) Close() error { return s.db.Close() }
 
-func (s *Storage) get(key []byte) ([]byte, error) {
-	v, closer, err := s.db.Get(key)
+func (s *Storage) get(key []byte) ([]byte, error) { return get(s.db, key) }
+
+func get(db *pebble.DB, key []byte) ([]byte, error) {
+	v, closer, err := db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, log.ErrNotFound
 	}
