@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -41,7 +42,9 @@ func leafKey(hash []byte) []byte { return append([]byte{'h'}, hash...) }
 var checkpointKey = []byte{'c'}
 
 // editValue opens the stopped log's database, replaces the value of key
-// with edit(value) and returns the old value.
+// with edit(value) and returns the old value. Tile and bundle keys name
+// their whole content, which the database keeps in chunks (key ‖ u32 BE
+// offset): it is read joined and written back as one chunk.
 func editValue(t *testing.T, data string, key []byte, edit func([]byte) []byte) []byte {
 	t.Helper()
 	db, err := pebble.Open(filepath.Join(data, "db"), &pebble.Options{Logger: testLogger{t}})
@@ -53,13 +56,30 @@ func editValue(t *testing.T, data string, key []byte, edit func([]byte) []byte) 
 			t.Fatalf("couldn't close the database: %v", err)
 		}
 	}()
-	v, closer, err := db.Get(key)
+	chunked := key[0] == 't' || key[0] == 'e'
+	lo, hi := key, append(bytes.Clone(key), 0)
+	if chunked {
+		lo, hi = binary.BigEndian.AppendUint32(bytes.Clone(key), 0), append(bytes.Clone(key), 0xff, 0xff, 0xff, 0xff, 0xff)
+	}
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
+		t.Fatal(err)
+	}
+	var old []byte
+	for ok := it.First(); ok; ok = it.Next() {
+		old = append(old, it.Value()...)
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil || old == nil {
 		t.Fatalf("couldn't read key %x: %v", key, err)
 	}
-	old := bytes.Clone(v)
-	closer.Close()
-	if err := db.Set(key, edit(bytes.Clone(old)), pebble.Sync); err != nil {
+	b := db.NewBatch()
+	if err := b.DeleteRange(lo, hi, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Set(lo, edit(bytes.Clone(old)), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
 		t.Fatalf("couldn't write key %x: %v", key, err)
 	}
 	return old

@@ -28,6 +28,19 @@ func newTileCache(size int) *tileCache {
 	return &tileCache{c: c}
 }
 
+// full returns the hashes of a full tile if the cache has it: a full tile
+// never changes, so it need not be read again.
+func (tc *tileCache) full(level uint8, index uint64) ([]byte, bool) {
+	if tc == nil {
+		return nil, false
+	}
+	rows, ok := tc.c.Get(tileCacheKey{level, index, api.TileWidth})
+	if !ok {
+		return nil, false
+	}
+	return rows[0], true
+}
+
 // rows returns the expanded tile: rows[s] holds the hashes of the perfect
 // subtrees of height s over the tile's hashes, concatenated.
 func (tc *tileCache) rows(level uint8, index uint64, data []byte) [][]byte {

@@ -59,7 +59,9 @@ func (pebbleQuiet) Fatalf(format string, args ...any) {
 
 // rawUpdate opens the pebble database in dir directly and replaces the
 // value at key with what update returns (deleting it for nil). It returns
-// the old value, nil if there was none.
+// the old value, nil if there was none. Tile and bundle keys name their
+// whole content, which pebble stores in chunks (key ‖ u32 BE offset): it is
+// read joined and written back as one chunk.
 func rawUpdate(t *testing.T, dir string, key []byte, update func(old []byte) []byte) []byte {
 	t.Helper()
 	db, err := cpebble.Open(dir, &cpebble.Options{Logger: pebbleQuiet{}})
@@ -71,20 +73,32 @@ func rawUpdate(t *testing.T, dir string, key []byte, update func(old []byte) []b
 			t.Fatal(err)
 		}
 	}()
+	chunked := key[0] == 't' || key[0] == 'e'
+	lo, hi := key, append(bytes.Clone(key), 0)
+	if chunked {
+		lo, hi = binary.BigEndian.AppendUint32(bytes.Clone(key), 0), append(bytes.Clone(key), 0xff, 0xff, 0xff, 0xff, 0xff)
+	}
+	it, err := db.NewIter(&cpebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var old []byte
-	switch v, closer, err := db.Get(key); {
-	case err == nil:
-		old = bytes.Clone(v)
-		closer.Close()
-	case !errors.Is(err, cpebble.ErrNotFound):
+	for ok := it.First(); ok; ok = it.Next() {
+		old = append(old, it.Value()...)
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		t.Fatalf("reading key %q: %v", key, err)
 	}
-	if nv := update(bytes.Clone(old)); nv == nil {
-		err = db.Delete(key, cpebble.Sync)
-	} else {
-		err = db.Set(key, nv, cpebble.Sync)
+	b := db.NewBatch()
+	if err := b.DeleteRange(lo, hi, nil); err != nil {
+		t.Fatal(err)
 	}
-	if err != nil {
+	if nv := update(bytes.Clone(old)); nv != nil {
+		if err := b.Set(lo, nv, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Commit(cpebble.Sync); err != nil {
 		t.Fatal(err)
 	}
 	return old

@@ -283,12 +283,10 @@ func (h *handler) inclusionProof(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if resp.LeafHash == nil {
-		e, err := h.log.Entry(r.Context(), resp.Index)
-		if err != nil {
+		if resp.LeafHash, err = h.log.LeafHash(r.Context(), resp.Index); err != nil {
 			h.fail(w, r, err)
 			return
 		}
-		resp.LeafHash = hasher.HashLeaf(e)
 	}
 	if resp.Hashes, err = h.log.InclusionProof(r.Context(), resp.Index, resp.TreeSize); err != nil {
 		h.fail(w, r, err)

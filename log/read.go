@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/transparency-dev/merkle/compact"
+
 	"github.com/candorlog/candor/api"
 )
 
@@ -77,6 +79,21 @@ func (l *Log) Entry(ctx context.Context, index uint64) ([]byte, error) {
 		return nil, fmt.Errorf("entry %d: %w", index, err)
 	}
 	return e, nil
+}
+
+// LeafHash returns the leaf hash of the entry at index, which must be below
+// the published size. It reads the hash from the tree's tiles rather than
+// hash the entry.
+func (l *Log) LeafHash(ctx context.Context, index uint64) ([]byte, error) {
+	if _, size := l.Checkpoint(); index >= size {
+		return nil, fmt.Errorf("%w: index %d is not below the tree size %d", ErrOutOfRange, index, size)
+	}
+	nr := nodeReader{r: l.store, cache: l.cache}
+	h, err := nr.hash(ctx, compact.NewNodeID(0, index))
+	if err != nil {
+		return nil, fmt.Errorf("couldn't read the leaf hash of entry %d: %w", index, mustExist(err))
+	}
+	return h, nil
 }
 
 // LookupLeaf returns the index of the published entry with the leaf hash.

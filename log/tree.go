@@ -1,6 +1,7 @@
 package log
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -218,6 +219,10 @@ func (nr *nodeReader) tile(ctx context.Context, level uint8, index uint64) ([]by
 	if nr.last != nil && nr.lastLevel == level && nr.lastIndex == index {
 		return nr.last, nil
 	}
+	if data, ok := nr.cache.full(level, index); ok {
+		nr.lastLevel, nr.lastIndex, nr.last = level, index, data
+		return data, nil
+	}
 	data, err := nr.r.ReadTile(ctx, level, index)
 	if err != nil {
 		return nil, fmt.Errorf("couldn't read tile %d/%d: %w", level, index, err)
@@ -240,12 +245,11 @@ func (nr *nodeReader) hash(ctx context.Context, id compact.NodeID) ([]byte, erro
 		return nil, fmt.Errorf("tile %d/%d has %d hashes, node %d/%d needs %d: %w",
 			level, first/api.TileWidth, len(data)/api.HashSize, id.Level, id.Index, off+count, ErrNotFound)
 	}
-	if sub == 0 {
-		return data[off*api.HashSize : (off+1)*api.HashSize], nil
+	row, i := data, off
+	if sub > 0 {
+		row, i = nr.cache.rows(level, first/api.TileWidth, data)[sub], off>>sub
 	}
-	row := nr.cache.rows(level, first/api.TileWidth, data)[sub]
-	i := off >> sub
-	// A copy: the row may be shared through the cache, and proofs are
-	// handed to callers.
-	return append([]byte(nil), row[i*api.HashSize:(i+1)*api.HashSize]...), nil
+	// A copy: tiles and rows may be shared through the cache, and proofs
+	// are handed to callers.
+	return bytes.Clone(row[i*api.HashSize : (i+1)*api.HashSize]), nil
 }

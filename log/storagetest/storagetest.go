@@ -41,6 +41,7 @@ func Run(t *testing.T, open func(t *testing.T) log.Storage) {
 	t.Run("Conflict", func(t *testing.T) { testConflict(t, open(t)) })
 	t.Run("Shrink", func(t *testing.T) { testShrink(t, open(t)) })
 	t.Run("PartialTilesGrow", func(t *testing.T) { testPartialTilesGrow(t, open(t)) })
+	t.Run("PartialTilesRewritten", func(t *testing.T) { testPartialTilesRewritten(t, open(t)) })
 	t.Run("Copies", func(t *testing.T) { testCopies(t, open(t)) })
 	t.Run("ConcurrentReads", func(t *testing.T) { testConcurrentReads(t, open(t)) })
 }
@@ -392,12 +393,12 @@ func commitFor(old, n uint64) *log.Commit {
 			continue
 		}
 		for ti := oldCount / tileWidth; ti*tileWidth < count; ti++ {
-			c.Tiles = append(c.Tiles, log.TileData{Level: level, Index: ti, Hashes: tileFor(level, ti, n)})
+			c.Tiles = append(c.Tiles, log.TileData{Level: level, Index: ti, Hashes: tileFor(level, ti, n), Start: len(tileFor(level, ti, old))})
 		}
 	}
 	if n > old {
 		for bi := old / tileWidth; bi*tileWidth < n; bi++ {
-			c.Bundles = append(c.Bundles, log.BundleData{Index: bi, Bundle: bundleFor(bi, n)})
+			c.Bundles = append(c.Bundles, log.BundleData{Index: bi, Bundle: bundleFor(bi, n), Start: len(bundleFor(bi, old)), Full: n >= (bi+1)*tileWidth})
 		}
 	}
 	for i := old; i < n; i++ {
@@ -463,6 +464,32 @@ func checkBogusAbsent(t *testing.T, s log.Storage, n uint64) {
 			t.Errorf("LookupLeaf(leaf %d) of a refused commit: got error %v, want ErrNotFound", i, err)
 		}
 	}
+}
+
+// testPartialTilesRewritten grows partial tiles and bundles by what they
+// gained, then rewrites them whole (Start 0), which a storage that keeps
+// the growth apart must not mix up with what it had.
+func testPartialTilesRewritten(t *testing.T, s log.Storage) {
+	for n := uint64(1); n <= 40; n++ {
+		grow(t, s, n-1, n)
+	}
+	c := commitFor(40, 45)
+	for i := range c.Tiles {
+		c.Tiles[i].Start = 0
+	}
+	for i := range c.Bundles {
+		c.Bundles[i].Start = 0
+	}
+	if err := s.Commit(context.Background(), c); err != nil {
+		t.Fatalf("Commit(40 -> 45) rewriting whole tiles: %v", err)
+	}
+	checkState(t, s, 45)
+	for n := uint64(46); n <= 50; n++ {
+		grow(t, s, n-1, n)
+	}
+	checkState(t, s, 50)
+	grow(t, s, 50, 256)
+	checkState(t, s, 256)
 }
 
 // grow commits the model's growth from old to n, which must succeed.

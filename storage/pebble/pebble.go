@@ -15,14 +15,22 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
 
+	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/log"
 )
 
 // Key layout. Every key starts with a one-byte table prefix.
+//
+// Tiles and entry bundles are stored in chunks: the value at key ‖ u32 BE
+// offset holds their bytes from offset on, up to the next chunk's offset.
+// A commit stores only the bytes a partial tile or bundle grew by, as a new
+// chunk, and stores a new or completed one as a single chunk at offset 0,
+// deleting the others; so a log that commits small batches does not
+// rewrite its right edge every time, and complete tiles read as one value.
 const (
 	prefixCheckpoint = 'c' // 'c' -> u64 BE size ‖ signed checkpoint
-	prefixTile       = 't' // 't' ‖ level ‖ u64 BE index -> hashes
-	prefixBundle     = 'e' // 'e' ‖ u64 BE index -> entry bundle
+	prefixTile       = 't' // 't' ‖ level ‖ u64 BE index ‖ u32 BE offset -> hashes
+	prefixBundle     = 'e' // 'e' ‖ u64 BE index ‖ u32 BE offset -> entry bundle bytes
 	prefixLeaf       = 'h' // 'h' ‖ leaf hash -> uvarint index
 )
 
@@ -130,12 +138,86 @@ func (s *Storage) ReadCheckpoint(ctx context.Context) ([]byte, uint64, error) {
 
 // ReadTile implements log.Storage.
 func (s *Storage) ReadTile(ctx context.Context, level uint8, index uint64) ([]byte, error) {
-	return s.get(tileKey(level, index))
+	v, err := s.readChunked(tileKey(level, index))
+	if err != nil {
+		return nil, fmt.Errorf("tile %d/%d: %w", level, index, err)
+	}
+	return v, nil
 }
 
 // ReadEntryBundle implements log.Storage.
 func (s *Storage) ReadEntryBundle(ctx context.Context, index uint64) ([]byte, error) {
-	return s.get(bundleKey(index))
+	v, err := s.readChunked(bundleKey(index))
+	if err != nil {
+		return nil, fmt.Errorf("entry bundle %d: %w", index, err)
+	}
+	return v, nil
+}
+
+// chunkKey returns the key of the chunk of key at byte offset off.
+func chunkKey(key []byte, off int) []byte {
+	return binary.BigEndian.AppendUint32(key[:len(key):len(key)], uint32(off))
+}
+
+// chunksEnd returns the upper bound (exclusive) of key's chunks.
+func chunksEnd(key []byte) []byte {
+	return append(key[:len(key):len(key)], 0xff, 0xff, 0xff, 0xff, 0xff)
+}
+
+// readChunked reads the chunks of key, in one consistent view, and joins
+// them.
+func (s *Storage) readChunked(key []byte) ([]byte, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: chunkKey(key, 0), UpperBound: chunksEnd(key)})
+	if err != nil {
+		return nil, err
+	}
+	var v []byte
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		if len(k) != len(key)+4 {
+			it.Close()
+			return nil, fmt.Errorf("malformed chunk key %x", k)
+		}
+		if off := binary.BigEndian.Uint32(k[len(key):]); int(off) != len(v) {
+			it.Close()
+			return nil, fmt.Errorf("chunk at offset %d follows %d bytes", off, len(v))
+		}
+		c, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return nil, err
+		}
+		if v == nil {
+			v = make([]byte, 0, len(c))
+		}
+		v = append(v, c...)
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return nil, err
+	}
+	if v == nil {
+		return nil, log.ErrNotFound
+	}
+	return v, nil
+}
+
+// setChunked stores data as the content of key: only data[start:] as a new
+// chunk if start > 0 and the content is not complete, else all of it as
+// one chunk that replaces any others.
+func setChunked(b *pebble.Batch, key, data []byte, start int, complete bool) error {
+	if start < 0 || start > len(data) {
+		return fmt.Errorf("chunk start %d outside %d bytes", start, len(data))
+	}
+	if start > 0 && !complete {
+		if start == len(data) {
+			return nil
+		}
+		return b.Set(chunkKey(key, start), data[start:], nil)
+	}
+	if err := b.DeleteRange(chunkKey(key, 1), chunksEnd(key), nil); err != nil {
+		return err
+	}
+	return b.Set(chunkKey(key, 0), data, nil)
 }
 
 // LookupLeaf implements log.Storage.
@@ -168,13 +250,14 @@ func (s *Storage) Commit(ctx context.Context, c *log.Commit) error {
 	b := s.db.NewBatch()
 	defer b.Close()
 	for _, t := range c.Tiles {
-		if err := b.Set(tileKey(t.Level, t.Index), t.Hashes, nil); err != nil {
-			return err
+		full := len(t.Hashes) == api.TileWidth*api.HashSize
+		if err := setChunked(b, tileKey(t.Level, t.Index), t.Hashes, t.Start, full); err != nil {
+			return fmt.Errorf("tile %d/%d: %w", t.Level, t.Index, err)
 		}
 	}
 	for _, e := range c.Bundles {
-		if err := b.Set(bundleKey(e.Index), e.Bundle, nil); err != nil {
-			return err
+		if err := setChunked(b, bundleKey(e.Index), e.Bundle, e.Start, e.Full); err != nil {
+			return fmt.Errorf("entry bundle %d: %w", e.Index, err)
 		}
 	}
 	var vb [binary.MaxVarintLen64]byte
