@@ -3,6 +3,7 @@ package pebble_test
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -152,4 +153,33 @@ func BenchmarkSmallCommits(b *testing.B) {
 			b.ReportMetric(float64(m.Table.Local.LiveSize)/entries, "disk-B/entry")
 		})
 	}
+}
+
+// BenchmarkLookupLeafMiss measures looking up leaf hashes that are not in
+// a log of 256 Ki entries, in parallel: what deduplicating every new entry
+// costs. One op is one lookup.
+func BenchmarkLookupLeafMiss(b *testing.B) {
+	s, err := pebble.Open(b.TempDir(), pebble.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	cb := newCommitBuilder()
+	for range 1 << 8 {
+		if err := s.Commit(ctx, cb.next(1<<10)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		rng := rand.NewChaCha8([32]byte{1})
+		h := make([]byte, 32)
+		for pb.Next() {
+			rng.Read(h)
+			if _, err := s.LookupLeaf(ctx, h); !errors.Is(err, log.ErrNotFound) {
+				b.Fatal(err)
+			}
+		}
+	})
 }

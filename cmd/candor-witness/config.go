@@ -1,0 +1,139 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is candor-witness's configuration: a YAML file (--config) whose
+// top-level fields the command-line flags of the same name override.
+type Config struct {
+	// Name is the witness's key name, e.g. "witness.example.com/w1".
+	// Required when the key is created; when the key exists it must match
+	// the key's name (or be empty).
+	Name string `yaml:"name"`
+	// Data is the directory holding the witness's state and, by default,
+	// its key. Required.
+	Data string `yaml:"data"`
+	// Listen is the HTTP listen address. Default: "localhost:8081".
+	Listen string `yaml:"listen"`
+	// Key is the file holding the witness's cosignature/v1 private key. It
+	// is created (mode 0600) on first start if missing.
+	// Default: "<data>/witness.key".
+	Key string `yaml:"key"`
+	// Logs are the logs the witness follows. At least one is required.
+	Logs []LogConfig `yaml:"logs"`
+	// LogLevel is one of debug, info, warn, error. Default: info.
+	LogLevel string `yaml:"logLevel"`
+	// LogFormat is text or json. Default: text.
+	LogFormat string `yaml:"logFormat"`
+}
+
+// LogConfig is one log the witness follows.
+type LogConfig struct {
+	// Origin is the log's origin line. Required.
+	Origin string `yaml:"origin"`
+	// Key is the log's signed-note verifier key (name+id+key); its name
+	// must be the origin. Required.
+	Key string `yaml:"key"`
+}
+
+func defaults() Config {
+	return Config{Listen: "localhost:8081", LogLevel: "info", LogFormat: "text"}
+}
+
+// loadConfig builds the configuration from defaults, then the YAML file
+// named by --config, then the flags that were set on the command line.
+func loadConfig(fs *flag.FlagSet, args []string) (Config, error) {
+	c := defaults()
+	var file string
+	flags := c
+	fs.StringVar(&file, "config", "", "YAML configuration `file` (logs to follow)")
+	fs.StringVar(&flags.Name, "name", "", "the witness's key `name` (required on first start)")
+	fs.StringVar(&flags.Data, "data", "", "`directory` for the witness's state and key (required)")
+	fs.StringVar(&flags.Listen, "listen", c.Listen, "HTTP listen `address`")
+	fs.StringVar(&flags.Key, "key", "", "cosigner private key `file` (default <data>/witness.key)")
+	fs.StringVar(&flags.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&flags.LogFormat, "log-format", c.LogFormat, "text or json")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if file != "" {
+		f, err := os.Open(file)
+		if err != nil {
+			return c, fmt.Errorf("couldn't read the config: %w", err)
+		}
+		defer f.Close()
+		dec := yaml.NewDecoder(f)
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil {
+			return c, fmt.Errorf("couldn't parse %s: %w", file, err)
+		}
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "name":
+			c.Name = flags.Name
+		case "data":
+			c.Data = flags.Data
+		case "listen":
+			c.Listen = flags.Listen
+		case "key":
+			c.Key = flags.Key
+		case "log-level":
+			c.LogLevel = flags.LogLevel
+		case "log-format":
+			c.LogFormat = flags.LogFormat
+		}
+	})
+	if c.Key == "" && c.Data != "" {
+		c.Key = filepath.Join(c.Data, "witness.key")
+	}
+	return c, c.validate()
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if c.Data == "" {
+		errs = append(errs, errors.New("data: a data directory is required (--data)"))
+	}
+	if c.Listen == "" {
+		errs = append(errs, errors.New("listen: an address is required"))
+	}
+	if strings.ContainsAny(c.Name, "\n+ ") {
+		errs = append(errs, fmt.Errorf("name %q: must not contain spaces, '+' or newlines", c.Name))
+	}
+	if len(c.Logs) == 0 {
+		errs = append(errs, errors.New("logs: at least one log is required (in --config)"))
+	}
+	seen := make(map[string]bool)
+	for i, l := range c.Logs {
+		if l.Origin == "" || l.Key == "" {
+			errs = append(errs, fmt.Errorf("logs[%d]: origin and key are required", i))
+		}
+		if seen[l.Origin] {
+			errs = append(errs, fmt.Errorf("logs[%d]: origin %q is listed twice", i, l.Origin))
+		}
+		seen[l.Origin] = true
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("logLevel %q: want debug, info, warn or error", c.LogLevel))
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("logFormat %q: want text or json", c.LogFormat))
+	}
+	return errors.Join(errs...)
+}

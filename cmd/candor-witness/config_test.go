@@ -1,0 +1,122 @@
+package main
+
+import (
+	"crypto/rand"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/candorlog/candor/api"
+)
+
+func writeConfig(t *testing.T, yaml string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "witness.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func load(args ...string) (Config, error) {
+	fs := flag.NewFlagSet("candor-witness", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return loadConfig(fs, args)
+}
+
+const logKey = "example.com/log+0123abcd+AXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+
+func TestConfigFlagsOverrideYAML(t *testing.T) {
+	path := writeConfig(t, `
+name: witness.example/yaml
+data: /yaml/data
+listen: 127.0.0.1:1
+logLevel: debug
+logs:
+  - origin: example.com/log
+    key: `+logKey+`
+`)
+	c, err := load("--config", path, "--data", "/flag/data", "--listen", "127.0.0.1:2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Name != "witness.example/yaml" || c.Data != "/flag/data" || c.Listen != "127.0.0.1:2" ||
+		c.LogLevel != "debug" || c.LogFormat != "text" || c.Key != "/flag/data/witness.key" {
+		t.Errorf("config %+v", c)
+	}
+	if len(c.Logs) != 1 || c.Logs[0].Origin != "example.com/log" || c.Logs[0].Key != logKey {
+		t.Errorf("logs %+v", c.Logs)
+	}
+	c, err = load("--config", path, "--name", "witness.example/flag", "--key", "/k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Name != "witness.example/flag" || c.Data != "/yaml/data" || c.Listen != "127.0.0.1:1" || c.Key != "/k" {
+		t.Errorf("config %+v", c)
+	}
+}
+
+func TestConfigRejects(t *testing.T) {
+	log := "logs:\n  - origin: example.com/log\n    key: " + logKey + "\n"
+	for _, tc := range []struct {
+		name, yaml string
+		args       []string
+		want       string
+	}{
+		{"unknown top-level key", "gossip: {peers: [a]}\n" + log, nil, "gossip"},
+		{"peers", "peers: [a]\n" + log, nil, "peers"},
+		{"log url (no pull mode yet)", "logs:\n  - origin: example.com/log\n    key: " + logKey + "\n    url: http://x\n", nil, "url"},
+		{"no logs", "", nil, "logs"},
+		{"no data", log, []string{}, "data"},
+		{"bad name", log, []string{"--name", "a b"}, "name"},
+		{"log without key", "logs:\n  - origin: example.com/log\n", nil, "origin and key"},
+		{"log twice", log + "  - origin: example.com/log\n    key: " + logKey + "\n", nil, "twice"},
+		{"bad log level", log + "logLevel: loud\n", nil, "logLevel"},
+		{"bad log format", log + "logFormat: xml\n", nil, "logFormat"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := tc.args
+			if args == nil {
+				args = []string{"--data", t.TempDir()}
+			}
+			_, err := load(append(args, "--config", writeConfig(t, tc.yaml))...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("loadConfig = %v, want an error about %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := load("--data", t.TempDir(), "extra"); err == nil {
+		t.Error("loadConfig accepted a positional argument")
+	}
+}
+
+func TestWitnessLogs(t *testing.T) {
+	_, good, err := note.GenerateKey(rand.Reader, "example.com/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, cosignerKey, err := api.GenerateCosignerKey(rand.Reader, "example.com/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		origin, key string
+		ok          bool
+	}{
+		{"example.com/log", good, true},
+		{"example.com/other", good, false},
+		// A cosignature/v1 key must not pass for a log key.
+		{"example.com/log", cosignerKey, false},
+		{"example.com/log", "not a key", false},
+	} {
+		_, err := Config{Logs: []LogConfig{{Origin: tc.origin, Key: tc.key}}}.witnessLogs()
+		if (err == nil) != tc.ok {
+			t.Errorf("witnessLogs(%q, %q) = %v, want ok=%v", tc.origin, tc.key, err, tc.ok)
+		}
+	}
+}

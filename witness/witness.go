@@ -1,0 +1,301 @@
+// Package witness is Candor's witness. For every log it follows it keeps the
+// latest checkpoint it cosigned, and cosigns a new checkpoint
+// (c2sp.org/tlog-cosignature, cosignature/v1) only if it is signed by the
+// log and provably consistent with that one (c2sp.org/tlog-witness). The
+// check and the update are one compare-and-swap on State, synced before the
+// cosignature leaves: a witness never cosigns two inconsistent checkpoints
+// of one log, also across crashes.
+//
+// witness_test.go runs the tlog-witness status-code table and concurrent
+// add-checkpoint races against the pebble State over real HTTP.
+package witness
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/candorlog/candor/api"
+)
+
+// The errors of AddCheckpoint. The HTTP handler maps each to its
+// c2sp.org/tlog-witness status code in one switch.
+var (
+	// ErrUnknownLog means the checkpoint's origin is not a log the witness
+	// follows (HTTP 404).
+	ErrUnknownLog = errors.New("unknown log")
+	// ErrNotSigned means the checkpoint carries no valid signature of the
+	// log's key, or a signature line of the log's key that fails to verify
+	// (HTTP 403).
+	ErrNotSigned = errors.New("checkpoint is not signed by the log's key")
+	// ErrBadRequest means the request is malformed, or its old size is
+	// larger than the checkpoint's size (HTTP 400).
+	ErrBadRequest = errors.New("bad request")
+	// ErrInconsistent means the checkpoint is not provably consistent with
+	// the one the witness cosigned: a consistency proof that doesn't
+	// verify, a proof from size 0 that is not empty, a different root at
+	// the same size, or a root at size 0 that is not the empty tree's
+	// (HTTP 422).
+	ErrInconsistent = errors.New("checkpoint is not consistent with the witness's view")
+)
+
+// ConflictError means the request's old size is not the size of the latest
+// checkpoint the witness cosigned for the log (HTTP 409).
+type ConflictError struct {
+	// Size is the size of the witness's latest cosigned checkpoint, zero
+	// if it never cosigned one.
+	Size uint64
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("old size does not match the witness's latest size %d", e.Size)
+}
+
+// Log is a log the witness follows.
+type Log struct {
+	// Origin is the log's origin line.
+	Origin string
+	// Verifier checks the log's checkpoint signatures; its name is Origin.
+	// It must verify the log's signatures only: a cosignature/v1 verifier
+	// here would let a witness's cosignature pass for the log's signature.
+	Verifier note.Verifier
+}
+
+// Config configures a Witness. Cosigner and State are required.
+type Config struct {
+	// Cosigner makes the witness's cosignatures, such as an *api.Cosigner.
+	Cosigner note.Signer
+	// Logs are the logs the witness follows.
+	Logs []Log
+	// State holds the latest cosigned checkpoint of each log.
+	State State
+	// Logger receives structured logs. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// Witness checks and cosigns checkpoints. It is safe for concurrent use.
+type Witness struct {
+	cosigner note.Signer
+	logs     map[string]Log
+	state    State
+	logger   *slog.Logger
+
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex // per origin, to avoid needless CAS retries
+}
+
+// New returns a witness.
+func New(cfg Config) (*Witness, error) {
+	if cfg.Cosigner == nil || cfg.State == nil {
+		return nil, errors.New("witness: Cosigner and State are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	w := &Witness{
+		cosigner: cfg.Cosigner,
+		logs:     make(map[string]Log),
+		state:    cfg.State,
+		logger:   cfg.Logger,
+		locks:    make(map[string]*sync.Mutex),
+	}
+	for _, l := range cfg.Logs {
+		if l.Verifier == nil || l.Verifier.Name() != l.Origin {
+			return nil, fmt.Errorf("witness: log %q: the verifier's name must be the origin", l.Origin)
+		}
+		if _, ok := w.logs[l.Origin]; ok {
+			return nil, fmt.Errorf("witness: log %q is configured twice", l.Origin)
+		}
+		w.logs[l.Origin] = l
+	}
+	return w, nil
+}
+
+// Name returns the witness's key name.
+func (w *Witness) Name() string { return w.cosigner.Name() }
+
+// Origins returns the origins of the logs the witness follows, in no
+// particular order.
+func (w *Witness) Origins() []string {
+	origins := make([]string, 0, len(w.logs))
+	for o := range w.logs {
+		origins = append(origins, o)
+	}
+	return origins
+}
+
+func (w *Witness) lock(origin string) func() {
+	w.mu.Lock()
+	m, ok := w.locks[origin]
+	if !ok {
+		m = new(sync.Mutex)
+		w.locks[origin] = m
+	}
+	w.mu.Unlock()
+	m.Lock()
+	return m.Unlock
+}
+
+// open verifies a checkpoint signed by a log the witness follows, and
+// returns it with the log's signatures, canonically encoded.
+func (w *Witness) open(signed []byte) (api.Checkpoint, string, []note.Signature, error) {
+	// Find the origin without trusting anything yet: the note's text ends
+	// at its first empty line, since a checkpoint has none.
+	i := bytes.Index(signed, []byte("\n\n"))
+	if i < 0 {
+		return api.Checkpoint{}, "", nil, fmt.Errorf("%w: the checkpoint is not a signed note", ErrBadRequest)
+	}
+	c, err := api.ParseCheckpoint(signed[:i+1])
+	if err != nil {
+		return api.Checkpoint{}, "", nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	l, ok := w.logs[c.Origin]
+	if !ok {
+		return api.Checkpoint{}, "", nil, fmt.Errorf("%w: %q", ErrUnknownLog, c.Origin)
+	}
+	c, n, err := api.OpenCheckpoint(signed, l.Origin, l.Verifier)
+	if errors.Is(err, api.ErrInvalidCheckpoint) {
+		return api.Checkpoint{}, "", nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	if err != nil {
+		return api.Checkpoint{}, "", nil, fmt.Errorf("%w: %w", ErrNotSigned, err)
+	}
+	// note.Open accepts base64 with non-zero padding bits; store and serve
+	// the one canonical encoding of each signature.
+	sigs := make([]note.Signature, len(n.Sigs))
+	for i, s := range n.Sigs {
+		raw, err := base64.StdEncoding.DecodeString(s.Base64)
+		if err != nil {
+			return api.Checkpoint{}, "", nil, fmt.Errorf("%w: signature of %q: %w", ErrBadRequest, s.Name, err)
+		}
+		s.Base64 = base64.StdEncoding.EncodeToString(raw)
+		sigs[i] = s
+	}
+	return c, n.Text, sigs, nil
+}
+
+// parseStored parses a checkpoint the witness stored itself. It trusts
+// it, and does not verify its signatures: the log's key may have been
+// rotated since.
+func parseStored(stored []byte) (api.Checkpoint, error) {
+	i := bytes.LastIndex(stored, []byte("\n\n"))
+	if i < 0 {
+		return api.Checkpoint{}, errors.New("not a signed note")
+	}
+	return api.ParseCheckpoint(stored[:i+1])
+}
+
+// AddCheckpoint checks req against the latest checkpoint cosigned for its
+// log, stores it and returns the witness's cosignature as a note signature
+// line ("— <name> <base64>\n"), the body of a c2sp.org/tlog-witness 200
+// reply. The error wraps one of the package's sentinel errors, or is a
+// *ConflictError, or is an internal error (of State, of the Cosigner).
+//
+// The checks run in the order of c2sp.org/tlog-witness: origin (404), log
+// signature (403), old size at most the size (400), old size is the
+// cosigned size (409), then consistency (422).
+func (w *Witness) AddCheckpoint(ctx context.Context, req api.AddCheckpointRequest) ([]byte, error) {
+	c, text, logSigs, err := w.open(req.Checkpoint)
+	if err != nil {
+		return nil, err
+	}
+	if req.OldSize > c.Size {
+		return nil, fmt.Errorf("%w: old size %d is larger than the checkpoint's size %d", ErrBadRequest, req.OldSize, c.Size)
+	}
+	unlock := w.lock(c.Origin)
+	defer unlock()
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		stored, err := w.state.Latest(ctx, c.Origin)
+		if err != nil {
+			return nil, fmt.Errorf("couldn't read the witness state: %w", err)
+		}
+		var old api.Checkpoint // size 0 if nothing is stored
+		if stored != nil {
+			if old, err = parseStored(stored); err != nil {
+				return nil, fmt.Errorf("couldn't parse the stored checkpoint of %q: %w", c.Origin, err)
+			}
+		}
+		if req.OldSize != old.Size {
+			return nil, &ConflictError{Size: old.Size}
+		}
+		if err := checkConsistent(old, c, req.Proof); err != nil {
+			w.logger.Warn("refused a checkpoint not consistent with the cosigned one",
+				"origin", c.Origin, "old_size", old.Size, "size", c.Size, "error", err,
+				"checkpoint", string(req.Checkpoint))
+			return nil, err
+		}
+		cosig, err := api.NoteSignature(w.cosigner, []byte(text))
+		if err != nil {
+			return nil, fmt.Errorf("couldn't cosign: %w", err)
+		}
+		// The stored note: the checkpoint, the log's verified signatures
+		// and this cosignature, as the monitoring read path serves it.
+		signed := make([]byte, 0, len(text)+256)
+		signed = append(signed, text...)
+		signed = append(signed, '\n')
+		signed = append(signed, api.MarshalCosignatureLines(append(logSigs, cosig))...)
+		err = w.state.Swap(ctx, c.Origin, stored, signed)
+		if errors.Is(err, ErrStateConflict) {
+			w.logger.Debug("witness state changed concurrently, retrying", "origin", c.Origin)
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("couldn't store the checkpoint: %w", err)
+		}
+		w.logger.Debug("cosigned", "origin", c.Origin, "old_size", old.Size, "size", c.Size)
+		return api.MarshalCosignatureLines([]note.Signature{cosig}), nil
+	}
+}
+
+// checkConsistent checks that c extends old (the zero Checkpoint if the
+// witness never cosigned one), with hashes the consistency proof from
+// old.Size to c.Size.
+func checkConsistent(old, c api.Checkpoint, hashes [][]byte) error {
+	if c.Size == 0 && !bytes.Equal(c.Hash[:], rfc6962.DefaultHasher.EmptyRoot()) {
+		return fmt.Errorf("%w: a checkpoint of size 0 must have the empty tree's root", ErrInconsistent)
+	}
+	if old.Size == 0 {
+		if len(hashes) > 0 {
+			return fmt.Errorf("%w: a proof from size 0 must be empty", ErrInconsistent)
+		}
+		return nil // the empty tree is a prefix of every tree
+	}
+	if old.Size == c.Size {
+		if old.Hash != c.Hash {
+			return fmt.Errorf("%w: root %x at size %d, the witness cosigned %x", ErrInconsistent, c.Hash, c.Size, old.Hash)
+		}
+		if len(hashes) > 0 {
+			return fmt.Errorf("%w: a proof between equal sizes must be empty", ErrInconsistent)
+		}
+		return nil
+	}
+	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, old.Size, c.Size, hashes, old.Hash[:], c.Hash[:]); err != nil {
+		return fmt.Errorf("%w: %w", ErrInconsistent, err)
+	}
+	return nil
+}
+
+// Checkpoint returns the latest checkpoint the witness cosigned for origin,
+// with the log's signature and the witness's cosignature, or ErrUnknownLog.
+// It returns (nil, nil) for a known log the witness never cosigned.
+func (w *Witness) Checkpoint(ctx context.Context, origin string) ([]byte, error) {
+	if _, ok := w.logs[origin]; !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownLog, origin)
+	}
+	cp, err := w.state.Latest(ctx, origin)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't read the witness state: %w", err)
+	}
+	return cp, nil
+}
