@@ -41,7 +41,8 @@ type Config struct {
 	// MaxBodyBytes is the largest submission body accepted (413 beyond).
 	// Default: 131070 (twice the largest entry, 65535 bytes).
 	MaxBodyBytes int64 `yaml:"maxBodyBytes"`
-	// CacheMiB is pebble's block cache size in MiB. Default: 64.
+	// CacheMiB is pebble's block cache size in MiB. Default: 256, enough
+	// to keep the leaf index's filters cached up to ~100 M entries.
 	CacheMiB int64 `yaml:"cacheMiB"`
 	// LogLevel is one of debug, info, warn, error. Default: info.
 	LogLevel string `yaml:"logLevel"`
@@ -57,7 +58,7 @@ func defaults() Config {
 		MaxPending:   65536,
 		MaxInFlight:  4096,
 		MaxBodyBytes: 2 * api.MaxEntrySize,
-		CacheMiB:     64,
+		CacheMiB:     256,
 		LogLevel:     "info",
 		LogFormat:    "text",
 	}

@@ -36,7 +36,10 @@ const (
 
 // Options tunes the store. The zero value is a good default.
 type Options struct {
-	// CacheBytes is the size of pebble's block cache. Default: 64 MiB.
+	// CacheBytes is the size of pebble's block cache. Default: 256 MiB.
+	// Deduplicating a new entry looks its leaf hash up in every table's
+	// filter and index blocks; the cache must hold those (about 1.5 bytes
+	// per entry) or every lookup reads them from disk.
 	CacheBytes int64
 	// Logger receives pebble's own logs. Default: slog.Default().
 	Logger *slog.Logger
@@ -62,7 +65,7 @@ func Open(dir string, o Options) (*Storage, error) {
 
 func openDB(dir string, o Options) (*pebble.DB, error) {
 	if o.CacheBytes <= 0 {
-		o.CacheBytes = 64 << 20
+		o.CacheBytes = 256 << 20
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
