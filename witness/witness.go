@@ -6,8 +6,13 @@
 // cosignature leaves: a witness never cosigns two inconsistent checkpoints
 // of one log, also across crashes.
 //
+// A Puller (pull.go) does the same for logs that do not push: it polls
+// their c2sp.org/tlog-tiles API and proves consistency from their tiles.
+//
 // witness_test.go runs the tlog-witness status-code table and concurrent
-// add-checkpoint races against the pebble State over real HTTP.
+// add-checkpoint races against the pebble State over real HTTP;
+// pull_test.go follows a real Candor log and a tlog-tiles log built with
+// golang.org/x/mod/sumdb alone, and refuses their forks.
 package witness
 
 import (

@@ -7,8 +7,17 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/candorlog/candor/witness"
+)
+
+// The bounds of a poll interval.
+const (
+	minPollInterval = 100 * time.Millisecond
+	maxPollInterval = 24 * time.Hour
 )
 
 // Config is candor-witness's configuration: a YAML file (--config) whose
@@ -33,6 +42,9 @@ type Config struct {
 	LogLevel string `yaml:"logLevel"`
 	// LogFormat is text or json. Default: text.
 	LogFormat string `yaml:"logFormat"`
+	// PollInterval is the time between two polls of a log that has a URL,
+	// unless the log sets its own. Between 100ms and 24h. Default: 10s.
+	PollInterval time.Duration `yaml:"pollInterval"`
 }
 
 // LogConfig is one log the witness follows.
@@ -42,10 +54,19 @@ type LogConfig struct {
 	// Key is the log's signed-note verifier key (name+id+key); its name
 	// must be the origin. Required.
 	Key string `yaml:"key"`
+	// URL is the base URL of the log's c2sp.org/tlog-tiles API (http or
+	// https), such that URL/checkpoint is its checkpoint. Optional: when
+	// set, the witness polls the log (pull mode), builds the consistency
+	// proofs from its tiles and cosigns its new checkpoints itself; when
+	// not, it only cosigns what is pushed to POST /add-checkpoint.
+	URL string `yaml:"url"`
+	// PollInterval overrides the global PollInterval for this log.
+	// Optional; only with URL.
+	PollInterval time.Duration `yaml:"pollInterval"`
 }
 
 func defaults() Config {
-	return Config{Listen: "localhost:8081", LogLevel: "info", LogFormat: "text"}
+	return Config{Listen: "localhost:8081", LogLevel: "info", LogFormat: "text", PollInterval: witness.DefaultPullInterval}
 }
 
 // loadConfig builds the configuration from defaults, then the YAML file
@@ -61,6 +82,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (Config, error) {
 	fs.StringVar(&flags.Key, "key", "", "cosigner private key `file` (default <data>/witness.key)")
 	fs.StringVar(&flags.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&flags.LogFormat, "log-format", c.LogFormat, "text or json")
+	fs.DurationVar(&flags.PollInterval, "poll-interval", c.PollInterval, "time between two polls of a log that has a `url`")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -93,6 +115,8 @@ func loadConfig(fs *flag.FlagSet, args []string) (Config, error) {
 			c.LogLevel = flags.LogLevel
 		case "log-format":
 			c.LogFormat = flags.LogFormat
+		case "poll-interval":
+			c.PollInterval = flags.PollInterval
 		}
 	})
 	if c.Key == "" && c.Data != "" {
@@ -124,6 +148,22 @@ func (c Config) validate() error {
 			errs = append(errs, fmt.Errorf("logs[%d]: origin %q is listed twice", i, l.Origin))
 		}
 		seen[l.Origin] = true
+		if l.URL != "" {
+			if _, err := witness.CheckPullURL(l.URL); err != nil {
+				errs = append(errs, fmt.Errorf("logs[%d]: %w", i, err))
+			}
+		}
+		switch {
+		case l.PollInterval != 0 && l.URL == "":
+			errs = append(errs, fmt.Errorf("logs[%d]: pollInterval needs a url", i))
+		case l.PollInterval != 0:
+			if err := checkPollInterval(l.PollInterval); err != nil {
+				errs = append(errs, fmt.Errorf("logs[%d]: %w", i, err))
+			}
+		}
+	}
+	if err := checkPollInterval(c.PollInterval); err != nil {
+		errs = append(errs, err)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -136,4 +176,27 @@ func (c Config) validate() error {
 		errs = append(errs, fmt.Errorf("logFormat %q: want text or json", c.LogFormat))
 	}
 	return errors.Join(errs...)
+}
+
+func checkPollInterval(d time.Duration) error {
+	if d < minPollInterval || d > maxPollInterval {
+		return fmt.Errorf("pollInterval %v: want between %v and %v", d, minPollInterval, maxPollInterval)
+	}
+	return nil
+}
+
+// pullSources returns the logs that have a URL, to poll.
+func (c Config) pullSources() []witness.Source {
+	var sources []witness.Source
+	for _, l := range c.Logs {
+		if l.URL == "" {
+			continue
+		}
+		interval := l.PollInterval
+		if interval == 0 {
+			interval = c.PollInterval
+		}
+		sources = append(sources, witness.Source{Origin: l.Origin, URL: l.URL, Interval: interval})
+	}
+	return sources
 }

@@ -6,12 +6,15 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/witness"
 )
 
 func writeConfig(t *testing.T, yaml string) string {
@@ -70,7 +73,14 @@ func TestConfigRejects(t *testing.T) {
 	}{
 		{"unknown top-level key", "gossip: {peers: [a]}\n" + log, nil, "gossip"},
 		{"peers", "peers: [a]\n" + log, nil, "peers"},
-		{"log url (no pull mode yet)", "logs:\n  - origin: example.com/log\n    key: " + logKey + "\n    url: http://x\n", nil, "url"},
+		{"log url not http", log + "    url: ftp://log.example.com/\n", nil, "http or https"},
+		{"log url relative", log + "    url: log.example.com/tiles\n", nil, "http or https"},
+		{"log url with a query", log + "    url: https://log.example.com/?x=1\n", nil, "no query or fragment"},
+		{"log pollInterval without url", log + "    pollInterval: 1s\n", nil, "needs a url"},
+		{"log pollInterval too short", log + "    url: https://log.example.com\n    pollInterval: 1ms\n", nil, "want between 100ms"},
+		{"pollInterval not a duration", log + "pollInterval: 10\n", nil, "into time.Duration"},
+		{"pollInterval too long", log + "pollInterval: 48h\n", nil, "want between 100ms"},
+		{"poll-interval flag too short", log, []string{"--data", "/d", "--poll-interval", "0s"}, "want between 100ms"},
 		{"no logs", "", nil, "logs"},
 		{"no data", log, []string{}, "data"},
 		{"bad name", log, []string{"--name", "a b"}, "name"},
@@ -92,6 +102,49 @@ func TestConfigRejects(t *testing.T) {
 	}
 	if _, err := load("--data", t.TempDir(), "extra"); err == nil {
 		t.Error("loadConfig accepted a positional argument")
+	}
+}
+
+func TestConfigPull(t *testing.T) {
+	path := writeConfig(t, `
+data: /data
+pollInterval: 30s
+logs:
+  - origin: example.com/pushed
+    key: `+logKey+`
+  - origin: example.com/pulled
+    key: `+logKey+`
+    url: https://log.example.com/tiles/
+  - origin: example.com/fast
+    key: `+logKey+`
+    url: http://127.0.0.1:8080
+    pollInterval: 500ms
+`)
+	c, err := load("--config", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []witness.Source{
+		{Origin: "example.com/pulled", URL: "https://log.example.com/tiles/", Interval: 30 * time.Second},
+		{Origin: "example.com/fast", URL: "http://127.0.0.1:8080", Interval: 500 * time.Millisecond},
+	}
+	if got := c.pullSources(); !slices.Equal(got, want) {
+		t.Errorf("pullSources() = %+v, want %+v", got, want)
+	}
+	c, err = load("--config", path, "--poll-interval", "2m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.pullSources(); len(got) != 2 || got[0].Interval != 2*time.Minute || got[1].Interval != 500*time.Millisecond {
+		t.Errorf("with --poll-interval 2m: pullSources() = %+v", got)
+	}
+	// The default.
+	c, err = load("--data", "/data", "--config", writeConfig(t, "logs:\n  - origin: example.com/log\n    key: "+logKey+"\n    url: https://log.example.com\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.pullSources(); len(got) != 1 || got[0].Interval != 10*time.Second {
+		t.Errorf("default interval: pullSources() = %+v, want 10s", got)
 	}
 }
 

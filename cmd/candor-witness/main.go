@@ -1,5 +1,6 @@
 // Command candor-witness runs a Candor witness: it cosigns checkpoints of
-// the logs it follows (c2sp.org/tlog-witness POST /add-checkpoint) when
+// the logs it follows (c2sp.org/tlog-witness POST /add-checkpoint, or
+// polled from the log's c2sp.org/tlog-tiles API for a log with a url) when
 // they are signed by the log and consistent with the last one it cosigned,
 // and keeps that one per log in an embedded pebble database.
 //
@@ -89,6 +90,10 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	puller, err := witness.NewPuller(w, witness.PullerConfig{Sources: c.pullSources(), Logger: logger, Registerer: reg})
+	if err != nil {
+		return err
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/", h)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -112,6 +117,19 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	if sources := c.pullSources(); len(sources) > 0 {
+		// Stopped before the state closes (defers run last in, first out).
+		pctx, stopPull := context.WithCancel(ctx)
+		pulled := make(chan struct{})
+		go func() {
+			defer close(pulled)
+			puller.Run(pctx)
+		}()
+		defer func() {
+			stopPull()
+			<-pulled
+		}()
+	}
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serving: %w", err)
