@@ -4,13 +4,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/internal/cli"
 )
 
 // Config is candor-log's configuration: a YAML file (--config) whose
@@ -89,15 +87,8 @@ func loadConfig(fs *flag.FlagSet, args []string) (Config, error) {
 		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	if file != "" {
-		f, err := os.Open(file)
-		if err != nil {
-			return c, fmt.Errorf("couldn't read the config: %w", err)
-		}
-		defer f.Close()
-		dec := yaml.NewDecoder(f)
-		dec.KnownFields(true)
-		if err := dec.Decode(&c); err != nil {
-			return c, fmt.Errorf("couldn't parse %s: %w", file, err)
+		if err := cli.DecodeYAMLFile(file, &c); err != nil {
+			return c, err
 		}
 	}
 	fs.Visit(func(f *flag.Flag) {

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/internal/cli"
 	"github.com/candorlog/candor/internal/keyfile"
 	"github.com/candorlog/candor/log"
 	"github.com/candorlog/candor/storage/pebble"
@@ -49,22 +50,12 @@ func main() {
 	}
 }
 
-func newLogger(c Config) *slog.Logger {
-	var level slog.Level
-	level.UnmarshalText([]byte(c.LogLevel))
-	opts := &slog.HandlerOptions{Level: level}
-	if c.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
-}
-
 func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	c, err := loadConfig(flag.NewFlagSet("candor-log", flag.ContinueOnError), args)
 	if err != nil {
 		return err
 	}
-	logger := newLogger(c)
+	logger := cli.NewLogger(os.Stderr, c.LogLevel, c.LogFormat)
 	if err := os.MkdirAll(c.Data, 0o700); err != nil {
 		return fmt.Errorf("couldn't create the data directory: %w", err)
 	}
@@ -107,31 +98,12 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("couldn't listen: %w", err)
 	}
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
 	_, size := l.Checkpoint()
 	fmt.Fprintf(stdout, "candor-log: origin %s, tree size %d\n", l.Origin(), size)
 	fmt.Fprintf(stdout, "candor-log: verifier key %s\n", vkey)
 	fmt.Fprintf(stdout, "candor-log: listening on http://%s\n", ln.Addr())
 	logger.Info("serving", "origin", l.Origin(), "size", size, "addr", ln.Addr().String())
-
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serving: %w", err)
-	case <-ctx.Done():
-	}
-	logger.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return srv.Shutdown(sctx)
+	return cli.Serve(ctx, ln, mux, logger)
 }
 
 // loadOrCreateKey reads the log's signed-note private key from path, or

@@ -1,0 +1,76 @@
+// Package cli holds what Candor's commands share: reading a YAML config
+// strictly, building the slog logger, and serving HTTP until the context
+// ends.
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// DecodeYAMLFile decodes the YAML file at path into v, refusing keys that v
+// does not have, so that a misspelt or unsupported setting is an error
+// rather than silently ignored.
+func DecodeYAMLFile(path string, v any) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("couldn't read the config: %w", err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil {
+		if err == io.EOF {
+			return fmt.Errorf("couldn't parse %s: the file is empty", path)
+		}
+		return fmt.Errorf("couldn't parse %s: %w", path, err)
+	}
+	return nil
+}
+
+// NewLogger returns a logger writing to w at level (debug, info, warn or
+// error; the caller has validated it) in format "json" or text.
+func NewLogger(w io.Writer, level, format string) *slog.Logger {
+	var l slog.Level
+	l.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// Serve serves h on ln until ctx ends, then shuts down gracefully, giving
+// requests in flight up to 10 seconds.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Logger) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("couldn't shut down: %w", err)
+	}
+	return nil
+}

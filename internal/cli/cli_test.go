@@ -1,0 +1,90 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDecodeYAMLFile(t *testing.T) {
+	type config struct {
+		Name  string `yaml:"name"`
+		Count int    `yaml:"count"`
+	}
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	var c config
+	if err := DecodeYAMLFile(write("good.yaml", "name: a\ncount: 3\n"), &c); err != nil || c != (config{"a", 3}) {
+		t.Fatalf("good file: %+v, %v", c, err)
+	}
+	for _, tc := range []struct{ name, text, want string }{
+		{"unknown.yaml", "name: a\ncolor: red\n", "color"},
+		{"empty.yaml", "", "empty"},
+		{"type.yaml", "count: many\n", "many"},
+	} {
+		c := config{Name: "kept"}
+		err := DecodeYAMLFile(write(tc.name, tc.text), &c)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), tc.name) {
+			t.Errorf("%s: got error %v, want one naming the file and %q", tc.name, err, tc.want)
+		}
+	}
+	if err := DecodeYAMLFile(filepath.Join(dir, "missing.yaml"), &c); err == nil {
+		t.Error("a missing file decoded")
+	}
+}
+
+func TestNewLogger(t *testing.T) {
+	var buf bytes.Buffer
+	l := NewLogger(&buf, "warn", "json")
+	l.Info("hidden")
+	l.Warn("shown", "k", "v")
+	if out := buf.String(); strings.Contains(out, "hidden") || !strings.Contains(out, `"msg":"shown"`) {
+		t.Fatalf("output %q", out)
+	}
+}
+
+func TestServeShutsDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	go func() { done <- Serve(ctx, ln, h, slog.New(slog.DiscardHandler)) }()
+	resp, err := http.Get("http://" + ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "ok" {
+		t.Fatalf("body %q", b)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Serve did not return after the context ended")
+	}
+	if _, err := http.Get("http://" + ln.Addr().String()); err == nil {
+		t.Fatal("still serving after shutdown")
+	}
+}
