@@ -242,10 +242,10 @@ func TestWitness(t *testing.T) {
 	}
 	// Keys it does not know are refused, not ignored.
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
-	if err := os.WriteFile(bad, []byte(yaml+"peers: [127.0.0.1:7946]\n"), 0o600); err != nil {
+	if err := os.WriteFile(bad, []byte(yaml+"gossipers: [127.0.0.1:7946]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := startWitnessServer(t, bin, t.TempDir(), "--config", bad); err == nil || !strings.Contains(err.Error(), "peers") {
+	if _, err := startWitnessServer(t, bin, t.TempDir(), "--config", bad); err == nil || !strings.Contains(err.Error(), "gossipers") {
 		t.Fatalf("candor-witness with an unknown config key: %v, want a refusal naming it", err)
 	}
 

@@ -3,11 +3,13 @@ package witness
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +34,8 @@ type HandlerOptions struct {
 //
 //	POST /add-checkpoint                        c2sp.org/tlog-witness
 //	GET  /<hex SHA-256 of origin>/checkpoint    the latest cosigned checkpoint
+//	GET  /v1/evidence                           evidence the witness holds (JSON)
+//	POST /v1/gossip/checkpoint                  a client shows a checkpoint (JSON reply)
 //	GET  /healthz                               "ok"
 //
 // The submission and monitoring prefixes of c2sp.org/tlog-witness are both
@@ -61,6 +65,8 @@ func NewHandler(w *Witness, o HandlerOptions) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /add-checkpoint", h.addCheckpoint)
 	mux.HandleFunc("GET /{originHash}/checkpoint", h.checkpoint)
+	mux.HandleFunc("GET /v1/evidence", h.listEvidence)
+	mux.HandleFunc("POST /v1/gossip/checkpoint", h.gossipCheckpoint)
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, r *http.Request) { io.WriteString(rw, "ok\n") })
 	return mux, nil
 }
@@ -81,11 +87,11 @@ func status(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, ErrUnknownLog):
 		return http.StatusNotFound
-	case errors.Is(err, ErrNotSigned):
+	case errors.Is(err, ErrNotSigned), errors.Is(err, ErrUntrusted):
 		return http.StatusForbidden
-	case errors.Is(err, ErrBadRequest), errors.Is(err, api.ErrInvalidAddCheckpoint):
+	case errors.Is(err, ErrBadRequest), errors.Is(err, api.ErrInvalidAddCheckpoint), errors.Is(err, api.ErrInvalidEvidence):
 		return http.StatusBadRequest
-	case errors.Is(err, ErrInconsistent):
+	case errors.Is(err, ErrInconsistent), errors.Is(err, ErrMisbehaved):
 		return http.StatusUnprocessableEntity
 	case errors.As(err, &tooBig):
 		return http.StatusRequestEntityTooLarge
@@ -147,7 +153,7 @@ func (h *handler) checkpoint(rw http.ResponseWriter, r *http.Request) {
 		h.fail(rw, r, fmt.Errorf("%w: no log with origin hash %q", ErrUnknownLog, r.PathValue("originHash")))
 		return
 	}
-	cp, err := h.w.Checkpoint(r.Context(), origin)
+	cp, err := h.w.Served(r.Context(), origin)
 	if err != nil {
 		h.fail(rw, r, err)
 		return
@@ -159,4 +165,66 @@ func (h *handler) checkpoint(rw http.ResponseWriter, r *http.Request) {
 	rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	rw.Header().Set("Cache-Control", "no-store")
 	rw.Write(cp)
+}
+
+// EvidenceList is the JSON reply of GET /v1/evidence.
+type EvidenceList struct {
+	// Evidence is every piece of evidence the witness holds, as
+	// api.Evidence, by origin.
+	Evidence []json.RawMessage `json:"evidence"`
+}
+
+func (h *handler) listEvidence(rw http.ResponseWriter, r *http.Request) {
+	all := h.w.Evidence()
+	origins := make([]string, 0, len(all))
+	for o := range all {
+		origins = append(origins, o)
+	}
+	slices.Sort(origins)
+	list := EvidenceList{Evidence: []json.RawMessage{}}
+	for _, o := range origins {
+		for _, e := range all[o] {
+			list.Evidence = append(list.Evidence, json.RawMessage(e))
+		}
+	}
+	writeJSON(rw, http.StatusOK, list)
+}
+
+// GossipReply is the JSON reply of POST /v1/gossip/checkpoint.
+type GossipReply struct {
+	// Result is consistent, unchecked, unproven or evidence (see the
+	// Observed constants).
+	Result string `json:"result"`
+	// Detail says why.
+	Detail string `json:"detail,omitempty"`
+	// Evidence is the evidence this checkpoint completed, if any.
+	Evidence json.RawMessage `json:"evidence,omitempty"`
+}
+
+// gossipCheckpoint lets any client show the witness a checkpoint it was
+// served: the witness compares it with what it holds.
+func (h *handler) gossipCheckpoint(rw http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, maxAddCheckpointBody))
+	if err != nil {
+		h.fail(rw, r, fmt.Errorf("couldn't read the body: %w", err))
+		return
+	}
+	o, err := h.w.Observe(r.Context(), body, false)
+	if err != nil {
+		h.fail(rw, r, err)
+		return
+	}
+	writeJSON(rw, http.StatusOK, GossipReply{Result: o.Result, Detail: o.Detail, Evidence: o.Evidence})
+}
+
+func writeJSON(rw http.ResponseWriter, code int, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		http.Error(rw, "internal error", http.StatusInternalServerError)
+		return
+	}
+	rw.Header().Set("Content-Type", "application/json")
+	rw.Header().Set("Cache-Control", "no-store")
+	rw.WriteHeader(code)
+	rw.Write(append(b, '\n'))
 }

@@ -61,6 +61,9 @@ const (
 	// one the witness cosigned. It is refused: the log forked, or serves
 	// tiles that do not prove its own checkpoint.
 	PullInconsistent PullResult = "inconsistent"
+	// PullRefused: the witness holds evidence that the log misbehaved,
+	// and cosigns nothing more for it until an operator clears it.
+	PullRefused PullResult = "refused"
 	// PullError: the log could not be read (network, status, size, tiles
 	// of the wrong length), or the witness failed.
 	PullError PullResult = "error"
@@ -133,7 +136,7 @@ func NewPuller(w *Witness, cfg PullerConfig) (*Puller, error) {
 		logger:     cfg.Logger,
 		pulls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "candor_witness_pull_total",
-			Help: "Polls of logs in pull mode, by origin and result (cosigned, unchanged, behind, unverified, inconsistent, error).",
+			Help: "Polls of logs in pull mode, by origin and result (cosigned, unchanged, behind, unverified, inconsistent, refused, error).",
 		}, []string{"origin", "result"}),
 	}
 	for _, s := range cfg.Sources {
@@ -319,6 +322,8 @@ func (p *Puller) poll(ctx context.Context, s Source) (PullResult, error) {
 		case errors.As(err, &conflict) && attempt < maxPullAttempts:
 			// A pushed checkpoint moved the state since it was read.
 			continue
+		case errors.Is(err, ErrMisbehaved):
+			return PullRefused, err
 		case errors.Is(err, ErrInconsistent):
 			p.inconsistent(s, old, stored, signed, err)
 			return PullInconsistent, err
@@ -343,7 +348,7 @@ func (p *Puller) inconsistent(s Source, old api.Checkpoint, stored, signed []byt
 // do not hash to it give an error. That is a broken log, not a proven
 // fork, which only AddCheckpoint can tell.
 func (p *Puller) prove(ctx context.Context, s Source, old uint64, c api.Checkpoint) ([][]byte, error) {
-	tr := &tileReader{ctx: ctx, p: p, base: s.URL}
+	tr := &tileReader{ctx: ctx, hc: p.hc, base: s.URL}
 	hr := tlog.TileHashReader(tlog.Tree{N: int64(c.Size), Hash: c.Hash}, tr)
 	pr, err := tlog.ProveTree(int64(c.Size), int64(old), hr)
 	if err != nil {
@@ -359,15 +364,20 @@ func (p *Puller) prove(ctx context.Context, s Source, old uint64, c api.Checkpoi
 	return out, nil
 }
 
-// get fetches u and returns the body of a 200 reply of at most max bytes,
-// or of exactly max bytes if exact.
+// get fetches u with the Puller's client: see fetch.
 func (p *Puller) get(ctx context.Context, u string, max int64, exact bool) ([]byte, error) {
+	return fetch(ctx, p.hc, u, max, exact)
+}
+
+// fetch gets u and returns the body of a 200 reply of at most max bytes,
+// or of exactly max bytes if exact.
+func fetch(ctx context.Context, hc *http.Client, u string, max int64, exact bool) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, fmt.Errorf("couldn't make the request: %w", err)
 	}
 	req.Header.Set("User-Agent", "candor-witness")
-	resp, err := p.hc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("couldn't fetch %s: %w", u, err)
 	}
@@ -392,12 +402,15 @@ func (p *Puller) get(ctx context.Context, u string, max int64, exact bool) ([]by
 
 // tileReader reads c2sp.org/tlog-tiles hash tiles for tlog.TileHashReader,
 // which authenticates them. It keeps the first fetch error, so that a
-// failed fetch is not mistaken for tiles that do not hash to the root.
+// failed fetch is not mistaken for tiles that do not hash to the root, and
+// every tile it read, which are evidence when they prove a fork. Pull mode
+// and the gossip's consistency checks (network.go) share it.
 type tileReader struct {
-	ctx  context.Context
-	p    *Puller
-	base string
-	err  error
+	ctx   context.Context
+	hc    *http.Client
+	base  string
+	err   error
+	tiles []api.EvidenceTile
 }
 
 var _ tlog.TileReader = (*tileReader)(nil)
@@ -412,12 +425,17 @@ func (r *tileReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 			return nil, r.err
 		}
 		at := api.Tile{Level: t.L, Index: uint64(t.N), Width: t.W}
-		b, err := r.p.get(r.ctx, r.base+"/"+at.Path(), int64(t.W*api.HashSize), true)
+		if len(r.tiles) >= api.MaxEvidenceTiles {
+			r.err = fmt.Errorf("tlog asked for more than %d tiles", api.MaxEvidenceTiles)
+			return nil, r.err
+		}
+		b, err := fetch(r.ctx, r.hc, r.base+"/"+at.Path(), int64(t.W*api.HashSize), true)
 		if err != nil {
 			r.err = err
 			return nil, err
 		}
 		data[i] = b
+		r.tiles = append(r.tiles, api.EvidenceTile{Level: t.L, Index: uint64(t.N), Width: t.W, Hashes: b})
 	}
 	return data, nil
 }

@@ -25,3 +25,24 @@ type State interface {
 	// empty, and Swap does not keep it: the caller may modify it later.
 	Swap(ctx context.Context, origin string, old, new []byte) error
 }
+
+// EvidenceStore keeps the evidence of misbehaviour the witness found or
+// was given, so that it survives restarts and the witness keeps refusing
+// to cosign for a log it caught. The conformance suite in
+// witness/statetest checks these rules (RunEvidence).
+type EvidenceStore interface {
+	// AddEvidence stores evidence (encoded api.Evidence) of origin under
+	// id. It is synced to disk when AddEvidence returns nil. Adding an id
+	// that is stored already keeps the stored evidence and returns nil.
+	// AddEvidence does not keep evidence.
+	AddEvidence(ctx context.Context, origin, id string, evidence []byte) error
+
+	// ListEvidence returns all stored evidence, by origin then id, and the
+	// origins it is about, in the same order. The caller may modify the
+	// results.
+	ListEvidence(ctx context.Context) (origins []string, evidence [][]byte, err error)
+
+	// ClearEvidence deletes all evidence of origin, synced, and returns
+	// how many were deleted.
+	ClearEvidence(ctx context.Context, origin string) (int, error)
+}

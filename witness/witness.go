@@ -22,8 +22,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
@@ -72,6 +75,11 @@ type Log struct {
 	// It must verify the log's signatures only: a cosignature/v1 verifier
 	// here would let a witness's cosignature pass for the log's signature.
 	Verifier note.Verifier
+	// URL is the base URL of the log's c2sp.org/tlog-tiles API, or empty.
+	// With it, the witness checks checkpoints of different sizes that
+	// peers and clients show it against each other, from the log's tiles
+	// (network.go). Optional.
+	URL string
 }
 
 // Config configures a Witness. Cosigner and State are required.
@@ -84,6 +92,21 @@ type Config struct {
 	State State
 	// Logger receives structured logs. Default: slog.Default().
 	Logger *slog.Logger
+
+	// Peers are the verifiers of the cosignatures of the witnesses this
+	// one trusts (cosignature/v1, see api.NewCosignatureVerifier): a
+	// gossiped checkpoint must carry a valid cosignature by one of them,
+	// or by this witness, and their cosignatures are merged. Optional.
+	Peers []note.Verifier
+	// Evidence keeps the evidence of misbehaviour. Default: in memory
+	// only, forgotten when the process ends.
+	Evidence EvidenceStore
+	// Client reads logs' tiles to check checkpoints against each other.
+	// Default: an http.Client with a 30s timeout.
+	Client *http.Client
+	// Registerer, if set, receives candor_witness_evidence_total and
+	// candor_witness_observed_checkpoints_total.
+	Registerer prometheus.Registerer
 }
 
 // Witness checks and cosigns checkpoints. It is safe for concurrent use.
@@ -95,6 +118,10 @@ type Witness struct {
 
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex // per origin, to avoid needless CAS retries
+
+	net         *network
+	hc          *http.Client
+	tileTimeout time.Duration
 }
 
 // New returns a witness.
@@ -119,9 +146,42 @@ func New(cfg Config) (*Witness, error) {
 		if _, ok := w.logs[l.Origin]; ok {
 			return nil, fmt.Errorf("witness: log %q is configured twice", l.Origin)
 		}
+		if l.URL != "" {
+			base, err := CheckPullURL(l.URL)
+			if err != nil {
+				return nil, fmt.Errorf("witness: log %q: %w", l.Origin, err)
+			}
+			l.URL = base
+		}
 		w.logs[l.Origin] = l
 	}
+	w.hc = cfg.Client
+	if w.hc == nil {
+		w.hc = &http.Client{Timeout: 30 * time.Second}
+	}
+	w.tileTimeout = time.Minute
+	var self note.Verifier
+	if vkey := cosignerVerifierKey(cfg.Cosigner); vkey != "" {
+		v, err := api.NewNoteVerifier(vkey)
+		if err != nil {
+			return nil, fmt.Errorf("witness: the cosigner's verifier: %w", err)
+		}
+		self = v
+	}
+	var err error
+	if w.net, err = newNetwork(context.Background(), cfg, self); err != nil {
+		return nil, err
+	}
 	return w, nil
+}
+
+// cosignerVerifierKey returns the verifier key of a cosigner that has one,
+// such as an *api.Cosigner.
+func cosignerVerifierKey(s note.Signer) string {
+	if vk, ok := s.(interface{ VerifierKey() string }); ok {
+		return vk.VerifierKey()
+	}
+	return ""
 }
 
 // Name returns the witness's key name.
@@ -217,6 +277,9 @@ func (w *Witness) AddCheckpoint(ctx context.Context, req api.AddCheckpointReques
 	}
 	unlock := w.lock(c.Origin)
 	defer unlock()
+	if w.misbehaved(c.Origin) {
+		return nil, fmt.Errorf("%w: %q", ErrMisbehaved, c.Origin)
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -233,6 +296,16 @@ func (w *Witness) AddCheckpoint(ctx context.Context, req api.AddCheckpointReques
 		}
 		if req.OldSize != old.Size {
 			return nil, &ConflictError{Size: old.Size}
+		}
+		// Never cosign a checkpoint that the network saw forked at its
+		// size: that is evidence. (A fork of the witness's own checkpoint
+		// is refused below, as c2sp.org/tlog-witness says.)
+		if v := w.sameSizeConflict(c, stored); v != nil {
+			in := &checkpointView{c: c, text: text, logSigs: logSigs}
+			if _, err := w.recordLocked(ctx, w.logs[c.Origin], api.NewEquivocation(c.Origin, v.logSigned(), in.logSigned())); err != nil {
+				return nil, fmt.Errorf("couldn't record evidence: %w", err)
+			}
+			return nil, fmt.Errorf("%w: %q", ErrMisbehaved, c.Origin)
 		}
 		if err := checkConsistent(old, c, req.Proof); err != nil {
 			w.logger.Warn("refused a checkpoint not consistent with the cosigned one",
@@ -259,6 +332,7 @@ func (w *Witness) AddCheckpoint(ctx context.Context, req api.AddCheckpointReques
 			return nil, fmt.Errorf("couldn't store the checkpoint: %w", err)
 		}
 		w.logger.Debug("cosigned", "origin", c.Origin, "old_size", old.Size, "size", c.Size)
+		w.cosigned(&checkpointView{c: c, text: text, logSigs: logSigs, cosigs: []note.Signature{cosig}})
 		return api.MarshalCosignatureLines([]note.Signature{cosig}), nil
 	}
 }

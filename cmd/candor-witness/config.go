@@ -1,16 +1,21 @@
 package main
 
 import (
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/mod/sumdb/note"
 
+	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/witness"
 )
 
@@ -45,6 +50,36 @@ type Config struct {
 	// PollInterval is the time between two polls of a log that has a URL,
 	// unless the log sets its own. Between 100ms and 24h. Default: 10s.
 	PollInterval time.Duration `yaml:"pollInterval"`
+	// Gossip configures the memberlist gossip between witnesses.
+	// Optional: without gossip.listen the witness does not gossip.
+	Gossip GossipConfig `yaml:"gossip"`
+	// Peers are the witnesses whose gossip this one trusts. Optional.
+	Peers []PeerConfig `yaml:"peers"`
+}
+
+// GossipConfig configures the witness's gossip node.
+type GossipConfig struct {
+	// Listen is the host:port memberlist listens on, TCP and UDP (port 0
+	// picks a free one). Required to gossip.
+	Listen string `yaml:"listen"`
+	// Join are host:port addresses of other witnesses' gossip nodes.
+	// Optional: others may join this one.
+	Join []string `yaml:"join"`
+	// Secret is the key that encrypts and authenticates gossip traffic
+	// (memberlist's SecretKey), the same for every member: standard
+	// base64 of 16, 24 or 32 random bytes (`head -c 32 /dev/urandom |
+	// base64`). Optional, but without it anyone who reaches the port can
+	// read the gossip (it is public data) and join.
+	Secret string `yaml:"secret"`
+}
+
+// PeerConfig is a witness this one trusts.
+type PeerConfig struct {
+	// Name is the witness's key name. Required.
+	Name string `yaml:"name"`
+	// Key is its cosignature/v1 verifier key (name+id+key), as
+	// candor-witness prints it. Required; its name must be Name.
+	Key string `yaml:"key"`
 }
 
 // LogConfig is one log the witness follows.
@@ -165,6 +200,7 @@ func (c Config) validate() error {
 	if err := checkPollInterval(c.PollInterval); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.validateGossip()...)
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -199,4 +235,85 @@ func (c Config) pullSources() []witness.Source {
 		sources = append(sources, witness.Source{Origin: l.Origin, URL: l.URL, Interval: interval})
 	}
 	return sources
+}
+
+func (c Config) validateGossip() []error {
+	var errs []error
+	g := c.Gossip
+	if g.Listen == "" && (len(g.Join) > 0 || g.Secret != "") {
+		errs = append(errs, errors.New("gossip: join and secret need a listen address"))
+	}
+	if g.Listen != "" {
+		if err := checkHostPort(g.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("gossip.listen: %w", err))
+		}
+	}
+	for i, a := range g.Join {
+		if err := checkHostPort(a); err != nil {
+			errs = append(errs, fmt.Errorf("gossip.join[%d]: %w", i, err))
+		}
+	}
+	if _, err := c.gossipSecret(); err != nil {
+		errs = append(errs, err)
+	}
+	seen := make(map[string]bool)
+	for i, p := range c.Peers {
+		if p.Name == "" || p.Key == "" {
+			errs = append(errs, fmt.Errorf("peers[%d]: name and key are required", i))
+			continue
+		}
+		v, err := api.NewCosignatureVerifier(p.Key)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("peers[%d] (%s): key: %w", i, p.Name, err))
+			continue
+		}
+		if v.Name() != p.Name {
+			errs = append(errs, fmt.Errorf("peers[%d]: the key is named %q, not %q", i, v.Name(), p.Name))
+		}
+		if seen[p.Key] {
+			errs = append(errs, fmt.Errorf("peers[%d]: key of %q is listed twice", i, p.Name))
+		}
+		seen[p.Key] = true
+	}
+	return errs
+}
+
+// checkHostPort checks a host:port address with a numeric port.
+func checkHostPort(a string) error {
+	_, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Errorf("%q: want host:port: %w", a, err)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("%q: the port must be a number from 0 to 65535", a)
+	}
+	return nil
+}
+
+// gossipSecret decodes gossip.secret, or returns nil if it is not set.
+func (c Config) gossipSecret() ([]byte, error) {
+	if c.Gossip.Secret == "" {
+		return nil, nil
+	}
+	b, err := base64.StdEncoding.DecodeString(c.Gossip.Secret)
+	if err != nil {
+		return nil, fmt.Errorf("gossip.secret: not standard base64: %w", err)
+	}
+	if l := len(b); l != 16 && l != 24 && l != 32 {
+		return nil, fmt.Errorf("gossip.secret: %d bytes, want 16, 24 or 32", l)
+	}
+	return b, nil
+}
+
+// peerVerifiers returns the verifiers of the peers' cosignatures.
+func (c Config) peerVerifiers() ([]note.Verifier, error) {
+	var vs []note.Verifier
+	for i, p := range c.Peers {
+		v, err := api.NewCosignatureVerifier(p.Key)
+		if err != nil {
+			return nil, fmt.Errorf("peers[%d]: %w", i, err)
+		}
+		vs = append(vs, v)
+	}
+	return vs, nil
 }

@@ -34,6 +34,9 @@ func load(args ...string) (Config, error) {
 
 const logKey = "example.com/log+0123abcd+AXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
 
+// peerKey is a cosignature/v1 verifier key.
+const peerKey = "witness.example/peer+ec72b756+BKTN44340eSA63sNoxb19Tlc8xed5DJOdArGt3BJ1iDn"
+
 func TestConfigFlagsOverrideYAML(t *testing.T) {
 	path := writeConfig(t, `
 name: witness.example/yaml
@@ -71,8 +74,19 @@ func TestConfigRejects(t *testing.T) {
 		args       []string
 		want       string
 	}{
-		{"unknown top-level key", "gossip: {peers: [a]}\n" + log, nil, "gossip"},
-		{"peers", "peers: [a]\n" + log, nil, "peers"},
+		{"unknown top-level key", "gossipers: [a]\n" + log, nil, "gossipers"},
+		{"unknown gossip key", "gossip: {peers: [a]}\n" + log, nil, "peers"},
+		{"unknown peer key", "peers: [{name: a, key: b, url: c}]\n" + log, nil, "url"},
+		{"peer without key", "peers: [{name: a}]\n" + log, nil, "name and key"},
+		{"peer key not a cosignature key", "peers: [{name: example.com/log, key: " + logKey + "}]\n" + log, nil, "cosignature/v1"},
+		{"peer key of another name", "peers: [{name: w2, key: " + peerKey + "}]\n" + log, nil, "not \"w2\""},
+		{"peer twice", "peers: [{name: witness.example/peer, key: " + peerKey + "}, {name: witness.example/peer, key: " + peerKey + "}]\n" + log, nil, "twice"},
+		{"gossip listen not host:port", "gossip: {listen: localhost}\n" + log, nil, "gossip.listen"},
+		{"gossip listen bad port", "gossip: {listen: 'localhost:http'}\n" + log, nil, "port must be a number"},
+		{"gossip join not host:port", "gossip: {listen: 'localhost:0', join: [a]}\n" + log, nil, "gossip.join[0]"},
+		{"gossip join without listen", "gossip: {join: ['a:1']}\n" + log, nil, "need a listen"},
+		{"gossip secret not base64", "gossip: {listen: 'localhost:0', secret: '%%%'}\n" + log, nil, "base64"},
+		{"gossip secret too short", "gossip: {listen: 'localhost:0', secret: 'AAAA'}\n" + log, nil, "3 bytes, want 16, 24 or 32"},
 		{"log url not http", log + "    url: ftp://log.example.com/\n", nil, "http or https"},
 		{"log url relative", log + "    url: log.example.com/tiles\n", nil, "http or https"},
 		{"log url with a query", log + "    url: https://log.example.com/?x=1\n", nil, "no query or fragment"},
@@ -171,5 +185,36 @@ func TestWitnessLogs(t *testing.T) {
 		if (err == nil) != tc.ok {
 			t.Errorf("witnessLogs(%q, %q) = %v, want ok=%v", tc.origin, tc.key, err, tc.ok)
 		}
+	}
+}
+
+func TestConfigGossip(t *testing.T) {
+	path := writeConfig(t, `
+data: /data
+gossip:
+  listen: 127.0.0.1:7946
+  join: [127.0.0.1:7947, "[::1]:7948"]
+  secret: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=
+peers:
+  - name: witness.example/peer
+    key: `+peerKey+`
+logs:
+  - origin: example.com/log
+    key: `+logKey+`
+`)
+	c, err := load("--config", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := c.gossipSecret()
+	if err != nil || string(secret) != "0123456789abcdef0123456789abcdef" {
+		t.Errorf("secret %q, %v", secret, err)
+	}
+	vs, err := c.peerVerifiers()
+	if err != nil || len(vs) != 1 || vs[0].Name() != "witness.example/peer" {
+		t.Errorf("peers %v, %v", vs, err)
+	}
+	if len(c.Gossip.Join) != 2 || c.Gossip.Listen != "127.0.0.1:7946" {
+		t.Errorf("gossip %+v", c.Gossip)
 	}
 }

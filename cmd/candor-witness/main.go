@@ -4,7 +4,13 @@
 // they are signed by the log and consistent with the last one it cosigned,
 // and keeps that one per log in an embedded pebble database.
 //
+// With gossip configured, it also gossips with the other witnesses it
+// trusts (witness/gossip) and turns split views into evidence, after which
+// it refuses to cosign for the log until the operator, with the witness
+// stopped, runs clear-evidence.
+//
 //	candor-witness --data DIR --listen HOST:PORT --name NAME --config FILE
+//	candor-witness clear-evidence --data DIR --origin ORIGIN
 package main
 
 import (
@@ -32,12 +38,18 @@ import (
 	"github.com/candorlog/candor/internal/keyfile"
 	"github.com/candorlog/candor/storage/pebble"
 	"github.com/candorlog/candor/witness"
+	"github.com/candorlog/candor/witness/gossip"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := serve(ctx, os.Args[1:], os.Stdout)
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "clear-evidence" {
+		err = clearEvidence(ctx, os.Args[2:], os.Stdout)
+	} else {
+		err = serve(ctx, os.Args[1:], os.Stdout)
+	}
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(2)
 	}
@@ -80,12 +92,23 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer state.Close()
 
-	w, err := witness.New(witness.Config{Cosigner: cosigner, Logs: logs, State: state, Logger: logger})
+	peers, err := c.peerVerifiers()
 	if err != nil {
 		return err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	w, err := witness.New(witness.Config{Cosigner: cosigner, Logs: logs, State: state, Evidence: state,
+		Peers: peers, Logger: logger, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	if evs := w.Evidence(); len(evs) > 0 {
+		for origin, e := range evs {
+			logger.Error("the witness holds evidence against a log and refuses to cosign for it; see candor-witness clear-evidence",
+				"origin", origin, "evidence", len(e))
+		}
+	}
 	h, err := witness.NewHandler(w, witness.HandlerOptions{Logger: logger, Registerer: reg})
 	if err != nil {
 		return err
@@ -114,6 +137,21 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "candor-witness: verifier key %s\n", cosigner.VerifierKey())
 	fmt.Fprintf(stdout, "candor-witness: listening on http://%s\n", ln.Addr())
 	logger.Info("serving", "name", cosigner.Name(), "logs", len(logs), "addr", ln.Addr().String())
+
+	if c.Gossip.Listen != "" {
+		secret, err := c.gossipSecret()
+		if err != nil {
+			return err
+		}
+		g, err := gossip.Start(w, gossip.Config{Listen: c.Gossip.Listen, Join: c.Gossip.Join, SecretKey: secret,
+			Logger: logger, Registerer: reg})
+		if err != nil {
+			return err
+		}
+		// Stopped before the state closes (defers run last in, first out).
+		defer g.Close(5 * time.Second)
+		fmt.Fprintf(stdout, "candor-witness: gossip on %s, %d peers, encrypted %v\n", g.Addr(), len(peers), secret != nil)
+	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -156,7 +194,7 @@ func (c Config) witnessLogs() ([]witness.Log, error) {
 		if v.Name() != l.Origin {
 			return nil, fmt.Errorf("logs[%d]: the key is named %q, not the origin %q", i, v.Name(), l.Origin)
 		}
-		logs = append(logs, witness.Log{Origin: l.Origin, Verifier: v})
+		logs = append(logs, witness.Log{Origin: l.Origin, Verifier: v, URL: l.URL})
 	}
 	return logs, nil
 }
@@ -185,4 +223,32 @@ func loadOrCreateKey(path, name string, logger *slog.Logger) (*api.Cosigner, err
 		return nil, fmt.Errorf("key %s is for witness %q, not %q", path, cosigner.Name(), name)
 	}
 	return cosigner, nil
+}
+
+// clearEvidence is "candor-witness clear-evidence --data DIR --origin
+// ORIGIN": an operator's act, with the witness stopped, after which the
+// witness cosigns for the log again. It deletes the evidence the witness
+// holds against that log and prints how many pieces it deleted.
+func clearEvidence(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("candor-witness clear-evidence", flag.ContinueOnError)
+	data := fs.String("data", "", "the witness's data `directory` (required)")
+	origin := fs.String("origin", "", "the `origin` of the log whose evidence to delete (required)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *data == "" || *origin == "" || fs.NArg() > 0 {
+		return errors.New("usage: candor-witness clear-evidence --data DIR --origin ORIGIN")
+	}
+	state, err := pebble.OpenWitnessState(filepath.Join(*data, "db"), pebble.Options{CacheBytes: 8 << 20,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		return fmt.Errorf("couldn't open the witness state (is the witness still running?): %w", err)
+	}
+	n, err := state.ClearEvidence(ctx, *origin)
+	if err != nil {
+		state.Close()
+		return err
+	}
+	fmt.Fprintf(stdout, "candor-witness: deleted %d pieces of evidence against %s\n", n, *origin)
+	return state.Close()
 }

@@ -1,6 +1,8 @@
 // Command candor is the Candor client.
 //
 //	candor bench --url URL [flags]   load-test a running log
+//	candor verify-evidence FILE --log-key VKEY
+//	                                 check evidence of log misbehaviour offline
 //
 // Run "candor <command> -h" for a command's flags.
 package main
@@ -25,6 +27,7 @@ type command struct {
 
 var commands = []command{
 	{"bench", "load-test a running log: submissions, proofs, tiles or entry bundles", runBench},
+	{"verify-evidence", "check offline that witness evidence proves a log misbehaved", runVerifyEvidence},
 }
 
 func main() {
@@ -61,6 +64,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: candor <command> [flags]\n\ncommands:")
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-16s %s\n", c.name, c.summary)
 	}
 }

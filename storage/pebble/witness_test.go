@@ -32,3 +32,13 @@ func TestWitnessStateDurable(t *testing.T) {
 		return s, s.Close
 	})
 }
+
+func TestWitnessEvidence(t *testing.T) {
+	statetest.RunEvidence(t, func(t *testing.T, dir string) (witness.EvidenceStore, func() error) {
+		s, err := pebble.OpenWitnessState(dir, pebble.Options{Logger: quiet, CacheBytes: 8 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, s.Close
+	})
+}

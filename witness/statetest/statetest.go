@@ -210,3 +210,58 @@ func testConcurrent(t *testing.T, s witness.State) {
 	}
 	checkLatest(t, s, "o", []byte(cur))
 }
+
+// RunEvidence checks an EvidenceStore. open opens (creating if needed) the
+// store kept in dir and returns it with the function that closes it; the
+// suite closes every store it opens.
+func RunEvidence(t *testing.T, open func(t *testing.T, dir string) (witness.EvidenceStore, func() error)) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, closeStore := open(t, dir)
+	list := func(want ...string) {
+		t.Helper()
+		origins, evidence, err := s.ListEvidence(ctx)
+		if err != nil {
+			t.Fatalf("ListEvidence = %v", err)
+		}
+		var got []string
+		for i := range origins {
+			got = append(got, origins[i]+"="+string(evidence[i]))
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("ListEvidence = %q, want %q", got, want)
+		}
+	}
+	list()
+	for _, e := range []struct{ origin, id, v string }{
+		{"example.com/log", "b", "e2"}, {"example.com/log", "a", "e1"},
+		{"example.com/lo", "a", "x"}, {"example.com/log2", "a", "y"},
+		{"example.com/log", "a", "replaced?"}, // already stored: kept
+	} {
+		v := []byte(e.v)
+		if err := s.AddEvidence(ctx, e.origin, e.id, v); err != nil {
+			t.Fatalf("AddEvidence(%q, %q) = %v", e.origin, e.id, err)
+		}
+		v[0] = 'Z' // the store must not keep it
+	}
+	want := []string{"example.com/lo=x", "example.com/log=e1", "example.com/log=e2", "example.com/log2=y"}
+	list(want...)
+	if err := closeStore(); err != nil {
+		t.Fatalf("closing: %v", err)
+	}
+	s, closeStore = open(t, dir)
+	defer func() {
+		if err := closeStore(); err != nil {
+			t.Errorf("closing: %v", err)
+		}
+	}()
+	list(want...)
+	n, err := s.ClearEvidence(ctx, "example.com/log")
+	if err != nil || n != 2 {
+		t.Fatalf("ClearEvidence = %d, %v; want 2, nil", n, err)
+	}
+	list("example.com/lo=x", "example.com/log2=y")
+	if n, err := s.ClearEvidence(ctx, "example.com/nothing"); err != nil || n != 0 {
+		t.Fatalf("ClearEvidence of an origin without evidence = %d, %v; want 0, nil", n, err)
+	}
+}

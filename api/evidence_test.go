@@ -1,0 +1,64 @@
+package api_test
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/candorlog/candor/api"
+)
+
+func TestEvidenceEquivocation(t *testing.T) {
+	skey, vkey, err := note.GenerateKey(rand.Reader, "example.com/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := note.NewSigner(skey)
+	v, _ := note.NewVerifier(vkey)
+	sign := func(size uint64, view string) []byte {
+		b, err := api.SignCheckpoint(api.Checkpoint{Origin: "example.com/log", Size: size, Hash: sha256.Sum256([]byte(view))}, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	a, b := sign(10, "a"), sign(10, "b")
+	e := api.NewEquivocation("example.com/log", a, b)
+	if e2 := api.NewEquivocation("example.com/log", b, a); e2.ID() != e.ID() || e2.Checkpoints != e.Checkpoints {
+		t.Error("the order of the checkpoints changes the evidence")
+	}
+	enc, err := e.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := api.ParseEvidence(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := got.Verify(v); err != nil {
+		t.Fatalf("Verify = %v", err)
+	}
+	for name, bad := range map[string]api.Evidence{
+		"same root":      api.NewEquivocation("example.com/log", a, sign(10, "a")),
+		"other sizes":    api.NewEquivocation("example.com/log", a, sign(11, "b")),
+		"other origin":   {Kind: api.EvidenceEquivocation, Origin: "example.com/other", Checkpoints: e.Checkpoints},
+		"unsigned":       api.NewEquivocation("example.com/log", a, []byte(strings.SplitAfter(string(b), "\n\n")[0]+"— example.com/log AAAAAAAA\n")),
+		"as consistency": {Kind: api.EvidenceInconsistency, Origin: e.Origin, Checkpoints: e.Checkpoints},
+	} {
+		if _, err := bad.Verify(v); !errors.Is(err, api.ErrInvalidEvidence) {
+			t.Errorf("%s: Verify = %v, want ErrInvalidEvidence", name, err)
+		}
+	}
+	for _, in := range []string{"", "{}", `{"kind":"equivocation","origin":"o","checkpoints":["a","b"],"x":1}`,
+		`{"kind":"equivocation","origin":"o","checkpoints":["a",""]}`,
+		`{"kind":"inconsistency","origin":"o","checkpoints":["a","b"],"tiles":[{"level":0,"index":0,"width":2,"hashes":"AAAA"}]}`,
+		string(enc) + "{}", strings.Repeat(" ", api.MaxEvidenceSize+1)} {
+		if _, err := api.ParseEvidence([]byte(in)); !errors.Is(err, api.ErrInvalidEvidence) {
+			t.Errorf("ParseEvidence(%.40q) = %v, want ErrInvalidEvidence", in, err)
+		}
+	}
+}
