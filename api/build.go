@@ -9,15 +9,13 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/sha512"
-	"crypto/x509"
 	"encoding/asn1"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"math/big"
 	"slices"
+	"strconv"
 	"strings"
 
 	intoto "github.com/in-toto/attestation/go/v1"
@@ -57,28 +55,6 @@ const (
 	maxRSABits = 8192
 )
 
-// buildEntry is the canonical encoding of a build entry. Field order is the
-// encoding's.
-type buildEntry struct {
-	Kind       string        `json:"kind"`
-	V          int           `json:"v"`
-	Envelope   buildEnvelope `json:"envelope"`
-	PublicKeys []string      `json:"publicKeys"`
-}
-
-// buildEnvelope is a DSSE envelope as stored: like dsse.Envelope, but with
-// keyid omitted.
-type buildEnvelope struct {
-	PayloadType string           `json:"payloadType"`
-	Payload     string           `json:"payload"`
-	Signatures  []buildSignature `json:"signatures"`
-}
-
-type buildSignature struct {
-	KeyID string `json:"keyid,omitempty"`
-	Sig   string `json:"sig"`
-}
-
 // buildStatement is a verified build entry.
 type buildStatement struct {
 	subjects     []string
@@ -92,25 +68,25 @@ func (s *buildStatement) KeyFingerprints() []string { return slices.Clone(s.fing
 // buildSigner is a public key of a build entry with the signature it
 // verified, in canonical form.
 type buildSigner struct {
-	der []byte
+	key *publicKey
 	sig []byte
 }
 
 // canonicalBuild decodes the fields of a build submission or entry (kind
 // and v already taken), verifies it and returns its canonical encoding.
 func canonicalBuild(obj *jsonObject) ([]byte, Statement, error) {
-	var envRaw json.RawMessage
-	if err := obj.required("envelope", &envRaw); err != nil {
+	envValue, err := obj.required("envelope")
+	if err != nil {
 		return nil, nil, err
 	}
-	var pems []string
-	if err := obj.required("publicKeys", &pems); err != nil {
+	pems, err := obj.requiredStrings("publicKeys")
+	if err != nil {
 		return nil, nil, err
 	}
 	if err := obj.done(); err != nil {
 		return nil, nil, err
 	}
-	env, err := decodeEnvelope(envRaw)
+	env, err := decodeEnvelope(envValue)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -143,14 +119,13 @@ func canonicalBuild(obj *jsonObject) ([]byte, Statement, error) {
 			return nil, nil, &EntryError{Reason: fmt.Sprintf("envelope signature %d is not base64", i), Err: err}
 		}
 	}
-	keys := make([]crypto.PublicKey, len(pems))
-	ders := make([][]byte, len(pems))
+	keys := make([]*publicKey, len(pems))
 	for i, p := range pems {
-		if keys[i], ders[i], err = parsePublicKey(i, p); err != nil {
+		if keys[i], err = parsePublicKey(i, p); err != nil {
 			return nil, nil, err
 		}
 		for j := range i {
-			if bytes.Equal(ders[i], ders[j]) {
+			if bytes.Equal(keys[i].der, keys[j].der) {
 				return nil, nil, entryErrorf("public key %d is the same as public key %d", i, j)
 			}
 		}
@@ -164,52 +139,114 @@ func canonicalBuild(obj *jsonObject) ([]byte, Statement, error) {
 	// the key in the same position first: submitters usually list them in
 	// order, and then verification costs one check per signature.
 	pae := dsse.PAE(env.PayloadType, payload)
-	used := make([]bool, len(keys))
+	var used [maxSigners]bool
 	signers := make([]buildSigner, 0, len(sigs))
 	for i, sig := range sigs {
 		matched := false
-		for _, k := range tryOrder(i, len(keys)) {
+		for j := -1; j < len(keys) && !matched; j++ {
+			k := j
+			if j == -1 {
+				k = i // key i first (there are as many keys as signatures)...
+			} else if j == i {
+				continue // ...then the others in order
+			}
 			if used[k] {
 				continue
 			}
-			if canonical, ok := verifySignature(keys[k], pae, sig); ok {
+			if canonical, ok := verifySignature(keys[k].pub, pae, sig); ok {
 				used[k] = true
-				signers = append(signers, buildSigner{der: ders[k], sig: canonical})
+				signers = append(signers, buildSigner{key: keys[k], sig: canonical})
 				matched = true
-				break
 			}
 		}
 		if !matched {
 			return nil, nil, entryErrorf("envelope signature %d doesn't verify with any of the remaining public keys", i)
 		}
 	}
-	slices.SortFunc(signers, func(a, b buildSigner) int { return bytes.Compare(a.der, b.der) })
+	slices.SortFunc(signers, func(a, b buildSigner) int { return bytes.Compare(a.key.der, b.key.der) })
 
-	e := buildEntry{
-		Kind: KindBuild,
-		V:    entryVersion,
-		Envelope: buildEnvelope{
-			PayloadType: env.PayloadType,
-			Payload:     base64.StdEncoding.EncodeToString(payload),
-		},
-	}
-	st := &buildStatement{subjects: subjects}
-	for _, s := range signers {
-		e.Envelope.Signatures = append(e.Envelope.Signatures, buildSignature{Sig: base64.StdEncoding.EncodeToString(s.sig)})
-		e.PublicKeys = append(e.PublicKeys, string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: s.der})))
-		st.fingerprints = append(st.fingerprints, keyFingerprint(s.der))
+	st := &buildStatement{subjects: subjects, fingerprints: make([]string, len(signers))}
+	for i, s := range signers {
+		st.fingerprints[i] = s.key.fingerprint
 	}
 	slices.Sort(st.fingerprints)
-	entry, err := json.Marshal(e)
-	if err != nil {
-		return nil, nil, fmt.Errorf("couldn't encode build entry: %w", err)
+	return appendBuildEntry(nil, env.PayloadType, payload, signers), st, nil
+}
+
+// appendBuildEntry appends the canonical encoding of a build entry with
+// signers in order to b. It is the JSON encoding of
+//
+//	{"kind":"build","v":1,
+//	 "envelope":{"payloadType":"...","payload":"<base64>",
+//	             "signatures":[{"sig":"<base64>"},...]},
+//	 "publicKeys":["<PEM>",...]}
+//
+// exactly as json.Marshal writes it, in one buffer. The tests and fuzzers
+// check every entry they get against json.Marshal (checkAccepted).
+func appendBuildEntry(b []byte, payloadType string, payload []byte, signers []buildSigner) []byte {
+	n := 128 + len(payloadType) + base64.StdEncoding.EncodedLen(len(payload))
+	for _, s := range signers {
+		n += 16 + base64.StdEncoding.EncodedLen(len(s.sig)) + len(s.key.pemJSON)
 	}
-	return entry, st, nil
+	b = slices.Grow(b, n)
+	b = append(b, `{"kind":`...)
+	b = appendJSONString(b, KindBuild)
+	b = append(b, `,"v":`...)
+	b = strconv.AppendInt(b, entryVersion, 10)
+	b = append(b, `,"envelope":{"payloadType":`...)
+	b = appendJSONString(b, payloadType)
+	b = append(b, `,"payload":"`...)
+	b = base64.StdEncoding.AppendEncode(b, payload)
+	b = append(b, `","signatures":[`...)
+	for i, s := range signers {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"sig":"`...)
+		b = base64.StdEncoding.AppendEncode(b, s.sig)
+		b = append(b, `"}`...)
+	}
+	b = append(b, `]},"publicKeys":[`...)
+	for i, s := range signers {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, s.key.pemJSON...)
+	}
+	return append(b, "]}"...)
+}
+
+// appendJSONString appends s as a JSON string exactly as encoding/json
+// encodes it (with HTML escaping): directly when it is printable ASCII that
+// needs no escaping but for newlines, as PEM and base64 are, with
+// json.Marshal otherwise.
+func appendJSONString(b []byte, s string) []byte {
+	for i := range len(s) {
+		if c := s[i]; c != '\n' && (c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&') {
+			q, err := json.Marshal(s)
+			if err != nil { // json.Marshal doesn't fail on a string
+				panic("api: couldn't encode a string as JSON: " + err.Error())
+			}
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	for {
+		i := strings.IndexByte(s, '\n')
+		if i < 0 {
+			break
+		}
+		b = append(b, s[:i]...)
+		b = append(b, `\n`...)
+		s = s[i+1:]
+	}
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // decodeEnvelope strictly decodes a DSSE envelope.
-func decodeEnvelope(raw json.RawMessage) (*dsse.Envelope, error) {
-	obj, err := decodeObjectAt("envelope", raw)
+func decodeEnvelope(v jsonValue) (*dsse.Envelope, error) {
+	obj, err := openObject("envelope", v)
 	if err != nil {
 		return nil, err
 	}
@@ -220,8 +257,8 @@ func decodeEnvelope(raw json.RawMessage) (*dsse.Envelope, error) {
 	if err := obj.requiredString("payload", &env.Payload); err != nil {
 		return nil, err
 	}
-	var sigs []json.RawMessage
-	if err := obj.required("signatures", &sigs); err != nil {
+	sigs, err := obj.requiredArray("signatures")
+	if err != nil {
 		return nil, err
 	}
 	if err := obj.done(); err != nil {
@@ -230,12 +267,13 @@ func decodeEnvelope(raw json.RawMessage) (*dsse.Envelope, error) {
 	if len(sigs) > maxSigners {
 		return nil, entryErrorf("envelope has %d signatures, limit %d", len(sigs), maxSigners)
 	}
-	for i, raw := range sigs {
-		sobj, err := decodeObjectAt(fmt.Sprintf("envelope.signatures[%d]", i), raw)
+	env.Signatures = make([]dsse.Signature, len(sigs))
+	for i, sv := range sigs {
+		sobj, err := openObject("envelope.signatures["+strconv.Itoa(i)+"]", sv)
 		if err != nil {
 			return nil, err
 		}
-		var s dsse.Signature
+		s := &env.Signatures[i]
 		if err := sobj.requiredString("sig", &s.Sig); err != nil {
 			return nil, err
 		}
@@ -245,7 +283,6 @@ func decodeEnvelope(raw json.RawMessage) (*dsse.Envelope, error) {
 		if err := sobj.done(); err != nil {
 			return nil, err
 		}
-		env.Signatures = append(env.Signatures, s)
 	}
 	return env, nil
 }
@@ -267,68 +304,6 @@ func decodeBase64(s string) ([]byte, error) {
 		return nil, fmt.Errorf("couldn't decode base64: %w", err)
 	}
 	return b, nil
-}
-
-// parsePublicKey parses the i-th public key, a PKIX "PUBLIC KEY" PEM block,
-// checks that its type and size are accepted, and returns it with its
-// canonical DER encoding.
-func parsePublicKey(i int, s string) (crypto.PublicKey, []byte, error) {
-	if !strings.HasPrefix(strings.TrimLeft(s, " \t\r\n"), "-----BEGIN ") {
-		return nil, nil, entryErrorf("public key %d is not a PEM block", i)
-	}
-	block, rest := pem.Decode([]byte(s))
-	switch {
-	case block == nil:
-		return nil, nil, entryErrorf("public key %d is not a PEM block", i)
-	case block.Type != "PUBLIC KEY":
-		return nil, nil, entryErrorf("public key %d is a PEM %.40q block, want \"PUBLIC KEY\"", i, block.Type)
-	case len(block.Headers) != 0:
-		return nil, nil, entryErrorf("public key %d has PEM headers", i)
-	case len(bytes.TrimSpace(rest)) != 0:
-		return nil, nil, entryErrorf("public key %d has data after its PEM block", i)
-	}
-	pub, err := x509.ParsePKIXPublicKey(block.Bytes)
-	if err != nil {
-		return nil, nil, &EntryError{Reason: fmt.Sprintf("public key %d is not a PKIX public key", i), Err: err}
-	}
-	switch pub := pub.(type) {
-	case ed25519.PublicKey:
-	case *ecdsa.PublicKey:
-		if pub.Curve != elliptic.P256() && pub.Curve != elliptic.P384() {
-			return nil, nil, entryErrorf("public key %d is ECDSA on curve %s, want P-256 or P-384", i, pub.Curve.Params().Name)
-		}
-	case *rsa.PublicKey:
-		if bits := pub.N.BitLen(); bits < minRSABits || bits > maxRSABits {
-			return nil, nil, entryErrorf("public key %d is RSA with %d bits, want %d to %d", i, bits, minRSABits, maxRSABits)
-		}
-	default:
-		return nil, nil, entryErrorf("public key %d is a %T, want Ed25519, ECDSA P-256 or P-384, or RSA", i, pub)
-	}
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return nil, nil, &EntryError{Reason: fmt.Sprintf("couldn't re-encode public key %d", i), Err: err}
-	}
-	return pub, der, nil
-}
-
-// keyFingerprint returns "sha256:<hex>" of a key's PKIX DER encoding.
-func keyFingerprint(der []byte) string {
-	h := sha256.Sum256(der)
-	return "sha256:" + hex.EncodeToString(h[:])
-}
-
-// tryOrder returns 0..n-1 starting with first.
-func tryOrder(first, n int) []int {
-	order := make([]int, 0, n)
-	if first < n {
-		order = append(order, first)
-	}
-	for k := range n {
-		if k != first {
-			order = append(order, k)
-		}
-	}
-	return order
 }
 
 // verifySignature checks sig over msg with pub, a key parsePublicKey

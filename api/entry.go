@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
 )
 
 // Entries.
@@ -126,10 +128,10 @@ func canonicalize(body []byte) ([]byte, Statement, error) {
 	if err := obj.requiredString("kind", &kind); err != nil {
 		return nil, nil, err
 	}
-	if raw, ok := obj.take("v"); ok {
+	if val, ok := obj.take("v"); ok {
 		var v int
-		if err := json.Unmarshal(raw, &v); err != nil || v != entryVersion {
-			return nil, nil, entryErrorf("unsupported version %.20s, want %d", raw, entryVersion)
+		if err := json.Unmarshal(val.raw, &v); err != nil || v != entryVersion {
+			return nil, nil, entryErrorf("unsupported version %.20s, want %d", val.raw, entryVersion)
 		}
 	}
 	var (
@@ -151,26 +153,81 @@ func canonicalize(body []byte) ([]byte, Statement, error) {
 	return entry, st, nil
 }
 
-// jsonObject holds the members of a JSON object being decoded. Decoding
-// takes members out; done rejects any left over.
-type jsonObject struct {
-	// path names the object in reasons, e.g. "envelope.signatures[1]"; it is
-	// empty for the top level.
-	path    string
-	members map[string]json.RawMessage
+// Strict JSON decoding.
+//
+// A body is checked once with json.Valid and then walked into a tree of
+// jsonValues that keeps each value's text and the decoded strings, so that
+// no part of the body is scanned or unquoted more than needed: the walker
+// only has to find where values end in text that is known to be valid.
+// Objects are checked (duplicate names) and decoded into Go values only when
+// a kind's code asks for them, in the same order as it asks, so a body with
+// several faults is rejected for the first one the code looks at. Where a
+// value isn't what the code wants, decoding falls back to json.Unmarshal of
+// the value's text, for the same result and the same error as decoding that
+// text on its own.
+
+// maxWalkDepth is how deep decodeJSON builds the tree: values nested deeper
+// are kept as text only (and decoded from it if ever asked for). It bounds
+// the recursion whatever the body.
+const maxWalkDepth = 4
+
+// maxJSONValues bounds the values (member names included) in the tree of a
+// body, so that its memory is bounded too: a body with more is rejected.
+// A build entry has at most 111 (the top level; 4 members, each a name and
+// a value; 3 in the envelope; 16 signatures of 2 members; 16 keys).
+const maxJSONValues = 1024
+
+// jsonValue is a JSON value in a decoded body.
+type jsonValue struct {
+	// raw is the value's JSON text, a subslice of the body.
+	raw []byte
+	// str is the decoded value of a string.
+	str string
+	// walked is set for an object or an array whose members or elems are
+	// filled in.
+	walked  bool
+	members []jsonMember // of a walked object, in order
+	elems   []jsonValue  // of a walked array
 }
 
-// decodeObject decodes data, which must be exactly one JSON object, into its
-// members. Member names are compared exactly (case-sensitively); a name
-// that appears twice is an error, as is anything after the object.
-func decodeObject(data []byte) (*jsonObject, error) {
-	return decodeObjectAt("", data)
+// jsonMember is a member of a JSON object.
+type jsonMember struct {
+	name  string
+	value jsonValue
 }
 
-func decodeObjectAt(path string, data []byte) (*jsonObject, error) {
-	what := "body"
-	if path != "" {
-		what = fmt.Sprintf("%q", path)
+func (v *jsonValue) isNull() bool   { return string(v.raw) == "null" }
+func (v *jsonValue) isString() bool { return len(v.raw) > 0 && v.raw[0] == '"' }
+func (v *jsonValue) isObject() bool { return len(v.raw) > 0 && v.raw[0] == '{' }
+func (v *jsonValue) isArray() bool  { return len(v.raw) > 0 && v.raw[0] == '[' }
+
+// decodeJSON decodes data, which must be exactly one JSON object or array
+// as want ('{' or '[') says. what names the value in reasons.
+func decodeJSON(what string, data []byte, want byte) (jsonValue, error) {
+	w := jsonWalker{data: data}
+	w.skipSpace()
+	if w.peek() != want || !json.Valid(data) {
+		return jsonValue{}, jsonSyntaxError(what, data, want)
+	}
+	v := w.value(1)
+	if w.values > maxJSONValues {
+		return jsonValue{}, entryErrorf("%s has more than %d JSON values in its first %d levels", what, maxJSONValues, maxWalkDepth+1)
+	}
+	if w.i != len(data) {
+		w.fail()
+	}
+	if w.err != nil {
+		return jsonValue{}, &EntryError{Reason: "malformed JSON in " + what, Err: w.err}
+	}
+	return v, nil
+}
+
+// jsonSyntaxError returns the error for data that isn't one valid JSON
+// value of the kind want, as a Decoder reading it finds it.
+func jsonSyntaxError(what string, data []byte, want byte) error {
+	kind := "object"
+	if want == '[' {
+		kind = "array"
 	}
 	malformed := func(err error) error {
 		if err == io.EOF {
@@ -178,38 +235,277 @@ func decodeObjectAt(path string, data []byte) (*jsonObject, error) {
 		}
 		return &EntryError{Reason: "malformed JSON in " + what, Err: err}
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	tok, err := dec.Token()
+	tok, err := json.NewDecoder(bytes.NewReader(data)).Token()
 	if err != nil {
-		return nil, malformed(err)
+		return malformed(err)
 	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, entryErrorf("%s is not a JSON object", what)
+	if d, ok := tok.(json.Delim); !ok || d != json.Delim(want) {
+		return entryErrorf("%s is not a JSON %s", what, kind)
 	}
-	obj := &jsonObject{path: path, members: make(map[string]json.RawMessage)}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, malformed(err)
-		}
-		name, ok := tok.(string)
-		if !ok {
-			return nil, entryErrorf("malformed JSON in %s", what)
-		}
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, malformed(err)
-		}
-		if _, dup := obj.members[name]; dup {
-			return nil, entryErrorf("duplicate field %q", obj.field(name))
-		}
-		obj.members[name] = raw
-	}
-	if _, err := dec.Token(); err != nil { // the closing brace
-		return nil, malformed(err)
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&skipJSON{}); err != nil {
+		return malformed(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, entryErrorf("trailing data after JSON object in %s", what)
+		return entryErrorf("trailing data after JSON %s in %s", kind, what)
+	}
+	// json.Valid and a Decoder don't disagree, but to be sure:
+	return malformed(errors.New("invalid JSON"))
+}
+
+// skipJSON decodes any JSON value into nothing.
+type skipJSON struct{}
+
+func (*skipJSON) UnmarshalJSON([]byte) error { return nil }
+
+// jsonWalker walks JSON text that json.Valid accepted. It still checks
+// where it is, and sets err rather than go wrong if the text isn't valid
+// after all.
+type jsonWalker struct {
+	data   []byte
+	i      int // the offset of the next byte to read
+	values int // the number of values read
+	err    error
+}
+
+// peek returns the next byte, or 0 at the end.
+func (w *jsonWalker) peek() byte {
+	if w.i < len(w.data) {
+		return w.data[w.i]
+	}
+	return 0
+}
+
+// expect consumes the next byte, which must be c.
+func (w *jsonWalker) expect(c byte) {
+	if w.peek() != c {
+		w.fail()
+		return
+	}
+	w.i++
+}
+
+func (w *jsonWalker) fail() {
+	if w.err == nil {
+		w.err = fmt.Errorf("unexpected JSON at offset %d", w.i)
+	}
+	w.i = len(w.data) // stops every loop
+}
+
+func (w *jsonWalker) skipSpace() {
+	for w.i < len(w.data) {
+		switch w.data[w.i] {
+		case ' ', '\t', '\r', '\n':
+			w.i++
+		default:
+			return
+		}
+	}
+}
+
+// value reads the value at depth (1 for the top level) that starts at the
+// next byte, and the whitespace after it.
+func (w *jsonWalker) value(depth int) jsonValue {
+	start := w.i
+	var v jsonValue
+	if w.values++; w.values > maxJSONValues {
+		w.i = len(w.data) // stops every loop
+		return v
+	}
+	switch c := w.peek(); {
+	case c == '{' && depth <= maxWalkDepth:
+		v.walked = true
+		v.members = make([]jsonMember, 0, 4) // as many as the build kind's objects have
+		w.i++
+		w.skipSpace()
+		for w.peek() != '}' && w.err == nil {
+			if len(v.members) > 0 {
+				w.expect(',')
+				w.skipSpace()
+			}
+			if w.peek() != '"' {
+				w.fail()
+				break
+			}
+			name := w.value(depth + 1)
+			w.expect(':')
+			w.skipSpace()
+			v.members = append(v.members, jsonMember{name: name.str, value: w.value(depth + 1)})
+		}
+		w.expect('}')
+	case c == '[' && depth <= maxWalkDepth:
+		v.walked = true
+		w.i++
+		w.skipSpace()
+		for w.peek() != ']' && w.err == nil {
+			if len(v.elems) > 0 {
+				w.expect(',')
+				w.skipSpace()
+			}
+			v.elems = append(v.elems, w.value(depth+1))
+		}
+		w.expect(']')
+	case c == '{' || c == '[':
+		w.skipNested()
+	case c == '"':
+		w.skipString()
+		v.str = w.unquote(w.data[start:w.i])
+	default: // a number, true, false or null: letters, digits, + - .
+		for w.i < len(w.data) && isLiteralByte(w.data[w.i]) {
+			w.i++
+		}
+		if w.i == start {
+			w.fail()
+		}
+	}
+	v.raw = w.data[start:w.i]
+	w.skipSpace()
+	return v
+}
+
+// isLiteralByte reports whether c can be part of a JSON number, true, false
+// or null.
+func isLiteralByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '+' || c == '-' || c == '.'
+}
+
+// skipString skips the string that starts at the next byte.
+func (w *jsonWalker) skipString() {
+	w.expect('"')
+	for w.i < len(w.data) {
+		switch w.data[w.i] {
+		case '"':
+			w.i++
+			return
+		case '\\':
+			w.i += 2 // all escapes are \ and one byte, or \u and four hex digits
+		default:
+			w.i++
+		}
+	}
+	w.fail()
+}
+
+// skipNested skips the object or array that starts at the next byte.
+func (w *jsonWalker) skipNested() {
+	depth := 0
+	for w.i < len(w.data) {
+		switch w.data[w.i] {
+		case '"':
+			w.skipString()
+			continue
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+		}
+		w.i++
+		if depth == 0 {
+			return
+		}
+	}
+	w.fail()
+}
+
+// unquote decodes a JSON string, quotes included, as json.Unmarshal does:
+// directly if it is valid UTF-8 with no escapes but \n (as base64 and PEM
+// are), with json.Unmarshal otherwise.
+func (w *jsonWalker) unquote(raw []byte) string {
+	if s, ok := unquoteSimple(raw); ok {
+		return s
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		w.fail()
+	}
+	return s
+}
+
+// unquoteSimple decodes a valid JSON string, quotes included, that is
+// valid UTF-8 with no escapes but \n. It returns false for any other.
+func unquoteSimple(raw []byte) (string, bool) {
+	if len(raw) < 2 || !utf8.Valid(raw) {
+		return "", false
+	}
+	inner := raw[1 : len(raw)-1]
+	i := bytes.IndexByte(inner, '\\')
+	if i < 0 {
+		return string(inner), true
+	}
+	var b strings.Builder
+	b.Grow(len(inner))
+	for ; i >= 0; i = bytes.IndexByte(inner, '\\') {
+		if i+1 == len(inner) || inner[i+1] != 'n' {
+			return "", false
+		}
+		b.Write(inner[:i])
+		b.WriteByte('\n')
+		inner = inner[i+2:]
+	}
+	b.Write(inner)
+	return b.String(), true
+}
+
+// jsonObject holds the members of a JSON object being decoded. Decoding
+// takes members out; done rejects any left over.
+type jsonObject struct {
+	// path names the object in reasons, e.g. "envelope.signatures[1]"; it is
+	// empty for the top level.
+	path    string
+	members []jsonMember
+}
+
+// decodeObject decodes data, which must be exactly one JSON object, into its
+// members. Member names are compared exactly (case-sensitively); a name
+// that appears twice is an error, as is anything after the object.
+func decodeObject(data []byte) (*jsonObject, error) {
+	v, err := decodeJSON("body", data, '{')
+	if err != nil {
+		return nil, err
+	}
+	return openObject("", v)
+}
+
+// openObject returns the object v, named path in reasons, checking that it
+// is an object without duplicate member names.
+func openObject(path string, v jsonValue) (*jsonObject, error) {
+	what := func() string {
+		if path == "" {
+			return "body"
+		}
+		return strconv.Quote(path)
+	}
+	if !v.isObject() {
+		return nil, entryErrorf("%s is not a JSON object", what())
+	}
+	if !v.walked {
+		var err error
+		if v, err = decodeJSON(what(), v.raw, '{'); err != nil {
+			return nil, err
+		}
+	}
+	obj := &jsonObject{path: path, members: v.members}
+	// Report the first repeat in order; a set only for many members.
+	var seen map[string]bool
+	if len(v.members) > 8 {
+		seen = make(map[string]bool, len(v.members))
+	}
+	for i, m := range v.members {
+		dup := false
+		if seen != nil {
+			dup = seen[m.name]
+			seen[m.name] = true
+		} else {
+			for _, prev := range v.members[:i] {
+				if prev.name == m.name {
+					dup = true
+					break
+				}
+			}
+		}
+		if dup {
+			return nil, entryErrorf("duplicate field %q", obj.field(m.name))
+		}
 	}
 	return obj, nil
 }
@@ -222,21 +518,32 @@ func (o *jsonObject) field(name string) string {
 	return o.path + "." + name
 }
 
-// take removes the member name and returns its raw value.
-func (o *jsonObject) take(name string) (json.RawMessage, bool) {
-	raw, ok := o.members[name]
-	delete(o.members, name)
-	return raw, ok
+// take removes the member name and returns its value.
+func (o *jsonObject) take(name string) (jsonValue, bool) {
+	for i, m := range o.members {
+		if m.name == name {
+			o.members = slices.Delete(o.members, i, i+1)
+			return m.value, true
+		}
+	}
+	return jsonValue{}, false
 }
 
 // required removes the member name, which must be present and not null, and
-// decodes it into v.
-func (o *jsonObject) required(name string, v any) error {
-	raw, ok := o.take(name)
-	if !ok || string(raw) == "null" {
-		return entryErrorf("missing field %q", o.field(name))
+// returns its value.
+func (o *jsonObject) required(name string) (jsonValue, error) {
+	v, ok := o.take(name)
+	if !ok || v.isNull() {
+		return jsonValue{}, entryErrorf("missing field %q", o.field(name))
 	}
-	if err := json.Unmarshal(raw, v); err != nil {
+	return v, nil
+}
+
+// unmarshal decodes the text of the member name's value v into x, for the
+// values that aren't what the caller wants: json.Unmarshal says what is
+// wrong, or decodes them as it always would.
+func (o *jsonObject) unmarshal(name string, v jsonValue, x any) error {
+	if err := json.Unmarshal(v.raw, x); err != nil {
 		return &EntryError{Reason: fmt.Sprintf("bad field %q", o.field(name)), Err: err}
 	}
 	return nil
@@ -244,7 +551,13 @@ func (o *jsonObject) required(name string, v any) error {
 
 // requiredString is required for a string that must not be empty.
 func (o *jsonObject) requiredString(name string, s *string) error {
-	if err := o.required(name, s); err != nil {
+	v, err := o.required(name)
+	if err != nil {
+		return err
+	}
+	if v.isString() {
+		*s = v.str
+	} else if err := o.unmarshal(name, v, s); err != nil {
 		return err
 	}
 	if *s == "" {
@@ -255,14 +568,56 @@ func (o *jsonObject) requiredString(name string, s *string) error {
 
 // optionalString removes the member name, if present, and decodes it into s.
 func (o *jsonObject) optionalString(name string, s *string) error {
-	raw, ok := o.take(name)
-	if !ok || string(raw) == "null" {
+	v, ok := o.take(name)
+	if !ok || v.isNull() {
 		return nil
 	}
-	if err := json.Unmarshal(raw, s); err != nil {
-		return &EntryError{Reason: fmt.Sprintf("bad field %q", o.field(name)), Err: err}
+	if v.isString() {
+		*s = v.str
+		return nil
 	}
-	return nil
+	return o.unmarshal(name, v, s)
+}
+
+// requiredStrings is required for an array of strings (a null element
+// decodes as "", as json.Unmarshal has it).
+func (o *jsonObject) requiredStrings(name string) ([]string, error) {
+	v, err := o.required(name)
+	if err != nil {
+		return nil, err
+	}
+	if v.isArray() && v.walked {
+		ss := make([]string, len(v.elems))
+		i := 0
+		for ; i < len(v.elems) && v.elems[i].isString(); i++ {
+			ss[i] = v.elems[i].str
+		}
+		if i == len(v.elems) {
+			return ss, nil
+		}
+	}
+	var ss []string
+	if err := o.unmarshal(name, v, &ss); err != nil {
+		return nil, err
+	}
+	return ss, nil
+}
+
+// requiredArray is required for an array, and returns its elements.
+func (o *jsonObject) requiredArray(name string) ([]jsonValue, error) {
+	v, err := o.required(name)
+	if err != nil {
+		return nil, err
+	}
+	if !v.isArray() {
+		return nil, o.unmarshal(name, v, &[]json.RawMessage{})
+	}
+	if !v.walked {
+		if v, err = decodeJSON(strconv.Quote(o.field(name)), v.raw, '['); err != nil {
+			return nil, err
+		}
+	}
+	return v.elems, nil
 }
 
 // done returns an error naming a member that no one took, if any.
@@ -270,6 +625,10 @@ func (o *jsonObject) done() error {
 	if len(o.members) == 0 {
 		return nil
 	}
-	// Name the smallest, so that the reason doesn't depend on map order.
-	return entryErrorf("unknown field %q", o.field(slices.Sorted(maps.Keys(o.members))[0]))
+	// Name the smallest, so that the reason doesn't depend on member order.
+	name := o.members[0].name
+	for _, m := range o.members[1:] {
+		name = min(name, m.name)
+	}
+	return entryErrorf("unknown field %q", o.field(name))
 }

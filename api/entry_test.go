@@ -213,6 +213,14 @@ func checkAccepted(t *testing.T, entry []byte) {
 	if st.Kind() != KindBuild {
 		t.Fatalf("Kind() = %q", st.Kind())
 	}
+	// The canonical encoding is encoding/json's of buildEntry.
+	var e buildEntry
+	if err := json.Unmarshal(entry, &e); err != nil {
+		t.Fatalf("an accepted entry doesn't decode as a buildEntry: %v", err)
+	}
+	if b, err := json.Marshal(e); err != nil || !bytes.Equal(b, entry) {
+		t.Fatalf("json.Marshal of the decoded entry is\n%s, %v\nwant\n%s", b, err, entry)
+	}
 	if len(st.Subjects()) == 0 || len(st.KeyFingerprints()) == 0 {
 		t.Fatalf("a statement with no subjects or no keys")
 	}
