@@ -28,13 +28,14 @@ func newTileCache(size int) *tileCache {
 	return &tileCache{c: c}
 }
 
-// full returns the hashes of a full tile if the cache has it: a full tile
-// never changes, so it need not be read again.
-func (tc *tileCache) full(level uint8, index uint64) ([]byte, bool) {
+// get returns the hashes of the tile at the given width if the cache has
+// it: a tile's content at a width never changes, so it need not be read
+// again.
+func (tc *tileCache) get(level uint8, index uint64, width int) ([]byte, bool) {
 	if tc == nil {
 		return nil, false
 	}
-	rows, ok := tc.c.Get(tileCacheKey{level, index, api.TileWidth})
+	rows, ok := tc.c.Get(tileCacheKey{level, index, width})
 	if !ok {
 		return nil, false
 	}

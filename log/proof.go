@@ -7,10 +7,11 @@ import (
 	"github.com/transparency-dev/merkle/proof"
 )
 
-// proofHashes reads the hashes of a proof's nodes from tiles and folds the
-// ephemeral node, giving the proof in RFC 6962 order.
-func proofHashes(ctx context.Context, r tileReader, cache *tileCache, nodes proof.Nodes) ([][]byte, error) {
-	nr := nodeReader{r: r, cache: cache}
+// proofHashes reads the hashes of a proof's nodes in the tree of the given
+// size from tiles and folds the ephemeral node, giving the proof in RFC 6962
+// order.
+func proofHashes(ctx context.Context, r tileReader, cache *tileCache, size uint64, nodes proof.Nodes) ([][]byte, error) {
+	nr := nodeReader{r: r, cache: cache, size: size}
 	hashes := make([][]byte, len(nodes.IDs))
 	for i, id := range nodes.IDs {
 		h, err := nr.hash(ctx, id)
@@ -29,7 +30,7 @@ func inclusionProof(ctx context.Context, r tileReader, cache *tileCache, index, 
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrOutOfRange, err)
 	}
-	return proofHashes(ctx, r, cache, nodes)
+	return proofHashes(ctx, r, cache, size, nodes)
 }
 
 // consistencyProof returns the proof that the tree of size old is a prefix
@@ -42,5 +43,5 @@ func consistencyProof(ctx context.Context, r tileReader, cache *tileCache, old, 
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrOutOfRange, err)
 	}
-	return proofHashes(ctx, r, cache, nodes)
+	return proofHashes(ctx, r, cache, new, nodes)
 }

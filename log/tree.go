@@ -209,6 +209,8 @@ type tileReader interface {
 type nodeReader struct {
 	r     tileReader
 	cache *tileCache // optional
+	// size is the tree size the nodes are read for, if known (not 0).
+	size uint64
 	// last tile read, since a proof's nodes often share tiles.
 	lastLevel uint8
 	lastIndex uint64
@@ -219,13 +221,28 @@ func (nr *nodeReader) tile(ctx context.Context, level uint8, index uint64) ([]by
 	if nr.last != nil && nr.lastLevel == level && nr.lastIndex == index {
 		return nr.last, nil
 	}
-	if data, ok := nr.cache.full(level, index); ok {
+	// The tile's width in the tree the proof is for: its hashes are all
+	// the proof can need, and the same for every proof at that size.
+	width := api.TileWidth
+	if nr.size > 0 {
+		if t, ok := api.TileForSize(int(level), index, nr.size); ok {
+			width = t.Width
+		}
+	}
+	if data, ok := nr.cache.get(level, index, width); ok {
 		nr.lastLevel, nr.lastIndex, nr.last = level, index, data
 		return data, nil
 	}
 	data, err := nr.r.ReadTile(ctx, level, index)
 	if err != nil {
 		return nil, fmt.Errorf("couldn't read tile %d/%d: %w", level, index, err)
+	}
+	if nr.size > 0 && len(data) > width*api.HashSize {
+		// Grown since: cache it at the width this size needs.
+		data = data[:width*api.HashSize]
+	}
+	if nr.cache != nil {
+		data = nr.cache.rows(level, index, data)[0]
 	}
 	nr.lastLevel, nr.lastIndex, nr.last = level, index, data
 	return data, nil
