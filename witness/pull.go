@@ -325,7 +325,7 @@ func (p *Puller) poll(ctx context.Context, s Source) (PullResult, error) {
 		case errors.Is(err, ErrMisbehaved):
 			return PullRefused, err
 		case errors.Is(err, ErrInconsistent):
-			p.inconsistent(s, old, stored, signed, err)
+			p.inconsistent(ctx, s, old, stored, signed, err)
 			return PullInconsistent, err
 		case errors.Is(err, ErrNotSigned), errors.Is(err, ErrBadRequest):
 			return PullUnverified, err
@@ -336,11 +336,19 @@ func (p *Puller) poll(ctx context.Context, s Source) (PullResult, error) {
 }
 
 // inconsistent logs, loudly, a checkpoint of the log that is not
-// consistent with the cosigned one, with both as evidence.
-func (p *Puller) inconsistent(s Source, old api.Checkpoint, stored, signed []byte, err error) {
+// consistent with the cosigned one, and has the witness compare the two as
+// it does gossiped ones: that reads the log's tiles once more and turns
+// the fork into evidence that is stored and gossiped.
+func (p *Puller) inconsistent(ctx context.Context, s Source, old api.Checkpoint, stored, signed []byte, err error) {
 	p.logger.Error("THE LOG SERVES A CHECKPOINT INCONSISTENT WITH THE ONE THE WITNESS COSIGNED; refused",
 		"origin", s.Origin, "url", s.URL, "cosigned_size", old.Size, "error", err,
 		"cosigned", string(stored), "served", string(signed))
+	o, oerr := p.w.Observe(ctx, signed, false)
+	if oerr != nil {
+		p.logger.Error("couldn't compare the inconsistent checkpoint with the cosigned one", "origin", s.Origin, "error", oerr)
+		return
+	}
+	p.logger.Info("compared the inconsistent checkpoint with the cosigned one", "origin", s.Origin, "result", o.Result, "detail", o.Detail)
 }
 
 // prove returns the consistency proof from old to c, built from the log's

@@ -3,6 +3,7 @@ package witness_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -43,9 +44,15 @@ func newPullWitness(t testing.TB, logs []*testLog, sources []witness.Source, twe
 	if err != nil {
 		t.Fatal(err)
 	}
+	urls := map[string]string{}
+	for _, s := range sources {
+		urls[s.Origin] = s.URL
+	}
 	var wl []witness.Log
 	for _, l := range logs {
-		wl = append(wl, witness.Log{Origin: l.origin, Verifier: l.verifier})
+		// As candor-witness does: a pulled log's URL is also the one the
+		// witness reads tiles from to check checkpoints against each other.
+		wl = append(wl, witness.Log{Origin: l.origin, Verifier: l.verifier, URL: urls[l.origin]})
 	}
 	w, err := witness.New(witness.Config{Cosigner: cosigner, Logs: wl, State: state, Logger: quiet})
 	if err != nil {
@@ -236,28 +243,8 @@ func TestPullCandorLog(t *testing.T) {
 		t.Errorf("pull_total{result=cosigned} = %v, want 8", got)
 	}
 
-	// A fork: another tree under the same key, at the same size and then
-	// larger. It is refused, and the witness keeps what it had.
-	fork := newCandorLog(t, l)
-	fork.grow(t, l, "fork", 600)
-	sw.set(fork.handler)
-	before = w.served(t, l)
-	w.poll(t, l, witness.PullInconsistent, witness.ErrInconsistent)
-	fork.grow(t, l, "fork", 700)
-	w.poll(t, l, witness.PullInconsistent, witness.ErrInconsistent)
-	if !bytes.Equal(w.served(t, l), before) {
-		t.Fatal("a refused fork changed the stored checkpoint")
-	}
-	if got := w.pulls(t, l.origin, witness.PullInconsistent); got != 2 {
-		t.Errorf("pull_total{result=inconsistent} = %v, want 2", got)
-	}
-	if c, _ := w.latest(t, l); c.Size != last.Size || c.Hash != last.Hash {
-		t.Fatalf("after the fork the witness serves size %d, want %d", c.Size, last.Size)
-	}
-
-	// Back to the real log, followed by Run: each size it reaches is
-	// cosigned, until Run is stopped.
-	sw.set(lg.handler)
+	// Followed by Run: each size the log reaches is cosigned, until Run is
+	// stopped.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan struct{})
@@ -266,8 +253,8 @@ func TestPullCandorLog(t *testing.T) {
 		w.p.Run(ctx)
 	}()
 	for _, n := range []int{650, 1000} {
-		want := lg.grow(t, l, "main", n)
-		waitServed(t, w, l, want)
+		last = lg.grow(t, l, "main", n)
+		waitServed(t, w, l, last)
 	}
 	cancel()
 	select {
@@ -275,6 +262,58 @@ func TestPullCandorLog(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after its context was canceled")
 	}
+
+	// A fork: another tree under the same key, at the same size. It is
+	// refused and becomes evidence; from then on the witness refuses the
+	// log, also its larger checkpoints, and keeps what it had.
+	fork := newCandorLog(t, l)
+	fork.grow(t, l, "fork", 1000)
+	sw.set(fork.handler)
+	before = w.served(t, l)
+	w.poll(t, l, witness.PullInconsistent, witness.ErrInconsistent)
+	w.checkEvidence(t, l)
+	fork.grow(t, l, "fork", 1100)
+	w.poll(t, l, witness.PullRefused, witness.ErrMisbehaved)
+	if !bytes.Equal(w.served(t, l), before) {
+		t.Fatal("a refused fork changed the stored checkpoint")
+	}
+	if got := w.pulls(t, l.origin, witness.PullInconsistent); got != 1 {
+		t.Errorf("pull_total{result=inconsistent} = %v, want 1", got)
+	}
+	if c, _ := w.latest(t, l); c.Size != last.Size || c.Hash != last.Hash {
+		t.Fatalf("after the fork the witness serves size %d, want %d", c.Size, last.Size)
+	}
+}
+
+// checkEvidence checks that the witness serves evidence about l that
+// verifies with l's key alone.
+func (w *pullWitness) checkEvidence(t testing.TB, l *testLog) {
+	t.Helper()
+	resp, err := http.Get(w.url + "/v1/evidence")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var list struct {
+		Evidence []json.RawMessage `json:"evidence"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		t.Fatalf("GET /v1/evidence: %v", err)
+	}
+	for _, raw := range list.Evidence {
+		e, err := api.ParseEvidence(raw)
+		if err != nil {
+			t.Fatalf("unparseable evidence: %v", err)
+		}
+		if e.Origin != l.origin {
+			continue
+		}
+		if _, err := e.Verify(l.verifier); err != nil {
+			t.Fatalf("evidence of kind %q does not verify: %v", e.Kind, err)
+		}
+		return
+	}
+	t.Fatalf("no evidence about %s among %d", l.origin, len(list.Evidence))
 }
 
 // waitServed waits, for at most 20 seconds, until the witness serves a
@@ -405,12 +444,6 @@ func TestPullAnyTlogTilesLog(t *testing.T) {
 	w.poll(t, l, witness.PullUnchanged, nil)
 	cosigned := w.served(t, l)
 
-	// Forks from size 1000: at the same size, and larger.
-	fork := newTree(t, max+10, 1000, "fork")
-	for _, n := range []uint64{max, max + 10} {
-		s.set(func(s *tilesServer) { s.tree, s.size = fork, n })
-		w.poll(t, l, witness.PullInconsistent, witness.ErrInconsistent)
-	}
 	// The log's own tree, larger, but with a tile that does not hash to
 	// its root.
 	grown := newTree(t, max+10, max+10, "")
@@ -431,6 +464,19 @@ func TestPullAnyTlogTilesLog(t *testing.T) {
 	}
 	s.set(func(s *tilesServer) { s.tile = nil })
 	w.pollCosigned(t, l, api.Checkpoint{Size: max + 10, Hash: grown.root(t, max+10)})
+	cosigned = w.served(t, l)
+
+	// A fork from size 1000, larger: the witness reads the fork's tiles,
+	// finds its root at size max+10 is not the one it cosigned, and holds
+	// evidence; then it refuses the log.
+	fork := newTree(t, max+20, 1000, "fork")
+	s.set(func(s *tilesServer) { s.tree, s.size = fork, max+20 })
+	w.poll(t, l, witness.PullInconsistent, witness.ErrInconsistent)
+	w.checkEvidence(t, l)
+	w.poll(t, l, witness.PullRefused, witness.ErrMisbehaved)
+	if !bytes.Equal(w.served(t, l), cosigned) {
+		t.Fatal("a refused fork changed the stored checkpoint")
+	}
 }
 
 // TestPullRefusesUnverified checks that a checkpoint that is not the
