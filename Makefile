@@ -8,7 +8,7 @@ ORIGIN      ?= localhost/candor
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN_DIR   := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: help build run test test-short lint bench fuzz clean
+.PHONY: help build run demo test test-short lint bench fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
@@ -18,6 +18,9 @@ build: ## build candor-log and candor into ./bin
 
 run: build ## run a log on embedded pebble in ./data (ORIGIN, LISTEN, DATA to change)
 	$(BIN)/candor-log --data $(DATA) --listen $(LISTEN) --origin $(ORIGIN)
+
+demo: build ## a log and three witnesses on loopback (2-of-3 policy): submit, show the cosigned checkpoint, stop
+	BIN=$(BIN) sh scripts/demo.sh
 
 test: lint ## vet, staticcheck, then every test with the race detector (what CI runs)
 	$(GO) test -race -count=1 -timeout 30m ./...

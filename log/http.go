@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -37,13 +38,19 @@ type HandlerOptions struct {
 	Logger *slog.Logger
 	// Registerer receives HTTP metrics. Optional.
 	Registerer prometheus.Registerer
+	// WitnessWait is how long a submission to a log with a Witnessing
+	// waits for a cosigned checkpoint that includes the entry; after it
+	// the reply is 202 Accepted (a PendingEntryResponse). Zero: reply at
+	// once. Unused without a Witnessing.
+	WitnessWait time.Duration
 }
 
 type handler struct {
-	log      *Log
-	maxBody  int64
-	inFlight chan struct{}
-	logger   *slog.Logger
+	log         *Log
+	maxBody     int64
+	inFlight    chan struct{}
+	logger      *slog.Logger
+	witnessWait time.Duration
 }
 
 // NewHandler returns the log's HTTP API: c2sp.org/tlog-tiles reads
@@ -58,7 +65,7 @@ func NewHandler(l *Log, o HandlerOptions) http.Handler {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	h := &handler{log: l, maxBody: o.MaxBodyBytes, inFlight: make(chan struct{}, o.MaxInFlight), logger: o.Logger}
+	h := &handler{log: l, maxBody: o.MaxBodyBytes, inFlight: make(chan struct{}, o.MaxInFlight), logger: o.Logger, witnessWait: o.WitnessWait}
 
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "candor_http_requests_total",
@@ -112,11 +119,11 @@ func status(err error) int {
 	case errors.As(err, &bad), errors.Is(err, api.ErrUnknownKind),
 		errors.Is(err, errBadRequest), errors.Is(err, api.ErrInvalidTilePath):
 		return http.StatusBadRequest
-	case errors.Is(err, ErrOutOfRange), errors.Is(err, ErrNotFound):
+	case errors.Is(err, ErrOutOfRange), errors.Is(err, ErrNotFound), errors.Is(err, ErrNotWitnessed):
 		return http.StatusNotFound
 	case errors.Is(err, errTooManyRequests):
 		return http.StatusTooManyRequests
-	case errors.Is(err, ErrOverloaded), errors.Is(err, ErrUnavailable), errors.Is(err, ErrClosed),
+	case errors.Is(err, ErrOverloaded), errors.Is(err, ErrUnavailable), errors.Is(err, ErrClosed), errors.Is(err, ErrNoCheckpoint),
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable
 	default:
@@ -131,7 +138,7 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		h.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
 		msg = "internal error"
 	}
-	if code == http.StatusServiceUnavailable || code == http.StatusTooManyRequests {
+	if code == http.StatusServiceUnavailable || code == http.StatusTooManyRequests || errors.Is(err, ErrNotWitnessed) {
 		w.Header().Set("Retry-After", "1")
 	}
 	writeJSON(w, code, api.ErrorResponse{Error: msg})
@@ -146,6 +153,10 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func (h *handler) checkpoint(w http.ResponseWriter, r *http.Request) {
 	cp, _ := h.log.Checkpoint()
+	if cp == nil {
+		h.fail(w, r, ErrNoCheckpoint)
+		return
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Write(cp)
@@ -200,6 +211,28 @@ func (h *handler) addEntry(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	var witnessed *bool
+	if h.log.Witnessed() {
+		ok, err := h.waitWitnessed(r.Context(), &rc)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		if !ok {
+			_, size := h.log.Checkpoint()
+			writeJSON(w, http.StatusAccepted, PendingEntryResponse{
+				Index:         rc.Index,
+				LeafHash:      rc.LeafHash,
+				Duplicate:     rc.Duplicate,
+				Witnessed:     false,
+				Status:        pendingStatus,
+				WitnessedSize: size,
+				ProofURL:      fmt.Sprintf("/v1/proof/inclusion?index=%d", rc.Index),
+			})
+			return
+		}
+		witnessed = &ok
+	}
 	bundle, err := h.proofBundle(r.Context(), rc)
 	if err != nil {
 		h.fail(w, r, err)
@@ -209,12 +242,67 @@ func (h *handler) addEntry(w http.ResponseWriter, r *http.Request) {
 	if rc.Duplicate {
 		code = http.StatusOK
 	}
-	writeJSON(w, code, api.AddEntryResponse{
-		Index:    rc.Index,
-		LeafHash: rc.LeafHash,
-		TreeSize: rc.Size,
-		Proof:    string(bundle),
+	writeJSON(w, code, addEntryResponse{
+		AddEntryResponse: api.AddEntryResponse{
+			Index:    rc.Index,
+			LeafHash: rc.LeafHash,
+			TreeSize: rc.Size,
+			Proof:    string(bundle),
+		},
+		Witnessed: witnessed,
 	})
+}
+
+// addEntryResponse is api.AddEntryResponse with, for a log with a witness
+// policy, "witnessed": true (the proof's checkpoint is cosigned).
+type addEntryResponse struct {
+	api.AddEntryResponse
+	Witnessed *bool `json:"witnessed,omitempty"`
+}
+
+// pendingStatus is the status of a PendingEntryResponse.
+const pendingStatus = "sequenced"
+
+// PendingEntryResponse answers POST /v1/entries with 202 Accepted when the
+// log has a witness policy and no checkpoint cosigned by the witnesses
+// included the entry within the wait: the entry is sequenced (its index is
+// final) and durable, but its proof can't be given yet. GET ProofURL (404
+// with Retry-After until a cosigned checkpoint includes the entry) serves
+// the inclusion proof and the cosigned checkpoint later.
+type PendingEntryResponse struct {
+	Index    uint64 `json:"index"`
+	LeafHash []byte `json:"leafHash"`
+	// Duplicate is true when the entry was already in the log.
+	Duplicate bool `json:"duplicate"`
+	// Witnessed is always false.
+	Witnessed bool `json:"witnessed"`
+	// Status is "sequenced": durable at Index, not yet witnessed.
+	Status string `json:"status"`
+	// WitnessedSize is the size of the newest cosigned checkpoint, which
+	// does not include the entry (0 if there is none).
+	WitnessedSize uint64 `json:"witnessedSize"`
+	// ProofURL is the path, on the log, of the entry's inclusion proof.
+	ProofURL string `json:"proofURL"`
+}
+
+// waitWitnessed waits up to the handler's WitnessWait for a cosigned
+// checkpoint that includes the entry of rc, and sets rc's Size and
+// Checkpoint to it. It reports false if none came in time.
+func (h *handler) waitWitnessed(ctx context.Context, rc *Receipt) (bool, error) {
+	wctx, cancel := context.WithTimeout(ctx, h.witnessWait)
+	defer cancel()
+	cp, size, err := h.log.WaitWitnessed(wctx, rc.Index)
+	switch {
+	case err == nil:
+		rc.Size, rc.Checkpoint = size, cp
+		return true, nil
+	case ctx.Err() != nil:
+		return false, ctx.Err()
+	case errors.Is(err, context.DeadlineExceeded):
+		return false, nil
+	default:
+		return false, err
+	}
 }
 
 func (h *handler) proofBundle(ctx context.Context, rc Receipt) ([]byte, error) {
@@ -270,6 +358,9 @@ func (h *handler) inclusionProof(w http.ResponseWriter, r *http.Request) {
 			h.fail(w, r, err)
 			return
 		}
+	} else if err := h.log.checkWitnessed(resp.Index); err != nil {
+		h.fail(w, r, err)
+		return
 	}
 	if resp.TreeSize == size {
 		resp.Checkpoint = string(cp)
@@ -298,6 +389,10 @@ func (h *handler) inclusionProof(w http.ResponseWriter, r *http.Request) {
 func (h *handler) consistencyProof(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	cp, size := h.log.Checkpoint()
+	if cp == nil && q.Get("new") == "" {
+		h.fail(w, r, ErrNoCheckpoint)
+		return
+	}
 	resp := api.ConsistencyProofResponse{New: size, Checkpoint: string(cp)}
 	var err error
 	if resp.Old, err = parseUint(q.Get("old"), "old"); err != nil {

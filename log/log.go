@@ -7,6 +7,10 @@
 // The log never publishes a checkpoint before the commit that backs it has
 // returned, and a commit always extends the tree it was built on, so every
 // checkpoint it ever publishes is consistent with every earlier one.
+//
+// With a Witnessing (witnessing.go; package log/witnessing implements it
+// for a c2sp.org/tlog-policy), the log publishes only the committed
+// checkpoints that come back cosigned by witnesses.
 package log
 
 import (
@@ -15,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,6 +60,10 @@ type Config struct {
 	MaxPending int
 	// Registerer receives the log's metrics. Optional.
 	Registerer prometheus.Registerer
+	// Witnessing, if set, gets the log's checkpoints cosigned, and the log
+	// publishes only the checkpoints it hands back (see Witnessing).
+	// Optional: without it every committed checkpoint is published.
+	Witnessing Witnessing
 }
 
 // Receipt tells where an entry is in the log.
@@ -63,8 +72,9 @@ type Receipt struct {
 	LeafHash []byte
 	// Duplicate is true when the entry was already in the log.
 	Duplicate bool
-	// Size and Checkpoint are the first published checkpoint that includes
-	// the entry.
+	// Size and Checkpoint are the first committed checkpoint that includes
+	// the entry. Without a Witnessing it is published; with one it carries
+	// the log's signature only, and WaitWitnessed waits for a cosigned one.
 	Size       uint64
 	Checkpoint []byte
 }
@@ -86,7 +96,16 @@ type Log struct {
 	closed  atomic.Bool
 	broken  atomic.Bool // storage failed and the tree could not be reloaded
 
-	cur atomic.Pointer[published]
+	cur atomic.Pointer[published] // the newest committed checkpoint
+
+	// pub is the published checkpoint: &cur without a Witnessing, else
+	// &witnessed, which only Publish (witnessing.go) changes.
+	pub            *atomic.Pointer[published]
+	witnessed      atomic.Pointer[published]
+	pubMu          sync.Mutex
+	witnessing     Witnessing
+	stopWitnessing context.CancelFunc
+	witnessingDone chan struct{}
 
 	// gen is the generation of the last batch whose commit returned.
 	gen atomic.Uint64
@@ -102,6 +121,9 @@ type Log struct {
 type published struct {
 	size       uint64
 	checkpoint []byte
+	// next is closed when a newer checkpoint replaces this one; nil
+	// without a Witnessing, where nothing waits for it.
+	next chan struct{}
 }
 
 type request struct {
@@ -153,6 +175,13 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		stopped:  make(chan struct{}),
 		recent:   make(map[[32]byte]uint64),
 		cache:    newTileCache(1024),
+
+		witnessing: cfg.Witnessing,
+	}
+	l.pub = &l.cur
+	if l.witnessing != nil {
+		l.pub = &l.witnessed
+		l.witnessed.Store(&published{next: make(chan struct{})})
 	}
 	if err := l.load(ctx); err != nil {
 		return nil, err
@@ -160,6 +189,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	l.metrics = newMetrics(cfg.Registerer, l)
 	l.metrics.treeSize.Set(float64(l.cur.Load().size))
 	go l.run()
+	l.startWitnessing()
 	return l, nil
 }
 
@@ -199,7 +229,7 @@ func (l *Log) load(ctx context.Context) error {
 		}
 	}
 	l.tree = tree
-	l.cur.Store(&published{size: size, checkpoint: cp})
+	l.setCommitted(&published{size: size, checkpoint: cp})
 	return nil
 }
 
@@ -217,10 +247,17 @@ func (l *Log) sign(size uint64, root []byte) ([]byte, error) {
 func (l *Log) Origin() string { return l.origin }
 
 // Checkpoint returns the latest published signed checkpoint and its size.
+// With a Witnessing it is the latest one cosigned by the witnesses (nil and
+// 0 before the first one).
 func (l *Log) Checkpoint() ([]byte, uint64) {
-	p := l.cur.Load()
+	p := l.pub.Load()
 	return p.checkpoint, p.size
 }
+
+// committedSize returns the size of the newest committed checkpoint, the
+// bound of the data the log serves. Without a Witnessing it is the
+// published size.
+func (l *Log) committedSize() uint64 { return l.cur.Load().size }
 
 // Add submits an entry, which must already be admitted (canonical and
 // verified), and waits until it is durably integrated. A duplicate of an
@@ -278,6 +315,10 @@ func (l *Log) Close() error {
 		close(l.quit)
 	}
 	<-l.stopped
+	if l.stopWitnessing != nil {
+		l.stopWitnessing()
+		<-l.witnessingDone
+	}
 	return nil
 }
 

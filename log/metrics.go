@@ -11,6 +11,7 @@ type metrics struct {
 	integrating   prometheus.Gauge
 	batchEntries  prometheus.Histogram
 	commitSeconds prometheus.Histogram
+	witnessedSize prometheus.Gauge // registered only with a Witnessing
 }
 
 func newMetrics(reg prometheus.Registerer, l *Log) *metrics {
@@ -25,7 +26,7 @@ func newMetrics(reg prometheus.Registerer, l *Log) *metrics {
 		}),
 		treeSize: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "candor_log_tree_size",
-			Help: "Size of the latest published checkpoint.",
+			Help: "Size of the latest committed checkpoint (without a witness policy, the published one).",
 		}),
 		integrating: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "candor_log_integrating_entries",
@@ -41,6 +42,10 @@ func newMetrics(reg prometheus.Registerer, l *Log) *metrics {
 			Help:    "Time to sequence, commit and sign one batch.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
+		witnessedSize: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "candor_log_witnessed_size",
+			Help: "Size of the latest published checkpoint cosigned by the witness policy's quorum.",
+		}),
 	}
 	pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "candor_log_pending_entries",
@@ -48,6 +53,9 @@ func newMetrics(reg prometheus.Registerer, l *Log) *metrics {
 	}, func() float64 { return float64(len(l.queue)) })
 	if reg != nil {
 		reg.MustRegister(m.entries, m.overloaded, m.treeSize, m.integrating, m.batchEntries, m.commitSeconds, pending)
+		if l.witnessing != nil {
+			reg.MustRegister(m.witnessedSize)
+		}
 	}
 	return m
 }

@@ -10,10 +10,13 @@ import (
 	"github.com/candorlog/candor/api"
 )
 
-// Tile returns the hashes of tile t, which must be part of the published
-// tree (t.Width no more than the tile has there).
+// Tile returns the hashes of tile t, which must be part of the committed
+// tree (t.Width no more than the tile has there). Tiles are immutable at
+// their path, so serving those of the committed tree before its checkpoint
+// is cosigned changes nothing for clients, which ask for the tiles of the
+// checkpoint they hold.
 func (l *Log) Tile(ctx context.Context, t api.Tile) ([]byte, error) {
-	_, size := l.Checkpoint()
+	size := l.committedSize()
 	if err := checkTile(t, size); err != nil {
 		return nil, err
 	}
@@ -28,9 +31,9 @@ func (l *Log) Tile(ctx context.Context, t api.Tile) ([]byte, error) {
 }
 
 // EntryBundle returns the entry bundle t (t.Level is api.EntriesLevel),
-// which must be part of the published tree.
+// which must be part of the committed tree.
 func (l *Log) EntryBundle(ctx context.Context, t api.Tile) ([]byte, error) {
-	_, size := l.Checkpoint()
+	size := l.committedSize()
 	if err := checkTile(t, size); err != nil {
 		return nil, err
 	}
@@ -65,9 +68,9 @@ func checkTile(t api.Tile, size uint64) error {
 	return nil
 }
 
-// Entry returns the entry at index, which must be below the published size.
+// Entry returns the entry at index, which must be below the committed size.
 func (l *Log) Entry(ctx context.Context, index uint64) ([]byte, error) {
-	if _, size := l.Checkpoint(); index >= size {
+	if size := l.committedSize(); index >= size {
 		return nil, fmt.Errorf("%w: index %d is not below the tree size %d", ErrOutOfRange, index, size)
 	}
 	data, err := l.store.ReadEntryBundle(ctx, index/api.TileWidth)
@@ -82,10 +85,10 @@ func (l *Log) Entry(ctx context.Context, index uint64) ([]byte, error) {
 }
 
 // LeafHash returns the leaf hash of the entry at index, which must be below
-// the published size. It reads the hash from the tree's tiles rather than
+// the committed size. It reads the hash from the tree's tiles rather than
 // hash the entry.
 func (l *Log) LeafHash(ctx context.Context, index uint64) ([]byte, error) {
-	if _, size := l.Checkpoint(); index >= size {
+	if size := l.committedSize(); index >= size {
 		return nil, fmt.Errorf("%w: index %d is not below the tree size %d", ErrOutOfRange, index, size)
 	}
 	nr := nodeReader{r: l.store, cache: l.cache}
@@ -97,12 +100,17 @@ func (l *Log) LeafHash(ctx context.Context, index uint64) ([]byte, error) {
 }
 
 // LookupLeaf returns the index of the published entry with the leaf hash.
+// An entry that is committed but not in the published checkpoint gives
+// ErrNotFound, or with a Witnessing an error wrapping ErrNotWitnessed.
 func (l *Log) LookupLeaf(ctx context.Context, leafHash []byte) (uint64, error) {
 	idx, err := l.store.LookupLeaf(ctx, leafHash)
 	if err != nil {
 		return 0, err
 	}
 	if _, size := l.Checkpoint(); idx >= size {
+		if err := l.checkWitnessed(idx); err != nil {
+			return 0, err
+		}
 		// Committed, but its checkpoint is not published yet.
 		return 0, ErrNotFound
 	}

@@ -210,7 +210,7 @@ func (l *Log) finish(ctx context.Context, b *batch, err error) {
 		l.metrics.commitSeconds.Observe(time.Since(b.start).Seconds())
 		l.metrics.batchEntries.Observe(float64(len(b.commit.Leaves)))
 		if err == nil {
-			l.cur.Store(b.pub)
+			l.setCommitted(b.pub)
 			l.gen.Store(b.gen)
 			l.metrics.treeSize.Set(float64(b.pub.size))
 		} else {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/internal/cli"
@@ -46,6 +47,25 @@ type Config struct {
 	LogLevel string `yaml:"logLevel"`
 	// LogFormat is text or json. Default: text.
 	LogFormat string `yaml:"logFormat"`
+
+	// Policy is a c2sp.org/tlog-policy file: the witnesses (name,
+	// cosignature/v1 verifier key, add-checkpoint URL prefix), groups and
+	// the quorum. With it the log pushes every new checkpoint to those
+	// witnesses (c2sp.org/tlog-witness) and publishes only checkpoints
+	// cosigned by the quorum. Optional: without it every committed
+	// checkpoint is published at once.
+	Policy string `yaml:"policy"`
+	// WitnessWait is how long a submission waits for a cosigned
+	// checkpoint that includes it; then the reply is 202 Accepted (the
+	// entry is sequenced and durable, not yet witnessed). 0 replies at
+	// once. Only with policy. Default: 5s.
+	WitnessWait time.Duration `yaml:"witnessWait"`
+	// WitnessTimeout bounds each add-checkpoint request. Only with policy.
+	// Default: 10s.
+	WitnessTimeout time.Duration `yaml:"witnessTimeout"`
+	// WitnessRetryMax is the longest wait before retrying a witness that
+	// failed (the wait doubles from 100ms). Only with policy. Default: 10s.
+	WitnessRetryMax time.Duration `yaml:"witnessRetryMax"`
 }
 
 // defaults returns the configuration with every default set.
@@ -59,6 +79,10 @@ func defaults() Config {
 		CacheMiB:     256,
 		LogLevel:     "info",
 		LogFormat:    "text",
+
+		WitnessWait:     5 * time.Second,
+		WitnessTimeout:  10 * time.Second,
+		WitnessRetryMax: 10 * time.Second,
 	}
 }
 
@@ -80,6 +104,10 @@ func loadConfig(fs *flag.FlagSet, args []string) (Config, error) {
 	fs.Int64Var(&flags.CacheMiB, "cache-mib", c.CacheMiB, "pebble block cache in MiB")
 	fs.StringVar(&flags.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&flags.LogFormat, "log-format", c.LogFormat, "text or json")
+	fs.StringVar(&flags.Policy, "policy", "", "c2sp.org/tlog-policy `file`: publish only checkpoints its witnesses cosigned")
+	fs.DurationVar(&flags.WitnessWait, "witness-wait", c.WitnessWait, "how long a submission waits for a cosigned checkpoint before 202")
+	fs.DurationVar(&flags.WitnessTimeout, "witness-timeout", c.WitnessTimeout, "timeout of one add-checkpoint request")
+	fs.DurationVar(&flags.WitnessRetryMax, "witness-retry-max", c.WitnessRetryMax, "longest wait before retrying a failing witness")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -115,6 +143,14 @@ func loadConfig(fs *flag.FlagSet, args []string) (Config, error) {
 			c.LogLevel = flags.LogLevel
 		case "log-format":
 			c.LogFormat = flags.LogFormat
+		case "policy":
+			c.Policy = flags.Policy
+		case "witness-wait":
+			c.WitnessWait = flags.WitnessWait
+		case "witness-timeout":
+			c.WitnessTimeout = flags.WitnessTimeout
+		case "witness-retry-max":
+			c.WitnessRetryMax = flags.WitnessRetryMax
 		}
 	})
 	if c.Key == "" && c.Data != "" {
@@ -159,6 +195,15 @@ func (c Config) validate() error {
 	case "text", "json":
 	default:
 		errs = append(errs, fmt.Errorf("logFormat %q: want text or json", c.LogFormat))
+	}
+	if c.WitnessWait < 0 || c.WitnessWait > 10*time.Minute {
+		errs = append(errs, fmt.Errorf("witnessWait %v: want between 0 and 10m", c.WitnessWait))
+	}
+	if c.WitnessTimeout < 100*time.Millisecond || c.WitnessTimeout > 10*time.Minute {
+		errs = append(errs, fmt.Errorf("witnessTimeout %v: want between 100ms and 10m", c.WitnessTimeout))
+	}
+	if c.WitnessRetryMax < 100*time.Millisecond || c.WitnessRetryMax > time.Hour {
+		errs = append(errs, fmt.Errorf("witnessRetryMax %v: want between 100ms and 1h", c.WitnessRetryMax))
 	}
 	return errors.Join(errs...)
 }

@@ -1,6 +1,7 @@
 // Command candor-log runs a Candor transparency log on embedded pebble.
 //
 //	candor-log --data DIR --listen HOST:PORT --origin ORIGIN   serve the log
+//	           [--policy FILE]                                 publish only checkpoints cosigned by FILE's witnesses
 //	candor-log fsck --data DIR                                 re-verify the stored log
 package main
 
@@ -29,6 +30,7 @@ import (
 	"github.com/candorlog/candor/internal/cli"
 	"github.com/candorlog/candor/internal/keyfile"
 	"github.com/candorlog/candor/log"
+	"github.com/candorlog/candor/log/witnessing"
 	"github.com/candorlog/candor/storage/pebble"
 )
 
@@ -71,6 +73,15 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var policySummary string
+	var collector log.Witnessing
+	if c.Policy != "" {
+		coll, summary, err := newCollector(c, verifier, logger, reg)
+		if err != nil {
+			return err
+		}
+		collector, policySummary = coll, summary
+	}
 	l, err := log.New(ctx, log.Config{
 		Storage:      store,
 		Signer:       signer,
@@ -79,6 +90,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		MaxBatchSize: c.MaxBatchSize,
 		MaxPending:   c.MaxPending,
 		Registerer:   reg,
+		Witnessing:   collector,
 	})
 	if err != nil {
 		return err
@@ -91,6 +103,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		MaxInFlight:  c.MaxInFlight,
 		Logger:       logger,
 		Registerer:   reg,
+		WitnessWait:  c.WitnessWait,
 	}))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 
@@ -101,9 +114,49 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	_, size := l.Checkpoint()
 	fmt.Fprintf(stdout, "candor-log: origin %s, tree size %d\n", l.Origin(), size)
 	fmt.Fprintf(stdout, "candor-log: verifier key %s\n", vkey)
+	if policySummary != "" {
+		fmt.Fprintf(stdout, "candor-log: witness policy %s\n", policySummary)
+	}
 	fmt.Fprintf(stdout, "candor-log: listening on http://%s\n", ln.Addr())
 	logger.Info("serving", "origin", l.Origin(), "size", size, "addr", ln.Addr().String())
 	return cli.Serve(ctx, ln, mux, logger)
+}
+
+// maxPolicyBytes bounds the policy file, which ParsePolicy does not.
+const maxPolicyBytes = 1 << 20
+
+// newCollector reads the policy file and returns the witness collector and
+// a one-line summary of the policy.
+func newCollector(c Config, verifier note.Verifier, logger *slog.Logger, reg prometheus.Registerer) (*witnessing.Collector, string, error) {
+	f, err := os.Open(c.Policy)
+	if err != nil {
+		return nil, "", fmt.Errorf("couldn't read the policy: %w", err)
+	}
+	defer f.Close()
+	text, err := io.ReadAll(io.LimitReader(f, maxPolicyBytes+1))
+	if err != nil {
+		return nil, "", fmt.Errorf("couldn't read the policy: %w", err)
+	}
+	if len(text) > maxPolicyBytes {
+		return nil, "", fmt.Errorf("policy %s: larger than %d bytes", c.Policy, maxPolicyBytes)
+	}
+	policy, err := api.ParsePolicy(text)
+	if err != nil {
+		return nil, "", fmt.Errorf("policy %s: %w", c.Policy, err)
+	}
+	coll, err := witnessing.New(witnessing.Config{
+		Policy:     policy,
+		Verifier:   verifier,
+		Timeout:    c.WitnessTimeout,
+		MaxBackoff: c.WitnessRetryMax,
+		StateFile:  filepath.Join(c.Data, "witnessed-checkpoint"),
+		Logger:     logger,
+		Registerer: reg,
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("policy %s: %w", c.Policy, err)
+	}
+	return coll, fmt.Sprintf("%s: %d witnesses, quorum %s", c.Policy, len(policy.Witnesses()), policy.Quorum()), nil
 }
 
 // loadOrCreateKey reads the log's signed-note private key from path, or

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/candorlog/candor/api"
+)
+
+func load(args ...string) (Config, error) {
+	fs := flag.NewFlagSet("candor-log", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return loadConfig(fs, args)
+}
+
+func TestConfigWitnessPolicy(t *testing.T) {
+	c, err := load("--data", "/d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Policy != "" || c.WitnessWait != 5*time.Second || c.WitnessTimeout != 10*time.Second || c.WitnessRetryMax != 10*time.Second {
+		t.Errorf("defaults: %+v", c)
+	}
+	path := filepath.Join(t.TempDir(), "log.yaml")
+	yaml := "data: /d\npolicy: /yaml/policy\nwitnessWait: 2s\nwitnessTimeout: 3s\nwitnessRetryMax: 4s\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err = load("--config", path, "--policy", "/flag/policy", "--witness-wait", "0s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Policy != "/flag/policy" || c.WitnessWait != 0 || c.WitnessTimeout != 3*time.Second || c.WitnessRetryMax != 4*time.Second {
+		t.Errorf("YAML and flags: %+v", c)
+	}
+	for _, args := range [][]string{
+		{"--witness-wait", "-1s"},
+		{"--witness-timeout", "1ms"},
+		{"--witness-retry-max", "2h"},
+	} {
+		if _, err := load(append([]string{"--data", "/d"}, args...)...); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+}
+
+// TestServeRefusesBadPolicy: a policy that can't be read, parsed or
+// satisfied stops the log before it serves.
+func TestServeRefusesBadPolicy(t *testing.T) {
+	_, wkey, err := api.GenerateCosignerKey(rand.Reader, "w.test/witness")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, otherLog, err := note.GenerateKey(rand.Reader, "other.test/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, policy := range map[string]string{
+		"missing":       "",
+		"malformed":     "quorum\n",
+		"no url":        "witness w " + wkey + "\nquorum w\n",
+		"quorum none":   "witness w " + wkey + " http://127.0.0.1:1\nquorum none\n",
+		"not this log":  "log " + otherLog + "\nwitness w " + wkey + " http://127.0.0.1:1\nquorum w\n",
+		"unknown group": "witness w " + wkey + " http://127.0.0.1:1\nquorum g\n",
+	} {
+		dir := t.TempDir()
+		file := filepath.Join(dir, "policy.txt")
+		if policy != "" {
+			if err := os.WriteFile(file, []byte(policy), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var out bytes.Buffer
+		err := serve(context.Background(), []string{"--data", filepath.Join(dir, "data"), "--origin", "log.test/log", "--listen", "127.0.0.1:0", "--policy", file, "--log-level", "error"}, &out)
+		if err == nil || !strings.Contains(err.Error(), "polic") {
+			t.Errorf("%s policy: serve returned %v, want an error about the policy", name, err)
+		}
+		if strings.Contains(out.String(), "listening") {
+			t.Errorf("%s policy: the log listened", name)
+		}
+	}
+}
