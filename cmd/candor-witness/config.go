@@ -6,16 +6,15 @@ import (
 	"flag"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/internal/cli"
 	"github.com/candorlog/candor/witness"
 )
 
@@ -125,15 +124,8 @@ func loadConfig(fs *flag.FlagSet, args []string) (Config, error) {
 		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	if file != "" {
-		f, err := os.Open(file)
-		if err != nil {
-			return c, fmt.Errorf("couldn't read the config: %w", err)
-		}
-		defer f.Close()
-		dec := yaml.NewDecoder(f)
-		dec.KnownFields(true)
-		if err := dec.Decode(&c); err != nil {
-			return c, fmt.Errorf("couldn't parse %s: %w", file, err)
+		if err := cli.DecodeYAMLFile(file, &c); err != nil {
+			return c, err
 		}
 	}
 	fs.Visit(func(f *flag.Flag) {

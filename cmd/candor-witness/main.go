@@ -35,6 +35,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/internal/cli"
 	"github.com/candorlog/candor/internal/keyfile"
 	"github.com/candorlog/candor/storage/pebble"
 	"github.com/candorlog/candor/witness"
@@ -59,22 +60,12 @@ func main() {
 	}
 }
 
-func newLogger(c Config) *slog.Logger {
-	var level slog.Level
-	level.UnmarshalText([]byte(c.LogLevel))
-	opts := &slog.HandlerOptions{Level: level}
-	if c.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
-}
-
 func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	c, err := loadConfig(flag.NewFlagSet("candor-witness", flag.ContinueOnError), args)
 	if err != nil {
 		return err
 	}
-	logger := newLogger(c)
+	logger := cli.NewLogger(os.Stderr, c.LogLevel, c.LogFormat)
 	logs, err := c.witnessLogs()
 	if err != nil {
 		return err
@@ -125,14 +116,6 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("couldn't listen: %w", err)
 	}
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
 	fmt.Fprintf(stdout, "candor-witness: name %s, following %d logs\n", cosigner.Name(), len(logs))
 	fmt.Fprintf(stdout, "candor-witness: verifier key %s\n", cosigner.VerifierKey())
 	fmt.Fprintf(stdout, "candor-witness: listening on http://%s\n", ln.Addr())
@@ -153,8 +136,6 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "candor-witness: gossip on %s, %d peers, encrypted %v\n", g.Addr(), len(peers), secret != nil)
 	}
 
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
 	if sources := c.pullSources(); len(sources) > 0 {
 		// Stopped before the state closes (defers run last in, first out).
 		pctx, stopPull := context.WithCancel(ctx)
@@ -168,18 +149,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 			<-pulled
 		}()
 	}
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serving: %w", err)
-	case <-ctx.Done():
-	}
-	logger.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("couldn't shut down: %w", err)
-	}
-	return nil
+	return cli.Serve(ctx, ln, mux, logger)
 }
 
 // witnessLogs returns the configured logs with their verifiers. A log's
