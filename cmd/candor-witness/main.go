@@ -24,9 +24,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,21 +41,7 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	var err error
-	if len(os.Args) > 1 && os.Args[1] == "clear-evidence" {
-		err = clearEvidence(ctx, os.Args[2:], os.Stdout)
-	} else {
-		err = serve(ctx, os.Args[1:], os.Stdout)
-	}
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(2)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "candor-witness:", err)
-		os.Exit(1)
-	}
+	cli.Main("candor-witness", serve, map[string]cli.Command{"clear-evidence": clearEvidence})
 }
 
 func serve(ctx context.Context, args []string, stdout io.Writer) error {

@@ -5,12 +5,16 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -73,4 +77,28 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Lo
 		return fmt.Errorf("couldn't shut down: %w", err)
 	}
 	return nil
+}
+
+// Command is what a command or subcommand runs: args are its arguments,
+// stdout where it prints for the operator.
+type Command func(ctx context.Context, args []string, stdout io.Writer) error
+
+// Main runs the subcommand named by the first argument, if subs has it,
+// else def with all the arguments, until SIGINT or SIGTERM. It exits 2 for
+// a usage error (after -h), 1 with the error on stderr for any other.
+func Main(name string, def Command, subs map[string]Command) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	cmd, args := def, os.Args[1:]
+	if len(args) > 0 && subs[args[0]] != nil {
+		cmd, args = subs[args[0]], args[1:]
+	}
+	err := cmd(ctx, args, os.Stdout)
+	stop()
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
+	}
 }
