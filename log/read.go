@@ -1,6 +1,7 @@
 package log
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +20,12 @@ func (l *Log) Tile(ctx context.Context, t api.Tile) ([]byte, error) {
 	size := l.committedSize()
 	if err := checkTile(t, size); err != nil {
 		return nil, err
+	}
+	// Tiles that proofs use are cached; the cache does not take in every
+	// tile clients read, so that a client reading the whole tree does not
+	// push out what proofs need.
+	if data, ok := l.cache.get(uint8(t.Level), t.Index, t.Width); ok {
+		return bytes.Clone(data), nil
 	}
 	data, err := l.store.ReadTile(ctx, uint8(t.Level), t.Index)
 	if err != nil {
