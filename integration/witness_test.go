@@ -442,12 +442,18 @@ func TestWitness(t *testing.T) {
 		if size < maxAck.size {
 			t.Fatalf("cycle %d: after kill -9 the witness is at size %d, but it cosigned size %d", cycle, size, maxAck.size)
 		}
-		fork, err := api.SignCheckpoint(api.Checkpoint{Origin: witnessOrigin, Size: size, Hash: sha256.Sum256([]byte("fork"))}, l.signer)
+		// A fork one entry larger, with a proof that cannot hold. (A fork
+		// at the same size would be evidence that the log equivocated,
+		// after which the witness refuses the log: see the end.)
+		fork, err := api.SignCheckpoint(api.Checkpoint{Origin: witnessOrigin, Size: size + 1, Hash: sha256.Sum256([]byte("fork"))}, l.signer)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if code, _, body, err := w.addCheckpoint(ctx, api.AddCheckpointRequest{OldSize: size, Checkpoint: fork}); err != nil || code != http.StatusUnprocessableEntity {
-			t.Fatalf("cycle %d: a fork signed by the log at the witness's size %d: %d %q %v, want 422", cycle, size, code, body, err)
+		if size > 0 { // from the empty tree, any tree is consistent
+			req := api.AddCheckpointRequest{OldSize: size, Proof: [][]byte{make([]byte, 32)}, Checkpoint: fork}
+			if code, _, body, err := w.addCheckpoint(ctx, req); err != nil || code != http.StatusUnprocessableEntity {
+				t.Fatalf("cycle %d: a fork signed by the log from the witness's size %d: %d %q %v, want 422", cycle, size, code, body, err)
+			}
 		}
 		t.Logf("cycle %d: killed after %d cosignatures, largest %d; restarted at size %d", cycle, len(acks), maxAck.size, size)
 		cur.Store(w)
@@ -485,6 +491,22 @@ func TestWitness(t *testing.T) {
 	}
 	if root, err := l.root(ctx, sc.Size, final); err != nil || root != sc.Hash {
 		t.Fatalf("the witness serves size %d root %x, the log's root is %x (%v)", sc.Size, sc.Hash, root, err)
+	}
+	// A fork at the size the witness holds, signed by the log: refused,
+	// and evidence, after which the witness refuses the log altogether.
+	fork, err := api.SignCheckpoint(api.Checkpoint{Origin: witnessOrigin, Size: sc.Size, Hash: sha256.Sum256([]byte("fork"))}, l.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _, body, err := w.addCheckpoint(ctx, api.AddCheckpointRequest{OldSize: sc.Size, Checkpoint: fork}); err != nil || code != http.StatusUnprocessableEntity {
+		t.Fatalf("a fork signed by the log at the witness's size %d: %d %q %v, want 422", sc.Size, code, body, err)
+	}
+	if e, err := evidenceOf(ctx, w, witnessOrigin); err != nil || e == nil {
+		t.Fatalf("no evidence after a fork at the witness's size: %v", err)
+	}
+	servedNote := body
+	if code, _, body, err := w.addCheckpoint(ctx, api.AddCheckpointRequest{OldSize: sc.Size, Checkpoint: servedNote}); err != nil || code != http.StatusUnprocessableEntity || !strings.Contains(string(body), "evidence") {
+		t.Fatalf("the cosigned checkpoint again, after evidence: %d %q %v, want 422 for the evidence", code, body, err)
 	}
 	w.stop(t)
 	t.Logf("%d cosignatures over %d kills, log size %d", len(acks), cycles, final.Size)

@@ -311,6 +311,9 @@ func (w *Witness) AddCheckpoint(ctx context.Context, req api.AddCheckpointReques
 			w.logger.Warn("refused a checkpoint not consistent with the cosigned one",
 				"origin", c.Origin, "old_size", old.Size, "size", c.Size, "error", err,
 				"checkpoint", string(req.Checkpoint))
+			if stored != nil && old.Size == c.Size && old.Hash != c.Hash {
+				w.equivocated(ctx, stored, &checkpointView{c: c, text: text, logSigs: logSigs})
+			}
 			return nil, err
 		}
 		cosig, err := api.NoteSignature(w.cosigner, []byte(text))
@@ -334,6 +337,23 @@ func (w *Witness) AddCheckpoint(ctx context.Context, req api.AddCheckpointReques
 		w.logger.Debug("cosigned", "origin", c.Origin, "old_size", old.Size, "size", c.Size)
 		w.cosigned(&checkpointView{c: c, text: text, logSigs: logSigs, cosigs: []note.Signature{cosig}})
 		return api.MarshalCosignatureLines([]note.Signature{cosig}), nil
+	}
+}
+
+// equivocated records, as evidence, that the log signed in at the size of
+// the stored checkpoint with another root. The caller holds the origin's
+// lock. Two checkpoints signed by the log prove it, whoever sent them; if
+// the stored one no longer verifies (the log's key was rotated), the
+// refusal stands without evidence.
+func (w *Witness) equivocated(ctx context.Context, stored []byte, in *checkpointView) {
+	c, text, logSigs, err := w.open(stored)
+	if err != nil {
+		w.logger.Warn("couldn't make evidence of a fork at the cosigned size", "origin", in.c.Origin, "error", err)
+		return
+	}
+	mine := &checkpointView{c: c, text: text, logSigs: logSigs}
+	if _, err := w.recordLocked(ctx, w.logs[c.Origin], api.NewEquivocation(c.Origin, mine.logSigned(), in.logSigned())); err != nil {
+		w.logger.Error("couldn't record evidence", "origin", c.Origin, "error", err)
 	}
 }
 
