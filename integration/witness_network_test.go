@@ -92,11 +92,7 @@ func TestWitnessNetworkSplitView(t *testing.T) {
 		}
 		ws[i] = w
 		if i == 0 {
-			line, ok := lineValue(w.stdout.String(), "candor-witness: gossip on ")
-			if !ok {
-				t.Fatalf("the first witness printed no gossip address:\n%s", w.stdout)
-			}
-			seed, _, _ = strings.Cut(line, ",")
+			seed = gossipAddr(t, w)
 		}
 	}
 
@@ -191,6 +187,21 @@ func TestWitnessNetworkSplitView(t *testing.T) {
 		code, _, body, err := w.addCheckpoint(ctx, api.AddCheckpointRequest{OldSize: 10, Checkpoint: viewA})
 		if err != nil || code != http.StatusUnprocessableEntity {
 			t.Errorf("witness %d: add-checkpoint after evidence: %d %s, %v; want 422", i, code, body, err)
+		}
+	}
+}
+
+// gossipAddr waits for the witness to print its gossip address, which it
+// does after its HTTP address, and returns it.
+func gossipAddr(t *testing.T, w *witnessServer) string {
+	t.Helper()
+	for deadline := time.Now().Add(startTimeout); ; time.Sleep(10 * time.Millisecond) {
+		if line, ok := lineValue(w.stdout.String(), "candor-witness: gossip on "); ok {
+			addr, _, _ := strings.Cut(line, ",")
+			return addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the witness printed no gossip address within %s:\n%s", startTimeout, w.stdout)
 		}
 	}
 }

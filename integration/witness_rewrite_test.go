@@ -164,11 +164,7 @@ func TestWitnessNetworkRewrittenHistory(t *testing.T) {
 		}
 		ws[i] = w
 		if i == 0 {
-			line, ok := lineValue(w.stdout.String(), "candor-witness: gossip on ")
-			if !ok {
-				t.Fatalf("the first witness printed no gossip address:\n%s", w.stdout)
-			}
-			seed, _, _ = strings.Cut(line, ",")
+			seed = gossipAddr(t, w)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
