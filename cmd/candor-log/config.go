@@ -90,69 +90,24 @@ func defaults() Config {
 // named by --config, then the flags that were set on the command line.
 func loadConfig(fs *flag.FlagSet, args []string) (Config, error) {
 	c := defaults()
-	var file string
-	flags := c // flag values; only those set on the command line are used
-	fs.StringVar(&file, "config", "", "YAML configuration `file`")
-	fs.StringVar(&flags.Data, "data", "", "`directory` for the log's database and key (required)")
-	fs.StringVar(&flags.Listen, "listen", c.Listen, "HTTP listen `address`")
-	fs.StringVar(&flags.Origin, "origin", "", "log `origin` and key name (required on first start)")
-	fs.StringVar(&flags.Key, "key", "", "signed-note private key `file` (default <data>/log.key)")
-	fs.IntVar(&flags.MaxBatchSize, "max-batch", c.MaxBatchSize, "most entries per commit")
-	fs.IntVar(&flags.MaxPending, "max-pending", c.MaxPending, "most entries waiting to be integrated")
-	fs.IntVar(&flags.MaxInFlight, "max-in-flight", c.MaxInFlight, "most submissions handled at once")
-	fs.Int64Var(&flags.MaxBodyBytes, "max-body", c.MaxBodyBytes, "largest submission body in bytes")
-	fs.Int64Var(&flags.CacheMiB, "cache-mib", c.CacheMiB, "pebble block cache in MiB")
-	fs.StringVar(&flags.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
-	fs.StringVar(&flags.LogFormat, "log-format", c.LogFormat, "text or json")
-	fs.StringVar(&flags.Policy, "policy", "", "c2sp.org/tlog-policy `file`: publish only checkpoints its witnesses cosigned")
-	fs.DurationVar(&flags.WitnessWait, "witness-wait", c.WitnessWait, "how long a submission waits for a cosigned checkpoint before 202")
-	fs.DurationVar(&flags.WitnessTimeout, "witness-timeout", c.WitnessTimeout, "timeout of one add-checkpoint request")
-	fs.DurationVar(&flags.WitnessRetryMax, "witness-retry-max", c.WitnessRetryMax, "longest wait before retrying a failing witness")
-	if err := fs.Parse(args); err != nil {
+	fs.StringVar(&c.Data, "data", "", "`directory` for the log's database and key (required)")
+	fs.StringVar(&c.Listen, "listen", c.Listen, "HTTP listen `address`")
+	fs.StringVar(&c.Origin, "origin", "", "log `origin` and key name (required on first start)")
+	fs.StringVar(&c.Key, "key", "", "signed-note private key `file` (default <data>/log.key)")
+	fs.IntVar(&c.MaxBatchSize, "max-batch", c.MaxBatchSize, "most entries per commit")
+	fs.IntVar(&c.MaxPending, "max-pending", c.MaxPending, "most entries waiting to be integrated")
+	fs.IntVar(&c.MaxInFlight, "max-in-flight", c.MaxInFlight, "most submissions handled at once")
+	fs.Int64Var(&c.MaxBodyBytes, "max-body", c.MaxBodyBytes, "largest submission body in bytes")
+	fs.Int64Var(&c.CacheMiB, "cache-mib", c.CacheMiB, "pebble block cache in MiB")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
+	fs.StringVar(&c.Policy, "policy", "", "c2sp.org/tlog-policy `file`: publish only checkpoints its witnesses cosigned")
+	fs.DurationVar(&c.WitnessWait, "witness-wait", c.WitnessWait, "how long a submission waits for a cosigned checkpoint before 202")
+	fs.DurationVar(&c.WitnessTimeout, "witness-timeout", c.WitnessTimeout, "timeout of one add-checkpoint request")
+	fs.DurationVar(&c.WitnessRetryMax, "witness-retry-max", c.WitnessRetryMax, "longest wait before retrying a failing witness")
+	if err := cli.ParseConfig(fs, args, &c, "YAML configuration `file`"); err != nil {
 		return c, err
 	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
-	}
-	if file != "" {
-		if err := cli.DecodeYAMLFile(file, &c); err != nil {
-			return c, err
-		}
-	}
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "data":
-			c.Data = flags.Data
-		case "listen":
-			c.Listen = flags.Listen
-		case "origin":
-			c.Origin = flags.Origin
-		case "key":
-			c.Key = flags.Key
-		case "max-batch":
-			c.MaxBatchSize = flags.MaxBatchSize
-		case "max-pending":
-			c.MaxPending = flags.MaxPending
-		case "max-in-flight":
-			c.MaxInFlight = flags.MaxInFlight
-		case "max-body":
-			c.MaxBodyBytes = flags.MaxBodyBytes
-		case "cache-mib":
-			c.CacheMiB = flags.CacheMiB
-		case "log-level":
-			c.LogLevel = flags.LogLevel
-		case "log-format":
-			c.LogFormat = flags.LogFormat
-		case "policy":
-			c.Policy = flags.Policy
-		case "witness-wait":
-			c.WitnessWait = flags.WitnessWait
-		case "witness-timeout":
-			c.WitnessTimeout = flags.WitnessTimeout
-		case "witness-retry-max":
-			c.WitnessRetryMax = flags.WitnessRetryMax
-		}
-	})
 	if c.Key == "" && c.Data != "" {
 		c.Key = filepath.Join(c.Data, "log.key")
 	}

@@ -107,45 +107,16 @@ func defaults() Config {
 // named by --config, then the flags that were set on the command line.
 func loadConfig(fs *flag.FlagSet, args []string) (Config, error) {
 	c := defaults()
-	var file string
-	flags := c
-	fs.StringVar(&file, "config", "", "YAML configuration `file` (logs to follow)")
-	fs.StringVar(&flags.Name, "name", "", "the witness's key `name` (required on first start)")
-	fs.StringVar(&flags.Data, "data", "", "`directory` for the witness's state and key (required)")
-	fs.StringVar(&flags.Listen, "listen", c.Listen, "HTTP listen `address`")
-	fs.StringVar(&flags.Key, "key", "", "cosigner private key `file` (default <data>/witness.key)")
-	fs.StringVar(&flags.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
-	fs.StringVar(&flags.LogFormat, "log-format", c.LogFormat, "text or json")
-	fs.DurationVar(&flags.PollInterval, "poll-interval", c.PollInterval, "time between two polls of a log that has a `url`")
-	if err := fs.Parse(args); err != nil {
+	fs.StringVar(&c.Name, "name", "", "the witness's key `name` (required on first start)")
+	fs.StringVar(&c.Data, "data", "", "`directory` for the witness's state and key (required)")
+	fs.StringVar(&c.Listen, "listen", c.Listen, "HTTP listen `address`")
+	fs.StringVar(&c.Key, "key", "", "cosigner private key `file` (default <data>/witness.key)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
+	fs.DurationVar(&c.PollInterval, "poll-interval", c.PollInterval, "time between two polls of a log that has a `url`")
+	if err := cli.ParseConfig(fs, args, &c, "YAML configuration `file` (logs to follow)"); err != nil {
 		return c, err
 	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
-	}
-	if file != "" {
-		if err := cli.DecodeYAMLFile(file, &c); err != nil {
-			return c, err
-		}
-	}
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "name":
-			c.Name = flags.Name
-		case "data":
-			c.Data = flags.Data
-		case "listen":
-			c.Listen = flags.Listen
-		case "key":
-			c.Key = flags.Key
-		case "log-level":
-			c.LogLevel = flags.LogLevel
-		case "log-format":
-			c.LogFormat = flags.LogFormat
-		case "poll-interval":
-			c.PollInterval = flags.PollInterval
-		}
-	})
 	if c.Key == "" && c.Data != "" {
 		c.Key = filepath.Join(c.Data, "witness.key")
 	}

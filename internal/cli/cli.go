@@ -102,3 +102,26 @@ func Main(name string, def Command, subs map[string]Command) {
 		os.Exit(1)
 	}
 }
+
+// ParseConfig fills a command's configuration in order: the defaults
+// already in it, then the YAML file named by --config, then the flags given
+// in args. The flags of fs must be bound to the fields of *config (with
+// its defaults as their defaults) and take one value each: after the file
+// is read, args are parsed again so that the command line wins.
+func ParseConfig(fs *flag.FlagSet, args []string, config any, configUsage string) error {
+	var file string
+	fs.StringVar(&file, "config", "", configUsage)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if file == "" {
+		return nil
+	}
+	if err := DecodeYAMLFile(file, config); err != nil {
+		return err
+	}
+	return fs.Parse(args)
+}
