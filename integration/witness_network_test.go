@@ -46,79 +46,15 @@ func TestWitnessNetworkSplitView(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The witnesses' keys are made first, so that each can list the
-	// others as peers.
-	const n = 5
-	type member struct{ name, skey, vkey, dir string }
-	members := make([]member, n)
-	for i := range members {
-		m := &members[i]
-		m.name = fmt.Sprintf("witness.example/net%d", i)
-		if m.skey, m.vkey, err = api.GenerateCosignerKey(rand.Reader, m.name); err != nil {
-			t.Fatal(err)
-		}
-		m.dir = t.TempDir()
-		if err := os.WriteFile(filepath.Join(m.dir, "witness.key"), []byte(m.skey+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	secret := make([]byte, 32)
-	rand.Read(secret)
-	config := func(i int, join string) string {
-		var b strings.Builder
-		fmt.Fprintf(&b, "logs:\n  - origin: %s\n    key: %s\n", origin, logVkey)
-		fmt.Fprintf(&b, "gossip:\n  listen: 127.0.0.1:0\n  secret: %s\n", base64.StdEncoding.EncodeToString(secret))
-		if join != "" {
-			fmt.Fprintf(&b, "  join: [%q]\n", join)
-		}
-		b.WriteString("peers:\n")
-		for j, m := range members {
-			if j != i {
-				fmt.Fprintf(&b, "  - name: %s\n    key: %s\n", m.name, m.vkey)
-			}
-		}
-		path := filepath.Join(t.TempDir(), "witness.yaml")
-		if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-	ws := make([]*witnessServer, n)
-	var seed string
-	for i := range ws {
-		w, err := startWitnessServer(t, bin, members[i].dir, "--config", config(i, seed))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ws[i] = w
-		if i == 0 {
-			seed = gossipAddr(t, w)
-		}
-	}
+	ws := startWitnessNetwork(t, bin, 5, func(int) string {
+		return fmt.Sprintf("logs:\n  - origin: %s\n    key: %s\n", origin, logVkey)
+	}, true)
+	n := len(ws)
 
 	// Two views of size 10 with different roots, both signed by the log.
 	view := func(tag string) []byte {
-		var hashes []tlog.Hash
-		for i := range int64(10) {
-			stored, err := tlog.StoredHashes(i, fmt.Appendf(nil, "%s entry %d", tag, i), tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-				out := make([]tlog.Hash, len(idx))
-				for k, x := range idx {
-					out[k] = hashes[x]
-				}
-				return out, nil
-			}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			hashes = append(hashes, stored...)
-		}
-		root, err := tlog.TreeHash(10, tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-			out := make([]tlog.Hash, len(idx))
-			for k, x := range idx {
-				out[k] = hashes[x]
-			}
-			return out, nil
-		}))
+		tr := newTLogTree(t, 10, func(i int64) string { return fmt.Sprintf("%s entry %d", tag, i) })
+		root, err := tlog.TreeHash(10, tr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -189,6 +125,63 @@ func TestWitnessNetworkSplitView(t *testing.T) {
 			t.Errorf("witness %d: add-checkpoint after evidence: %d %s, %v; want 422", i, code, body, err)
 		}
 	}
+}
+
+// startWitnessNetwork starts n candor-witness processes from bin that
+// gossip on loopback, each trusting all the others as peers (their keys
+// are made first, so that each config can list the others). logs returns
+// the YAML of witness i's logs; with encrypt, gossip uses a shared secret.
+// Witness 0 is the one the others join.
+func startWitnessNetwork(t *testing.T, bin string, n int, logs func(i int) string, encrypt bool) []*witnessServer {
+	t.Helper()
+	type member struct{ name, vkey, dir string }
+	members := make([]member, n)
+	for i := range members {
+		m := &members[i]
+		m.name = fmt.Sprintf("witness.example/net%d", i)
+		skey, vkey, err := api.GenerateCosignerKey(rand.Reader, m.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.vkey, m.dir = vkey, t.TempDir()
+		if err := os.WriteFile(filepath.Join(m.dir, "witness.key"), []byte(skey+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	ws := make([]*witnessServer, n)
+	var seed string
+	for i := range ws {
+		var b strings.Builder
+		b.WriteString(logs(i))
+		b.WriteString("gossip:\n  listen: 127.0.0.1:0\n")
+		if encrypt {
+			fmt.Fprintf(&b, "  secret: %s\n", base64.StdEncoding.EncodeToString(secret))
+		}
+		if seed != "" {
+			fmt.Fprintf(&b, "  join: [%q]\n", seed)
+		}
+		b.WriteString("peers:\n")
+		for j, m := range members {
+			if j != i {
+				fmt.Fprintf(&b, "  - name: %s\n    key: %s\n", m.name, m.vkey)
+			}
+		}
+		path := filepath.Join(t.TempDir(), "witness.yaml")
+		if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		w, err := startWitnessServer(t, bin, members[i].dir, "--config", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws[i] = w
+		if i == 0 {
+			seed = gossipAddr(t, w)
+		}
+	}
+	return ws
 }
 
 // gossipAddr waits for the witness to print its gossip address, which it

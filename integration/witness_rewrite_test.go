@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -122,51 +120,14 @@ func TestWitnessNetworkRewrittenHistory(t *testing.T) {
 	srv := httptest.NewServer(bl)
 	defer srv.Close()
 
-	const n = 3
-	type member struct{ name, skey, vkey, dir string }
-	members := make([]member, n)
-	for i := range members {
-		m := &members[i]
-		m.name = fmt.Sprintf("witness.example/rw%d", i)
-		if m.skey, m.vkey, err = api.GenerateCosignerKey(rand.Reader, m.name); err != nil {
-			t.Fatal(err)
-		}
-		m.dir = t.TempDir()
-		if err := os.WriteFile(filepath.Join(m.dir, "witness.key"), []byte(m.skey+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ws := make([]*witnessServer, n)
-	var seed string
-	for i := range ws {
-		var b strings.Builder
-		fmt.Fprintf(&b, "pollInterval: 100ms\nlogs:\n  - origin: %s\n    key: %s\n", origin, logVkey)
+	ws := startWitnessNetwork(t, bin, 3, func(i int) string {
+		logs := fmt.Sprintf("pollInterval: 100ms\nlogs:\n  - origin: %s\n    key: %s\n", origin, logVkey)
 		if i == 0 {
-			fmt.Fprintf(&b, "    url: %s\n", srv.URL)
+			logs += fmt.Sprintf("    url: %s\n", srv.URL)
 		}
-		b.WriteString("gossip:\n  listen: 127.0.0.1:0\n")
-		if seed != "" {
-			fmt.Fprintf(&b, "  join: [%q]\n", seed)
-		}
-		b.WriteString("peers:\n")
-		for j, m := range members {
-			if j != i {
-				fmt.Fprintf(&b, "  - name: %s\n    key: %s\n", m.name, m.vkey)
-			}
-		}
-		path := filepath.Join(t.TempDir(), "witness.yaml")
-		if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		w, err := startWitnessServer(t, bin, members[i].dir, "--config", path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ws[i] = w
-		if i == 0 {
-			seed = gossipAddr(t, w)
-		}
-	}
+		return logs
+	}, false)
+	n := len(ws)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	for i, w := range ws[1:] {
