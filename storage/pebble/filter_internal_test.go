@@ -1,0 +1,42 @@
+package pebble
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"testing"
+)
+
+// TestLeafFilterRate adds leaf hashes at 84 bits each and checks that every
+// one is found and that few others are, as the blocked layout promises
+// (about one in 100,000 at this load; the bound of ten leaves room for
+// chance).
+func TestLeafFilterRate(t *testing.T) {
+	const n = 100_000
+	f := newLeafFilter(1 << 20)
+	hash := func(i uint64) []byte {
+		h := sha256.Sum256(binary.BigEndian.AppendUint64(nil, i))
+		return h[:]
+	}
+	for i := range uint64(n) {
+		f.add(hash(i))
+	}
+	for i := range uint64(n) {
+		if !f.mayContain(hash(i)) {
+			t.Fatalf("leaf %d was added but is not in the filter", i)
+		}
+	}
+	fp := 0
+	for i := uint64(n); i < 2*n; i++ {
+		if f.mayContain(hash(i)) {
+			fp++
+		}
+	}
+	if fp > 10 {
+		t.Fatalf("%d of %d leaves never added are in the filter", fp, n)
+	}
+	// Not a leaf hash: hashed first, found all the same.
+	f.add([]byte("short"))
+	if !f.mayContain([]byte("short")) {
+		t.Fatal("a value that is not 32 bytes long was added but is not in the filter")
+	}
+}
