@@ -4,6 +4,7 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -40,6 +41,22 @@ func (s *timedStorage) Commit(ctx context.Context, c *log.Commit) error {
 	return err
 }
 
+// StartCommit times a pipelined commit from its start until its wait
+// returns.
+func (s *timedStorage) StartCommit(ctx context.Context, c *log.Commit) (func() error, error) {
+	start := time.Now()
+	wait, err := s.Storage.(log.PipelinedStorage).StartCommit(ctx, c)
+	if err != nil {
+		s.commitTime.Add(int64(time.Since(start)))
+		return nil, err
+	}
+	return func() error {
+		err := wait()
+		s.commitTime.Add(int64(time.Since(start)))
+		return err
+	}, nil
+}
+
 func (s *timedStorage) LookupLeaf(ctx context.Context, leafHash []byte) (uint64, error) {
 	start := time.Now()
 	idx, err := s.Storage.LookupLeaf(ctx, leafHash)
@@ -48,8 +65,8 @@ func (s *timedStorage) LookupLeaf(ctx context.Context, leafHash []byte) (uint64,
 }
 
 // report reports the time spent in storage commits and in leaf lookups as
-// a share of the elapsed time. Commits run one at a time, so %commit near
-// 100 means storage is the bottleneck. Lookups run in the callers of Add,
+// a share of the elapsed time. Pipelined commits overlap, so %commit may
+// pass 100. Lookups run in the callers of Add,
 // concurrently, so %lookup adds up their time (with their waits for the
 // CPU) and may pass 100.
 func (s *timedStorage) report(b *testing.B, elapsed time.Duration) {
@@ -97,34 +114,41 @@ func newBenchLog(b *testing.B, dir string, reg prometheus.Registerer) (*log.Log,
 	return l, timed
 }
 
-// addEntries adds n unique, random entries of benchEntrySize bytes,
-// numbered from first, with the given number of concurrent adders, and
-// fails b on the first error. Each adder reuses one buffer: Add is done
-// with the entry when it returns.
-func addEntries(b *testing.B, l *log.Log, first, n uint64, adders int) {
+// benchEntries returns n unique, random entries of benchEntrySize bytes,
+// numbered from first, made before the clock starts: the engine
+// benchmarks measure the engine, not the making of entries.
+func benchEntries(first, n uint64) [][]byte {
+	// Random, so that pebble cannot compress them: disk usage is the
+	// worst case.
+	var seed [32]byte
+	binary.BigEndian.PutUint64(seed[:], first)
+	rng := rand.NewChaCha8(seed)
+	buf := make([]byte, n*benchEntrySize)
+	rng.Read(buf)
+	entries := make([][]byte, n)
+	for i := range entries {
+		e := buf[i*benchEntrySize : (i+1)*benchEntrySize : (i+1)*benchEntrySize]
+		binary.BigEndian.PutUint64(e, first+uint64(i))
+		entries[i] = e
+	}
+	return entries
+}
+
+// addEntries adds the entries with the given number of concurrent adders,
+// each calling Add, and fails b on the first error.
+func addEntries(b *testing.B, l *log.Log, entries [][]byte, adders int) {
 	b.Helper()
 	var next atomic.Uint64
-	next.Store(first)
-	end := first + n
 	var wg sync.WaitGroup
 	var failed atomic.Pointer[error]
-	for a := range adders {
+	for range adders {
 		wg.Go(func() {
-			// Random, so that pebble cannot compress them: disk usage is
-			// the worst case.
-			var seed [32]byte
-			binary.BigEndian.PutUint64(seed[:], first)
-			binary.BigEndian.PutUint64(seed[8:], uint64(a))
-			rng := rand.NewChaCha8(seed)
-			entry := make([]byte, benchEntrySize)
 			for failed.Load() == nil {
 				i := next.Add(1) - 1
-				if i >= end {
+				if i >= uint64(len(entries)) {
 					return
 				}
-				binary.BigEndian.PutUint64(entry, i)
-				rng.Read(entry[8:])
-				if _, err := l.Add(context.Background(), entry); err != nil {
+				if _, err := l.Add(context.Background(), entries[i]); err != nil {
 					err = fmt.Errorf("entry %d: %w", i, err)
 					failed.CompareAndSwap(nil, &err)
 					return
@@ -138,6 +162,45 @@ func addEntries(b *testing.B, l *log.Log, first, n uint64, adders int) {
 	}
 }
 
+// submitEntries submits the entries from a few goroutines, each keeping up
+// to window/producers futures outstanding, and fails b on the first error.
+func submitEntries(b *testing.B, l *log.Log, entries [][]byte, producers, window int) {
+	b.Helper()
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, producers)
+	for p := range producers {
+		wg.Go(func() {
+			ring := make([]*log.Future, window/producers)
+			wait := func(f *log.Future) bool {
+				if f == nil {
+					return true
+				}
+				_, err := f.Wait(ctx)
+				errs[p] = err
+				return err == nil
+			}
+			k := 0
+			for i := p; i < len(entries); i += producers {
+				if !wait(ring[k]) {
+					return
+				}
+				ring[k] = l.Submit(ctx, entries[i])
+				k = (k + 1) % len(ring)
+			}
+			for _, f := range ring {
+				if !wait(f) {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		b.Fatal(err)
+	}
+}
+
 // BenchmarkAdd measures the engine's durable throughput: every Add returns
 // only once its entry is committed and synced. Entries are already
 // admitted (the engine does not parse them), so this is the sequencer,
@@ -146,24 +209,42 @@ func addEntries(b *testing.B, l *log.Log, first, n uint64, adders int) {
 func BenchmarkAdd(b *testing.B) {
 	for _, adders := range []int{64, 1024, 4096} {
 		b.Run(fmt.Sprintf("adders=%d", adders), func(b *testing.B) {
-			reg := prometheus.NewRegistry()
-			dir := b.TempDir()
-			l, timed := newBenchLog(b, dir, reg)
-			b.SetBytes(benchEntrySize)
-			b.ResetTimer()
-			start := time.Now()
-			addEntries(b, l, 0, uint64(b.N), adders)
-			elapsed := time.Since(start)
-			b.StopTimer()
-			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "entries/s")
-			reportBatches(b, reg)
-			timed.report(b, elapsed)
-			if _, size := l.Checkpoint(); size != uint64(b.N) {
-				b.Fatalf("tree size %d after %d adds", size, b.N)
-			}
-			b.ReportMetric(float64(diskUsage(b, dir))/float64(b.N), "disk-B/entry")
+			benchWrites(b, func(l *log.Log, entries [][]byte) { addEntries(b, l, entries, adders) })
 		})
 	}
+}
+
+// BenchmarkSubmit is BenchmarkAdd with Submit's futures: two goroutines
+// keep a window of entries in flight, as a server that batches its own
+// requests would, without a goroutine per entry.
+func BenchmarkSubmit(b *testing.B) {
+	for _, window := range []int{1024, 4096, 16384} {
+		b.Run(fmt.Sprintf("window=%d", window), func(b *testing.B) {
+			benchWrites(b, func(l *log.Log, entries [][]byte) { submitEntries(b, l, entries, 2, window) })
+		})
+	}
+}
+
+// benchWrites runs write, which must add every entry, on a new log and
+// reports the throughput, the batches, the storage time and the disk use.
+func benchWrites(b *testing.B, write func(l *log.Log, entries [][]byte)) {
+	reg := prometheus.NewRegistry()
+	dir := b.TempDir()
+	l, timed := newBenchLog(b, dir, reg)
+	entries := benchEntries(0, uint64(b.N))
+	b.SetBytes(benchEntrySize)
+	b.ResetTimer()
+	start := time.Now()
+	write(l, entries)
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "entries/s")
+	reportBatches(b, reg)
+	timed.report(b, elapsed)
+	if _, size := l.Checkpoint(); size != uint64(b.N) {
+		b.Fatalf("tree size %d after %d adds", size, b.N)
+	}
+	b.ReportMetric(float64(diskUsage(b, dir))/float64(b.N), "disk-B/entry")
 }
 
 // diskUsage returns the bytes in the files under dir, the write-ahead log
@@ -223,7 +304,7 @@ const readBenchSize = 100_000
 func newReadBenchLog(b *testing.B) *log.Log {
 	b.Helper()
 	l, _ := newBenchLog(b, b.TempDir(), nil)
-	addEntries(b, l, 0, readBenchSize, 1024)
+	addEntries(b, l, benchEntries(0, readBenchSize), 1024)
 	return l
 }
 

@@ -83,7 +83,9 @@ func (f *faultStore) ReadCheckpoint(ctx context.Context) ([]byte, uint64, error)
 	return f.Storage.ReadCheckpoint(ctx)
 }
 
-func (f *faultStore) Commit(ctx context.Context, c *log.Commit) error {
+// decide holds the commit while commits are held, then tells whether to
+// fail it before writing or after.
+func (f *faultStore) decide(c *log.Commit) (before, after bool) {
 	f.mu.Lock()
 	hold := f.hold
 	f.mu.Unlock()
@@ -92,7 +94,8 @@ func (f *faultStore) Commit(ctx context.Context, c *log.Commit) error {
 		<-hold
 	}
 	f.mu.Lock()
-	before, after := f.failBefore > 0, f.failAfter > 0
+	defer f.mu.Unlock()
+	before, after = f.failBefore > 0, f.failAfter > 0
 	switch {
 	case before:
 		f.failBefore--
@@ -101,7 +104,11 @@ func (f *faultStore) Commit(ctx context.Context, c *log.Commit) error {
 	case f.failWhen != nil:
 		before, after = f.failWhen(c)
 	}
-	f.mu.Unlock()
+	return before, after
+}
+
+func (f *faultStore) Commit(ctx context.Context, c *log.Commit) error {
+	before, after := f.decide(c)
 	if before {
 		return errInjected
 	}
@@ -113,3 +120,30 @@ func (f *faultStore) Commit(ctx context.Context, c *log.Commit) error {
 	}
 	return nil
 }
+
+// StartCommit passes the pipelined commits of the real storage through,
+// with the same faults as Commit: one that fails after writing fails in
+// its wait, as when its sync reports an error.
+func (f *faultStore) StartCommit(ctx context.Context, c *log.Commit) (func() error, error) {
+	before, after := f.decide(c)
+	if before {
+		return nil, errInjected
+	}
+	wait, err := f.Storage.(log.PipelinedStorage).StartCommit(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if after {
+		return func() error {
+			if err := wait(); err != nil {
+				return err
+			}
+			return errInjected
+		}, nil
+	}
+	return wait, nil
+}
+
+// serialStore hides a storage's StartCommit, so that the log commits one
+// batch at a time.
+type serialStore struct{ log.Storage }

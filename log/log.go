@@ -58,6 +58,10 @@ type Config struct {
 	// MaxPending is the most entries waiting to be integrated; Add returns
 	// ErrOverloaded beyond it. Default: 65536.
 	MaxPending int
+	// MaxInflight is the most batches built and not yet durable: while
+	// they are committed the next one is built, and a PipelinedStorage
+	// writes them while the earlier ones sync. Default: 3.
+	MaxInflight int
 	// Registerer receives the log's metrics. Optional.
 	Registerer prometheus.Registerer
 	// Witnessing, if set, gets the log's checkpoints cosigned, and the log
@@ -87,6 +91,7 @@ type Log struct {
 	verifier note.Verifier
 	logger   *slog.Logger
 	maxBatch int
+	inflight int // Config.MaxInflight
 	metrics  *metrics
 	cache    *tileCache
 
@@ -127,21 +132,60 @@ type published struct {
 }
 
 type request struct {
+	Future
 	entry []byte
 	hash  [32]byte
-	// gen is the durable generation when Add looked the hash up in
+	// gen is the durable generation when Submit looked the hash up in
 	// storage: that lookup saw every batch up to gen.
-	gen  uint64
-	done chan result
+	gen uint64
 	// set by the sequencer
 	index uint64
 	dup   bool
-	err   error
+	fail  error
 }
 
-type result struct {
-	r   Receipt
-	err error
+// Future is an entry submitted with Submit: its receipt once the entry is
+// durably integrated, or the error that kept it out.
+type Future struct {
+	done    chan struct{} // closed when r and err are set
+	stopped <-chan struct{}
+	r       Receipt
+	err     error
+}
+
+// Done is closed when the outcome is known; Wait then returns at once.
+func (f *Future) Done() <-chan struct{} { return f.done }
+
+// Wait waits for the outcome, or for ctx to end (which does not withdraw
+// the entry: it may still be integrated).
+func (f *Future) Wait(ctx context.Context) (Receipt, error) {
+	select {
+	case <-f.done:
+		return f.r, f.err
+	case <-f.stopped:
+		// The sequencer may have answered just before it stopped.
+		select {
+		case <-f.done:
+			return f.r, f.err
+		default:
+			return Receipt{}, ErrClosed
+		}
+	case <-ctx.Done():
+		return Receipt{}, ctx.Err()
+	}
+}
+
+// resolve sets the outcome. It is called once.
+func (f *Future) resolve(r Receipt, err error) {
+	f.r, f.err = r, err
+	close(f.done)
+}
+
+// resolved returns a Future whose outcome is known.
+func resolved(r Receipt, err error) *Future {
+	f := &Future{done: make(chan struct{})}
+	f.resolve(r, err)
+	return f
 }
 
 // New opens the log in cfg.Storage, checks that the stored tree matches the
@@ -163,6 +207,9 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	if cfg.MaxPending <= 0 {
 		cfg.MaxPending = 65536
 	}
+	if cfg.MaxInflight <= 0 {
+		cfg.MaxInflight = 3
+	}
 	l := &Log{
 		origin:   cfg.Signer.Name(),
 		store:    cfg.Storage,
@@ -170,6 +217,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		verifier: cfg.Verifier,
 		logger:   cfg.Logger,
 		maxBatch: cfg.MaxBatchSize,
+		inflight: cfg.MaxInflight,
 		queue:    make(chan *request, cfg.MaxPending),
 		quit:     make(chan struct{}),
 		stopped:  make(chan struct{}),
@@ -260,17 +308,26 @@ func (l *Log) Checkpoint() ([]byte, uint64) {
 func (l *Log) committedSize() uint64 { return l.cur.Load().size }
 
 // Add submits an entry, which must already be admitted (canonical and
-// verified), and waits until it is durably integrated. A duplicate of an
-// entry already in the log gets the existing index. Add returns
-// ErrOverloaded without waiting when too many entries are pending.
+// verified), and waits until it is durably integrated: Submit, then Wait.
+// The entry must not change until Add returns.
 func (l *Log) Add(ctx context.Context, entry []byte) (Receipt, error) {
+	return l.Submit(ctx, entry).Wait(ctx)
+}
+
+// Submit submits an entry, which must already be admitted (canonical and
+// verified), without waiting for it to be integrated: the Future tells
+// when it is durable. A duplicate of an entry already in the log gets the
+// existing index. The entry must not change until the Future is done.
+// When too many entries are pending, the Future fails at once with
+// ErrOverloaded. ctx bounds the duplicate lookup only.
+func (l *Log) Submit(ctx context.Context, entry []byte) *Future {
 	if len(entry) > api.MaxEntrySize {
-		return Receipt{}, api.ErrEntryTooLarge
+		return resolved(Receipt{}, api.ErrEntryTooLarge)
 	}
 	if l.closed.Load() {
-		return Receipt{}, ErrClosed
+		return resolved(Receipt{}, ErrClosed)
 	}
-	r := &request{entry: entry, done: make(chan result, 1)}
+	r := &request{entry: entry, Future: Future{done: make(chan struct{}), stopped: l.stopped}}
 	copy(r.hash[:], hasher.HashLeaf(entry))
 	// Look the entry up here, in the caller's goroutine, so that the
 	// sequencer only has to check the batches committed since.
@@ -279,32 +336,19 @@ func (l *Log) Add(ctx context.Context, entry []byte) (Receipt, error) {
 	switch {
 	case err == nil:
 		if p := l.cur.Load(); idx < p.size {
-			l.metrics.entries.WithLabelValues("duplicate").Inc()
-			return Receipt{Index: idx, LeafHash: r.hash[:], Duplicate: true, Size: p.size, Checkpoint: p.checkpoint}, nil
+			l.metrics.duplicate.Inc()
+			return resolved(Receipt{Index: idx, LeafHash: r.hash[:], Duplicate: true, Size: p.size, Checkpoint: p.checkpoint}, nil)
 		}
 		// Committed but not published yet: the sequencer answers once it is.
 	case !errors.Is(err, ErrNotFound):
-		return Receipt{}, fmt.Errorf("couldn't look up the leaf hash: %w", err)
+		return resolved(Receipt{}, fmt.Errorf("couldn't look up the leaf hash: %w", err))
 	}
 	select {
 	case l.queue <- r:
+		return &r.Future
 	default:
 		l.metrics.overloaded.Inc()
-		return Receipt{}, ErrOverloaded
-	}
-	select {
-	case res := <-r.done:
-		return res.r, res.err
-	case <-l.stopped:
-		// The sequencer may have finished this request just before it stopped.
-		select {
-		case res := <-r.done:
-			return res.r, res.err
-		default:
-			return Receipt{}, ErrClosed
-		}
-	case <-ctx.Done():
-		return Receipt{}, ctx.Err()
+		return resolved(Receipt{}, ErrOverloaded)
 	}
 }
 

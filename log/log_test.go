@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -480,8 +481,9 @@ func (h *harness) gauge(name string) int {
 }
 
 // plug adds entry while one batch's commit is held, and waits until the
-// sequencer has built the next batch from it: the sequencer then waits for
-// the held commit, and entries added after plug queue up.
+// sequencer has built the next batch from it: with Config.MaxInflight 2
+// (twoInflight) the sequencer then waits for the held commit, and entries
+// added after plug queue up.
 func (h *harness) plug(entry []byte) <-chan addResult {
 	h.t.Helper()
 	ch := h.addGo(entry)
@@ -525,6 +527,9 @@ func makeEntries(tag string, n int) [][]byte {
 	}
 	return es
 }
+
+// twoInflight is the Config tweak that tests using plug need.
+func twoInflight(c *log.Config) { c.MaxInflight = 2 }
 
 const workers = 1024
 
@@ -571,7 +576,7 @@ func TestGrow(t *testing.T) {
 }
 
 func TestDuplicates(t *testing.T) {
-	h := newHarness(t, nil)
+	h := newHarness(t, twoInflight)
 	h.mustAdd(makeEntries("base", 10), 4)
 
 	// Across batches: one after the other.
@@ -638,7 +643,7 @@ func TestDuplicates(t *testing.T) {
 
 func TestOverloaded(t *testing.T) {
 	const maxPending = 4
-	h := newHarness(t, func(c *log.Config) { c.MaxPending = maxPending })
+	h := newHarness(t, func(c *log.Config) { c.MaxPending, c.MaxInflight = maxPending, 2 })
 	h.mustAdd(makeEntries("base", 20), 4)
 
 	release := h.faults.holdCommits()
@@ -707,9 +712,16 @@ func TestCommitFails(t *testing.T) {
 	}{
 		{"before-write", false},
 		{"after-write", true},
+		{"serial/before-write", false},
+		{"serial/after-write", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, nil)
+			h := newHarness(t, func(c *log.Config) {
+				twoInflight(c)
+				if strings.HasPrefix(tc.name, "serial/") {
+					c.Storage = serialStore{c.Storage}
+				}
+			})
 			base := makeEntries("base", 300)
 			h.mustAdd(base, 64)
 			_, before := h.log.Checkpoint()
@@ -793,6 +805,81 @@ func TestCommitFails(t *testing.T) {
 	}
 }
 
+// TestCommitFailsInflight fails the oldest of three batches in flight:
+// the two built on it fail too, and the log goes on from what storage
+// holds, with or without them.
+func TestCommitFailsInflight(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		serial bool
+		landed bool // the failed commit wrote
+	}{
+		{"before-write", false, false},
+		{"after-write", false, true},
+		{"serial/before-write", true, false},
+		{"serial/after-write", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, func(c *log.Config) {
+				c.MaxInflight = 3
+				if tc.serial {
+					c.Storage = serialStore{c.Storage}
+				}
+			})
+			h.mustAdd(makeEntries("base", 40), 8)
+			_, before := h.log.Checkpoint()
+
+			release := h.faults.holdCommits()
+			entries := makeEntries("inflight", 3)
+			var chs []<-chan addResult
+			for i, e := range entries {
+				chs = append(chs, h.addGo(e))
+				if i == 0 {
+					h.waitCommit()
+				}
+				for deadline := time.Now().Add(20 * time.Second); h.gauge("candor_log_integrating_entries") != i+1; time.Sleep(time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatalf("%d entries integrating after 20s, want %d", h.gauge("candor_log_integrating_entries"), i+1)
+					}
+				}
+			}
+			h.faults.set(func(f *faultStore) {
+				f.failWhen = failOnce(before, tc.landed)
+				f.hold = nil
+			})
+			release()
+			for i, ch := range chs {
+				if r := <-ch; !errors.Is(r.err, errInjected) {
+					t.Fatalf("entry %d in flight: got %+v, %v; want errInjected", i, r.r, r.err)
+				}
+			}
+			if err := h.log.Ready(); err != nil {
+				t.Fatalf("Ready after the log recovered: %v", err)
+			}
+			_, size := h.log.Checkpoint()
+			// The later commits were written on top of the failed one if
+			// it wrote; else their compare-and-swap refused them.
+			want := before
+			if tc.landed {
+				want += 3
+			}
+			if size != want {
+				t.Fatalf("size after the failed commits: %d, want %d", size, want)
+			}
+			h.verify()
+			// Sent again, the entries that landed are duplicates.
+			for i, r := range h.mustAdd(entries, 1) {
+				if want := before+uint64(i) < size; r.Duplicate != want {
+					t.Fatalf("re-sending entry %d: Duplicate %v, want %v", i, r.Duplicate, want)
+				}
+			}
+			h.verify()
+			h.reopen()
+			h.verify()
+		})
+	}
+}
+
 // TestUnavailable makes storage fail so that the log cannot even reload:
 // it must refuse entries and report it in Ready, then recover.
 func TestUnavailable(t *testing.T) {
@@ -844,7 +931,7 @@ func TestUnavailable(t *testing.T) {
 // ErrClosed or succeed, and those that succeeded are in the log after a
 // restart.
 func TestCloseWithPending(t *testing.T) {
-	h := newHarness(t, nil)
+	h := newHarness(t, twoInflight)
 	release := h.faults.holdCommits()
 	first := h.addGo([]byte("first"))
 	h.waitCommit()

@@ -6,6 +6,8 @@ import (
 
 type metrics struct {
 	entries       *prometheus.CounterVec
+	newEntries    prometheus.Counter // entries{result="new"}
+	duplicate     prometheus.Counter // entries{result="duplicate"}
 	overloaded    prometheus.Counter
 	treeSize      prometheus.Gauge
 	integrating   prometheus.Gauge
@@ -47,6 +49,8 @@ func newMetrics(reg prometheus.Registerer, l *Log) *metrics {
 			Help: "Size of the latest published checkpoint cosigned by the witness policy's quorum.",
 		}),
 	}
+	m.newEntries = m.entries.WithLabelValues("new")
+	m.duplicate = m.entries.WithLabelValues("duplicate")
 	pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "candor_log_pending_entries",
 		Help: "Entries waiting to be integrated.",

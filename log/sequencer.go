@@ -7,12 +7,16 @@ import (
 	"time"
 )
 
-// The sequencer is one goroutine that owns the tree. It builds a batch from
-// the queue (deduplicate, append to the tree, sign the checkpoint) while the
-// previous batch's commit is in flight, then waits for that commit,
-// publishes it and answers its requests, and only then starts the next
-// commit. Commits are therefore strictly ordered, each extends the one
+// The sequencer is one goroutine that owns the tree. It builds batches from
+// the queue (deduplicate, append to the tree, sign the checkpoint) while
+// up to Config.MaxInflight earlier batches are being committed, then, in order,
+// waits for each commit, publishes it and answers its requests. Commits
+// are started in order by one committer goroutine, each extends the one
 // before, and a checkpoint is published only after its commit returned.
+//
+// With a PipelinedStorage the committer starts the next commit while the
+// earlier ones wait for their sync, so one sync covers several batches;
+// with another Storage it runs one Commit at a time.
 
 // recoverInterval is how often a broken log retries reloading its state
 // while no entries arrive, so that it becomes ready again by itself.
@@ -20,7 +24,8 @@ const recoverInterval = time.Second
 
 // windowBatches is how many committed batches the sequencer remembers the
 // leaf hashes of, so that entries looked up in storage before those batches
-// were durable need not be looked up again.
+// were durable need not be looked up again. Batches in flight are always
+// remembered on top of these.
 const windowBatches = 8
 
 // batch is a group of requests integrated and committed together.
@@ -32,6 +37,7 @@ type batch struct {
 	pub    *published // what the batch publishes once committed
 	done   chan error // the commit's result
 	err    error      // set if the batch could not be built at all
+	stale  bool       // the tree was left ahead of storage: reload it
 }
 
 type windowBatch struct {
@@ -42,57 +48,112 @@ type windowBatch struct {
 func (l *Log) run() {
 	defer close(l.stopped)
 	ctx := context.Background()
-	var inflight *batch
+	commits := make(chan *batch, l.inflight)
+	defer close(commits)
+	go l.commitLoop(ctx, commits)
+	var inflight []*batch // oldest first
+	drain := func() {
+		for len(inflight) > 0 {
+			inflight = l.retire(ctx, inflight, <-inflight[0].done)
+		}
+	}
 	for {
 		var retry <-chan time.Time
-		if l.broken.Load() && inflight == nil {
+		if l.broken.Load() && len(inflight) == 0 {
 			retry = time.After(recoverInterval)
 		}
-		var inflightDone <-chan error
-		if inflight != nil {
-			inflightDone = inflight.done
+		var oldest <-chan error
+		if len(inflight) > 0 {
+			oldest = inflight[0].done
+		}
+		var queue <-chan *request
+		if len(inflight) < l.inflight {
+			queue = l.queue
 		}
 		var first *request
 		select {
-		case first = <-l.queue:
-		case err := <-inflightDone:
-			l.finish(ctx, inflight, err)
-			inflight = nil
+		case first = <-queue:
+		case err := <-oldest:
+			inflight = l.retire(ctx, inflight, err)
 			continue
 		case <-retry:
 			l.recover(ctx)
 			continue
 		case <-l.quit:
-			if inflight != nil {
-				l.finish(ctx, inflight, <-inflight.done)
-			}
+			drain()
 			for {
 				select {
 				case r := <-l.queue:
-					r.done <- result{err: ErrClosed}
+					r.resolve(Receipt{}, ErrClosed)
 				default:
 					return
 				}
 			}
 		}
 		b := l.build(ctx, first)
-		if inflight != nil {
-			err := <-inflight.done
-			l.finish(ctx, inflight, err)
-			inflight = nil
-			if err != nil {
-				// b was built on the tree of the failed batch.
-				b.commit, b.err = nil, err
-			}
+		b.done = make(chan error, 1)
+		if b.stale {
+			// Let the batches in flight land, then start over from storage.
+			drain()
+			l.recover(ctx)
 		}
 		if b.commit == nil {
-			l.finish(ctx, b, nil)
+			// Answered in turn, after the batches its duplicates may
+			// point into.
+			b.done <- nil
+		} else {
+			commits <- b // never blocks: it has room for every batch in flight
+		}
+		inflight = append(inflight, b)
+	}
+}
+
+// commitLoop commits the batches in the order they come, and reports each
+// one's result on its done channel.
+func (l *Log) commitLoop(ctx context.Context, commits <-chan *batch) {
+	ps, pipelined := l.store.(PipelinedStorage)
+	for b := range commits {
+		if !pipelined {
+			b.done <- l.store.Commit(ctx, b.commit)
 			continue
 		}
-		b.done = make(chan error, 1)
-		go func(b *batch) { b.done <- l.store.Commit(ctx, b.commit) }(b)
-		inflight = b
+		wait, err := ps.StartCommit(ctx, b.commit)
+		if err != nil {
+			b.done <- err
+			continue
+		}
+		go func() { b.done <- wait() }()
 	}
+}
+
+// retire publishes the oldest batch in flight, whose commit returned err,
+// and answers its requests. If the commit failed, every later batch in
+// flight, built on its tree, fails too once its own commit returned, and
+// the tree is reloaded from storage first.
+func (l *Log) retire(ctx context.Context, inflight []*batch, err error) []*batch {
+	b := inflight[0]
+	inflight[0] = nil
+	inflight = inflight[1:]
+	if err == nil {
+		l.finish(b, nil)
+		return inflight
+	}
+	if b.commit != nil {
+		err = fmt.Errorf("couldn't commit entries %d to %d: %w", b.commit.OldSize, b.commit.NewSize, err)
+		l.logger.Error("couldn't commit a batch", "error", err, "entries", len(b.commit.Leaves))
+	}
+	for _, later := range inflight {
+		<-later.done
+	}
+	// Answer once the tree is reloaded: a duplicate of an entry in the
+	// failed batches gets its index if the batch landed after all.
+	l.recover(ctx)
+	l.finish(b, err)
+	for i, later := range inflight {
+		l.finish(later, fmt.Errorf("an earlier batch failed: %w", err))
+		inflight[i] = nil
+	}
+	return inflight[:0]
 }
 
 // build takes first and whatever else is queued, up to the batch size,
@@ -133,13 +194,13 @@ fill:
 				continue
 			}
 			if !errors.Is(err, ErrNotFound) {
-				r.err = fmt.Errorf("couldn't look up the leaf hash: %w", err)
+				r.fail = fmt.Errorf("couldn't look up the leaf hash: %w", err)
 				continue
 			}
 		}
 		idx := l.tree.size()
 		if err := l.tree.append(r.entry, r.hash[:]); err != nil {
-			r.err = err
+			r.fail = err
 			continue
 		}
 		r.index = idx
@@ -163,8 +224,7 @@ fill:
 	if err != nil {
 		// The tree is ahead of storage and can't be committed: start over.
 		l.logger.Error("couldn't prepare a batch", "error", err)
-		l.recover(ctx)
-		b.err = err
+		b.err, b.stale = err, true
 		return b
 	}
 	b.commit = &Commit{
@@ -203,9 +263,9 @@ func (l *Log) resetWindow() {
 	l.gen.Store(l.lastGen)
 }
 
-// finish publishes a committed batch (or recovers from its failed commit)
-// and answers its requests.
-func (l *Log) finish(ctx context.Context, b *batch, err error) {
+// finish publishes a batch whose commit returned err (nil for a batch
+// without a commit) and answers its requests.
+func (l *Log) finish(b *batch, err error) {
 	if b.commit != nil {
 		l.metrics.commitSeconds.Observe(time.Since(b.start).Seconds())
 		l.metrics.batchEntries.Observe(float64(len(b.commit.Leaves)))
@@ -213,34 +273,35 @@ func (l *Log) finish(ctx context.Context, b *batch, err error) {
 			l.setCommitted(b.pub)
 			l.gen.Store(b.gen)
 			l.metrics.treeSize.Set(float64(b.pub.size))
-		} else {
-			err = fmt.Errorf("couldn't commit entries %d to %d: %w", b.commit.OldSize, b.commit.NewSize, err)
-			l.logger.Error("couldn't commit a batch", "error", err, "entries", len(b.commit.Leaves))
-			b.err = err
-			l.recover(ctx)
 		}
+	}
+	if err != nil {
+		b.err = err
 	}
 	l.metrics.integrating.Sub(float64(len(b.reqs)))
 	pub := l.cur.Load()
+	var added, dups int
 	for _, r := range b.reqs {
 		switch {
-		case r.err != nil:
-			r.done <- result{err: r.err}
+		case r.fail != nil:
+			r.resolve(Receipt{}, r.fail)
 			continue
 		case b.err != nil && !(r.dup && r.index < pub.size):
-			r.done <- result{err: b.err}
+			r.resolve(Receipt{}, b.err)
 			continue
 		case r.dup:
-			l.metrics.entries.WithLabelValues("duplicate").Inc()
+			dups++
 		default:
-			l.metrics.entries.WithLabelValues("new").Inc()
+			added++
 		}
-		r.done <- result{r: Receipt{
+		r.resolve(Receipt{
 			Index:      r.index,
 			LeafHash:   r.hash[:],
 			Duplicate:  r.dup,
 			Size:       pub.size,
 			Checkpoint: pub.checkpoint,
-		}}
+		}, nil)
 	}
+	l.metrics.newEntries.Add(float64(added))
+	l.metrics.duplicate.Add(float64(dups))
 }

@@ -49,6 +49,22 @@ type Storage interface {
 	Commit(ctx context.Context, c *Commit) error
 }
 
+// PipelinedStorage is a Storage whose commits may overlap, like a
+// write-ahead log that makes many writes durable with one sync. With one,
+// the log keeps several commits in flight and publishes each once it is
+// durable.
+type PipelinedStorage interface {
+	Storage
+	// StartCommit starts c under Commit's rules. When it returns nil, c
+	// passed the compare-and-swap and the next StartCommit sees c's tree
+	// size, so it may build on c; wait then returns once c is durable, with
+	// the error Commit would have returned, and must be called exactly
+	// once. A commit started after c never survives a crash that c does
+	// not. Calls to StartCommit never overlap; wait may run in another
+	// goroutine, concurrently with the next StartCommit.
+	StartCommit(ctx context.Context, c *Commit) (wait func() error, err error)
+}
+
 // Commit is one atomic update of the log: a batch of new entries, every
 // tile and entry bundle they touch, and the checkpoint that covers them.
 type Commit struct {

@@ -44,6 +44,46 @@ func Run(t *testing.T, open func(t *testing.T) log.Storage) {
 	t.Run("PartialTilesRewritten", func(t *testing.T) { testPartialTilesRewritten(t, open(t)) })
 	t.Run("Copies", func(t *testing.T) { testCopies(t, open(t)) })
 	t.Run("ConcurrentReads", func(t *testing.T) { testConcurrentReads(t, open(t)) })
+	if _, ok := open(t).(log.PipelinedStorage); ok {
+		t.Run("Pipelined", func(t *testing.T) { testPipelined(t, open(t).(log.PipelinedStorage)) })
+	}
+}
+
+// testPipelined starts commits back to back, each on the one before, and
+// waits for them afterwards, concurrently; a commit started on a stale
+// size is refused at once.
+func testPipelined(t *testing.T, s log.PipelinedStorage) {
+	ctx := context.Background()
+	var waits []func() error
+	old := uint64(0)
+	for _, n := range []uint64{0, 1, 255, 256, 257, 700, 1000} {
+		wait, err := s.StartCommit(ctx, commitFor(old, n))
+		if err != nil {
+			t.Fatalf("StartCommit(%d -> %d): %v", old, n, err)
+		}
+		waits = append(waits, wait)
+		if old != n {
+			if _, err := s.StartCommit(ctx, bogusCommit(old, 1200)); !errors.Is(err, log.ErrConflict) {
+				t.Fatalf("StartCommit with OldSize %d after a commit to %d was started: got %v, want ErrConflict", old, n, err)
+			}
+		}
+		old = n
+	}
+	errs := make([]error, len(waits))
+	var wg sync.WaitGroup
+	for i := len(waits) - 1; i >= 0; i-- {
+		wg.Go(func() { errs[i] = waits[i]() })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("wait of commit %d: %v", i, err)
+		}
+	}
+	checkState(t, s, 1000)
+	checkBogusAbsent(t, s, 1200)
+	grow(t, s, 1000, 1100)
+	checkState(t, s, 1100)
 }
 
 // RunDurable checks that committed data survives closing and reopening.
@@ -103,6 +143,25 @@ func RunDurable(t *testing.T, open func(t *testing.T, dir string) (log.Storage, 
 		grow(t, s, 700, 1000)
 		reopen()
 		checkState(t, s, 1000)
+
+		// Pipelined commits that were all waited for are durable too.
+		if ps, ok := s.(log.PipelinedStorage); ok {
+			var waits []func() error
+			for old, n := uint64(1000), uint64(1001); n <= 1300; old, n = n, n+37 {
+				wait, err := ps.StartCommit(ctx, commitFor(old, n))
+				if err != nil {
+					t.Fatalf("StartCommit(%d -> %d): %v", old, n, err)
+				}
+				waits = append(waits, wait)
+			}
+			for i, wait := range waits {
+				if err := wait(); err != nil {
+					t.Fatalf("wait of commit %d: %v", i, err)
+				}
+			}
+			reopen()
+			checkState(t, s, 1297)
+		}
 	})
 }
 

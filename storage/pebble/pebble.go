@@ -59,7 +59,7 @@ type Storage struct {
 	filled chan struct{} // closed when the filter's startup scan ended
 }
 
-var _ log.Storage = (*Storage)(nil)
+var _ log.PipelinedStorage = (*Storage)(nil)
 
 // Open opens (creating if needed) the log's database in dir.
 func Open(dir string, o Options) (*Storage, error) {
@@ -274,20 +274,51 @@ func (s *Storage) LookupLeaf(ctx context.Context, leafHash []byte) (uint64, erro
 
 // Commit implements log.Storage.
 func (s *Storage) Commit(ctx context.Context, c *log.Commit) error {
+	wait, err := s.StartCommit(ctx, c)
+	if err != nil {
+		return err
+	}
+	return wait()
+}
+
+// StartCommit implements log.PipelinedStorage: it writes c's batch to the
+// WAL and the memtable, where the next commit's compare-and-swap sees it,
+// and leaves waiting for the WAL sync to wait. Pebble syncs the WAL in
+// order, so a batch is never durable without the ones written before it,
+// and batches written during one sync share the next.
+func (s *Storage) StartCommit(ctx context.Context, c *log.Commit) (wait func() error, err error) {
 	if c.NewSize < c.OldSize {
-		return fmt.Errorf("commit shrinks the tree from %d to %d", c.OldSize, c.NewSize)
+		return nil, fmt.Errorf("commit shrinks the tree from %d to %d", c.OldSize, c.NewSize)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, size, err := s.ReadCheckpoint(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if size != c.OldSize {
-		return fmt.Errorf("%w: stored size %d, commit expects %d", log.ErrConflict, size, c.OldSize)
+		return nil, fmt.Errorf("%w: stored size %d, commit expects %d", log.ErrConflict, size, c.OldSize)
 	}
 	b := s.db.NewBatch()
-	defer b.Close()
+	if err := fillBatch(b, c, s.filter); err != nil {
+		b.Close()
+		return nil, err
+	}
+	if err := s.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("couldn't write the batch: %w", err)
+	}
+	return func() error {
+		defer b.Close()
+		if err := b.SyncWait(); err != nil {
+			return fmt.Errorf("couldn't sync the batch: %w", err)
+		}
+		return nil
+	}, nil
+}
+
+// fillBatch puts c's writes in b, adding its leaves to filter (if not nil).
+func fillBatch(b *pebble.Batch, c *log.Commit, filter *leafFilter) error {
 	for _, t := range c.Tiles {
 		full := len(t.Hashes) == api.TileWidth*api.HashSize
 		if err := setChunked(b, tileKey(t.Level, t.Index), t.Hashes, t.Start, full); err != nil {
@@ -304,21 +335,15 @@ func (s *Storage) Commit(ctx context.Context, c *log.Commit) error {
 		if err := b.Set(leafKey(l.LeafHash), vb[:binary.PutUvarint(vb[:], l.Index)], nil); err != nil {
 			return err
 		}
-		if s.filter != nil {
+		if filter != nil {
 			// Before the write: a lookup must never miss a stored leaf.
-			s.filter.add(l.LeafHash)
+			filter.add(l.LeafHash)
 		}
 	}
 	cp := make([]byte, 8+len(c.Checkpoint))
 	binary.BigEndian.PutUint64(cp, c.NewSize)
 	copy(cp[8:], c.Checkpoint)
-	if err := b.Set(checkpointKey, cp, nil); err != nil {
-		return err
-	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("couldn't write the batch: %w", err)
-	}
-	return nil
+	return b.Set(checkpointKey, cp, nil)
 }
 
 type pebbleLogger struct{ l *slog.Logger }
