@@ -15,6 +15,31 @@ type AddEntryResponse struct {
 	Proof string `json:"proof"`
 }
 
+// PendingStatus is the status of a PendingEntryResponse.
+const PendingStatus = "sequenced"
+
+// PendingEntryResponse answers POST /v1/entries with 202 Accepted when the
+// log has a witness policy and no checkpoint cosigned by the witnesses
+// included the entry within the wait: the entry is sequenced (its index is
+// final) and durable, but its proof can't be given yet. GET ProofURL (404
+// with Retry-After until a cosigned checkpoint includes the entry) serves
+// the inclusion proof and the cosigned checkpoint later.
+type PendingEntryResponse struct {
+	Index    uint64 `json:"index"`
+	LeafHash []byte `json:"leafHash"`
+	// Duplicate is true when the entry was already in the log.
+	Duplicate bool `json:"duplicate"`
+	// Witnessed is always false.
+	Witnessed bool `json:"witnessed"`
+	// Status is "sequenced": durable at Index, not yet witnessed.
+	Status string `json:"status"`
+	// WitnessedSize is the size of the newest cosigned checkpoint, which
+	// does not include the entry (0 if there is none).
+	WitnessedSize uint64 `json:"witnessedSize"`
+	// ProofURL is the path, on the log, of the entry's inclusion proof.
+	ProofURL string `json:"proofURL"`
+}
+
 // EntryResponse answers GET /v1/entries/<index>.
 type EntryResponse struct {
 	Index    uint64 `json:"index"`

@@ -40,7 +40,7 @@ type HandlerOptions struct {
 	Registerer prometheus.Registerer
 	// WitnessWait is how long a submission to a log with a Witnessing
 	// waits for a cosigned checkpoint that includes the entry; after it
-	// the reply is 202 Accepted (a PendingEntryResponse). Zero: reply at
+	// the reply is 202 Accepted (an api.PendingEntryResponse). Zero: reply at
 	// once. Unused without a Witnessing.
 	WitnessWait time.Duration
 }
@@ -220,12 +220,12 @@ func (h *handler) addEntry(w http.ResponseWriter, r *http.Request) {
 		}
 		if !ok {
 			_, size := h.log.Checkpoint()
-			writeJSON(w, http.StatusAccepted, PendingEntryResponse{
+			writeJSON(w, http.StatusAccepted, api.PendingEntryResponse{
 				Index:         rc.Index,
 				LeafHash:      rc.LeafHash,
 				Duplicate:     rc.Duplicate,
 				Witnessed:     false,
-				Status:        pendingStatus,
+				Status:        api.PendingStatus,
 				WitnessedSize: size,
 				ProofURL:      fmt.Sprintf("/v1/proof/inclusion?index=%d", rc.Index),
 			})
@@ -258,31 +258,6 @@ func (h *handler) addEntry(w http.ResponseWriter, r *http.Request) {
 type addEntryResponse struct {
 	api.AddEntryResponse
 	Witnessed *bool `json:"witnessed,omitempty"`
-}
-
-// pendingStatus is the status of a PendingEntryResponse.
-const pendingStatus = "sequenced"
-
-// PendingEntryResponse answers POST /v1/entries with 202 Accepted when the
-// log has a witness policy and no checkpoint cosigned by the witnesses
-// included the entry within the wait: the entry is sequenced (its index is
-// final) and durable, but its proof can't be given yet. GET ProofURL (404
-// with Retry-After until a cosigned checkpoint includes the entry) serves
-// the inclusion proof and the cosigned checkpoint later.
-type PendingEntryResponse struct {
-	Index    uint64 `json:"index"`
-	LeafHash []byte `json:"leafHash"`
-	// Duplicate is true when the entry was already in the log.
-	Duplicate bool `json:"duplicate"`
-	// Witnessed is always false.
-	Witnessed bool `json:"witnessed"`
-	// Status is "sequenced": durable at Index, not yet witnessed.
-	Status string `json:"status"`
-	// WitnessedSize is the size of the newest cosigned checkpoint, which
-	// does not include the entry (0 if there is none).
-	WitnessedSize uint64 `json:"witnessedSize"`
-	// ProofURL is the path, on the log, of the entry's inclusion proof.
-	ProofURL string `json:"proofURL"`
 }
 
 // waitWitnessed waits up to the handler's WitnessWait for a cosigned
