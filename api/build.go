@@ -20,7 +20,6 @@ import (
 
 	intoto "github.com/in-toto/attestation/go/v1"
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
-	"google.golang.org/protobuf/encoding/protojson"
 )
 
 // The build kind.
@@ -380,8 +379,7 @@ func lowSSignature(curve elliptic.Curve, sig []byte) ([]byte, error) {
 // the algorithms in-toto knows are lowercased hex; others are kept as is.
 func parseInTotoSubjects(payload []byte) ([]string, error) {
 	var st intoto.Statement
-	// The in-toto spec asks consumers to ignore unknown fields.
-	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(payload, &st); err != nil {
+	if err := unmarshalInTotoStatement(payload, &st); err != nil {
 		return nil, &EntryError{Reason: "payload is not an in-toto Statement", Err: err}
 	}
 	switch st.GetType() {
