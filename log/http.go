@@ -181,6 +181,8 @@ func (h *handler) tile(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	// Tiles and bundles never change once served at a path.
 	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	// Not chunked: a client reads the body in one piece.
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 	w.Write(data)
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -62,6 +63,10 @@ type benchConfig struct {
 	// it, checkpoint signatures are not checked, but inclusion proofs still
 	// are, against the checkpoints' root hashes.
 	VerifierKey string
+	// PrintPaths, in a read mode, prints the paths of the requests, one
+	// per line, instead of sending them: the input of another load
+	// generator (see scripts/wrk-paths.lua).
+	PrintPaths bool
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -78,6 +83,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&c.Signers, "signers", runtime.GOMAXPROCS(0), "keys signing the submissions before the run")
 	fs.IntVar(&c.VerifySample, "verify", 1000, "successful replies to verify after the run (0: none)")
 	fs.StringVar(&c.VerifierKey, "verifier-key", "", "the log's verifier `key`, to check checkpoint signatures too")
+	fs.BoolVar(&c.PrintPaths, "print-paths", false, "proofs, tiles, bundles: print the request paths, one per line, and send nothing")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: candor bench --url URL [flags]\n\nLoad-tests a running log and reports throughput, latency and status codes.\n\nflags:")
 		fs.PrintDefaults()
@@ -87,6 +93,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if c.PrintPaths {
+		return printPaths(ctx, c, stdout)
 	}
 	var progress io.Writer
 	if isTerminal(stderr) {
@@ -318,6 +327,24 @@ func bench(ctx context.Context, cfg benchConfig, stdout, progress io.Writer) (*b
 		cfg.Mode, cfg.URL, r.cp.Origin, r.cp.Size, len(r.jobs), r.res.prepared.Round(time.Millisecond))
 	r.send(ctx, progress)
 	return r.finish(ctx), nil
+}
+
+// printPaths prepares a read run and prints its request paths.
+func printPaths(ctx context.Context, cfg benchConfig, stdout io.Writer) error {
+	if cfg.Mode == "submit" {
+		return errors.New("--print-paths: only for --mode proofs, tiles or bundles")
+	}
+	r, err := prepare(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	r.close()
+	w := bufio.NewWriter(stdout)
+	for _, j := range r.jobs {
+		w.WriteString(j.path)
+		w.WriteByte('\n')
+	}
+	return w.Flush()
 }
 
 // benchRun is a prepared run.

@@ -111,6 +111,50 @@ func TestBenchModes(t *testing.T) {
 	}
 }
 
+// TestBenchPrintPaths checks that --print-paths prints, for each read
+// mode, paths the log serves, and sends nothing itself.
+func TestBenchPrintPaths(t *testing.T) {
+	var requests atomic.Int64
+	url, _ := newTestLog(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			requests.Add(1)
+			h.ServeHTTP(w, r)
+		})
+	})
+	ctx := context.Background()
+	if _, err := bench(ctx, testConfig(url, "submit", 300), io.Discard, nil); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := runBench(ctx, []string{"--url", url, "--mode", "submit", "--print-paths"}, &out, io.Discard); err == nil {
+		t.Fatal("--print-paths with --mode submit: no error")
+	}
+	for _, mode := range []string{"proofs", "tiles", "bundles"} {
+		out.Reset()
+		before := requests.Load()
+		if err := runBench(ctx, []string{"--url", url, "--mode", mode, "--count", "50", "--print-paths"}, &out, io.Discard); err != nil {
+			t.Fatalf("%s: %v", mode, err)
+		}
+		if n := requests.Load() - before; n != 1 {
+			t.Errorf("%s: %d requests to the log, want 1 (the checkpoint)", mode, n)
+		}
+		paths := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+		if len(paths) != 50 {
+			t.Fatalf("%s: %d paths, want 50:\n%s", mode, len(paths), out.String())
+		}
+		for _, p := range paths {
+			resp, err := http.Get(url + p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("%s: GET %s: %s", mode, p, resp.Status)
+			}
+		}
+	}
+}
+
 // TestBenchDetectsBadProofs checks that a log answering submissions with
 // proofs for the wrong index fails the run, with and without the
 // verifier key.
