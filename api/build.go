@@ -378,8 +378,14 @@ func lowSSignature(curve elliptic.Curve, sig []byte) ([]byte, error) {
 // returns its subjects as sorted, unique "alg:digest" strings. Digests in
 // the algorithms in-toto knows are lowercased hex; others are kept as is.
 func parseInTotoSubjects(payload []byte) ([]string, error) {
+	return inTotoSubjects(payload, unmarshalInTotoStatement)
+}
+
+// inTotoSubjects is parseInTotoSubjects with the Statement decoded by
+// decode.
+func inTotoSubjects(payload []byte, decode func([]byte, *intoto.Statement) error) ([]string, error) {
 	var st intoto.Statement
-	if err := unmarshalInTotoStatement(payload, &st); err != nil {
+	if err := decode(payload, &st); err != nil {
 		return nil, &EntryError{Reason: "payload is not an in-toto Statement", Err: err}
 	}
 	switch st.GetType() {

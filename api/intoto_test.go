@@ -16,49 +16,9 @@ import (
 // unmarshalInTotoStatement: protojson decodes the whole Statement,
 // predicate included. It is the reference the fast path must agree with.
 func refParseInTotoSubjects(payload []byte) ([]string, error) {
-	var st intoto.Statement
-	// The in-toto spec asks consumers to ignore unknown fields.
-	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(payload, &st); err != nil {
-		return nil, &EntryError{Reason: "payload is not an in-toto Statement", Err: err}
-	}
-	switch st.GetType() {
-	case intoto.StatementTypeUri:
-		if err := st.Validate(); err != nil {
-			return nil, &EntryError{Reason: "bad in-toto Statement", Err: err}
-		}
-	case inTotoStatementV01:
-		// Same shape as v1, but the predicate is optional.
-		if len(st.GetSubject()) == 0 {
-			return nil, &EntryError{Reason: "bad in-toto Statement", Err: intoto.ErrSubjectRequired}
-		}
-		for _, rd := range st.GetSubject() {
-			if len(rd.GetDigest()) == 0 {
-				return nil, &EntryError{Reason: "bad in-toto Statement", Err: intoto.ErrDigestRequired}
-			}
-			if err := rd.Validate(); err != nil {
-				return nil, &EntryError{Reason: "bad in-toto Statement", Err: err}
-			}
-		}
-		if st.GetPredicateType() == "" {
-			return nil, &EntryError{Reason: "bad in-toto Statement", Err: intoto.ErrPredicateTypeRequired}
-		}
-	default:
-		return nil, entryErrorf("payload is an in-toto Statement of type %.100q, want %q or %q", st.GetType(), intoto.StatementTypeUri, inTotoStatementV01)
-	}
-	var subjects []string
-	for i, rd := range st.GetSubject() {
-		for alg, digest := range rd.GetDigest() {
-			if alg == "" || digest == "" {
-				return nil, entryErrorf("in-toto Statement subject %d has an empty digest algorithm or value", i)
-			}
-			if intoto.HashAlgorithm(alg).HexLength() > 0 {
-				digest = strings.ToLower(digest)
-			}
-			subjects = append(subjects, alg+":"+digest)
-		}
-	}
-	slices.Sort(subjects)
-	return slices.Compact(subjects), nil
+	return inTotoSubjects(payload, func(p []byte, st *intoto.Statement) error {
+		return protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(p, st)
+	})
 }
 
 // slsaPredicate is a SLSA v1 provenance predicate in the shape CI systems
