@@ -60,7 +60,8 @@ type Config struct {
 	MaxPending int
 	// MaxInflight is the most batches built and not yet durable: while
 	// they are committed the next one is built, and a PipelinedStorage
-	// writes them while the earlier ones sync. Default: 3.
+	// writes them while the earlier ones sync. Default: 3 with a
+	// PipelinedStorage, else 2 (one committing, one built meanwhile).
 	MaxInflight int
 	// Registerer receives the log's metrics. Optional.
 	Registerer prometheus.Registerer
@@ -208,7 +209,10 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		cfg.MaxPending = 65536
 	}
 	if cfg.MaxInflight <= 0 {
-		cfg.MaxInflight = 3
+		cfg.MaxInflight = 2
+		if _, ok := cfg.Storage.(PipelinedStorage); ok {
+			cfg.MaxInflight = 3
+		}
 	}
 	l := &Log{
 		origin:   cfg.Signer.Name(),
