@@ -159,6 +159,23 @@ func SignCheckpoint(c Checkpoint, signer note.Signer) ([]byte, error) {
 	return signed, nil
 }
 
+// openNote opens a signed checkpoint note with verifiers. A note without a
+// valid signature by one of them gives an error wrapping note.Open's
+// *note.UnverifiedNoteError or *note.InvalidSignatureError; any other
+// failure, an error wrapping ErrInvalidCheckpoint.
+func openNote(signed []byte, verifiers note.Verifiers) (*note.Note, error) {
+	n, err := note.Open(signed, verifiers)
+	if err != nil {
+		var unverified *note.UnverifiedNoteError
+		var invalid *note.InvalidSignatureError
+		if errors.As(err, &unverified) || errors.As(err, &invalid) {
+			return nil, fmt.Errorf("couldn't verify checkpoint signature: %w", err)
+		}
+		return nil, fmt.Errorf("couldn't open checkpoint: %w: %w", ErrInvalidCheckpoint, err)
+	}
+	return n, nil
+}
+
 // OpenCheckpoint verifies that a signed checkpoint carries a valid signature
 // by the log, whose verifier v must be named origin, and parses it. The
 // checkpoint's origin must match too.
@@ -176,14 +193,9 @@ func OpenCheckpoint(signed []byte, origin string, v note.Verifier) (Checkpoint, 
 	if v.Name() != origin {
 		return Checkpoint{}, nil, fmt.Errorf("couldn't open checkpoint: verifier name %q is not the origin %q", v.Name(), origin)
 	}
-	n, err := note.Open(signed, note.VerifierList(v))
+	n, err := openNote(signed, note.VerifierList(v))
 	if err != nil {
-		var unverified *note.UnverifiedNoteError
-		var invalid *note.InvalidSignatureError
-		if errors.As(err, &unverified) || errors.As(err, &invalid) {
-			return Checkpoint{}, nil, fmt.Errorf("couldn't verify checkpoint signature: %w", err)
-		}
-		return Checkpoint{}, nil, fmt.Errorf("couldn't open checkpoint: %w: %w", ErrInvalidCheckpoint, err)
+		return Checkpoint{}, nil, err
 	}
 	// Only v is known to note.Open, so any verified signature is the log's;
 	// check anyway rather than rely on it.

@@ -429,14 +429,9 @@ func (p *Policy) Open(signed []byte) (Checkpoint, *note.Note, error) {
 	if len(p.logs) == 0 {
 		return Checkpoint{}, nil, errors.New("couldn't open checkpoint: the policy lists no logs; use OpenCheckpoint and CheckCosignatures")
 	}
-	n, err := note.Open(signed, p.verifiers)
+	n, err := openNote(signed, p.verifiers)
 	if err != nil {
-		var unverified *note.UnverifiedNoteError
-		var invalid *note.InvalidSignatureError
-		if errors.As(err, &unverified) || errors.As(err, &invalid) {
-			return Checkpoint{}, nil, fmt.Errorf("couldn't verify checkpoint signature: %w", err)
-		}
-		return Checkpoint{}, nil, fmt.Errorf("couldn't open checkpoint: %w: %w", ErrInvalidCheckpoint, err)
+		return Checkpoint{}, nil, err
 	}
 	verified := make(map[nameID]bool, len(n.Sigs))
 	for _, s := range n.Sigs {
