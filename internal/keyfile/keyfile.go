@@ -1,5 +1,6 @@
 // Package keyfile keeps a signed-note private key in a file that is created
-// on first use, durably and atomically, readable only by its owner.
+// on first use, durably and atomically (internal/atomicfile), readable only
+// by its owner.
 package keyfile
 
 import (
@@ -7,8 +8,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
+
+	"github.com/candorlog/candor/internal/atomicfile"
 )
 
 // LoadOrCreate returns the key in path. If the file does not exist, it
@@ -26,48 +28,8 @@ func LoadOrCreate(path string, generate func() (string, error)) (key string, cre
 	if err != nil {
 		return "", false, err
 	}
-	if err := create(path, []byte(key+"\n"), 0o600); err != nil {
+	if err := atomicfile.Create(path, []byte(key+"\n"), 0o600); err != nil {
 		return "", false, fmt.Errorf("couldn't save the key: %w", err)
 	}
 	return key, true, nil
-}
-
-// create writes path with data, durably and atomically, failing if it
-// exists: the data goes to a temporary file that is synced, then linked
-// into place, so a crash never leaves a partial key behind.
-func create(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Link(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

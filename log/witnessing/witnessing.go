@@ -41,7 +41,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +49,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/internal/atomicfile"
 	"github.com/candorlog/candor/log"
 )
 
@@ -653,32 +653,12 @@ func (c *Collector) check(signed []byte) error {
 	return c.policy.CheckCosignatures(n)
 }
 
-// save writes signed to the state file, if any: to a temporary file that
-// replaces it once synced.
+// save writes signed to the state file, if any, durably and atomically.
 func (c *Collector) save(signed []byte) {
 	if c.stateFile == "" {
 		return
 	}
-	err := func() error {
-		f, err := os.CreateTemp(filepath.Dir(c.stateFile), ".witnessed-*")
-		if err != nil {
-			return err
-		}
-		defer os.Remove(f.Name())
-		if _, err := f.Write(signed); err != nil {
-			f.Close()
-			return err
-		}
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return err
-		}
-		if err := f.Close(); err != nil {
-			return err
-		}
-		return os.Rename(f.Name(), c.stateFile)
-	}()
-	if err != nil {
+	if err := atomicfile.Replace(c.stateFile, signed, 0o600); err != nil {
 		c.logger.Warn("couldn't save the cosigned checkpoint", "file", c.stateFile, "error", err)
 	}
 }
