@@ -10,26 +10,16 @@ import (
 	"testing"
 
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/candorlog/candor/api/apitest"
 )
 
 const testOrigin = "example.com/candor-test"
 
 // newTestKey returns a signer and verifier for a freshly generated Ed25519
 // note key named name.
-func newTestKey(t testing.TB, name string) (note.Signer, note.Verifier) {
-	t.Helper()
-	skey, vkey, err := note.GenerateKey(rand.Reader, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := note.NewVerifier(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
+func newTestKey(name string) (note.Signer, note.Verifier) {
+	s, v, _ := apitest.NewNoteKey(name, rand.Reader)
 	return s, v
 }
 
@@ -114,7 +104,7 @@ func TestParseCheckpointRejects(t *testing.T) {
 }
 
 func TestSignOpenCheckpoint(t *testing.T) {
-	signer, verifier := newTestKey(t, testOrigin)
+	signer, verifier := newTestKey(testOrigin)
 	c := Checkpoint{Origin: testOrigin, Size: 42, Hash: sha256.Sum256([]byte("root")), Extensions: []string{"ext"}}
 	signed, err := SignCheckpoint(c, signer)
 	if err != nil {
@@ -135,7 +125,7 @@ func TestSignOpenCheckpoint(t *testing.T) {
 	}
 
 	// A witness cosignature, unknown to OpenCheckpoint, is kept unverified.
-	witness, _ := newTestKey(t, "witness.example")
+	witness, _ := newTestKey("witness.example")
 	cosigned, err := note.Sign(n, witness)
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +143,7 @@ func TestSignOpenCheckpoint(t *testing.T) {
 }
 
 func TestSignCheckpointRejects(t *testing.T) {
-	signer, _ := newTestKey(t, testOrigin)
+	signer, _ := newTestKey(testOrigin)
 	for name, c := range map[string]Checkpoint{
 		"other origin":         {Origin: "example.com/other"},
 		"empty extension":      {Origin: testOrigin, Extensions: []string{""}},
@@ -163,7 +153,7 @@ func TestSignCheckpointRejects(t *testing.T) {
 			t.Errorf("%s: SignCheckpoint = %q, want error", name, signed)
 		}
 	}
-	spaced, _ := newTestKey(t, "x")
+	spaced, _ := newTestKey("x")
 	c := Checkpoint{Origin: "x\ny"}
 	if signed, err := SignCheckpoint(c, nameSigner{spaced, c.Origin}); err == nil {
 		t.Errorf("SignCheckpoint with a newline in the origin = %q, want error", signed)
@@ -180,15 +170,15 @@ type nameSigner struct {
 func (s nameSigner) Name() string { return s.name }
 
 func TestOpenCheckpointRejects(t *testing.T) {
-	signer, verifier := newTestKey(t, testOrigin)
+	signer, verifier := newTestKey(testOrigin)
 	c := Checkpoint{Origin: testOrigin, Size: 42, Hash: sha256.Sum256([]byte("root"))}
 	signed, err := SignCheckpoint(c, signer)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, otherVerifier := newTestKey(t, testOrigin)
-	_, otherNameVerifier := newTestKey(t, "example.com/other")
-	witness, _ := newTestKey(t, "witness.example")
+	_, otherVerifier := newTestKey(testOrigin)
+	_, otherNameVerifier := newTestKey("example.com/other")
+	witness, _ := newTestKey("witness.example")
 	witnessOnly, err := note.Sign(&note.Note{Text: string(c.Marshal())}, witness)
 	if err != nil {
 		t.Fatal(err)

@@ -218,7 +218,7 @@ func TestCosignatureTimeRejects(t *testing.T) {
 // TestCosignNote cosigns a log's checkpoint by two witnesses with note.Sign
 // and opens it with note.Open.
 func TestCosignNote(t *testing.T) {
-	logSigner, logVerifier := newTestKey(t, testOrigin)
+	logSigner, logVerifier := newTestKey(testOrigin)
 	w1, v1 := newTestCosigner(t, "w1.example", 1)
 	w2, v2 := newTestCosigner(t, "w2.example", 2)
 	c := Checkpoint{Origin: testOrigin, Size: 7, Hash: sha256.Sum256([]byte("root"))}

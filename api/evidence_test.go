@@ -7,18 +7,12 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/mod/sumdb/note"
-
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/api/apitest"
 )
 
 func TestEvidenceEquivocation(t *testing.T) {
-	skey, vkey, err := note.GenerateKey(rand.Reader, "example.com/log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, _ := note.NewSigner(skey)
-	v, _ := note.NewVerifier(vkey)
+	s, v, _ := apitest.NewNoteKey("example.com/log", rand.Reader)
 	sign := func(size uint64, view string) []byte {
 		b, err := api.SignCheckpoint(api.Checkpoint{Origin: "example.com/log", Size: size, Hash: sha256.Sum256([]byte(view))}, s)
 		if err != nil {
@@ -68,12 +62,7 @@ func TestEvidenceEquivocation(t *testing.T) {
 // and that Verify judges without panicking, only ever accepting evidence
 // whose checkpoints the log's key signed.
 func FuzzParseEvidence(f *testing.F) {
-	skey, vkey, err := note.GenerateKey(rand.Reader, "example.com/log")
-	if err != nil {
-		f.Fatal(err)
-	}
-	s, _ := note.NewSigner(skey)
-	v, _ := note.NewVerifier(vkey)
+	s, v, _ := apitest.NewNoteKey("example.com/log", rand.Reader)
 	sign := func(size uint64, view string) []byte {
 		b, err := api.SignCheckpoint(api.Checkpoint{Origin: "example.com/log", Size: size, Hash: sha256.Sum256([]byte(view))}, s)
 		if err != nil {

@@ -11,25 +11,14 @@ import (
 	"testing"
 
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/candorlog/candor/api/apitest"
 )
 
 // policyLogKey returns a deterministic Ed25519 log key named origin: its
 // signer, verifier and verifier key.
-func policyLogKey(t testing.TB, origin string, seed byte) (note.Signer, note.Verifier, string) {
-	t.Helper()
-	skey, vkey, err := note.GenerateKey(seedReader(seed), origin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := note.NewVerifier(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, v, vkey
+func policyLogKey(origin string, seed byte) (note.Signer, note.Verifier, string) {
+	return apitest.NewNoteKey(origin, seedReader(seed))
 }
 
 // examplePolicy is the example of c2sp.org/tlog-policy, with keys: two
@@ -45,7 +34,7 @@ func newExamplePolicy(t testing.TB) examplePolicy {
 	t.Helper()
 	var e examplePolicy
 	var logVkey string
-	e.log, e.logVerifier, logVkey = policyLogKey(t, testOrigin, 100)
+	e.log, e.logVerifier, logVkey = policyLogKey(testOrigin, 100)
 	vkeys := make([]any, 6)
 	for i := range 6 {
 		w, _ := newTestCosigner(t, fmt.Sprintf("witness%d.example", i), byte(i+1))
@@ -161,7 +150,7 @@ func TestPolicySpecExample(t *testing.T) {
 }
 
 func TestPolicyQuorums(t *testing.T) {
-	_, _, logVkey := policyLogKey(t, testOrigin, 100)
+	_, _, logVkey := policyLogKey(testOrigin, 100)
 	vkeys := make([]string, 5)
 	for i := range vkeys {
 		w, _ := newTestCosigner(t, fmt.Sprintf("w%d.example", i), byte(i+1))
@@ -211,7 +200,7 @@ func TestPolicyQuorums(t *testing.T) {
 		{"unused group after quorum", "group a any W0\nquorum a\ngroup b all W1 W2\n",
 			func(m int) bool { return bit(m, 0) }},
 	}
-	logSigner, _, _ := policyLogKey(t, testOrigin, 100)
+	logSigner, _, _ := policyLogKey(testOrigin, 100)
 	cosigners := make([]*Cosigner, 5)
 	for i := range cosigners {
 		cosigners[i], _ = newTestCosigner(t, fmt.Sprintf("w%d.example", i), byte(i+1))
@@ -342,7 +331,7 @@ func TestPolicyOpenRejects(t *testing.T) {
 	c := testPolicyCheckpoint
 	all := 0b111111
 
-	otherLog, _, _ := policyLogKey(t, testOrigin, 101)
+	otherLog, _, _ := policyLogKey(testOrigin, 101)
 	otherLogSigned, err := note.Sign(&note.Note{Text: string(c.Marshal())}, append([]note.Signer{otherLog}, e.witnessSigners()...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -432,9 +421,9 @@ func (e examplePolicy) witnessSigners() []note.Signer {
 }
 
 func TestParsePolicyAccepts(t *testing.T) {
-	_, _, log1 := policyLogKey(t, "log1.example", 100)
-	_, _, log2 := policyLogKey(t, "log2.example", 101)
-	_, _, log1b := policyLogKey(t, "log1.example", 102)
+	_, _, log1 := policyLogKey("log1.example", 100)
+	_, _, log2 := policyLogKey("log2.example", 101)
+	_, _, log1b := policyLogKey("log1.example", 102)
 	w1, _ := newTestCosigner(t, "w1.example", 1)
 	w2, _ := newTestCosigner(t, "w2.example", 2)
 	v1, v2 := w1.VerifierKey(), w2.VerifierKey()
@@ -494,8 +483,8 @@ func TestParsePolicyAccepts(t *testing.T) {
 }
 
 func TestParsePolicyRejects(t *testing.T) {
-	_, _, logKey := policyLogKey(t, "log.example", 100)
-	_, _, logKeyOtherName := policyLogKey(t, "other.example", 100) // same key
+	_, _, logKey := policyLogKey("log.example", 100)
+	_, _, logKeyOtherName := policyLogKey("other.example", 100) // same key
 	w1, _ := newTestCosigner(t, "w1.example", 1)
 	w2, _ := newTestCosigner(t, "w2.example", 2)
 	w1b, _ := newTestCosigner(t, "w1b.example", 1) // w1's key under another name
@@ -568,7 +557,7 @@ func TestParsePolicyRejects(t *testing.T) {
 }
 
 func FuzzParsePolicy(f *testing.F) {
-	_, _, logKey := policyLogKey(f, "log.example", 100)
+	_, _, logKey := policyLogKey("log.example", 100)
 	w1, _ := newTestCosigner(f, "w1.example", 1)
 	w2, _ := newTestCosigner(f, "w2.example", 2)
 	v1, v2 := w1.VerifierKey(), w2.VerifierKey()

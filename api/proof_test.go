@@ -123,7 +123,7 @@ func TestParseProofBundleRejects(t *testing.T) {
 }
 
 func TestVerifyProofBundle(t *testing.T) {
-	signer, verifier := newTestKey(t, testOrigin)
+	signer, verifier := newTestKey(testOrigin)
 	tree := testonly.New(rfc6962.DefaultHasher)
 	for i := range 1000 {
 		tree.AppendData([]byte(fmt.Sprintf("entry %d", i)))
@@ -169,7 +169,7 @@ func TestVerifyProofBundle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	witness, _ := newTestKey(t, "witness.example")
+	witness, _ := newTestKey("witness.example")
 	if p.Checkpoint, err = note.Sign(n, witness); err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestVerifyProofBundle(t *testing.T) {
 		t.Errorf("with a cosignature: %v", err)
 	}
 
-	_, otherVerifier := newTestKey(t, testOrigin)
+	_, otherVerifier := newTestKey(testOrigin)
 	flip := func(b []byte, i int) []byte {
 		b = bytes.Clone(b)
 		b[i] ^= 1

@@ -227,7 +227,7 @@ func TestParseCosignatureLinesRejects(t *testing.T) {
 // checkpoint, each witness replies with its cosignature line, and the log
 // adds them to its checkpoint.
 func TestWitnessFlow(t *testing.T) {
-	logSigner, logVerifier := newTestKey(t, testOrigin)
+	logSigner, logVerifier := newTestKey(testOrigin)
 	w1, v1 := newTestCosigner(t, "w1.example", 1)
 	w2, v2 := newTestCosigner(t, "w2.example", 2)
 	c := Checkpoint{Origin: testOrigin, Size: 9, Hash: sha256.Sum256([]byte("root"))}
@@ -331,7 +331,7 @@ func mustCosignerKey(t testing.TB, name string, seed byte) string {
 }
 
 func TestNoteSignatureMatchesNoteSign(t *testing.T) {
-	logSigner, _ := newTestKey(t, testOrigin)
+	logSigner, _ := newTestKey(testOrigin)
 	w, _ := newTestCosigner(t, "w.example", 1)
 	text := []byte(exampleCheckpoint)
 	for _, s := range []note.Signer{logSigner, w} {

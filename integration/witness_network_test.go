@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/api/apitest"
 )
 
 // TestWitnessNetworkSplitView runs five candor-witness processes that
@@ -33,18 +33,7 @@ func TestWitnessNetworkSplitView(t *testing.T) {
 		t.Fatal(err)
 	}
 	const origin = "example.com/byzantine-log"
-	logSkey, logVkey, err := note.GenerateKey(rand.Reader, origin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logSigner, err := note.NewSigner(logSkey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logVerifier, err := note.NewVerifier(logVkey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	logSigner, logVerifier, logVkey := apitest.NewNoteKey(origin, rand.Reader)
 
 	ws := startWitnessNetwork(t, bin, 5, func(int) string {
 		return fmt.Sprintf("logs:\n  - origin: %s\n    key: %s\n", origin, logVkey)

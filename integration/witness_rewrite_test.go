@@ -17,6 +17,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/api/apitest"
 )
 
 // tlogTree is a Merkle tree of tag-named entries, kept as tlog's stored
@@ -108,12 +109,7 @@ func TestWitnessNetworkRewrittenHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 	const origin = "example.com/rewriting-log"
-	logSkey, logVkey, err := note.GenerateKey(rand.Reader, origin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logSigner, _ := note.NewSigner(logSkey)
-	logVerifier, _ := note.NewVerifier(logVkey)
+	logSigner, logVerifier, logVkey := apitest.NewNoteKey(origin, rand.Reader)
 	bl := &byzantineLog{origin: origin, signer: logSigner}
 	honest := newTLogTree(t, 300, func(i int64) string { return fmt.Sprintf("entry %d", i) })
 	first := bl.serve(t, honest, 300)

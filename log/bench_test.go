@@ -16,9 +16,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/mod/sumdb/note"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/api/apitest"
 	"github.com/candorlog/candor/log"
 	"github.com/candorlog/candor/storage/pebble"
 )
@@ -78,18 +78,7 @@ func (s *timedStorage) report(b *testing.B, elapsed time.Duration) {
 // in reg (which may be nil).
 func newBenchLog(b *testing.B, dir string, reg prometheus.Registerer) (*log.Log, *timedStorage) {
 	b.Helper()
-	skey, vkey, err := note.GenerateKey(crand.Reader, "example.com/bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		b.Fatal(err)
-	}
-	verifier, err := note.NewVerifier(vkey)
-	if err != nil {
-		b.Fatal(err)
-	}
+	signer, verifier, _ := apitest.NewNoteKey("example.com/bench", crand.Reader)
 	logger := slog.New(slog.DiscardHandler)
 	store, err := pebble.Open(dir, pebble.Options{Logger: logger})
 	if err != nil {

@@ -14,8 +14,6 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/mod/sumdb/note"
-
 	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/api/apitest"
 	"github.com/candorlog/candor/log"
@@ -30,18 +28,7 @@ func FuzzHandler(f *testing.F) {
 	const origin = "example.com/candor/fuzz"
 	// A fixed key, so that runs are reproducible.
 	seed := sha256.Sum256([]byte(origin))
-	skey, vkey, err := note.GenerateKey(bytes.NewReader(seed[:]), origin)
-	if err != nil {
-		f.Fatal(err)
-	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		f.Fatal(err)
-	}
-	verifier, err := note.NewVerifier(vkey)
-	if err != nil {
-		f.Fatal(err)
-	}
+	signer, verifier, _ := apitest.NewNoteKey(origin, bytes.NewReader(seed[:]))
 	quiet := slog.New(slog.DiscardHandler)
 	store, err := pebble.Open(f.TempDir(), pebble.Options{Logger: quiet, CacheBytes: 8 << 20})
 	if err != nil {

@@ -52,18 +52,7 @@ type httpLog struct {
 func newHTTPLog(t testing.TB, cfg log.Config, o log.HandlerOptions) *httpLog {
 	t.Helper()
 	const origin = "example.com/candor/http-test"
-	skey, vkey, err := note.GenerateKey(rand.Reader, origin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := note.NewVerifier(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer, verifier, _ := apitest.NewNoteKey(origin, rand.Reader)
 	quiet := slog.New(slog.DiscardHandler)
 	ps, err := pebble.Open(t.TempDir(), pebble.Options{Logger: quiet, CacheBytes: 8 << 20})
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/api/apitest"
 	"github.com/candorlog/candor/log"
 	"github.com/candorlog/candor/storage/pebble"
 )
@@ -31,18 +32,7 @@ const testOrigin = "candor.test/log"
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 var testKeys = sync.OnceValues(func() (note.Signer, note.Verifier) {
-	skey, vkey, err := note.GenerateKey(rand.Reader, testOrigin)
-	if err != nil {
-		panic(err)
-	}
-	s, err := note.NewSigner(skey)
-	if err != nil {
-		panic(err)
-	}
-	v, err := note.NewVerifier(vkey)
-	if err != nil {
-		panic(err)
-	}
+	s, v, _ := apitest.NewNoteKey(testOrigin, rand.Reader)
 	return s, v
 })
 
@@ -1015,11 +1005,6 @@ func TestWrongKey(t *testing.T) {
 
 // otherKeys is a second key with the same name as testKeys.
 var otherKeys = sync.OnceValues(func() (note.Signer, note.Verifier) {
-	skey, vkey, err := note.GenerateKey(rand.Reader, testOrigin)
-	if err != nil {
-		panic(err)
-	}
-	s, _ := note.NewSigner(skey)
-	v, _ := note.NewVerifier(vkey)
+	s, v, _ := apitest.NewNoteKey(testOrigin, rand.Reader)
 	return s, v
 })

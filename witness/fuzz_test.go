@@ -14,7 +14,7 @@ import (
 // none raises an alarm: without the log's key nobody can make evidence,
 // and the only checkpoints the log signed are of one tree.
 func FuzzGossip(f *testing.F) {
-	l := newTestLog(f, "example.com/log")
+	l := newTestLog("example.com/log")
 	tr := newTree(f, 20, 20, "")
 	state, err := pebble.OpenWitnessState(f.TempDir(), pebble.Options{Logger: quiet, CacheBytes: 8 << 20})
 	if err != nil {

@@ -69,7 +69,7 @@ func checkEvidence(t *testing.T, l *testLog, raw []byte, kind string) {
 // TestClientGossipEquivocation: a client posts the checkpoint it was
 // served, a split view at the witness's size.
 func TestClientGossipEquivocation(t *testing.T) {
-	l := newTestLog(t, "example.com/split")
+	l := newTestLog("example.com/split")
 	tr, fork := newTree(t, 20, 20, ""), newTree(t, 20, 10, "victim")
 	dir := t.TempDir()
 	w := startURLWitness(t, dir, l, "")
@@ -85,10 +85,10 @@ func TestClientGossipEquivocation(t *testing.T) {
 		t.Fatalf("posting an older checkpoint = %d %+v, want unchecked", code, r)
 	}
 	// Refused: not signed by the log, unknown log, too large.
-	if code, _ := postGossip(t, w.url, newTestLog(t, l.origin).checkpoint(t, fork, 20)); code != http.StatusForbidden {
+	if code, _ := postGossip(t, w.url, newTestLog(l.origin).checkpoint(t, fork, 20)); code != http.StatusForbidden {
 		t.Fatalf("posting a checkpoint not signed by the log = %d, want 403", code)
 	}
-	if code, _ := postGossip(t, w.url, newTestLog(t, "example.com/other").checkpoint(t, fork, 20)); code != http.StatusNotFound {
+	if code, _ := postGossip(t, w.url, newTestLog("example.com/other").checkpoint(t, fork, 20)); code != http.StatusNotFound {
 		t.Fatalf("posting a checkpoint of an unknown log = %d, want 404", code)
 	}
 	if code, _ := postGossip(t, w.url, bytes.Repeat([]byte("a"), 65<<10)); code != http.StatusRequestEntityTooLarge {
@@ -133,7 +133,7 @@ func TestClientGossipEquivocation(t *testing.T) {
 // TestClientGossipInconsistency: a client posts a smaller checkpoint of a
 // fork; the witness reads the log's tiles and proves the inconsistency.
 func TestClientGossipInconsistency(t *testing.T) {
-	l := newTestLog(t, "example.com/rewrite")
+	l := newTestLog("example.com/rewrite")
 	const size = 700
 	tr := newTree(t, size, size, "")
 	fork := newTree(t, 600, 300, "rewritten")

@@ -217,7 +217,7 @@ func (s *switchHandler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 // is refused, at the same size and larger, with the state unchanged.
 // Then Run follows the log on its own until it is stopped.
 func TestPullCandorLog(t *testing.T) {
-	l := newTestLog(t, "example.com/pull/candor")
+	l := newTestLog("example.com/pull/candor")
 	lg := newCandorLog(t, l)
 	var sw switchHandler
 	sw.set(lg.handler)
@@ -432,7 +432,7 @@ func (s *tilesServer) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 // golang.org/x/mod/sumdb only, across tile levels 0 to 2, and refuses its
 // forks; tiles that do not hash to its checkpoint are not cosigned.
 func TestPullAnyTlogTilesLog(t *testing.T) {
-	l := newTestLog(t, "example.org/not-candor")
+	l := newTestLog("example.org/not-candor")
 	const max = 70_001 // past 256² leaves: level 2 tiles
 	tr := newTree(t, max, max, "")
 	s, url := newTilesServer(t, l, tr, 3)
@@ -482,9 +482,9 @@ func TestPullAnyTlogTilesLog(t *testing.T) {
 // TestPullRefusesUnverified checks that a checkpoint that is not the
 // log's, signed by its key, is ignored before any tile is fetched.
 func TestPullRefusesUnverified(t *testing.T) {
-	l := newTestLog(t, "example.org/pulled")
-	other := newTestLog(t, "example.org/other") // another log the witness follows
-	impostor := newTestLog(t, l.origin)         // the same name, another key
+	l := newTestLog("example.org/pulled")
+	other := newTestLog("example.org/other") // another log the witness follows
+	impostor := newTestLog(l.origin)         // the same name, another key
 	tr := newTree(t, 20, 20, "")
 	s, url := newTilesServer(t, l, tr, 10)
 	w := newPullWitness(t, []*testLog{l, other}, []witness.Source{{Origin: l.origin, URL: url}}, nil)
@@ -535,7 +535,7 @@ func TestPullRefusesUnverified(t *testing.T) {
 // TestPullLimits checks that oversized, short and slow replies are
 // refused, in bounded time, and nothing is cosigned.
 func TestPullLimits(t *testing.T) {
-	l := newTestLog(t, "example.org/limits")
+	l := newTestLog("example.org/limits")
 	tr := newTree(t, 300, 300, "")
 	s, url := newTilesServer(t, l, tr, 10)
 	w := newPullWitness(t, []*testLog{l}, []witness.Source{{Origin: l.origin, URL: url}}, func(c *witness.PullerConfig) {
@@ -588,7 +588,7 @@ func TestPullLimits(t *testing.T) {
 // TestPullRunStops checks that Run returns once its context is canceled,
 // also while a request to the log hangs.
 func TestPullRunStops(t *testing.T) {
-	l := newTestLog(t, "example.org/stops")
+	l := newTestLog("example.org/stops")
 	tr := newTree(t, 5, 5, "")
 	s, url := newTilesServer(t, l, tr, 5)
 	hung := make(chan string, 1)
@@ -624,7 +624,7 @@ func TestPullRunStops(t *testing.T) {
 }
 
 func TestNewPullerRejects(t *testing.T) {
-	l := newTestLog(t, "example.org/log")
+	l := newTestLog("example.org/log")
 	good := witness.Source{Origin: l.origin, URL: "https://log.example.org/tiles"}
 	for _, tc := range []struct {
 		name    string

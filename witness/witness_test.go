@@ -23,6 +23,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/api/apitest"
 	"github.com/candorlog/candor/storage/pebble"
 	"github.com/candorlog/candor/witness"
 )
@@ -116,19 +117,8 @@ type testLog struct {
 	vkey     string
 }
 
-func newTestLog(t testing.TB, origin string) *testLog {
-	skey, vkey, err := note.GenerateKey(rand.Reader, origin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := note.NewVerifier(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
+func newTestLog(origin string) *testLog {
+	s, v, vkey := apitest.NewNoteKey(origin, rand.Reader)
 	return &testLog{origin: origin, signer: s, verifier: v, vkey: vkey}
 }
 
@@ -371,8 +361,8 @@ func (w *testWitness) latestErr(l *testLog) (api.Checkpoint, bool, error) {
 }
 
 func TestAddCheckpointStatusCodes(t *testing.T) {
-	l := newTestLog(t, "example.com/log")
-	fresh := newTestLog(t, "example.com/fresh")
+	l := newTestLog("example.com/log")
+	fresh := newTestLog("example.com/fresh")
 	w := startWitness(t, t.TempDir(), newCosignerKey(t), l, fresh)
 	honest := newTree(t, 300, 300, "")
 	fork := newTree(t, 300, 100, "fork")
@@ -391,8 +381,8 @@ func TestAddCheckpointStatusCodes(t *testing.T) {
 		t.Fatalf("served checkpoint %+v, want size 10", c)
 	}
 
-	otherKey := newTestLog(t, l.origin) // same name, another key
-	unknown := newTestLog(t, "example.com/unknown")
+	otherKey := newTestLog(l.origin) // same name, another key
+	unknown := newTestLog("example.com/unknown")
 	cp150 := l.checkpoint(t, honest, 150)
 	// The log's key name and ID with a signature that fails to verify.
 	// Base64 character 8 encodes bits of signature byte 2 (characters 0
@@ -518,7 +508,7 @@ func TestAddCheckpointStatusCodes(t *testing.T) {
 }
 
 func TestHTTPLimits(t *testing.T) {
-	l := newTestLog(t, "example.com/log")
+	l := newTestLog("example.com/log")
 	w := startWitness(t, t.TempDir(), newCosignerKey(t), l)
 	if r := post(t, w.url, bytes.Repeat([]byte("x"), 1<<20)); r.code != http.StatusRequestEntityTooLarge {
 		t.Errorf("1 MiB body: %v, want 413", r)
@@ -532,7 +522,7 @@ func TestHTTPLimits(t *testing.T) {
 }
 
 func TestStateSurvivesReopen(t *testing.T) {
-	l := newTestLog(t, "example.com/log")
+	l := newTestLog("example.com/log")
 	honest := newTree(t, 50, 50, "")
 	fork := newTree(t, 50, 20, "fork")
 	dir, skey := t.TempDir(), newCosignerKey(t)
@@ -591,7 +581,7 @@ func checkAllConsistent(t testing.TB, all []cosigned) {
 // past the fork point at 150: exactly one tree may win. No two cosigned
 // checkpoints may be inconsistent.
 func TestConcurrentAddCheckpoint(t *testing.T) {
-	l := newTestLog(t, "example.com/log")
+	l := newTestLog("example.com/log")
 	const size, forkAt, start = 400, 150, 140
 	trees := []*tree{newTree(t, size, size, ""), newTree(t, size, forkAt, "fork")}
 	skey := newCosignerKey(t)
@@ -693,7 +683,7 @@ func (s *gatedState) Latest(ctx context.Context, origin string) ([]byte, error) 
 // of two trees that fork at 150: one must win, the other get 409 with the
 // winner's size.
 func TestAddCheckpointRace(t *testing.T) {
-	l := newTestLog(t, "example.com/log")
+	l := newTestLog("example.com/log")
 	trees := []*tree{newTree(t, 200, 200, ""), newTree(t, 200, 150, "fork")}
 	pstate, err := pebble.OpenWitnessState(t.TempDir(), pebble.Options{Logger: quiet, CacheBytes: 8 << 20})
 	if err != nil {

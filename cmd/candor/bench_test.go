@@ -19,6 +19,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/api/apitest"
 	"github.com/candorlog/candor/log"
 	"github.com/candorlog/candor/storage/pebble"
 )
@@ -28,18 +29,7 @@ import (
 // key.
 func newTestLog(t testing.TB, wrap func(http.Handler) http.Handler) (string, string) {
 	t.Helper()
-	skey, vkey, err := note.GenerateKey(rand.Reader, "example.com/bench-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := note.NewVerifier(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer, verifier, vkey := apitest.NewNoteKey("example.com/bench-test", rand.Reader)
 	logger := slog.New(slog.DiscardHandler)
 	store, err := pebble.Open(t.TempDir(), pebble.Options{Logger: logger})
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/api/apitest"
 	"github.com/candorlog/candor/witness"
 )
 
@@ -37,12 +38,7 @@ func (s *memState) Swap(_ context.Context, origin string, old, new []byte) error
 func realEvidence(t *testing.T) ([]byte, string) {
 	t.Helper()
 	ctx := context.Background()
-	skey, vkey, err := note.GenerateKey(rand.Reader, "example.com/log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, _ := note.NewSigner(skey)
-	verifier, _ := note.NewVerifier(vkey)
+	signer, verifier, vkey := apitest.NewNoteKey("example.com/log", rand.Reader)
 	wkey, _, err := api.GenerateCosignerKey(rand.Reader, "witness.example/w")
 	if err != nil {
 		t.Fatal(err)

@@ -49,20 +49,8 @@ type logKey struct {
 	vkey     string
 }
 
-func newLogKey(t *testing.T) logKey {
-	t.Helper()
-	skey, vkey, err := note.GenerateKey(rand.Reader, origin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := note.NewVerifier(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
+func newLogKey() logKey {
+	s, v, vkey := apitest.NewNoteKey(origin, rand.Reader)
 	return logKey{s, v, vkey}
 }
 
@@ -439,7 +427,7 @@ func (tl *testLog) waitPublished(n uint64) (api.Checkpoint, []string) {
 }
 
 func TestPublishesOnlyCosigned(t *testing.T) {
-	lk := newLogKey(t)
+	lk := newLogKey()
 	ws := []*testWitness{newCandorWitness(t, "w1.test/witness", lk), newCandorWitness(t, "w2.test/witness", lk), newCandorWitness(t, "w3.test/witness", lk)}
 	tl := newTestLog(t, lk, policyText(lk, ws...), nil)
 
@@ -487,7 +475,7 @@ func TestPublishesOnlyCosigned(t *testing.T) {
 // down the log still publishes, with two down it keeps accepting entries
 // and says they are not witnessed, and when they come back it catches up.
 func TestWitnessesDown(t *testing.T) {
-	lk := newLogKey(t)
+	lk := newLogKey()
 	w1, w2, w3 := newCandorWitness(t, "w1.test/witness", lk), newCandorWitness(t, "w2.test/witness", lk), newCandorWitness(t, "w3.test/witness", lk)
 	tl := newTestLog(t, lk, policyText(lk, w1, w2, w3), func(c *witnessing.Config) { c.Timeout = 300 * time.Millisecond })
 	tl.waitPublished(0)
@@ -577,7 +565,7 @@ func TestWitnessesDown(t *testing.T) {
 // TestWitnessReset: a witness that lost its state answers 409 with size
 // 0, and the log proves the checkpoint again from there.
 func TestWitnessReset(t *testing.T) {
-	lk := newLogKey(t)
+	lk := newLogKey()
 	skey, vkey, err := api.GenerateCosignerKey(rand.Reader, "w1.test/witness")
 	if err != nil {
 		t.Fatal(err)
@@ -616,7 +604,7 @@ func TestWitnessReset(t *testing.T) {
 // its checkpoints with 422; the log counts it, and never publishes without
 // the quorum.
 func TestWitnessRefuses(t *testing.T) {
-	lk := newLogKey(t)
+	lk := newLogKey()
 	w1, w2, w3 := newCandorWitness(t, "w1.test/witness", lk), newCandorWitness(t, "w2.test/witness", lk), newCandorWitness(t, "w3.test/witness", lk)
 	tl := newTestLog(t, lk, policyText(lk, w1, w2, w3), nil)
 	tl.waitPublished(0)
@@ -661,7 +649,7 @@ func TestWitnessRefuses(t *testing.T) {
 // TestMinimalWitness: witnesses written from c2sp.org/tlog-witness alone,
 // which share no code with Candor's, are enough for the quorum.
 func TestMinimalWitness(t *testing.T) {
-	lk := newLogKey(t)
+	lk := newLogKey()
 	w1 := newCandorWitness(t, "w1.test/witness", lk)
 	m2, m3 := newMinimalWitness(t, "m2.test/witness", lk), newMinimalWitness(t, "m3.test/witness", lk)
 	w1.mode.Store(down)
@@ -780,7 +768,7 @@ func newMinimalWitness(t *testing.T, name string, lk logKey) *testWitness {
 // batches, each witness gets one request at a time, and fewer requests
 // than commits: checkpoints are coalesced, never queued.
 func TestCoalesces(t *testing.T) {
-	lk := newLogKey(t)
+	lk := newLogKey()
 	var ws []*testWitness
 	for _, n := range []string{"w1.test/witness", "w2.test/witness", "w3.test/witness"} {
 		w := newCandorWitness(t, n, lk)
@@ -824,7 +812,7 @@ func TestCoalesces(t *testing.T) {
 // while the witnesses are down; without the saved one it has none to
 // publish and says so.
 func TestRestart(t *testing.T) {
-	lk := newLogKey(t)
+	lk := newLogKey()
 	w1, w2, w3 := newCandorWitness(t, "w1.test/witness", lk), newCandorWitness(t, "w2.test/witness", lk), newCandorWitness(t, "w3.test/witness", lk)
 	state := t.TempDir() + "/witnessed-checkpoint"
 	tl := newTestLog(t, lk, policyText(lk, w1, w2, w3), func(c *witnessing.Config) { c.StateFile = state })
@@ -857,8 +845,8 @@ func TestRestart(t *testing.T) {
 
 // TestNewChecksPolicy: policies a log can't satisfy are refused.
 func TestNewChecksPolicy(t *testing.T) {
-	lk := newLogKey(t)
-	other := newLogKey(t)
+	lk := newLogKey()
+	other := newLogKey()
 	_, wkey, _ := api.GenerateCosignerKey(rand.Reader, "w.test/witness")
 	_, wkey2, _ := api.GenerateCosignerKey(rand.Reader, "w2.test/witness")
 	for _, policy := range []string{

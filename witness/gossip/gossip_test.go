@@ -23,6 +23,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/api/apitest"
 	"github.com/candorlog/candor/storage/pebble"
 	"github.com/candorlog/candor/witness"
 	"github.com/candorlog/candor/witness/gossip"
@@ -36,19 +37,8 @@ type testLog struct {
 	verifier note.Verifier
 }
 
-func newTestLog(t testing.TB, origin string) *testLog {
-	skey, vkey, err := note.GenerateKey(rand.Reader, origin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := note.NewVerifier(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
+func newTestLog(origin string) *testLog {
+	s, v, _ := apitest.NewNoteKey(origin, rand.Reader)
 	return &testLog{origin: origin, signer: s, verifier: v}
 }
 
@@ -341,7 +331,7 @@ func testSplitView(t *testing.T, n int) {
 	if n > 5 && (testing.Short() || raceEnabled) {
 		t.Skip("50 nodes: not in -short or with -race")
 	}
-	l := newTestLog(t, "example.com/byzantine")
+	l := newTestLog("example.com/byzantine")
 	nodes, keys := startCluster(t, n, []*testLog{l}, nil)
 	a, b := l.sign(t, 1000, "view A"), l.sign(t, 1000, "view B")
 	start := time.Now()
@@ -409,7 +399,7 @@ func testSplitView(t *testing.T, n int) {
 // end up serving it with the cosignatures of all of them.
 func TestMergeCosignatures(t *testing.T) {
 	const n = 5
-	l := newTestLog(t, "example.com/honest")
+	l := newTestLog("example.com/honest")
 	nodes, keys := startCluster(t, n, []*testLog{l}, []byte("0123456789abcdef"))
 	verifiers := []note.Verifier{l.verifier}
 	for _, k := range keys {
@@ -494,8 +484,8 @@ func (r *rogue) sendAll(t testing.TB, msg []byte) {
 // replays, try to raise false alarms or change the witnesses' state.
 func TestForgedGossip(t *testing.T) {
 	const n = 3
-	l := newTestLog(t, "example.com/log")
-	other := newTestLog(t, "example.com/unknown")
+	l := newTestLog("example.com/log")
+	other := newTestLog("example.com/unknown")
 	nodes, _ := startCluster(t, n, []*testLog{l}, nil)
 
 	mc := memberlist.DefaultLocalConfig()
@@ -559,7 +549,7 @@ func TestForgedGossip(t *testing.T) {
 	forgedLine := forgeLine(t, fork, rogueCosigner.Name(), nodes[1].name, nodes[1].verifier.KeyHash())
 	// A checkpoint with a signature by a key that is not the log's, under
 	// the log's name, cosigned by a trusted key it cannot have: invalid.
-	impostor := newTestLog(t, l.origin)
+	impostor := newTestLog(l.origin)
 	fakeLog := cosign(impostor.sign(t, 10, "b"), rogueCosigner)
 	// A log the witnesses do not follow: unknown.
 	unknown := cosign(other.sign(t, 10, "b"), rogueCosigner)
