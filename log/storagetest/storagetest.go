@@ -44,9 +44,13 @@ func Run(t *testing.T, open func(t *testing.T) log.Storage) {
 	t.Run("PartialTilesRewritten", func(t *testing.T) { testPartialTilesRewritten(t, open(t)) })
 	t.Run("Copies", func(t *testing.T) { testCopies(t, open(t)) })
 	t.Run("ConcurrentReads", func(t *testing.T) { testConcurrentReads(t, open(t)) })
-	if _, ok := open(t).(log.PipelinedStorage); ok {
-		t.Run("Pipelined", func(t *testing.T) { testPipelined(t, open(t).(log.PipelinedStorage)) })
-	}
+	t.Run("Pipelined", func(t *testing.T) {
+		s, ok := open(t).(log.PipelinedStorage)
+		if !ok {
+			t.Skip("not a log.PipelinedStorage")
+		}
+		testPipelined(t, s)
+	})
 }
 
 // testPipelined starts commits back to back, each on the one before, and
