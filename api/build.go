@@ -152,7 +152,7 @@ func canonicalBuild(obj *jsonObject) ([]byte, Statement, error) {
 			if used[k] {
 				continue
 			}
-			if canonical, ok := verifySignature(keys[k].pub, pae, sig); ok {
+			if canonical, ok := verifySignature(keys[k], pae, sig); ok {
 				used[k] = true
 				signers = append(signers, buildSigner{key: keys[k], sig: canonical})
 				matched = true
@@ -305,15 +305,14 @@ func decodeBase64(s string) ([]byte, error) {
 	return b, nil
 }
 
-// verifySignature checks sig over msg with pub, a key parsePublicKey
-// accepted, and returns the signature in canonical form: ECDSA signatures
+// verifySignature checks sig over msg with k and returns the signature in canonical form: ECDSA signatures
 // are re-encoded in DER with low S, so that the malleated twin of a
 // signature gives the same entry. Ed25519 and RSA signatures are returned
 // as is.
-func verifySignature(pub crypto.PublicKey, msg, sig []byte) ([]byte, bool) {
-	switch pub := pub.(type) {
+func verifySignature(k *publicKey, msg, sig []byte) ([]byte, bool) {
+	switch pub := k.pub.(type) {
 	case ed25519.PublicKey:
-		return sig, len(pub) == ed25519.PublicKeySize && ed25519.Verify(pub, msg, sig)
+		return sig, verifyEd25519(k, msg, sig)
 	case *ecdsa.PublicKey:
 		var digest []byte
 		switch pub.Curve {

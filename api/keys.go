@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	voi "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -53,6 +54,10 @@ type publicKey struct {
 	pemJSON []byte
 	// fingerprint is keyFingerprint(der).
 	fingerprint string
+	// ed25519 is an Ed25519 key decompressed, with its precomputed table,
+	// for verifyEd25519; nil for other keys and for Ed25519 keys that are
+	// not points of the curve (no signature verifies with those).
+	ed25519 *voi.ExpandedPublicKey
 }
 
 // Parsed public keys are cached by their exact PEM text: parsing is a pure
@@ -126,12 +131,33 @@ func parsePublicKeyUncached(i int, s string) (*publicKey, error) {
 	if err != nil {
 		return nil, &EntryError{Reason: fmt.Sprintf("couldn't re-encode public key %d", i), Err: err}
 	}
-	return &publicKey{
+	k := &publicKey{
 		pub:         pub,
 		der:         der,
 		pemJSON:     appendJSONString(nil, string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))),
 		fingerprint: keyFingerprint(der),
-	}, nil
+	}
+	if pub, ok := pub.(ed25519.PublicKey); ok {
+		// An error means pub is not a point: k.ed25519 stays nil and every
+		// signature fails, as with ed25519.Verify.
+		k.ed25519, _ = voi.NewExpandedPublicKey(voi.PublicKey(pub))
+	}
+	return k, nil
+}
+
+// ed25519StdLib verifies Ed25519 signatures by exactly the rules of
+// crypto/ed25519: cofactorless, S canonical, R compared by its canonical
+// encoding, small-order and non-canonically encoded keys allowed.
+// TestEd25519SameAsStdLib and FuzzEd25519SameAsStdLib hold it to that.
+var ed25519StdLib = &voi.Options{Verify: voi.VerifyOptionsStdLib}
+
+// verifyEd25519 reports whether sig is k's Ed25519 signature of msg. It
+// gives what ed25519.Verify gives, in about half the time: k's point is
+// decompressed once, with a table for the multiplication, and kept in
+// publicKeyCache with k, and the curve arithmetic is vectorised where the
+// CPU can.
+func verifyEd25519(k *publicKey, msg, sig []byte) bool {
+	return k.ed25519 != nil && voi.VerifyExpandedWithOptions(k.ed25519, msg, sig, ed25519StdLib)
 }
 
 // keyFingerprint returns "sha256:<hex>" of a key's PKIX DER encoding.
