@@ -10,8 +10,13 @@ import (
 // so that a proof's nodes below a tile level cost a lookup, not up to 127
 // hashes each. A tile's content at a given width never changes, so entries
 // are keyed by width and never invalidated.
+//
+// Partial tiles have a cache of their own: the sequencer adds the edge
+// tiles of every batch it publishes, which the proofs of the batch's
+// entries and the reads at the new size need, and which would otherwise
+// push the full tiles out.
 type tileCache struct {
-	c *lru.Cache[tileCacheKey, [][]byte]
+	full, partial *lru.Cache[tileCacheKey, [][]byte]
 }
 
 type tileCacheKey struct {
@@ -20,12 +25,27 @@ type tileCacheKey struct {
 	width int
 }
 
+// partialTileCacheSize is how many partial tiles are kept: the edge tiles
+// of the last few dozen batches, a few at each.
+const partialTileCacheSize = 128
+
 func newTileCache(size int) *tileCache {
-	c, err := lru.New[tileCacheKey, [][]byte](size)
+	full, err := lru.New[tileCacheKey, [][]byte](size)
 	if err != nil {
 		panic(err) // only for size <= 0
 	}
-	return &tileCache{c: c}
+	partial, err := lru.New[tileCacheKey, [][]byte](partialTileCacheSize)
+	if err != nil {
+		panic(err)
+	}
+	return &tileCache{full: full, partial: partial}
+}
+
+func (tc *tileCache) lru(width int) *lru.Cache[tileCacheKey, [][]byte] {
+	if width < api.TileWidth {
+		return tc.partial
+	}
+	return tc.full
 }
 
 // get returns the hashes of the tile at the given width if the cache has
@@ -35,7 +55,7 @@ func (tc *tileCache) get(level uint8, index uint64, width int) ([]byte, bool) {
 	if tc == nil {
 		return nil, false
 	}
-	rows, ok := tc.c.Get(tileCacheKey{level, index, width})
+	rows, ok := tc.lru(width).Get(tileCacheKey{level, index, width})
 	if !ok {
 		return nil, false
 	}
@@ -47,15 +67,24 @@ func (tc *tileCache) get(level uint8, index uint64, width int) ([]byte, bool) {
 func (tc *tileCache) rows(level uint8, index uint64, data []byte) [][]byte {
 	key := tileCacheKey{level, index, len(data) / api.HashSize}
 	if tc != nil {
-		if rows, ok := tc.c.Get(key); ok {
+		if rows, ok := tc.lru(key.width).Get(key); ok {
 			return rows
 		}
 	}
 	rows := expandTile(data)
 	if tc != nil {
-		tc.c.Add(key, rows)
+		tc.lru(key.width).Add(key, rows)
 	}
 	return rows
+}
+
+// add caches tiles of the tree, already expanded as expandTile would. The
+// tiles must be durable: the cache is never invalidated.
+func (tc *tileCache) add(tiles []expandedTile) {
+	for _, t := range tiles {
+		key := tileCacheKey{t.level, t.index, len(t.rows[0]) / api.HashSize}
+		tc.lru(key.width).Add(key, t.rows)
+	}
 }
 
 func expandTile(data []byte) [][]byte {

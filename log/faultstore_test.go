@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 
 	"github.com/candorlog/candor/log"
 )
@@ -32,6 +33,9 @@ type faultStore struct {
 	failWhen func(c *log.Commit) (before, after bool)
 	// failReads makes ReadCheckpoint fail.
 	failReads bool
+
+	// tileReads counts the calls of ReadTile.
+	tileReads atomic.Int64
 }
 
 func newFaultStore(s log.Storage) *faultStore {
@@ -81,6 +85,11 @@ func (f *faultStore) ReadCheckpoint(ctx context.Context) ([]byte, uint64, error)
 		return nil, 0, errInjected
 	}
 	return f.Storage.ReadCheckpoint(ctx)
+}
+
+func (f *faultStore) ReadTile(ctx context.Context, level uint8, index uint64) ([]byte, error) {
+	f.tileReads.Add(1)
+	return f.Storage.ReadTile(ctx, level, index)
 }
 
 // decide holds the commit while commits are held, then tells whether to

@@ -74,7 +74,7 @@ func Fsck(ctx context.Context, s Storage, v note.Verifier, progress func(checked
 				return 0, &FsckError{What: what, Reason: err.Error()}
 			}
 		}
-		tiles, _ := tb.flush()
+		tiles, _, _ := tb.flush()
 		for _, t := range tiles {
 			last := first+want == size
 			if err := checkStoredTile(ctx, s, t, last); err != nil {

@@ -565,6 +565,46 @@ func TestGrow(t *testing.T) {
 	h.verify()
 }
 
+// TestProofsOfNewEntriesFromCache checks that the proof of an entry in the
+// tree its receipt names reads no tile from storage: the sequencer hands
+// the tiles each batch grew to the tile cache when it publishes the batch.
+func TestProofsOfNewEntriesFromCache(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	check := func(rs []log.Receipt) {
+		t.Helper()
+		for _, r := range rs {
+			before := h.faults.tileReads.Load()
+			p, err := h.log.InclusionProof(ctx, r.Index, r.Size)
+			if err != nil {
+				t.Fatalf("InclusionProof(%d, %d): %v", r.Index, r.Size, err)
+			}
+			if n := h.faults.tileReads.Load() - before; n != 0 {
+				t.Fatalf("the proof of entry %d in the tree of size %d read %d tiles from storage", r.Index, r.Size, n)
+			}
+			if err := proof.VerifyInclusion(hasher, r.Index, r.Size, r.LeafHash, p, h.roots[r.Size]); err != nil {
+				t.Fatalf("entry %d at size %d: %v", r.Index, r.Size, err)
+			}
+		}
+	}
+	one := func(tag string, n int) {
+		t.Helper()
+		for _, e := range makeEntries(tag, n) {
+			check(h.mustAdd([][]byte{e}, 1))
+		}
+	}
+	// One entry at a time across the first tile boundary, with a restart
+	// (the edge tiles are read back then, and cached with the first batch
+	// after it).
+	one("first", 1)
+	h.reopen()
+	one("cached", 299)
+	// Then in a tree with three tile levels, across a tile boundary.
+	h.mustAdd(makeEntries("bulk", 65700), workers)
+	h.reopen()
+	one("third-level", 400)
+}
+
 func TestDuplicates(t *testing.T) {
 	h := newHarness(t, twoInflight)
 	h.mustAdd(makeEntries("base", 10), 4)

@@ -35,6 +35,9 @@ type batch struct {
 	gen    uint64     // set if the batch adds leaves
 	commit *Commit    // nil if the batch adds no leaves
 	pub    *published // what the batch publishes once committed
+	// tiles are the hash tiles the batch grew, expanded, for the tile
+	// cache once the batch is durable.
+	tiles []expandedTile
 	done   chan error // the commit's result
 	err    error      // set if the batch could not be built at all
 	stale  bool       // the tree was left ahead of storage: reload it
@@ -215,7 +218,7 @@ fill:
 	l.remember(windowBatch{gen: b.gen, leaves: leaves})
 
 	size := l.tree.size()
-	tiles, bundles := l.tree.flush()
+	tiles, bundles, expanded := l.tree.flush()
 	root, err := l.tree.root()
 	var cp []byte
 	if err == nil {
@@ -236,6 +239,7 @@ fill:
 		Leaves:     leaves,
 	}
 	b.pub = &published{size: size, checkpoint: cp}
+	b.tiles = expanded
 	return b
 }
 
@@ -270,6 +274,9 @@ func (l *Log) finish(b *batch, err error) {
 		l.metrics.commitSeconds.Observe(time.Since(b.start).Seconds())
 		l.metrics.batchEntries.Observe(float64(len(b.commit.Leaves)))
 		if err == nil {
+			// Before the batch's entries are answered: their proofs
+			// need these tiles.
+			l.cache.add(b.tiles)
 			l.setCommitted(b.pub)
 			l.gen.Store(b.gen)
 			l.metrics.treeSize.Set(float64(b.pub.size))

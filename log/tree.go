@@ -26,6 +26,39 @@ type edgeTile struct {
 	n      int  // hashes or entries in data
 	stored int  // bytes of data in storage as of the last flush
 	dirty  bool // touched since the last flush
+	// rows[s-1] holds, for a hash tile, the perfect subtrees of height s
+	// over data, as the tree makes them: with data, what expandTile would
+	// compute. Like data, rows are only appended to, in buffers of the
+	// full tile's size.
+	rows [api.TileHeight - 1][]byte
+	// grown is set when data or rows changed since the tile was last
+	// reported to the tile cache.
+	grown bool
+}
+
+// expanded returns the tile's rows as expandTile would return them for
+// its current data, in slices that appending to cannot change.
+func (t *edgeTile) expanded() [][]byte {
+	rows := make([][]byte, 1, api.TileHeight+1)
+	rows[0] = t.data[:len(t.data):len(t.data)]
+	for s := 1; t.n>>s > 0 && s < api.TileHeight; s++ {
+		r := t.rows[s-1][:(t.n>>s)*api.HashSize]
+		rows = append(rows, r[:len(r):len(r)])
+	}
+	if t.n == api.TileWidth {
+		// The root of the full tile, which the tile above holds.
+		last := rows[len(rows)-1]
+		rows = append(rows, hasher.HashChildren(last[:api.HashSize], last[api.HashSize:]))
+	}
+	return rows
+}
+
+// expandedTile is a hash tile of the tree with its rows, for the tile
+// cache.
+type expandedTile struct {
+	level uint8
+	index uint64
+	rows  [][]byte
 }
 
 // treeBuilder extends the Merkle tree one leaf at a time and keeps the
@@ -36,6 +69,9 @@ type treeBuilder struct {
 	bundle edgeTile
 	tiles  []TileData // full tiles completed since the last flush
 	bunds  []BundleData
+	// grown holds the hash tiles that grew since the last flush and have
+	// since been replaced by the next tile of their level.
+	grown []expandedTile
 }
 
 // newTreeBuilder returns a builder for the tree of the given size, reading
@@ -71,6 +107,10 @@ func newTreeBuilder(ctx context.Context, r tileReader, size uint64) (*treeBuilde
 			t.data = append(make([]byte, 0, api.TileWidth*api.HashSize), data[:w*api.HashSize]...)
 			t.n = w
 			t.stored = len(t.data)
+			t.grown = true // for the tile cache, with the first flush
+			for s, row := range expandTile(t.data)[1:] {
+				t.rows[s] = append(make([]byte, 0, (api.TileWidth>>(s+1))*api.HashSize), row...)
+			}
 		}
 		b.levels = append(b.levels, t)
 	}
@@ -121,17 +161,30 @@ func (b *treeBuilder) append(entry, leafHash []byte) error {
 	return b.rng.Append(leafHash, b.visit)
 }
 
-// visit records every node hash that belongs to a tile.
+// visit records every node hash that belongs to a tile: the hashes of a
+// tile level in its tiles, and those of the levels in between in the rows
+// of the tile below them.
 func (b *treeBuilder) visit(id compact.NodeID, hash []byte) {
-	if id.Level%api.TileHeight != 0 {
+	level := int(id.Level / api.TileHeight)
+	if s := id.Level % api.TileHeight; s != 0 {
+		// The node of a tile that is complete up to it: the edge tile of
+		// its level, which has its hashes in data.
+		t := &b.levels[level]
+		if t.rows[s-1] == nil {
+			t.rows[s-1] = make([]byte, 0, (api.TileWidth>>s)*api.HashSize)
+		}
+		t.rows[s-1] = append(t.rows[s-1], hash...)
+		t.grown = true
 		return
 	}
-	level := int(id.Level / api.TileHeight)
 	for len(b.levels) <= level {
 		b.levels = append(b.levels, edgeTile{})
 	}
 	t := &b.levels[level]
 	if t.n == api.TileWidth {
+		if t.grown {
+			b.grown = append(b.grown, expandedTile{uint8(level), t.index, t.expanded()})
+		}
 		*t = edgeTile{index: t.index + 1}
 	}
 	if t.data == nil {
@@ -140,18 +193,24 @@ func (b *treeBuilder) visit(id compact.NodeID, hash []byte) {
 	t.data = append(t.data, hash...)
 	t.n++
 	t.dirty = true
+	t.grown = true
 	if t.n == api.TileWidth {
 		b.tiles = append(b.tiles, TileData{Level: uint8(level), Index: t.index, Hashes: t.data, Start: t.stored})
 		t.dirty = false
 	}
 }
 
-// flush returns every tile and entry bundle changed since the last flush.
-// The returned slices are never modified afterwards.
-func (b *treeBuilder) flush() ([]TileData, []BundleData) {
-	tiles, bunds := b.tiles, b.bunds
+// flush returns every tile and entry bundle changed since the last flush,
+// and the hash tiles among them expanded into their rows. The returned
+// slices are never modified afterwards.
+func (b *treeBuilder) flush() ([]TileData, []BundleData, []expandedTile) {
+	tiles, bunds, grown := b.tiles, b.bunds, b.grown
 	for i := range b.levels {
 		t := &b.levels[i]
+		if t.grown {
+			grown = append(grown, expandedTile{uint8(i), t.index, t.expanded()})
+			t.grown = false
+		}
 		if t.dirty {
 			tiles = append(tiles, TileData{Level: uint8(i), Index: t.index, Hashes: t.data[:len(t.data):len(t.data)], Start: t.stored})
 			t.stored = len(t.data)
@@ -163,8 +222,8 @@ func (b *treeBuilder) flush() ([]TileData, []BundleData) {
 		bt.stored = len(bt.data)
 		bt.dirty = false
 	}
-	b.tiles, b.bunds = nil, nil
-	return tiles, bunds
+	b.tiles, b.bunds, b.grown = nil, nil, nil
+	return tiles, bunds, grown
 }
 
 // bundlePrefix returns the length in bytes of the first n entries of an

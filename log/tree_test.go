@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/bits"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/transparency-dev/merkle/compact"
@@ -177,14 +178,20 @@ func testTreeBuilder(t *testing.T, rng *rand.Rand, size int) {
 			}
 			ref.append(e)
 		}
-		tiles, bundles := b.flush()
+		tiles, bundles, expanded := b.flush()
 		for _, tl := range tiles {
 			handed = append(handed, flushed{fmt.Sprintf("tile %d/%d", tl.Level, tl.Index), tl.Hashes, bytes.Clone(tl.Hashes)})
+		}
+		for _, et := range expanded {
+			for s, row := range et.rows {
+				handed = append(handed, flushed{fmt.Sprintf("tile %d/%d width %d row %d", et.level, et.index, len(et.rows[0])/api.HashSize, s), row, bytes.Clone(row)})
+			}
 		}
 		for _, bd := range bundles {
 			handed = append(handed, flushed{fmt.Sprintf("bundle %d", bd.Index), bd.Bundle, bytes.Clone(bd.Bundle)})
 		}
 		mem.store(tiles, bundles)
+		checkExpanded(t, mem, tiles, expanded)
 
 		root, err := b.root()
 		if err != nil {
@@ -287,6 +294,38 @@ func checkTiles(t *testing.T, mem *memTiles, ref *refTree, n uint64) {
 	}
 }
 
+// checkExpanded checks the expanded tiles of a flush, once stored: there
+// is one for each tile the flush stores, and each has the rows expandTile
+// computes from the stored hashes at its width. (A builder read from
+// storage also expands its edge tiles with its first flush.)
+func checkExpanded(t *testing.T, mem *memTiles, tiles []TileData, expanded []expandedTile) {
+	t.Helper()
+	type key struct {
+		level uint8
+		index uint64
+	}
+	got := map[key]int{}
+	for _, et := range expanded {
+		k := key{et.level, et.index}
+		if _, ok := got[k]; ok {
+			t.Fatalf("tile %d/%d expanded twice in one flush", et.level, et.index)
+		}
+		got[k] = len(et.rows[0]) / api.HashSize
+		data, err := mem.ReadTile(context.Background(), et.level, et.index)
+		if err != nil || len(data) < len(et.rows[0]) {
+			t.Fatalf("tile %d/%d expanded at %d hashes, stored: %d bytes, %v", et.level, et.index, got[k], len(data), err)
+		}
+		if want := expandTile(data[:len(et.rows[0])]); !slices.EqualFunc(et.rows, want, bytes.Equal) {
+			t.Fatalf("tile %d/%d at %d hashes: expanded rows differ from expandTile's (%d rows, want %d)", et.level, et.index, got[k], len(et.rows), len(want))
+		}
+	}
+	for _, tl := range tiles {
+		if w, ok := got[key{tl.Level, tl.Index}]; !ok || w != len(tl.Hashes)/api.HashSize {
+			t.Fatalf("tile %d/%d grew to %d hashes but was not expanded at that width", tl.Level, tl.Index, len(tl.Hashes)/api.HashSize)
+		}
+	}
+}
+
 // buildTree appends n random entries to a new builder and stores the
 // tiles in a new memTiles.
 func buildTree(t *testing.T, rng *rand.Rand, n int) (*memTiles, *refTree) {
@@ -304,7 +343,8 @@ func buildTree(t *testing.T, rng *rand.Rand, n int) (*memTiles, *refTree) {
 		}
 		ref.append(e)
 	}
-	mem.store(b.flush())
+	tiles, bundles, _ := b.flush()
+	mem.store(tiles, bundles)
 	return mem, ref
 }
 
@@ -376,7 +416,8 @@ func TestTreeBuilderRefusesLargeEntry(t *testing.T) {
 		ref.append(e)
 	}
 	mem := newMemTiles()
-	mem.store(b.flush())
+	tiles, bundles, _ := b.flush()
+	mem.store(tiles, bundles)
 	checkTiles(t, mem, ref, 300)
 }
 
