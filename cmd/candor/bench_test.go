@@ -356,7 +356,11 @@ func BenchmarkHTTP(b *testing.B) {
 		b.Run(fmt.Sprintf("mode=%s/concurrency=64", mode), func(b *testing.B) {
 			// The reads need a log of some size, if the submissions did
 			// not run.
-			cp, err := newClient(url, 1, time.Minute).checkpoint(context.Background(), nil)
+			cl, err := newClient(url, 1, time.Minute)
+			if err != nil {
+				b.Fatal(err)
+			}
+			cp, err := cl.checkpoint(context.Background(), nil)
 			if err != nil {
 				b.Fatal(err)
 			}
