@@ -981,7 +981,7 @@ func TestHTTPOverload(t *testing.T) {
 	})
 
 	t.Run("pending", func(t *testing.T) {
-		h := newHTTPLog(t, log.Config{MaxPending: 1, MaxInflight: 2}, log.HandlerOptions{})
+		h := newHTTPLog(t, log.Config{MaxPending: 1, MaxInflight: 2, PipelineMin: -1}, log.HandlerOptions{})
 		h.store.close()
 		first := h.post(entry(0)) // in the stuck commit
 		<-h.store.entered

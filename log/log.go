@@ -63,6 +63,13 @@ type Config struct {
 	// writes them while the earlier ones sync. Default: 3 with a
 	// PipelinedStorage, else 2 (one committing, one built meanwhile).
 	MaxInflight int
+	// PipelineMin is how many entries must be queued before a batch is
+	// built while another is still being committed; fewer wait for the
+	// oldest commit and go into the batch after it. A lightly loaded log
+	// so syncs fewer, larger batches, and answers sooner for it.
+	// Default: 64. Negative: a batch is built as soon as an entry is
+	// queued and a batch may be in flight.
+	PipelineMin int
 	// Registerer receives the log's metrics. Optional.
 	Registerer prometheus.Registerer
 	// Witnessing, if set, gets the log's checkpoints cosigned, and the log
@@ -93,10 +100,12 @@ type Log struct {
 	logger   *slog.Logger
 	maxBatch int
 	inflight int // Config.MaxInflight
+	pipeMin  int // Config.PipelineMin, ≥ 0
 	metrics  *metrics
 	cache    *tileCache
 
 	queue   chan *request
+	wake    chan struct{} // pipeMin entries are queued
 	quit    chan struct{}
 	stopped chan struct{}
 	closed  atomic.Bool
@@ -214,6 +223,12 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 			cfg.MaxInflight = 3
 		}
 	}
+	switch {
+	case cfg.PipelineMin == 0:
+		cfg.PipelineMin = 64
+	case cfg.PipelineMin < 0:
+		cfg.PipelineMin = 0
+	}
 	l := &Log{
 		origin:   cfg.Signer.Name(),
 		store:    cfg.Storage,
@@ -222,7 +237,9 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		logger:   cfg.Logger,
 		maxBatch: cfg.MaxBatchSize,
 		inflight: cfg.MaxInflight,
+		pipeMin:  cfg.PipelineMin,
 		queue:    make(chan *request, cfg.MaxPending),
+		wake:     make(chan struct{}, 1),
 		quit:     make(chan struct{}),
 		stopped:  make(chan struct{}),
 		recent:   make(map[[32]byte]uint64),
@@ -349,6 +366,12 @@ func (l *Log) Submit(ctx context.Context, entry []byte) *Future {
 	}
 	select {
 	case l.queue <- r:
+		if len(l.queue) >= l.pipeMin {
+			select {
+			case l.wake <- struct{}{}:
+			default:
+			}
+		}
 		return &r.Future
 	default:
 		l.metrics.overloaded.Inc()

@@ -518,8 +518,9 @@ func makeEntries(tag string, n int) [][]byte {
 	return es
 }
 
-// twoInflight is the Config tweak that tests using plug need.
-func twoInflight(c *log.Config) { c.MaxInflight = 2 }
+// twoInflight is the Config tweak that tests using plug need: two batches
+// in flight, the second built from a single entry.
+func twoInflight(c *log.Config) { c.MaxInflight, c.PipelineMin = 2, -1 }
 
 const workers = 1024
 
@@ -673,7 +674,10 @@ func TestDuplicates(t *testing.T) {
 
 func TestOverloaded(t *testing.T) {
 	const maxPending = 4
-	h := newHarness(t, func(c *log.Config) { c.MaxPending, c.MaxInflight = maxPending, 2 })
+	h := newHarness(t, func(c *log.Config) {
+		twoInflight(c)
+		c.MaxPending = maxPending
+	})
 	h.mustAdd(makeEntries("base", 20), 4)
 
 	release := h.faults.holdCommits()
@@ -851,7 +855,7 @@ func TestCommitFailsInflight(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, func(c *log.Config) {
-				c.MaxInflight = 3
+				c.MaxInflight, c.PipelineMin = 3, -1
 				if tc.serial {
 					c.Storage = serialStore{c.Storage}
 				}
@@ -908,6 +912,44 @@ func TestCommitFailsInflight(t *testing.T) {
 			h.verify()
 		})
 	}
+}
+
+// TestPipelineMin checks that while a commit is in flight a new batch is
+// built only once Config.PipelineMin entries are queued, and then at once,
+// without waiting for that commit.
+func TestPipelineMin(t *testing.T) {
+	const pipelineMin = 4
+	h := newHarness(t, func(c *log.Config) { c.MaxInflight, c.PipelineMin = 3, pipelineMin })
+	h.mustAdd(makeEntries("base", 10), 4)
+
+	release := sync.OnceFunc(h.faults.holdCommits())
+	defer release() // if the test fails while the commit is held
+	chs := []<-chan addResult{h.addGo([]byte("held"))}
+	h.waitCommit()
+	entries := makeEntries("queued", pipelineMin)
+	for _, e := range entries[:pipelineMin-1] {
+		chs = append(chs, h.addGo(e))
+	}
+	h.waitPending(pipelineMin - 1)
+	if n := h.gauge("candor_log_integrating_entries"); n != 1 {
+		t.Fatalf("%d entries integrating with %d queued, want 1", n, pipelineMin-1)
+	}
+	chs = append(chs, h.addGo(entries[pipelineMin-1]))
+	for deadline := time.Now().Add(20 * time.Second); h.gauge("candor_log_integrating_entries") != 1+pipelineMin; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d entries integrating after 20s with %d queued, want %d", h.gauge("candor_log_integrating_entries"), pipelineMin, 1+pipelineMin)
+		}
+	}
+	if n := h.pending(); n != 0 {
+		t.Fatalf("%d entries pending, want 0", n)
+	}
+	release()
+	for i, ch := range chs {
+		if r := <-ch; r.err != nil {
+			t.Fatalf("entry %d: %v", i, r.err)
+		}
+	}
+	h.verify()
 }
 
 // TestUnavailable makes storage fail so that the log cannot even reload:

@@ -17,6 +17,10 @@ import (
 // With a PipelinedStorage the committer starts the next commit while the
 // earlier ones wait for their sync, so one sync covers several batches;
 // with another Storage it runs one Commit at a time.
+//
+// A batch is built while others are in flight only once Config.PipelineMin
+// entries are queued: every batch costs a sync, and a few entries gain
+// nothing from a sync of their own that an earlier commit delays anyway.
 
 // recoverInterval is how often a broken log retries reloading its state
 // while no entries arrive, so that it becomes ready again by itself.
@@ -38,9 +42,9 @@ type batch struct {
 	// tiles are the hash tiles the batch grew, expanded, for the tile
 	// cache once the batch is durable.
 	tiles []expandedTile
-	done   chan error // the commit's result
-	err    error      // set if the batch could not be built at all
-	stale  bool       // the tree was left ahead of storage: reload it
+	done  chan error // the commit's result
+	err   error      // set if the batch could not be built at all
+	stale bool       // the tree was left ahead of storage: reload it
 }
 
 type windowBatch struct {
@@ -70,12 +74,18 @@ func (l *Log) run() {
 			oldest = inflight[0].done
 		}
 		var queue <-chan *request
-		if len(inflight) < l.inflight {
+		var wake <-chan struct{}
+		switch {
+		case len(inflight) == 0 || len(inflight) < l.inflight && len(l.queue) >= l.pipeMin:
 			queue = l.queue
+		case len(inflight) < l.inflight:
+			wake = l.wake
 		}
 		var first *request
 		select {
 		case first = <-queue:
+		case <-wake:
+			continue
 		case err := <-oldest:
 			inflight = l.retire(ctx, inflight, err)
 			continue
