@@ -22,7 +22,7 @@ run: build ## run a log on embedded pebble in ./data (ORIGIN, LISTEN, DATA to ch
 demo: build ## a log and three witnesses on loopback (2-of-3 policy): submit, show the cosigned checkpoint, stop
 	BIN=$(BIN) sh scripts/demo.sh
 
-test: lint ## vet, staticcheck, then every test with the race detector (what CI runs)
+test: lint ## gofmt, vet, staticcheck, then every test with the race detector (what CI runs)
 	$(GO) test -race -count=1 -timeout 30m ./...
 	@# Too slow under the race detector on small machines: 50 memberlist nodes.
 	$(GO) test -count=1 -run '^TestSplitView50$$' ./witness/gossip/
@@ -30,7 +30,8 @@ test: lint ## vet, staticcheck, then every test with the race detector (what CI 
 test-short: ## the fast tests only, no race detector
 	$(GO) test -short ./...
 
-lint: ## go vet and staticcheck (installed on first use)
+lint: ## gofmt, go vet and staticcheck (installed on first use)
+	@test -z "$$(gofmt -l .)" || { echo "not gofmt-ed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 	@test -x $(GOBIN_DIR)/staticcheck || $(GO) install $(STATICCHECK)
 	$(GOBIN_DIR)/staticcheck ./...

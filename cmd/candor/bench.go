@@ -26,8 +26,8 @@ import (
 	"time"
 
 	"github.com/transparency-dev/merkle/proof"
-	"github.com/valyala/fasthttp"
 	"github.com/transparency-dev/merkle/rfc6962"
+	"github.com/valyala/fasthttp"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/candorlog/candor/api"
@@ -69,6 +69,9 @@ type benchConfig struct {
 	// per line, instead of sending them: the input of another load
 	// generator (see scripts/wrk-paths.lua).
 	PrintPaths bool
+	// PrintBodies, in submit mode, prints the signed submissions, one JSON
+	// object per line, instead of sending them (see scripts/wrk-submit.lua).
+	PrintBodies bool
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -86,6 +89,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&c.VerifySample, "verify", 1000, "successful replies to verify after the run (0: none)")
 	fs.StringVar(&c.VerifierKey, "verifier-key", "", "the log's verifier `key`, to check checkpoint signatures too")
 	fs.BoolVar(&c.PrintPaths, "print-paths", false, "proofs, tiles, bundles: print the request paths, one per line, and send nothing")
+	fs.BoolVar(&c.PrintBodies, "print-bodies", false, "submit: print the signed submissions, one JSON object per line, and send nothing")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: candor bench --url URL [flags]\n\nLoad-tests a running log and reports throughput, latency and status codes.\n\nflags:")
 		fs.PrintDefaults()
@@ -96,8 +100,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	if c.PrintPaths {
-		return printPaths(ctx, c, stdout)
+	if c.PrintPaths || c.PrintBodies {
+		return printJobs(ctx, c, stdout)
 	}
 	var progress io.Writer
 	if isTerminal(stderr) {
@@ -344,10 +348,16 @@ func bench(ctx context.Context, cfg benchConfig, stdout, progress io.Writer) (*b
 	return r.finish(ctx), nil
 }
 
-// printPaths prepares a read run and prints its request paths.
-func printPaths(ctx context.Context, cfg benchConfig, stdout io.Writer) error {
-	if cfg.Mode == "submit" {
-		return errors.New("--print-paths: only for --mode proofs, tiles or bundles")
+// printJobs prepares a run and prints, one per line, its request paths
+// (--print-paths, read modes) or bodies (--print-bodies, submit mode).
+func printJobs(ctx context.Context, cfg benchConfig, stdout io.Writer) error {
+	switch {
+	case cfg.PrintPaths && cfg.PrintBodies:
+		return errors.New("--print-paths and --print-bodies: choose one")
+	case cfg.PrintPaths && cfg.Mode == "submit":
+		return errors.New("--print-paths: only for --mode proofs, tiles or bundles (submit has --print-bodies)")
+	case cfg.PrintBodies && cfg.Mode != "submit":
+		return errors.New("--print-bodies: only for --mode submit")
 	}
 	r, err := prepare(ctx, cfg)
 	if err != nil {
@@ -356,7 +366,12 @@ func printPaths(ctx context.Context, cfg benchConfig, stdout io.Writer) error {
 	r.close()
 	w := bufio.NewWriter(stdout)
 	for _, j := range r.jobs {
-		w.WriteString(j.path)
+		if cfg.PrintBodies {
+			// Compact JSON: a line each.
+			w.Write(j.body)
+		} else {
+			w.WriteString(j.path)
+		}
 		w.WriteByte('\n')
 	}
 	return w.Flush()

@@ -102,7 +102,8 @@ func TestBenchModes(t *testing.T) {
 }
 
 // TestBenchPrintPaths checks that --print-paths prints, for each read
-// mode, paths the log serves, and sends nothing itself.
+// mode, paths the log serves, and --print-bodies submissions it accepts,
+// and that neither sends anything itself.
 func TestBenchPrintPaths(t *testing.T) {
 	var requests atomic.Int64
 	url, _ := newTestLog(t, func(h http.Handler) http.Handler {
@@ -116,8 +117,14 @@ func TestBenchPrintPaths(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if err := runBench(ctx, []string{"--url", url, "--mode", "submit", "--print-paths"}, &out, io.Discard); err == nil {
-		t.Fatal("--print-paths with --mode submit: no error")
+	for _, args := range [][]string{
+		{"--mode", "submit", "--print-paths"},
+		{"--mode", "proofs", "--print-bodies"},
+		{"--mode", "submit", "--print-paths", "--print-bodies"},
+	} {
+		if err := runBench(ctx, append([]string{"--url", url}, args...), &out, io.Discard); err == nil {
+			t.Errorf("%q: no error", args)
+		}
 	}
 	for _, mode := range []string{"proofs", "tiles", "bundles"} {
 		out.Reset()
@@ -141,6 +148,28 @@ func TestBenchPrintPaths(t *testing.T) {
 			if resp.StatusCode != http.StatusOK {
 				t.Errorf("%s: GET %s: %s", mode, p, resp.Status)
 			}
+		}
+	}
+	out.Reset()
+	before := requests.Load()
+	if err := runBench(ctx, []string{"--url", url, "--count", "20", "--print-bodies"}, &out, io.Discard); err != nil {
+		t.Fatalf("--print-bodies: %v", err)
+	}
+	if n := requests.Load() - before; n != 1 {
+		t.Errorf("--print-bodies: %d requests to the log, want 1 (the checkpoint)", n)
+	}
+	bodies := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(bodies) != 20 {
+		t.Fatalf("--print-bodies: %d lines, want 20:\n%s", len(bodies), out.String())
+	}
+	for _, b := range bodies {
+		resp, err := http.Post(url+"/v1/entries", "application/json", strings.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Errorf("POST /v1/entries of a printed body: %s", resp.Status)
 		}
 	}
 }
