@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"slices"
 	"strconv"
 	"unicode"
 	"unicode/utf16"
@@ -9,6 +10,7 @@ import (
 
 	intoto "github.com/in-toto/attestation/go/v1"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // Decoding in-toto Statements.
@@ -26,6 +28,12 @@ import (
 // or breaks a rule, member names with escapes, the predicate twice, deep
 // nesting, text that isn't JSON) protojson decodes the original: the fast
 // path only ever skips work, it never decides.
+//
+// Even without the predicate, protojson is a sizeable part of what
+// admitting a submission costs. Most Statements have the one shape that
+// decodeCommonStatement decodes itself: the members a Statement needs,
+// spelled as the spec does, strings without escapes and a predicate that
+// passes the Struct rules. Whatever falls outside it goes the way above.
 //
 // The rules for a Struct, as protojson applies them: the JSON text is
 // valid (RFC 8259) and its strings are valid UTF-8 whose \u escapes of
@@ -52,6 +60,9 @@ const predicateName = `"predicate"`
 // unknown fields discarded, but without building the predicate unless it
 // is unusual (see above): st's predicate is then an empty Struct.
 func unmarshalInTotoStatement(payload []byte, st *intoto.Statement) error {
+	if decodeCommonStatement(payload, st) {
+		return nil
+	}
 	if start, end, ok := findStructPredicate(payload); ok {
 		payload = replacePredicate(payload, start, end)
 	}
@@ -103,6 +114,116 @@ func findStructPredicate(payload []byte) (start, end int, ok bool) {
 		return 0, 0, false
 	}
 	return start, end, true
+}
+
+// statementMembers are the member names of a Statement that
+// decodeCommonStatement takes, as JSON text, in the order of its fields.
+var statementMembers = [...]string{`"_type"`, `"subject"`, `"predicateType"`, `"predicate"`}
+
+// decodeCommonStatement decodes payload into st, as protojson would, if it
+// has the shape nearly every Statement has: exactly one object (whitespace
+// around it aside) with no member but _type, subject, predicateType and
+// predicate, each at most once and spelled so; a subject that is an array
+// of objects with no member but name and digest, each at most once; a
+// digest that is an object with no name twice; strings as values without
+// escapes; and a predicate that is an object protojson decodes into a
+// Struct without error. st's predicate is then an empty Struct. For
+// anything else it reports false and leaves st alone, for protojson to
+// decide: like findStructPredicate, it only ever skips work.
+func decodeCommonStatement(payload []byte, st *intoto.Statement) bool {
+	s := protoJSONScanner{data: payload}
+	var typ, predicateType string
+	var subjects []*intoto.ResourceDescriptor
+	var seen [len(statementMembers)]bool
+	s.skipSpace()
+	if s.peek() != '{' {
+		return false
+	}
+	ok := s.object(func(name []byte) bool {
+		i := slices.Index(statementMembers[:], string(name))
+		if i < 0 || seen[i] {
+			return false
+		}
+		seen[i] = true
+		switch statementMembers[i] {
+		case `"_type"`:
+			return s.plainString(&typ)
+		case `"predicateType"`:
+			return s.plainString(&predicateType)
+		case `"subject"`:
+			return s.array(func() bool {
+				rd, ok := s.subject()
+				subjects = append(subjects, rd)
+				return ok
+			})
+		default: // predicate
+			return s.peek() == '{' && s.value(2, true)
+		}
+	})
+	s.skipSpace()
+	if !ok || s.i != len(payload) {
+		return false
+	}
+	st.Type, st.Subject, st.PredicateType = typ, subjects, predicateType
+	if seen[3] {
+		st.Predicate = &structpb.Struct{}
+	}
+	return true
+}
+
+// subject scans a subject of the shape decodeCommonStatement takes, and
+// returns it.
+func (s *protoJSONScanner) subject() (*intoto.ResourceDescriptor, bool) {
+	if s.peek() != '{' {
+		return nil, false
+	}
+	rd := &intoto.ResourceDescriptor{}
+	var seenName, seenDigest bool
+	ok := s.object(func(name []byte) bool {
+		switch string(name) {
+		case `"name"`:
+			if seenName {
+				return false
+			}
+			seenName = true
+			return s.plainString(&rd.Name)
+		case `"digest"`:
+			if seenDigest || s.peek() != '{' {
+				return false
+			}
+			seenDigest = true
+			rd.Digest = make(map[string]string, 1)
+			return s.object(func(alg []byte) bool {
+				if bytes.IndexByte(alg, '\\') >= 0 {
+					return false
+				}
+				key := string(alg[1 : len(alg)-1])
+				if _, dup := rd.Digest[key]; dup {
+					return false
+				}
+				var digest string
+				if !s.plainString(&digest) {
+					return false
+				}
+				rd.Digest[key] = digest
+				return true
+			})
+		default:
+			return false
+		}
+	})
+	return rd, ok
+}
+
+// plainString scans the string that starts at the next byte into v, if it
+// has no escapes.
+func (s *protoJSONScanner) plainString(v *string) bool {
+	raw, ok := s.str()
+	if !ok || bytes.IndexByte(raw, '\\') >= 0 {
+		return false
+	}
+	*v = string(raw[1 : len(raw)-1])
+	return true
 }
 
 // protoJSONScanner checks JSON text at least as strictly as protojson

@@ -10,6 +10,8 @@ import (
 
 	intoto "github.com/in-toto/attestation/go/v1"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // refParseInTotoSubjects is parseInTotoSubjects as it was before
@@ -191,6 +193,65 @@ func TestParseInTotoSubjectsCases(t *testing.T) {
 	}
 }
 
+// TestCommonStatement checks which Statements decodeCommonStatement
+// takes: those of the usual shape, and nothing it would have to decode
+// escapes or unknown members for, or that protojson refuses.
+func TestCommonStatement(t *testing.T) {
+	subject := `{"name":"a","digest":{"sha256":"` + testDigest + `"}}`
+	statement := func(members string) []byte {
+		return []byte(`{"_type":"https://in-toto.io/Statement/v1",` + members + `}`)
+	}
+	for _, c := range []struct {
+		name    string
+		payload []byte
+		common  bool
+	}{
+		{"apitest", apitestPayload(t), true},
+		{"slsa-v1", slsaStatement(intoto.StatementTypeUri), true},
+		{"slsa-v01", slsaStatement(inTotoStatementV01), true},
+		{"no-predicate", statement(`"subject":[` + subject + `],"predicateType":"p"`), true},
+		{"no-subject", statement(`"predicateType":"p","predicate":{}`), true},
+		{"empty-subject", statement(`"subject":[{}],"predicateType":"p","predicate":{}`), true},
+		{"empty-digest", statement(`"subject":[{"name":"a","digest":{}}],"predicate":{}`), true},
+		{"digests", statement(`"subject":[{"digest":{"sha256":"` + testDigest + `","":"x","y":""}}],"predicate":{}`), true},
+		{"non-ascii", statement(`"subject":[{"name":"café 🚀","digest":{"sha256":"` + testDigest + `"}}],"predicate":{}`), true},
+		{"escaped-name", statement(`"subject":[{"name":"a\u0062","digest":{"sha256":"` + testDigest + `"}}],"predicate":{}`), false},
+		{"escaped-type", []byte(`{"_type":"https:\/\/in-toto.io/Statement/v1","predicate":{}}`), false},
+		{"escaped-algorithm", statement(`"subject":[{"digest":{"sha\u0032256":"` + testDigest + `"}}]`), false},
+		{"escaped-member", statement(`"subj\u0065ct":[` + subject + `]`), false},
+		{"proto-name", statement(`"subject":[` + subject + `],"predicate_type":"p"`), false},
+		{"type-proto-name", []byte(`{"type":"https://in-toto.io/Statement/v1"}`), false},
+		{"unknown-member", statement(`"subject":[` + subject + `],"extra":1`), false},
+		{"unknown-subject-member", statement(`"subject":[{"uri":"x","digest":{"sha256":"` + testDigest + `"}}]`), false},
+		{"duplicate-type", statement(`"_type":"x"`), false},
+		{"duplicate-subject", statement(`"subject":[],"subject":[]`), false},
+		{"duplicate-name", statement(`"subject":[{"name":"a","name":"b"}]`), false},
+		{"duplicate-digest", statement(`"subject":[{"digest":{},"digest":{}}]`), false},
+		{"duplicate-algorithm", statement(`"subject":[{"digest":{"sha256":"a","sha256":"b"}}]`), false},
+		{"null-subject", statement(`"subject":null`), false},
+		{"null-name", statement(`"subject":[{"name":null}]`), false},
+		{"null-predicate", statement(`"predicate":null`), false},
+		{"number-type", []byte(`{"_type":1}`), false},
+		{"number-digest", statement(`"subject":[{"digest":{"sha256":1}}]`), false},
+		{"array-predicate", statement(`"predicate":[]`), false},
+		{"invalid-predicate", statement(`"predicate":{"a":1,"a":2}`), false},
+		{"invalid-utf8", statement("\"subject\":[{\"name\":\"\xff\"}]"), false},
+		{"trailing-data", []byte(string(statement(`"predicate":{}`)) + "{}"), false},
+		{"not-an-object", []byte(`[]`), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			checkSameAsReference(t, c.payload)
+			var st intoto.Statement
+			if got := decodeCommonStatement(c.payload, &st); got != c.common {
+				t.Errorf("decodeCommonStatement = %v, want %v", got, c.common)
+			}
+			if !c.common && !proto.Equal(&st, &intoto.Statement{}) {
+				t.Errorf("decodeCommonStatement left %v behind when it declined", &st)
+			}
+		})
+	}
+}
+
 // TestParseInTotoSubjectsSLSA checks what a realistic Statement parses to.
 func TestParseInTotoSubjectsSLSA(t *testing.T) {
 	got, err := parseInTotoSubjects(slsaStatement(intoto.StatementTypeUri))
@@ -206,7 +267,8 @@ func TestParseInTotoSubjectsSLSA(t *testing.T) {
 // checkSameAsReference checks that parseInTotoSubjects and
 // refParseInTotoSubjects agree on payload: both reject it, for the same
 // reason, or both accept it, with the same subjects. It also checks that
-// whatever findStructPredicate finds is a JSON object in valid JSON.
+// what decodeCommonStatement decodes, protojson decodes the same, and
+// that whatever findStructPredicate finds is a JSON object in valid JSON.
 func checkSameAsReference(t *testing.T, payload []byte) {
 	t.Helper()
 	want, wantErr := refParseInTotoSubjects(payload)
@@ -224,6 +286,19 @@ func checkSameAsReference(t *testing.T, payload []byte) {
 		}
 	case !slices.Equal(got, want):
 		t.Fatalf("parseInTotoSubjects(%q) = %q, the reference's %q", payload, got, want)
+	}
+	var common intoto.Statement
+	if decodeCommonStatement(payload, &common) {
+		var ref intoto.Statement
+		if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(payload, &ref); err != nil {
+			t.Fatalf("decodeCommonStatement(%q) took what protojson refuses: %v", payload, err)
+		}
+		if ref.Predicate != nil {
+			ref.Predicate = &structpb.Struct{}
+		}
+		if !proto.Equal(&common, &ref) {
+			t.Fatalf("decodeCommonStatement(%q) = %v, protojson's %v", payload, &common, &ref)
+		}
 	}
 	if start, end, ok := findStructPredicate(payload); ok {
 		if !json.Valid(payload) {
