@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	intoto "github.com/in-toto/attestation/go/v1"
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
@@ -216,18 +217,26 @@ func appendBuildEntry(b []byte, payloadType string, payload []byte, signers []bu
 }
 
 // appendJSONString appends s as a JSON string exactly as encoding/json
-// encodes it (with HTML escaping): directly when it is printable ASCII that
-// needs no escaping but for newlines, as PEM and base64 are, with
-// json.Marshal otherwise.
+// encodes it (with HTML escaping): directly when it needs no escaping but
+// for newlines, as PEM, base64 and signed notes, with json.Marshal
+// otherwise.
 func appendJSONString(b []byte, s string) []byte {
-	for i := range len(s) {
-		if c := s[i]; c != '\n' && (c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&') {
-			q, err := json.Marshal(s)
-			if err != nil { // json.Marshal doesn't fail on a string
-				panic("api: couldn't encode a string as JSON: " + err.Error())
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c != '\n' && (c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c == 0x7f) {
+				return appendMarshaledString(b, s)
 			}
-			return append(b, q...)
+			i++
+			continue
 		}
+		// encoding/json writes valid UTF-8 as it is, but for U+2028 and
+		// U+2029, which it escapes.
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 || r == '\u2028' || r == '\u2029' {
+			return appendMarshaledString(b, s)
+		}
+		i += n
 	}
 	b = append(b, '"')
 	for {
@@ -241,6 +250,15 @@ func appendJSONString(b []byte, s string) []byte {
 	}
 	b = append(b, s...)
 	return append(b, '"')
+}
+
+// appendMarshaledString appends s as json.Marshal encodes it.
+func appendMarshaledString(b []byte, s string) []byte {
+	q, err := json.Marshal(s)
+	if err != nil { // json.Marshal doesn't fail on a string
+		panic("api: couldn't encode a string as JSON: " + err.Error())
+	}
+	return append(b, q...)
 }
 
 // decodeEnvelope strictly decodes a DSSE envelope.

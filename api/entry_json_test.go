@@ -161,7 +161,8 @@ func TestDecodeJSONErrors(t *testing.T) {
 
 func FuzzAppendJSONString(f *testing.F) {
 	for _, s := range []string{"", "build", "application/vnd.in-toto+json", "-----BEGIN PUBLIC KEY-----\nMCow\n-----END PUBLIC KEY-----\n",
-		"a\"b\\c", "<&>", "\u2028\u2029", "\x00\x1f\x7f", "\xff", "é", "\r\n\t"} {
+		"a\"b\\c", "<&>", "\u2028\u2029", "\x00\x1f\x7f", "\xff", "é", "\r\n\t",
+		"example.com/log\n5\nAAAA\n\n— example.com/log Zm9v\n", "\xe2\x80", "🚀\xed\xa0\x80"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

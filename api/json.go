@@ -1,5 +1,11 @@
 package api
 
+import (
+	"encoding/base64"
+	"slices"
+	"strconv"
+)
+
 // The JSON bodies of the log's /v1 API. Hashes are standard base64, as
 // encoding/json writes []byte.
 
@@ -13,6 +19,33 @@ type AddEntryResponse struct {
 	// Proof is a c2sp.org/tlog-proof@v1 bundle: the inclusion proof of the
 	// entry and the signed checkpoint it verifies against.
 	Proof string `json:"proof"`
+	// Witnessed is set by a log with a witness policy: true, the
+	// checkpoint in Proof is cosigned by enough of its witnesses.
+	Witnessed *bool `json:"witnessed,omitempty"`
+}
+
+// AppendJSON appends r to b as JSON, exactly as json.Marshal writes it.
+func (r *AddEntryResponse) AppendJSON(b []byte) []byte {
+	b = slices.Grow(b, 96+base64.StdEncoding.EncodedLen(len(r.LeafHash))+len(r.Proof)+len(r.Proof)/32)
+	b = append(b, `{"index":`...)
+	b = strconv.AppendUint(b, r.Index, 10)
+	b = append(b, `,"leafHash":`...)
+	if r.LeafHash == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '"')
+		b = base64.StdEncoding.AppendEncode(b, r.LeafHash)
+		b = append(b, '"')
+	}
+	b = append(b, `,"treeSize":`...)
+	b = strconv.AppendUint(b, r.TreeSize, 10)
+	b = append(b, `,"proof":`...)
+	b = appendJSONString(b, r.Proof)
+	if r.Witnessed != nil {
+		b = append(b, `,"witnessed":`...)
+		b = strconv.AppendBool(b, *r.Witnessed)
+	}
+	return append(b, '}')
 }
 
 // PendingStatus is the status of a PendingEntryResponse.

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -198,7 +199,7 @@ func (h *handler) addEntry(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, errUnsupportedEncoding)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	body, err := readBody(http.MaxBytesReader(w, r.Body, h.maxBody), r.ContentLength, h.maxBody)
 	if err != nil {
 		h.fail(w, r, fmt.Errorf("couldn't read the body: %w", err))
 		return
@@ -244,22 +245,40 @@ func (h *handler) addEntry(w http.ResponseWriter, r *http.Request) {
 	if rc.Duplicate {
 		code = http.StatusOK
 	}
-	writeJSON(w, code, addEntryResponse{
-		AddEntryResponse: api.AddEntryResponse{
-			Index:    rc.Index,
-			LeafHash: rc.LeafHash,
-			TreeSize: rc.Size,
-			Proof:    string(bundle),
-		},
+	reply := api.AddEntryResponse{
+		Index:     rc.Index,
+		LeafHash:  rc.LeafHash,
+		TreeSize:  rc.Size,
+		Proof:     string(bundle),
 		Witnessed: witnessed,
-	})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	w.Write(append(reply.AppendJSON(nil), '\n'))
 }
 
-// addEntryResponse is api.AddEntryResponse with, for a log with a witness
-// policy, "witnessed": true (the proof's checkpoint is cosigned).
-type addEntryResponse struct {
-	api.AddEntryResponse
-	Witnessed *bool `json:"witnessed,omitempty"`
+// readBody reads body, which is at most limit bytes and, if size is not
+// -1, size bytes, into one buffer allocated once.
+func readBody(body io.Reader, size, limit int64) ([]byte, error) {
+	if size < 0 || size > limit {
+		return io.ReadAll(body)
+	}
+	// One byte more, so that the read that finds the end needs no room.
+	b := make([]byte, 0, size+1)
+	for {
+		n, err := body.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = slices.Grow(b, 512)
+		}
+	}
 }
 
 // waitWitnessed waits up to the handler's WitnessWait for a cosigned

@@ -886,6 +886,25 @@ func TestHTTPBadInput(t *testing.T) {
 		t.Errorf("over the limit: %d, %v", code, err)
 	}
 
+	// Bodies of unknown length (sent chunked) are read and limited alike.
+	for _, tc := range []struct {
+		body []byte
+		want int
+	}{
+		{overLimit, http.StatusRequestEntityTooLarge},
+		{signer.Submission("chunked", hex.EncodeToString(digest[:])), http.StatusCreated},
+	} {
+		resp, err := h.srv.Client().Post(h.srv.URL+"/v1/entries", "application/json", io.MultiReader(bytes.NewReader(tc.body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("chunked body of %d bytes: status %d, want %d: %s", len(tc.body), resp.StatusCode, tc.want, body)
+		}
+	}
+
 	// What the out of range requests asked for does exist once the tree
 	// is large enough.
 	for _, path := range []string{"/tile/0/000.p/3", "/tile/entries/000.p/3", "/tile/entries/000.p/1", "/v1/entries/2",
