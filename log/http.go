@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/candorlog/candor/api"
 )
@@ -82,9 +81,7 @@ func NewHandler(l *Log, o HandlerOptions) http.Handler {
 	}
 	mux := http.NewServeMux()
 	route := func(pattern, name string, f http.HandlerFunc) {
-		labels := prometheus.Labels{"handler": name}
-		mux.Handle(pattern, promhttp.InstrumentHandlerDuration(duration.MustCurryWith(labels),
-			promhttp.InstrumentHandlerCounter(requests.MustCurryWith(labels), f)))
+		mux.Handle(pattern, instrument(requests, duration.WithLabelValues(name), name, f))
 	}
 	route("GET /checkpoint", "checkpoint", h.checkpoint)
 	route("GET /tile/", "tile", h.tile)
@@ -107,6 +104,42 @@ func NewHandler(l *Log, o HandlerOptions) http.Handler {
 	})
 	return mux
 }
+
+// instrument counts f's requests by status code in requests, under the
+// handler label name, and observes their durations in duration. It does
+// what promhttp's InstrumentHandlerCounter and InstrumentHandlerDuration
+// do together, for a fraction of their cost per request.
+func instrument(requests *prometheus.CounterVec, duration prometheus.Observer, name string, f http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := statusWriter{ResponseWriter: w, code: http.StatusOK}
+		f(&sw, r)
+		duration.Observe(time.Since(start).Seconds())
+		requests.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
+	})
+}
+
+// statusWriter is a ResponseWriter that remembers the status code.
+type statusWriter struct {
+	http.ResponseWriter
+	code    int
+	written bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.written && code >= 200 {
+		w.code, w.written = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.written = true
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the server's ResponseWriter.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // status maps every error the API returns to its HTTP status code.
 func status(err error) int {

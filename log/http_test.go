@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -1027,4 +1028,60 @@ func TestHTTPOverload(t *testing.T) {
 			t.Fatalf("size %d, want 3", c.Size)
 		}
 	})
+}
+
+// TestHTTPMetrics checks the requests counted by handler and status code,
+// and the latency histogram.
+func TestHTTPMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := newHTTPLog(t, log.Config{}, log.HandlerOptions{Registerer: reg})
+	digest := sha256.Sum256([]byte("artifact"))
+	entry := apitest.NewBuildSignerFromSeed([]byte("TestHTTPMetrics")).Submission("artifact", hex.EncodeToString(digest[:]))
+	for _, body := range [][]byte{entry, entry, []byte("{")} {
+		resp, err := h.srv.Client().Post(h.srv.URL+"/v1/entries", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	for _, path := range []string{"/checkpoint", "/tile/0/000", "/nowhere"} {
+		resp, err := h.srv.Client().Get(h.srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+
+	want := map[string]int{
+		"add-entry 201": 1, "add-entry 200": 1, "add-entry 400": 1,
+		"checkpoint 200": 1, "tile 404": 1, "unknown 404": 1,
+	}
+	got := map[string]int{}
+	observed := map[string]int{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			switch mf.GetName() {
+			case "candor_http_requests_total":
+				got[labels["handler"]+" "+labels["code"]] = int(m.GetCounter().GetValue())
+			case "candor_http_request_duration_seconds":
+				if n := int(m.GetHistogram().GetSampleCount()); n > 0 {
+					observed[labels["handler"]] = n
+				}
+			}
+		}
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("candor_http_requests_total = %v, want %v", got, want)
+	}
+	if want := map[string]int{"add-entry": 3, "checkpoint": 1, "tile": 1, "unknown": 1}; !maps.Equal(observed, want) {
+		t.Errorf("candor_http_request_duration_seconds counts = %v, want %v", observed, want)
+	}
 }
