@@ -155,10 +155,10 @@ func canonicalize(body []byte) ([]byte, Statement, error) {
 
 // Strict JSON decoding.
 //
-// A body is checked once with json.Valid and then walked into a tree of
-// jsonValues that keeps each value's text and the decoded strings, so that
-// no part of the body is scanned or unquoted more than needed: the walker
-// only has to find where values end in text that is known to be valid.
+// A body is walked once into a tree of jsonValues that keeps each value's
+// text and the decoded strings, so that no part of the body is scanned or
+// unquoted more than needed; the walker checks the text as json.Valid
+// would on the way, and on a fault a Decoder finds the reason.
 // Objects are checked (duplicate names) and decoded into Go values only when
 // a kind's code asks for them, in the same order as it asks, so a body with
 // several faults is rejected for the first one the code looks at. Where a
@@ -206,18 +206,15 @@ func (v *jsonValue) isArray() bool  { return len(v.raw) > 0 && v.raw[0] == '[' }
 func decodeJSON(what string, data []byte, want byte) (jsonValue, error) {
 	w := jsonWalker{data: data}
 	w.skipSpace()
-	if w.peek() != want || !json.Valid(data) {
+	if w.peek() != want {
 		return jsonValue{}, jsonSyntaxError(what, data, want)
 	}
 	v := w.value(1)
 	if w.values > maxJSONValues {
 		return jsonValue{}, entryErrorf("%s has more than %d JSON values in its first %d levels", what, maxJSONValues, maxWalkDepth+1)
 	}
-	if w.i != len(data) {
-		w.fail()
-	}
-	if w.err != nil {
-		return jsonValue{}, &EntryError{Reason: "malformed JSON in " + what, Err: w.err}
+	if w.i != len(data) || w.failed {
+		return jsonValue{}, jsonSyntaxError(what, data, want)
 	}
 	return v, nil
 }
@@ -249,7 +246,8 @@ func jsonSyntaxError(what string, data []byte, want byte) error {
 	if _, err := dec.Token(); err != io.EOF {
 		return entryErrorf("trailing data after JSON %s in %s", kind, what)
 	}
-	// json.Valid and a Decoder don't disagree, but to be sure:
+	// The walker and a Decoder don't disagree (FuzzDecodeJSON), but to be
+	// sure:
 	return malformed(errors.New("invalid JSON"))
 }
 
@@ -258,14 +256,16 @@ type skipJSON struct{}
 
 func (*skipJSON) UnmarshalJSON([]byte) error { return nil }
 
-// jsonWalker walks JSON text that json.Valid accepted. It still checks
-// where it is, and sets err rather than go wrong if the text isn't valid
-// after all.
+// jsonWalker walks JSON text and checks it as json.Valid does: the text of
+// what it skips too, strings without control characters or bad escapes,
+// numbers and literals by JSON's grammar. Like json.Valid, it doesn't ask
+// for valid UTF-8 (json.Unmarshal replaces what isn't). At the first fault
+// it sets failed and stops.
 type jsonWalker struct {
 	data   []byte
 	i      int // the offset of the next byte to read
 	values int // the number of values read
-	err    error
+	failed bool
 }
 
 // peek returns the next byte, or 0 at the end.
@@ -286,9 +286,7 @@ func (w *jsonWalker) expect(c byte) {
 }
 
 func (w *jsonWalker) fail() {
-	if w.err == nil {
-		w.err = fmt.Errorf("unexpected JSON at offset %d", w.i)
-	}
+	w.failed = true
 	w.i = len(w.data) // stops every loop
 }
 
@@ -318,7 +316,7 @@ func (w *jsonWalker) value(depth int) jsonValue {
 		v.members = make([]jsonMember, 0, 4) // as many as the build kind's objects have
 		w.i++
 		w.skipSpace()
-		for w.peek() != '}' && w.err == nil {
+		for w.peek() != '}' && !w.failed {
 			if len(v.members) > 0 {
 				w.expect(',')
 				w.skipSpace()
@@ -337,7 +335,7 @@ func (w *jsonWalker) value(depth int) jsonValue {
 		v.walked = true
 		w.i++
 		w.skipSpace()
-		for w.peek() != ']' && w.err == nil {
+		for w.peek() != ']' && !w.failed {
 			if len(v.elems) > 0 {
 				w.expect(',')
 				w.skipSpace()
@@ -347,6 +345,10 @@ func (w *jsonWalker) value(depth int) jsonValue {
 		w.expect(']')
 	case c == '{' || c == '[':
 		w.skipNested()
+		// Rare: checked with the library, as a whole.
+		if !json.Valid(w.data[start:w.i]) {
+			w.fail()
+		}
 	case c == '"':
 		w.skipString()
 		v.str = w.unquote(w.data[start:w.i])
@@ -354,7 +356,7 @@ func (w *jsonWalker) value(depth int) jsonValue {
 		for w.i < len(w.data) && isLiteralByte(w.data[w.i]) {
 			w.i++
 		}
-		if w.i == start {
+		if !validLiteral(w.data[start:w.i]) {
 			w.fail()
 		}
 	}
@@ -369,21 +371,94 @@ func isLiteralByte(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '+' || c == '-' || c == '.'
 }
 
-// skipString skips the string that starts at the next byte.
+// validLiteral reports whether b is true, false, null or a JSON number.
+func validLiteral(b []byte) bool {
+	switch string(b) {
+	case "true", "false", "null":
+		return true
+	}
+	i := 0
+	digits := func() bool {
+		start := i
+		for i < len(b) && '0' <= b[i] && b[i] <= '9' {
+			i++
+		}
+		return i > start
+	}
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case !digits():
+		return false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if !digits() {
+			return false
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if !digits() {
+			return false
+		}
+	}
+	return i == len(b)
+}
+
+// skipString skips the string that starts at the next byte: no control
+// characters, and only JSON's escapes.
 func (w *jsonWalker) skipString() {
 	w.expect('"')
 	for w.i < len(w.data) {
-		switch w.data[w.i] {
-		case '"':
+		switch c := w.data[w.i]; {
+		case c == '"':
 			w.i++
 			return
-		case '\\':
-			w.i += 2 // all escapes are \ and one byte, or \u and four hex digits
+		case c == '\\':
+			if !w.skipEscape() {
+				w.fail()
+				return
+			}
+		case c < 0x20:
+			w.fail()
+			return
 		default:
 			w.i++
 		}
 	}
 	w.fail()
+}
+
+// skipEscape skips the escape that starts at the next byte, a backslash,
+// and reports whether it is one of JSON's.
+func (w *jsonWalker) skipEscape() bool {
+	if w.i+1 >= len(w.data) {
+		return false
+	}
+	switch w.data[w.i+1] {
+	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		w.i += 2
+		return true
+	case 'u':
+		if w.i+6 > len(w.data) {
+			return false
+		}
+		for _, c := range w.data[w.i+2 : w.i+6] {
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+		w.i += 6
+		return true
+	}
+	return false
 }
 
 // skipNested skips the object or array that starts at the next byte.
