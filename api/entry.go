@@ -450,10 +450,8 @@ func (w *jsonWalker) skipEscape() bool {
 		if w.i+6 > len(w.data) {
 			return false
 		}
-		for _, c := range w.data[w.i+2 : w.i+6] {
-			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-				return false
-			}
+		if _, ok := parseHex4(w.data[w.i+2 : w.i+6]); !ok {
+			return false
 		}
 		w.i += 6
 		return true

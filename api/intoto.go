@@ -476,8 +476,18 @@ func (s *protoJSONScanner) unicodeEscape() (rune, bool) {
 	if s.i+6 > len(s.data) || s.data[s.i] != '\\' || s.data[s.i+1] != 'u' {
 		return 0, false
 	}
+	r, ok := parseHex4(s.data[s.i+2 : s.i+6])
+	if ok {
+		s.i += 6
+	}
+	return r, ok
+}
+
+// parseHex4 returns the code unit that the four hex digits of a \u escape
+// in b stand for.
+func parseHex4(b []byte) (rune, bool) {
 	var r rune
-	for _, c := range s.data[s.i+2 : s.i+6] {
+	for _, c := range b[:4] {
 		var d byte
 		switch {
 		case '0' <= c && c <= '9':
@@ -491,7 +501,6 @@ func (s *protoJSONScanner) unicodeEscape() (rune, bool) {
 		}
 		r = r<<4 | rune(d)
 	}
-	s.i += 6
 	return r, true
 }
 
