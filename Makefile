@@ -8,7 +8,7 @@ ORIGIN      ?= localhost/candor
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN_DIR   := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: help build run demo test test-short lint bench fuzz clean
+.PHONY: help build run demo test test-short lint bench bench-http fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ lint: ## gofmt, go vet and staticcheck (installed on first use)
 
 bench: ## the benchmarks; compare runs with benchstat
 	$(GO) test -run='^$$' -bench=. -benchmem -count=5 ./... | tee bench.out
+
+bench-http: build ## a fresh log on loopback under candor bench (and wrk, if installed): submissions, proofs, tiles
+	BIN=$(BIN) sh scripts/bench-http.sh
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 	@for pkg in $$($(GO) list ./...); do \
