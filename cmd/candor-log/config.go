@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/candorlog/candor/api"
@@ -116,16 +115,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (Config, error) {
 
 // validate checks the configuration once, after all sources are merged.
 func (c Config) validate() error {
-	var errs []error
-	if c.Data == "" {
-		errs = append(errs, errors.New("data: a data directory is required (--data)"))
-	}
-	if c.Listen == "" {
-		errs = append(errs, errors.New("listen: an address is required"))
-	}
-	if strings.ContainsAny(c.Origin, "\n+ ") {
-		errs = append(errs, fmt.Errorf("origin %q: must not contain spaces, '+' or newlines", c.Origin))
-	}
+	errs := cli.Server{Data: c.Data, Listen: c.Listen, KeyField: "origin", KeyName: c.Origin, LogLevel: c.LogLevel, LogFormat: c.LogFormat}.Check()
 	if c.MaxBatchSize < 1 {
 		errs = append(errs, errors.New("maxBatchSize: must be at least 1"))
 	}
@@ -140,16 +130,6 @@ func (c Config) validate() error {
 	}
 	if c.CacheMiB < 1 {
 		errs = append(errs, errors.New("cacheMiB: must be at least 1"))
-	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		errs = append(errs, fmt.Errorf("logLevel %q: want debug, info, warn or error", c.LogLevel))
-	}
-	switch c.LogFormat {
-	case "text", "json":
-	default:
-		errs = append(errs, fmt.Errorf("logFormat %q: want text or json", c.LogFormat))
 	}
 	if c.WitnessWait < 0 || c.WitnessWait > 10*time.Minute {
 		errs = append(errs, fmt.Errorf("witnessWait %v: want between 0 and 10m", c.WitnessWait))

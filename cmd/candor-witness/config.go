@@ -8,7 +8,6 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -124,16 +123,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (Config, error) {
 }
 
 func (c Config) validate() error {
-	var errs []error
-	if c.Data == "" {
-		errs = append(errs, errors.New("data: a data directory is required (--data)"))
-	}
-	if c.Listen == "" {
-		errs = append(errs, errors.New("listen: an address is required"))
-	}
-	if strings.ContainsAny(c.Name, "\n+ ") {
-		errs = append(errs, fmt.Errorf("name %q: must not contain spaces, '+' or newlines", c.Name))
-	}
+	errs := cli.Server{Data: c.Data, Listen: c.Listen, KeyField: "name", KeyName: c.Name, LogLevel: c.LogLevel, LogFormat: c.LogFormat}.Check()
 	if len(c.Logs) == 0 {
 		errs = append(errs, errors.New("logs: at least one log is required (in --config)"))
 	}
@@ -164,16 +154,6 @@ func (c Config) validate() error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, c.validateGossip()...)
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		errs = append(errs, fmt.Errorf("logLevel %q: want debug, info, warn or error", c.LogLevel))
-	}
-	switch c.LogFormat {
-	case "text", "json":
-	default:
-		errs = append(errs, fmt.Errorf("logFormat %q: want text or json", c.LogFormat))
-	}
 	return errors.Join(errs...)
 }
 

@@ -1,6 +1,6 @@
 // Package cli holds what Candor's commands share: reading a YAML config
-// strictly, building the slog logger, and serving HTTP until the context
-// ends.
+// strictly and checking what the servers' configs have in common, building
+// the slog logger, and serving HTTP until the context ends.
 package cli
 
 import (
@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -38,6 +39,42 @@ func DecodeYAMLFile(path string, v any) error {
 		return fmt.Errorf("couldn't parse %s: %w", path, err)
 	}
 	return nil
+}
+
+// Server is what the configurations of both servers have.
+type Server struct {
+	Data, Listen string
+	// KeyName is the name of the server's key, set in the config field
+	// KeyField.
+	KeyField, KeyName   string
+	LogLevel, LogFormat string
+}
+
+// Check checks s: the data directory and listen address are set, the key
+// name is one a signed-note key can have, and the log level and format are
+// known. It returns an error for each fault, naming the config field.
+func (s Server) Check() []error {
+	var errs []error
+	if s.Data == "" {
+		errs = append(errs, errors.New("data: a data directory is required (--data)"))
+	}
+	if s.Listen == "" {
+		errs = append(errs, errors.New("listen: an address is required"))
+	}
+	if strings.ContainsAny(s.KeyName, "\n+ ") {
+		errs = append(errs, fmt.Errorf("%s %q: must not contain spaces, '+' or newlines", s.KeyField, s.KeyName))
+	}
+	switch s.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("logLevel %q: want debug, info, warn or error", s.LogLevel))
+	}
+	switch s.LogFormat {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("logFormat %q: want text or json", s.LogFormat))
+	}
+	return errs
 }
 
 // NewLogger returns a logger writing to w at level (debug, info, warn or

@@ -88,3 +88,32 @@ func TestServeShutsDown(t *testing.T) {
 		t.Fatal("still serving after shutdown")
 	}
 }
+
+func TestServerCheck(t *testing.T) {
+	ok := Server{Data: "d", Listen: "localhost:0", KeyField: "origin", KeyName: "example.com/log", LogLevel: "warn", LogFormat: "json"}
+	if errs := ok.Check(); len(errs) != 0 {
+		t.Fatalf("Check(%+v) = %v, want no errors", ok, errs)
+	}
+	for _, tc := range []struct {
+		edit func(*Server)
+		want string
+	}{
+		{func(s *Server) { s.Data = "" }, "data:"},
+		{func(s *Server) { s.Listen = "" }, "listen:"},
+		{func(s *Server) { s.KeyName = "a b" }, `origin "a b"`},
+		{func(s *Server) { s.KeyName = "a+b" }, `origin "a+b"`},
+		{func(s *Server) { s.KeyName = "a\nb" }, `origin "a\nb"`},
+		{func(s *Server) { s.LogLevel = "loud" }, `logLevel "loud"`},
+		{func(s *Server) { s.LogFormat = "xml" }, `logFormat "xml"`},
+	} {
+		s := ok
+		tc.edit(&s)
+		errs := s.Check()
+		if len(errs) != 1 || !strings.Contains(errs[0].Error(), tc.want) {
+			t.Errorf("Check(%+v) = %v, want one error about %s", s, errs, tc.want)
+		}
+	}
+	if errs := (Server{KeyField: "name"}).Check(); len(errs) != 4 {
+		t.Errorf("Check of an empty config = %v, want 4 errors (data, listen, logLevel, logFormat)", errs)
+	}
+}
