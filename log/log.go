@@ -67,8 +67,8 @@ type Config struct {
 	// built while another is still being committed; fewer wait for the
 	// oldest commit and go into the batch after it. A lightly loaded log
 	// so syncs fewer, larger batches, and answers sooner for it.
-	// Default: 64. Negative: a batch is built as soon as an entry is
-	// queued and a batch may be in flight.
+	// Default: 64, at most MaxPending. Negative: a batch is built as soon
+	// as an entry is queued and a batch may be in flight.
 	PipelineMin int
 	// Registerer receives the log's metrics. Optional.
 	Registerer prometheus.Registerer
@@ -225,9 +225,11 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	switch {
 	case cfg.PipelineMin == 0:
-		cfg.PipelineMin = 64
+		cfg.PipelineMin = min(64, cfg.MaxPending)
 	case cfg.PipelineMin < 0:
 		cfg.PipelineMin = 0
+	case cfg.PipelineMin > cfg.MaxPending:
+		cfg.PipelineMin = cfg.MaxPending // the most that can be queued
 	}
 	l := &Log{
 		origin:   cfg.Signer.Name(),
