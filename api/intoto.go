@@ -2,7 +2,6 @@ package api
 
 import (
 	"bytes"
-	"slices"
 	"strconv"
 	"unicode"
 	"unicode/utf16"
@@ -116,10 +115,6 @@ func findStructPredicate(payload []byte) (start, end int, ok bool) {
 	return start, end, true
 }
 
-// statementMembers are the member names of a Statement that
-// decodeCommonStatement takes, as JSON text, in the order of its fields.
-var statementMembers = [...]string{`"_type"`, `"subject"`, `"predicateType"`, `"predicate"`}
-
 // decodeCommonStatement decodes payload into st, as protojson would, if it
 // has the shape nearly every Statement has: exactly one object (whitespace
 // around it aside) with no member but _type, subject, predicateType and
@@ -134,40 +129,48 @@ func decodeCommonStatement(payload []byte, st *intoto.Statement) bool {
 	s := protoJSONScanner{data: payload}
 	var typ, predicateType string
 	var subjects []*intoto.ResourceDescriptor
-	var seen [len(statementMembers)]bool
+	var predicate *structpb.Struct
+	var seenType, seenSubject, seenPredicateType bool
 	s.skipSpace()
 	if s.peek() != '{' {
 		return false
 	}
 	ok := s.object(func(name []byte) bool {
-		i := slices.Index(statementMembers[:], string(name))
-		if i < 0 || seen[i] {
-			return false
-		}
-		seen[i] = true
-		switch statementMembers[i] {
+		switch string(name) {
 		case `"_type"`:
-			return s.plainString(&typ)
+			return firstTime(&seenType) && s.plainString(&typ)
 		case `"predicateType"`:
-			return s.plainString(&predicateType)
+			return firstTime(&seenPredicateType) && s.plainString(&predicateType)
 		case `"subject"`:
-			return s.array(func() bool {
+			return firstTime(&seenSubject) && s.array(func() bool {
 				rd, ok := s.subject()
 				subjects = append(subjects, rd)
 				return ok
 			})
-		default: // predicate
-			return s.peek() == '{' && s.value(2, true)
+		case `"predicate"`:
+			if predicate != nil || s.peek() != '{' {
+				return false
+			}
+			predicate = &structpb.Struct{}
+			return s.value(2, true)
+		default:
+			return false
 		}
 	})
 	s.skipSpace()
 	if !ok || s.i != len(payload) {
 		return false
 	}
-	st.Type, st.Subject, st.PredicateType = typ, subjects, predicateType
-	if seen[3] {
-		st.Predicate = &structpb.Struct{}
+	st.Type, st.Subject, st.PredicateType, st.Predicate = typ, subjects, predicateType, predicate
+	return true
+}
+
+// firstTime sets *seen and reports whether it was not set before.
+func firstTime(seen *bool) bool {
+	if *seen {
+		return false
 	}
+	*seen = true
 	return true
 }
 
@@ -178,20 +181,15 @@ func (s *protoJSONScanner) subject() (*intoto.ResourceDescriptor, bool) {
 		return nil, false
 	}
 	rd := &intoto.ResourceDescriptor{}
-	var seenName, seenDigest bool
+	var seenName bool
 	ok := s.object(func(name []byte) bool {
 		switch string(name) {
 		case `"name"`:
-			if seenName {
-				return false
-			}
-			seenName = true
-			return s.plainString(&rd.Name)
+			return firstTime(&seenName) && s.plainString(&rd.Name)
 		case `"digest"`:
-			if seenDigest || s.peek() != '{' {
+			if rd.Digest != nil || s.peek() != '{' {
 				return false
 			}
-			seenDigest = true
 			rd.Digest = make(map[string]string, 1)
 			return s.object(func(alg []byte) bool {
 				if bytes.IndexByte(alg, '\\') >= 0 {
