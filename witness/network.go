@@ -50,10 +50,11 @@ var ErrUntrusted = errors.New("no cosignature by a trusted witness")
 // Announcer is told what the witness wants the network to know, such as a
 // gossip node. Its methods must not block, nor keep the slices.
 type Announcer interface {
-	// AnnounceCheckpoint is called with the signed checkpoint of origin
-	// that the witness now considers the newest, with the cosignatures it
-	// holds on it.
-	AnnounceCheckpoint(origin string, signed []byte)
+	// AnnounceCheckpoint is called with a signed checkpoint of origin and
+	// the cosignatures the witness holds on it: with own, the checkpoint
+	// the witness cosigned last; without, the newest it has seen. A newer
+	// announcement of either kind replaces the older one of that kind.
+	AnnounceCheckpoint(origin string, signed []byte, own bool)
 	// AnnounceEvidence is called with encoded evidence the witness did
 	// not hold before.
 	AnnounceEvidence(origin string, evidence []byte)
@@ -512,7 +513,7 @@ func (w *Witness) adopt(held []*checkpointView, in *checkpointView) {
 	}
 	w.net.mu.Unlock()
 	if msg != nil {
-		a.AnnounceCheckpoint(origin, msg)
+		a.AnnounceCheckpoint(origin, msg, false)
 	}
 }
 
@@ -544,7 +545,10 @@ func (w *Witness) cosigned(v *checkpointView) {
 	msg := view.signed(w.ownKey(), maxAnnounced)
 	w.net.mu.Unlock()
 	if a != nil {
-		a.AnnounceCheckpoint(origin, msg)
+		a.AnnounceCheckpoint(origin, msg, view.text == v.text)
+		if view.text != v.text {
+			a.AnnounceCheckpoint(origin, v.signed(w.ownKey(), maxAnnounced), true)
+		}
 	}
 }
 
@@ -648,18 +652,93 @@ func (w *Witness) Served(ctx context.Context, origin string) ([]byte, error) {
 	return v.signed(w.ownKey(), 1<<20), nil
 }
 
+// Gossiped is a checkpoint the witness gossips.
+type Gossiped struct {
+	// Origin is the checkpoint's origin.
+	Origin string
+	// Signed is the signed checkpoint with the cosignatures the witness
+	// holds on it.
+	Signed []byte
+	// Own is set for the checkpoint the witness cosigned last, as it
+	// stored it (with the cosignatures of peers it holds on it).
+	Own bool
+}
+
+// maxGossipedCheckpoint bounds a checkpoint in GossipState: the
+// cosignatures that do not fit are left out.
+const maxGossipedCheckpoint = 64 << 10
+
 // GossipState returns the state the witness shares with a peer in a full
-// sync: the view of each log, and all its evidence.
-func (w *Witness) GossipState() (checkpoints, evidence [][]byte) {
+// sync: for each log it follows, the checkpoint it cosigned last (read
+// from State, so that a restarted witness gossips what it cosigned before)
+// and its view of the network's newest if that is another one; then all
+// its evidence. Own checkpoints come first. A log whose stored checkpoint
+// cannot be read is left out, and logged.
+func (w *Witness) GossipState(ctx context.Context) (checkpoints []Gossiped, evidence [][]byte) {
+	checkpoints = w.gossipedCheckpoints(ctx, maxGossipedCheckpoint)
 	w.net.mu.Lock()
 	defer w.net.mu.Unlock()
-	for _, v := range w.net.views {
-		checkpoints = append(checkpoints, v.signed(w.ownKey(), 64<<10))
-	}
 	for _, evs := range w.net.evidence {
 		evidence = append(evidence, evs...)
 	}
 	return checkpoints, evidence
+}
+
+// gossipedCheckpoints returns the checkpoints of GossipState, each at most
+// limit bytes (cosignatures are left out of larger ones).
+func (w *Witness) gossipedCheckpoints(ctx context.Context, limit int) []Gossiped {
+	var own, views []Gossiped
+	for origin := range w.logs {
+		stored, err := w.ownView(ctx, origin)
+		if err != nil {
+			w.logger.Warn("couldn't read the stored checkpoint to gossip it", "origin", origin, "error", err)
+		}
+		w.net.mu.Lock()
+		view := w.net.views[origin]
+		if stored != nil {
+			if view != nil && view.text == stored.text {
+				stored.merge(view.cosigs)
+			}
+			own = append(own, Gossiped{Origin: origin, Signed: stored.signed(w.ownKey(), limit), Own: true})
+		}
+		if view != nil && (stored == nil || view.text != stored.text) {
+			views = append(views, Gossiped{Origin: origin, Signed: view.signed(w.ownKey(), limit)})
+		}
+		w.net.mu.Unlock()
+	}
+	return append(own, views...)
+}
+
+// AnnounceState announces, for every log the witness follows, the
+// checkpoint it cosigned last and its view of the newest, as a gossip node
+// does when it starts: what a witness cosigned before a restart is news to
+// the peers it meets after it.
+func (w *Witness) AnnounceState(ctx context.Context) {
+	w.net.mu.Lock()
+	a := w.net.announcer
+	w.net.mu.Unlock()
+	if a == nil {
+		return
+	}
+	for _, g := range w.gossipedCheckpoints(ctx, maxAnnounced) {
+		a.AnnounceCheckpoint(g.Origin, g.Signed, g.Own)
+	}
+}
+
+// loadViews makes the checkpoint the witness stored for each log its view
+// of the network, so that after a restart it gossips, serves and compares
+// what it cosigned before.
+func (w *Witness) loadViews(ctx context.Context) error {
+	for origin := range w.logs {
+		own, err := w.ownView(ctx, origin)
+		if err != nil {
+			return fmt.Errorf("witness: %w", err)
+		}
+		if own != nil {
+			w.net.views[origin] = own
+		}
+	}
+	return nil
 }
 
 // memEvidence is an EvidenceStore in memory, for a Witness configured

@@ -60,9 +60,16 @@ type GossipConfig struct {
 	// Listen is the host:port memberlist listens on, TCP and UDP (port 0
 	// picks a free one). Required to gossip.
 	Listen string `yaml:"listen"`
-	// Join are host:port addresses of other witnesses' gossip nodes.
-	// Optional: others may join this one.
+	// Join are host:port addresses of other witnesses' gossip nodes
+	// (seeds). The witness tries them, with backoff, until it reaches
+	// one, whatever the order in which the witnesses start, and rejoins
+	// them (and the members it saw fail) while it sees fewer members than
+	// Members. Optional: others may join this one.
 	Join []string `yaml:"join"`
+	// Members is the number of members the witness expects in the
+	// cluster, itself included. Optional. Default: one more than the
+	// number of peers or of join addresses, whichever is larger.
+	Members int `yaml:"members"`
 	// Secret is the key that encrypts and authenticates gossip traffic
 	// (memberlist's SecretKey), the same for every member: standard
 	// base64 of 16, 24 or 32 random bytes (`head -c 32 /dev/urandom |
@@ -183,13 +190,16 @@ func (c Config) pullSources() []witness.Source {
 func (c Config) validateGossip() []error {
 	var errs []error
 	g := c.Gossip
-	if g.Listen == "" && (len(g.Join) > 0 || g.Secret != "") {
-		errs = append(errs, errors.New("gossip: join and secret need a listen address"))
+	if g.Listen == "" && (len(g.Join) > 0 || g.Secret != "" || g.Members != 0) {
+		errs = append(errs, errors.New("gossip: join, members and secret need a listen address"))
 	}
 	if g.Listen != "" {
 		if err := checkHostPort(g.Listen); err != nil {
 			errs = append(errs, fmt.Errorf("gossip.listen: %w", err))
 		}
+	}
+	if g.Members < 0 {
+		errs = append(errs, fmt.Errorf("gossip.members: %d, want a positive number", g.Members))
 	}
 	for i, a := range g.Join {
 		if err := checkHostPort(a); err != nil {
@@ -231,6 +241,14 @@ func checkHostPort(a string) error {
 		return fmt.Errorf("%q: the port must be a number from 0 to 65535", a)
 	}
 	return nil
+}
+
+// gossipMembers returns the number of members the witness expects.
+func (c Config) gossipMembers() int {
+	if c.Gossip.Members > 0 {
+		return c.Gossip.Members
+	}
+	return max(len(c.Peers), len(c.Gossip.Join)) + 1
 }
 
 // gossipSecret decodes gossip.secret, or returns nil if it is not set.

@@ -110,8 +110,8 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		g, err := gossip.Start(w, gossip.Config{Listen: c.Gossip.Listen, Join: c.Gossip.Join, SecretKey: secret,
-			Logger: logger, Registerer: reg})
+		g, err := gossip.Start(w, gossip.Config{Listen: c.Gossip.Listen, Join: c.Gossip.Join, Expect: c.gossipMembers(),
+			SecretKey: secret, Logger: logger, Registerer: reg})
 		if err != nil {
 			return err
 		}
