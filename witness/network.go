@@ -725,22 +725,6 @@ func (w *Witness) AnnounceState(ctx context.Context) {
 	}
 }
 
-// loadViews makes the checkpoint the witness stored for each log its view
-// of the network, so that after a restart it gossips, serves and compares
-// what it cosigned before.
-func (w *Witness) loadViews(ctx context.Context) error {
-	for origin := range w.logs {
-		own, err := w.ownView(ctx, origin)
-		if err != nil {
-			return fmt.Errorf("witness: %w", err)
-		}
-		if own != nil {
-			w.net.views[origin] = own
-		}
-	}
-	return nil
-}
-
 // memEvidence is an EvidenceStore in memory, for a Witness configured
 // without one.
 type memEvidence struct {

@@ -172,9 +172,6 @@ func New(cfg Config) (*Witness, error) {
 	if w.net, err = newNetwork(context.Background(), cfg, self); err != nil {
 		return nil, err
 	}
-	if err := w.loadViews(context.Background()); err != nil {
-		return nil, err
-	}
 	return w, nil
 }
 
