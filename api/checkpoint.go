@@ -3,8 +3,10 @@ package api
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -160,9 +162,15 @@ func SignCheckpoint(c Checkpoint, signer note.Signer) ([]byte, error) {
 }
 
 // openNote opens a signed checkpoint note with verifiers. A note without a
-// valid signature by one of them gives an error wrapping note.Open's
+// valid signature by one of them, or with a signature line by one of them
+// that fails to verify, gives an error wrapping note.Open's
 // *note.UnverifiedNoteError or *note.InvalidSignatureError; any other
 // failure, an error wrapping ErrInvalidCheckpoint.
+//
+// It is stricter than note.Open, which verifies only the first line of
+// each known key (name and key ID) and drops the key's later lines
+// unchecked: openNote verifies those too, so that a bad line under a
+// known key fails the note whether it comes before or after a good one.
 func openNote(signed []byte, verifiers note.Verifiers) (*note.Note, error) {
 	n, err := note.Open(signed, verifiers)
 	if err != nil {
@@ -173,7 +181,68 @@ func openNote(signed []byte, verifiers note.Verifiers) (*note.Note, error) {
 		}
 		return nil, fmt.Errorf("couldn't open checkpoint: %w: %w", ErrInvalidCheckpoint, err)
 	}
+	if err := verifyRepeatedSignatures(signed, n, verifiers); err != nil {
+		return nil, fmt.Errorf("couldn't verify checkpoint signature: %w", err)
+	}
 	return n, nil
+}
+
+// verifyRepeatedSignatures verifies the signature lines of signed, which
+// note.Open opened as n, that note.Open skipped: a known key's lines after
+// its first. Every such key is in n.Sigs, since note.Open verified its
+// first line; the lines of other keys are left alone.
+//
+// A line whose signature bytes are those of a line already verified under
+// the same key is not verified again: the same bytes verify the same way.
+// That includes the same signature in another base64 encoding (with
+// non-zero padding bits, which the decoder accepts), so such a line counts
+// as valid.
+//
+// A line that fails gives a *note.InvalidSignatureError.
+func verifyRepeatedSignatures(signed []byte, n *note.Note, verifiers note.Verifiers) error {
+	// note.Open splits text and signatures at the last empty line, and
+	// keeps every line it does not drop in Sigs or UnverifiedSigs.
+	text, block := signed[:len(n.Text)], signed[len(n.Text)+1:]
+	if bytes.Count(block, []byte("\n")) == len(n.Sigs)+len(n.UnverifiedSigs) {
+		return nil
+	}
+	type signature struct {
+		name string
+		hash uint32
+		sig  string
+	}
+	verified := make(map[signature]bool, len(n.Sigs))
+	for _, s := range n.Sigs {
+		raw, err := base64.StdEncoding.DecodeString(s.Base64)
+		if err != nil || len(raw) < 5 {
+			return fmt.Errorf("%w: signature by %q is not base64", ErrInvalidCheckpoint, s.Name)
+		}
+		verified[signature{s.Name, s.Hash, string(raw[4:])}] = true
+	}
+	for i := 0; len(block) > 0; i++ {
+		line, rest, _ := bytes.Cut(block, []byte("\n"))
+		block = rest
+		// note.Open checked the form of every line.
+		name, b64, _ := strings.Cut(strings.TrimPrefix(string(line), signatureLinePrefix), " ")
+		raw, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil || len(raw) < 5 {
+			return fmt.Errorf("%w: signature line %d is not base64", ErrInvalidCheckpoint, i)
+		}
+		s := signature{name, binary.BigEndian.Uint32(raw), string(raw[4:])}
+		if verified[s] || !slices.ContainsFunc(n.Sigs, func(v note.Signature) bool { return v.Name == s.name && v.Hash == s.hash }) {
+			// Already verified, or by a key unknown to verifiers.
+			continue
+		}
+		v, err := verifiers.Verifier(s.name, s.hash)
+		if err != nil {
+			return fmt.Errorf("signature line %d: %w", i, err)
+		}
+		if !v.Verify(text, raw[4:]) {
+			return fmt.Errorf("signature line %d: %w", i, &note.InvalidSignatureError{Name: s.name, Hash: s.hash})
+		}
+		verified[s] = true
+	}
+	return nil
 }
 
 // OpenCheckpoint verifies that a signed checkpoint carries a valid signature
@@ -186,9 +255,12 @@ func openNote(signed []byte, verifiers note.Verifiers) (*note.Note, error) {
 //
 // A note that is malformed, or whose text is not a valid checkpoint for
 // origin, gives an error wrapping ErrInvalidCheckpoint. A well-formed note
-// without a valid log signature gives an error wrapping the
-// *note.UnverifiedNoteError or *note.InvalidSignatureError from note.Open,
-// and not ErrInvalidCheckpoint.
+// without a valid log signature, or with any signature line under the
+// log's key (its name and key ID) that fails to verify, before or after a
+// valid one, gives an error wrapping *note.UnverifiedNoteError or
+// *note.InvalidSignatureError, and not ErrInvalidCheckpoint. A line that
+// repeats the log's valid signature, in the same or another base64
+// encoding of the same bytes, is valid.
 func OpenCheckpoint(signed []byte, origin string, v note.Verifier) (Checkpoint, *note.Note, error) {
 	if v.Name() != origin {
 		return Checkpoint{}, nil, fmt.Errorf("couldn't open checkpoint: verifier name %q is not the origin %q", v.Name(), origin)

@@ -234,6 +234,153 @@ func TestOpenCheckpointRejects(t *testing.T) {
 	}
 }
 
+// countingVerifier counts the calls to its verifier's Verify.
+type countingVerifier struct {
+	note.Verifier
+	calls *int
+}
+
+func (v countingVerifier) Verify(msg, sig []byte) bool {
+	*v.calls++
+	return v.Verifier.Verify(msg, sig)
+}
+
+// lastSigLine returns the last signature line of a signed note, with its
+// newline.
+func lastSigLine(signed []byte) string {
+	i := bytes.LastIndexByte(signed[:len(signed)-1], '\n')
+	return string(signed[i+1:])
+}
+
+// corruptSigLine returns line with a byte of its signature changed, still
+// valid base64. Characters 0 to 5 of the base64 hold the key ID, and
+// character 8 encodes bits of the signature's byte 2.
+func corruptSigLine(line string) string {
+	b := []byte(line)
+	i := strings.LastIndexByte(line, ' ') + 1 + 8
+	if b[i] == 'A' {
+		b[i] = 'B'
+	} else {
+		b[i] = 'A'
+	}
+	return string(b)
+}
+
+// reencodeSigLine returns line with the same signature bytes in another
+// base64 encoding: the 68 bytes of an Ed25519 note signature leave two
+// padding bits in the character before the "=", which the decoder ignores.
+func reencodeSigLine(line string) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	b := []byte(line)
+	i := len(b) - len("=\n") - 1
+	b[i] = alphabet[strings.IndexByte(alphabet, b[i])^1]
+	return string(b)
+}
+
+func TestOpenCheckpointVerifiesEveryLogLine(t *testing.T) {
+	signer, verifier := newTestKey(testOrigin)
+	c := Checkpoint{Origin: testOrigin, Size: 42, Hash: sha256.Sum256([]byte("root"))}
+	signed, err := SignCheckpoint(c, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := lastSigLine(signed)
+	body := string(signed[:len(signed)-len(good)])
+	bad := corruptSigLine(good)
+	reencoded := reencodeSigLine(good)
+	if reencoded == good {
+		t.Fatal("re-encoded line is the line itself")
+	}
+	sign := func(s note.Signer) string {
+		b, err := note.Sign(&note.Note{Text: string(c.Marshal())}, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return lastSigLine(b)
+	}
+	witnessSigner, _ := newTestKey("witness.example")
+	witness := sign(witnessSigner)
+	otherKeySigner, _ := newTestKey(testOrigin) // the log's name, another key ID
+	otherKeyBad := corruptSigLine(sign(otherKeySigner))
+
+	tests := []struct {
+		name  string
+		lines []string
+		ok    bool
+		// verifies is the number of Ed25519 verifications: each distinct
+		// signature of the log's key once, up to the first that fails.
+		verifies int
+	}{
+		{"good", []string{good}, true, 1},
+		{"good, bad", []string{good, bad}, false, 2},
+		{"bad, good", []string{bad, good}, false, 1},
+		{"good, witness, bad", []string{good, witness, bad}, false, 2},
+		{"good, bad, bad", []string{good, bad, bad}, false, 2},
+		{"good, good", []string{good, good}, true, 1},
+		{"good, good, witness, good", []string{good, good, witness, good}, true, 1},
+		// The same signature bytes, so the same valid signature.
+		{"good, re-encoded good", []string{good, reencoded}, true, 1},
+		{"re-encoded good, good", []string{reencoded, good}, true, 1},
+		// Another key of the log's name is not the log's key: ignored.
+		{"good, another key's bad", []string{good, otherKeyBad}, true, 1},
+		{"another key's bad, good", []string{otherKeyBad, good}, true, 1},
+	}
+	for _, tt := range tests {
+		calls := 0
+		v := countingVerifier{verifier, &calls}
+		got, n, err := OpenCheckpoint([]byte(body+strings.Join(tt.lines, "")), testOrigin, v)
+		if calls != tt.verifies {
+			t.Errorf("%s: %d verifications, want %d", tt.name, calls, tt.verifies)
+		}
+		if tt.ok {
+			if err != nil {
+				t.Errorf("%s: OpenCheckpoint: %v", tt.name, err)
+				continue
+			}
+			if !reflect.DeepEqual(got, c) {
+				t.Errorf("%s: OpenCheckpoint = %+v, want %+v", tt.name, got, c)
+			}
+			if len(n.Sigs) != 1 || n.Sigs[0].Name != testOrigin || n.Sigs[0].Hash != verifier.KeyHash() {
+				t.Errorf("%s: verified signatures %+v, want the log's alone", tt.name, n.Sigs)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("%s: OpenCheckpoint = %+v, want error", tt.name, got)
+			continue
+		}
+		var invalidSig *note.InvalidSignatureError
+		if !errors.As(err, &invalidSig) || invalidSig.Name != testOrigin || invalidSig.Hash != verifier.KeyHash() {
+			t.Errorf("%s: error %v is not an InvalidSignatureError of the log's key", tt.name, err)
+		}
+		if errors.Is(err, ErrInvalidCheckpoint) {
+			t.Errorf("%s: error %v wraps ErrInvalidCheckpoint", tt.name, err)
+		}
+	}
+}
+
+// TestOpenNoteVerifiesEveryKnownLine checks the rule for every known key,
+// as Policy.Open opens notes with the keys of its logs and witnesses.
+func TestOpenNoteVerifiesEveryKnownLine(t *testing.T) {
+	logSigner, logVerifier := newTestKey(testOrigin)
+	witnessSigner, witnessVerifier := newTestKey("witness.example")
+	text := string(Checkpoint{Origin: testOrigin, Size: 1}.Marshal())
+	signed, err := note.Sign(&note.Note{Text: text}, logSigner, witnessSigner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	witnessLine := lastSigLine(signed)
+	verifiers := note.VerifierList(logVerifier, witnessVerifier)
+	if n, err := openNote(append(bytes.Clone(signed), witnessLine...), verifiers); err != nil || len(n.Sigs) != 2 {
+		t.Fatalf("openNote with the witness's line twice = %+v, %v, want both keys verified", n, err)
+	}
+	_, err = openNote(append(bytes.Clone(signed), corruptSigLine(witnessLine)...), verifiers)
+	var invalidSig *note.InvalidSignatureError
+	if !errors.As(err, &invalidSig) || invalidSig.Name != "witness.example" {
+		t.Fatalf("openNote with a bad witness line after a good one: %v, want an InvalidSignatureError of the witness's key", err)
+	}
+}
+
 func FuzzParseCheckpoint(f *testing.F) {
 	f.Add([]byte(testOrigin + "\n20852163\nZeGYOfhYoVPs6t7MqtIPZy4UfOuqkrNX8blzwUxm3OI=\n"))
 	f.Add([]byte("o\n0\nZeGYOfhYoVPs6t7MqtIPZy4UfOuqkrNX8blzwUxm3OI=\next\n"))
@@ -256,4 +403,38 @@ func FuzzParseCheckpoint(f *testing.F) {
 			t.Fatalf("origin %q contains a newline", c.Origin)
 		}
 	})
+}
+
+// BenchmarkOpenCheckpoint opens a checkpoint with the log's signature and
+// three witness cosignatures, the common case, and one with the log's
+// signature line repeated, which has every line walked again.
+func BenchmarkOpenCheckpoint(b *testing.B) {
+	signer, verifier := newTestKey(testOrigin)
+	c := Checkpoint{Origin: testOrigin, Size: 42, Hash: sha256.Sum256([]byte("root"))}
+	signers := []note.Signer{signer}
+	for _, name := range []string{"w1.example", "w2.example", "w3.example"} {
+		s, _ := newTestKey(name)
+		signers = append(signers, s)
+	}
+	cosigned, err := note.Sign(&note.Note{Text: string(c.Marshal())}, signers...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	signed, err := SignCheckpoint(c, signer)
+	if err != nil {
+		b.Fatal(err)
+	}
+	repeated := append(bytes.Clone(cosigned), lastSigLine(signed)...)
+	for _, bb := range []struct {
+		name   string
+		signed []byte
+	}{{"cosigned", cosigned}, {"repeated", repeated}} {
+		b.Run(bb.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, _, err := OpenCheckpoint(bb.signed, testOrigin, verifier); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -56,16 +56,42 @@ value "$dir/log0.out" "candor-log: listening on " >/dev/null
 kill "$!"
 wait "$!" 2>/dev/null || true
 
-# 2. Three witnesses that follow the log, and the policy that names them.
-policy="$dir/policy.txt"
-echo "# c2sp.org/tlog-policy: the witnesses the log pushes to; 2 of 3 must cosign" >"$policy"
+# 2. Three witnesses that follow the log and gossip with each other, and
+#    the policy that names them. Gossip is encrypted and authenticated with
+#    a secret the three share, as every production witness should have:
+#    without one, anyone who can reach the gossip port can join. A first
+#    start creates each witness's key, so that each can list the other two
+#    as its trusted peers.
+secret=$(head -c 32 /dev/urandom | base64)
 for i in 1 2 3; do
 	printf 'name: demo.example/witness%s\nlogs:\n  - origin: %s\n    key: %s\n' "$i" "$ORIGIN" "$vkey" >"$dir/w$i.yaml"
-	start "w$i" "$BIN/candor-witness" --data "$dir/w$i" --listen 127.0.0.1:0 --config "$dir/w$i.yaml" --log-level warn
-	wkey=$(value "$dir/w$i.out" "candor-witness: verifier key ")
-	wurl=$(value "$dir/w$i.out" "candor-witness: listening on ")
-	echo "witness w$i $wkey $wurl" >>"$policy"
+	start "w$i.key" "$BIN/candor-witness" --data "$dir/w$i" --listen 127.0.0.1:0 --config "$dir/w$i.yaml" --log-level warn
+	value "$dir/w$i.key.out" "candor-witness: verifier key " >"$dir/w$i.vkey"
+	value "$dir/w$i.key.out" "candor-witness: listening on " >/dev/null
+	kill "$!"
+	wait "$!" 2>/dev/null || true
 done
+policy="$dir/policy.txt"
+echo "# c2sp.org/tlog-policy: the witnesses the log pushes to; 2 of 3 must cosign" >"$policy"
+join=
+for i in 1 2 3; do
+	{
+		printf 'gossip:\n  listen: 127.0.0.1:0\n'
+		[ -z "$join" ] || printf '  join: ["%s"]\n' "$join"
+		printf '  secret: "%s"\npeers:\n' "$secret"
+		for j in 1 2 3; do
+			[ "$j" = "$i" ] || printf '  - name: demo.example/witness%s\n    key: %s\n' "$j" "$(cat "$dir/w$j.vkey")"
+		done
+	} >>"$dir/w$i.yaml"
+	start "w$i" "$BIN/candor-witness" --data "$dir/w$i" --listen 127.0.0.1:0 --config "$dir/w$i.yaml" --log-level warn
+	wurl=$(value "$dir/w$i.out" "candor-witness: listening on ")
+	gossip=$(value "$dir/w$i.out" "candor-witness: gossip on ")
+	[ -n "$join" ] || join=${gossip%%,*}
+	echo "witness w$i $(cat "$dir/w$i.vkey") $wurl" >>"$policy"
+	[ "$i" != 1 ] || w1url=$wurl
+	echo "== w$i: $wurl, gossip on $gossip"
+done
+echo
 echo "group demo 2 w1 w2 w3" >>"$policy"
 echo "quorum demo" >>"$policy"
 echo "== $policy"
@@ -108,6 +134,9 @@ printf '%s\n' "$cp"
 echo
 echo "== GET $url/metrics (witnessing)"
 curl -fsS "$url/metrics" | grep -E '^candor_log_(witnessed_size|tree_size|witness_requests_total\{result="cosigned")' || true
+echo
+echo "== GET $w1url/metrics (gossip: messages from the other witnesses)"
+curl -fsS "$w1url/metrics" | grep -E '^candor_witness_gossip_messages_total' | grep -v ' 0$' || true
 if [ "$size" != "$ENTRIES" ] || [ "$cosigs" -lt 2 ]; then
 	echo "demo: FAILED: want size $ENTRIES with at least 2 cosignatures" >&2
 	exit 1

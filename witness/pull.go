@@ -18,6 +18,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/internal/noredirect"
 )
 
 // Pull mode: for a log that does not push its checkpoints to the witness
@@ -85,7 +86,8 @@ type PullerConfig struct {
 	// Sources are the logs to poll, at most one per origin.
 	Sources []Source
 	// Client makes the requests. Default: an http.Client with a 30s
-	// timeout per request.
+	// timeout per request. The Puller uses a copy that follows no
+	// redirects: a 3xx reply is an error.
 	Client *http.Client
 	// Timeout bounds one poll: the checkpoint, the tiles and the
 	// compare-and-swap. Default: 1 minute.
@@ -130,7 +132,7 @@ func NewPuller(w *Witness, cfg PullerConfig) (*Puller, error) {
 	p := &Puller{
 		w:          w,
 		sources:    make(map[string]Source),
-		hc:         cfg.Client,
+		hc:         noredirect.Client(cfg.Client),
 		timeout:    cfg.Timeout,
 		maxBackoff: cfg.MaxBackoff,
 		logger:     cfg.Logger,
@@ -390,6 +392,9 @@ func fetch(ctx context.Context, hc *http.Client, u string, max int64, exact bool
 		return nil, fmt.Errorf("couldn't fetch %s: %w", u, err)
 	}
 	defer resp.Body.Close()
+	if err := noredirect.Check(resp); err != nil {
+		return nil, fmt.Errorf("couldn't fetch %s: %w", u, err)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("couldn't fetch %s: %s", u, resp.Status)
 	}

@@ -512,6 +512,18 @@ func TestPullRefusesUnverified(t *testing.T) {
 			s.checkpoint = append(api.Checkpoint{Origin: l.origin, Size: 20, Hash: tr.root(t, 20)}.Marshal(), '\n')
 		}, witness.ErrBadRequest},
 		{"garbage", func(s *tilesServer) { s.checkpoint = []byte("<html>hello</html>") }, witness.ErrBadRequest},
+		{"a valid log signature followed by a bad one", func(s *tilesServer) {
+			signed := l.checkpoint(t, tr, 20)
+			bad := bytes.Clone(lastLine(signed))
+			// Character 8 of the base64 is in the signature, past the key ID.
+			i := bytes.IndexByte(bad[len("— "):], ' ') + len("— ") + 1 + 8
+			if bad[i] == 'A' {
+				bad[i] = 'B'
+			} else {
+				bad[i] = 'A'
+			}
+			s.checkpoint = append(signed, bad...)
+		}, witness.ErrNotSigned},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s.set(func(s *tilesServer) {
@@ -527,8 +539,8 @@ func TestPullRefusesUnverified(t *testing.T) {
 			}
 		})
 	}
-	if got := w.pulls(t, l.origin, witness.PullUnverified); got != 5 {
-		t.Errorf("pull_total{result=unverified} = %v, want 5", got)
+	if got := w.pulls(t, l.origin, witness.PullUnverified); got != 6 {
+		t.Errorf("pull_total{result=unverified} = %v, want 6", got)
 	}
 }
 

@@ -32,6 +32,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/internal/noredirect"
 )
 
 // The errors of AddCheckpoint. The HTTP handler maps each to its
@@ -102,7 +103,8 @@ type Config struct {
 	// only, forgotten when the process ends.
 	Evidence EvidenceStore
 	// Client reads logs' tiles to check checkpoints against each other.
-	// Default: an http.Client with a 30s timeout.
+	// Default: an http.Client with a 30s timeout. The witness uses a copy
+	// that follows no redirects: a 3xx reply is an error.
 	Client *http.Client
 	// Registerer, if set, receives candor_witness_evidence_total and
 	// candor_witness_observed_checkpoints_total.
@@ -155,10 +157,11 @@ func New(cfg Config) (*Witness, error) {
 		}
 		w.logs[l.Origin] = l
 	}
-	w.hc = cfg.Client
-	if w.hc == nil {
-		w.hc = &http.Client{Timeout: 30 * time.Second}
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{Timeout: 30 * time.Second}
 	}
+	// A log's tiles are read from its URL, and from nowhere a reply points.
+	w.hc = noredirect.Client(cfg.Client)
 	w.tileTimeout = time.Minute
 	var self note.Verifier
 	if vkey := cosignerVerifierKey(cfg.Cosigner); vkey != "" {

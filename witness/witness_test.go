@@ -394,6 +394,12 @@ func TestAddCheckpointStatusCodes(t *testing.T) {
 	} else {
 		badSig[i] = 'A'
 	}
+	// The valid log signature with the bad one after or before it: every
+	// line under the log's key must verify.
+	goodThenBad := append(bytes.Clone(cp150), lastLine(badSig)...)
+	badThenGood := append(bytes.Clone(badSig), lastLine(cp150)...)
+	// The valid log signature twice, which verifies.
+	goodTwice := append(bytes.Clone(cp150), lastLine(cp150)...)
 	// A valid log signature plus an unknown key's line, which is ignored.
 	withUnknown := append(bytes.Clone(cp150), lastLine(otherKey.checkpoint(t, honest, 150))...)
 	tooMany := make([][]byte, 64)
@@ -413,6 +419,8 @@ func TestAddCheckpointStatusCodes(t *testing.T) {
 		{"unknown origin", addBody(10, proof10to150, unknown.checkpoint(t, honest, 150)), 404},
 		{"signed by another key", addBody(10, proof10to150, otherKey.checkpoint(t, honest, 150)), 403},
 		{"log signature fails to verify", addBody(10, proof10to150, badSig), 403},
+		{"a valid log signature followed by a bad one under the log's key", addBody(10, proof10to150, goodThenBad), 403},
+		{"a bad log signature followed by a valid one", addBody(10, proof10to150, badThenGood), 403},
 		{"empty body", nil, 400},
 		{"no old line", []byte("\n" + string(cp150)), 400},
 		{"old with a leading zero", []byte("old 010\n\n" + string(cp150)), 400},
@@ -468,6 +476,8 @@ func TestAddCheckpointStatusCodes(t *testing.T) {
 	checkCosigned(t, w, l, cp150, post(t, w.url, addBody(10, proof10to150, withUnknown)))
 	// The same checkpoint again is cosigned again.
 	checkCosigned(t, w, l, cp150, post(t, w.url, addBody(150, nil, cp150)))
+	// So is it with the log's valid signature line twice.
+	checkCosigned(t, w, l, cp150, post(t, w.url, addBody(150, nil, goodTwice)))
 	// The fork, which agrees with the witness up to size 100, is refused
 	// at larger sizes, with the fork's own proofs.
 	for _, size := range []uint64{151, 300} {

@@ -50,6 +50,7 @@ import (
 
 	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/internal/atomicfile"
+	"github.com/candorlog/candor/internal/noredirect"
 	"github.com/candorlog/candor/log"
 )
 
@@ -88,7 +89,8 @@ type Config struct {
 	// Required.
 	Verifier note.Verifier
 	// Client sends the add-checkpoint requests. Default: a new
-	// http.Client.
+	// http.Client. The Collector uses a copy that follows no redirects:
+	// a 3xx reply is an error.
 	Client *http.Client
 	// Timeout bounds each add-checkpoint request. Default: 10s.
 	Timeout time.Duration
@@ -193,7 +195,7 @@ func New(cfg Config) (*Collector, error) {
 	c := &Collector{
 		policy:     cfg.Policy,
 		origin:     cfg.Verifier.Name(),
-		hc:         cfg.Client,
+		hc:         noredirect.Client(cfg.Client),
 		timeout:    cfg.Timeout,
 		maxBackoff: max(cfg.MaxBackoff, minBackoff),
 		stateFile:  cfg.StateFile,
@@ -443,7 +445,7 @@ func (c *Collector) push(ctx context.Context, w *witness, cp *checkpoint) (note.
 			}
 		}
 		body := api.AddCheckpointRequest{OldSize: old, Proof: hashes, Checkpoint: cp.signed}.Marshal()
-		code, ctype, resp, err := c.post(ctx, w, body)
+		resp, reply, err := c.post(ctx, w, body)
 		if err != nil {
 			result := resultError
 			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
@@ -455,9 +457,14 @@ func (c *Collector) push(ctx context.Context, w *witness, cp *checkpoint) (note.
 			}
 			return note.Signature{}, err
 		}
-		switch code {
+		if err := noredirect.Check(resp); err != nil {
+			c.requests.WithLabelValues(w.name, resultError).Inc()
+			c.logger.Warn("a witness answered add-checkpoint with a redirect, which is not followed", "witness", w.name, "size", cp.size, "error", err)
+			return note.Signature{}, fmt.Errorf("witness %s answered add-checkpoint with %w", w.name, err)
+		}
+		switch resp.StatusCode {
 		case http.StatusOK:
-			sig, err := c.checkCosignature(w, cp, resp)
+			sig, err := c.checkCosignature(w, cp, reply)
 			if err != nil {
 				c.requests.WithLabelValues(w.name, resultInvalid).Inc()
 				c.logger.Error("a witness answered add-checkpoint without a valid cosignature", "witness", w.name, "size", cp.size, "error", err)
@@ -468,8 +475,8 @@ func (c *Collector) push(ctx context.Context, w *witness, cp *checkpoint) (note.
 			c.witnessSizes.WithLabelValues(w.name).Set(float64(cp.size))
 			return sig, nil
 		case http.StatusConflict:
-			size, err := api.ParseTlogSize(resp)
-			if err == nil && ctype != api.TlogSizeContentType {
+			size, err := api.ParseTlogSize(reply)
+			if ctype := resp.Header.Get("Content-Type"); err == nil && ctype != api.TlogSizeContentType {
 				err = fmt.Errorf("409 with Content-Type %q, want %s", ctype, api.TlogSizeContentType)
 			}
 			if err != nil {
@@ -495,12 +502,12 @@ func (c *Collector) push(ctx context.Context, w *witness, cp *checkpoint) (note.
 		case http.StatusUnprocessableEntity:
 			c.requests.WithLabelValues(w.name, resultRefused).Inc()
 			c.logger.Error("WITNESS REFUSED the log's checkpoint as inconsistent with what it cosigned (422)",
-				"witness", w.name, "old", old, "size", cp.size, "reply", printable(resp), "checkpoint", string(cp.signed))
-			return note.Signature{}, fmt.Errorf("witness %s refused checkpoint of size %d from old size %d: 422 %s", w.name, cp.size, old, printable(resp))
+				"witness", w.name, "old", old, "size", cp.size, "reply", printable(reply), "checkpoint", string(cp.signed))
+			return note.Signature{}, fmt.Errorf("witness %s refused checkpoint of size %d from old size %d: 422 %s", w.name, cp.size, old, printable(reply))
 		default:
 			c.requests.WithLabelValues(w.name, resultError).Inc()
-			c.logger.Warn("a witness answered add-checkpoint with an error", "witness", w.name, "size", cp.size, "status", code, "reply", printable(resp))
-			return note.Signature{}, fmt.Errorf("witness %s answered %d: %s", w.name, code, printable(resp))
+			c.logger.Warn("a witness answered add-checkpoint with an error", "witness", w.name, "size", cp.size, "status", resp.StatusCode, "reply", printable(reply))
+			return note.Signature{}, fmt.Errorf("witness %s answered %d: %s", w.name, resp.StatusCode, printable(reply))
 		}
 	}
 }
@@ -513,29 +520,29 @@ func printable(b []byte) string {
 	return strings.ToValidUTF8(strings.TrimSpace(string(b)), "?")
 }
 
-// post sends an add-checkpoint request to w and returns its status code,
-// Content-Type and body.
-func (c *Collector) post(ctx context.Context, w *witness, body []byte) (int, string, []byte, error) {
+// post sends an add-checkpoint request to w and returns its reply, whose
+// body is closed, and the body's content.
+func (c *Collector) post(ctx context.Context, w *witness, body []byte) (*http.Response, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(body))
 	if err != nil {
-		return 0, "", nil, err
+		return nil, nil, err
 	}
 	req.Header.Set("Content-Type", "text/plain; charset=utf-8")
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return 0, "", nil, err
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody+1))
 	if err != nil {
-		return 0, "", nil, fmt.Errorf("couldn't read the reply: %w", err)
+		return nil, nil, fmt.Errorf("couldn't read the reply: %w", err)
 	}
 	if len(b) > maxResponseBody {
-		return 0, "", nil, fmt.Errorf("reply larger than %d bytes", maxResponseBody)
+		return nil, nil, fmt.Errorf("reply larger than %d bytes", maxResponseBody)
 	}
-	return resp.StatusCode, resp.Header.Get("Content-Type"), b, nil
+	return resp, b, nil
 }
 
 // checkCosignature finds w's cosignature of cp in the lines of a 200 reply

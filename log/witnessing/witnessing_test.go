@@ -646,6 +646,83 @@ func TestWitnessRefuses(t *testing.T) {
 	}
 }
 
+// lockedBuffer is a bytes.Buffer safe for concurrent writes, for logs.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// TestWitnessRedirectNotFollowed: the policy's URL of a witness answers
+// add-checkpoint with a redirect (307, which would keep the method and
+// the body) to the witness itself, which would cosign. The Collector does
+// not follow it, with its default client and with the caller's, which is
+// left as it was: the witness is never reached, the reply counts as an
+// error and is logged as a redirect not followed, and the log publishes
+// only once another witness makes the quorum.
+func TestWitnessRedirectNotFollowed(t *testing.T) {
+	for _, own := range []bool{false, true} {
+		lk := newLogKey()
+		w1, w2, w3 := newCandorWitness(t, "w1.test/witness", lk), newCandorWitness(t, "w2.test/witness", lk), newCandorWitness(t, "w3.test/witness", lk)
+		redirect := httptest.NewServer(http.RedirectHandler(w2.srv.URL+"/add-checkpoint", http.StatusTemporaryRedirect))
+		t.Cleanup(redirect.Close)
+		policy := strings.Replace(policyText(lk, w1, w2, w3), w2.srv.URL, redirect.URL, 1)
+		w1.mode.Store(down)
+		client := &http.Client{Timeout: time.Minute}
+		logs := new(lockedBuffer)
+		tl := newTestLog(t, lk, policy, func(c *witnessing.Config) {
+			c.Logger = slog.New(slog.NewTextHandler(logs, nil))
+			if own {
+				c.Client = client
+			}
+		})
+		if r := tl.submitPending(); r.code != http.StatusAccepted {
+			t.Fatalf("own client %v: submission with w1 down and w2 redirected: %d, want 202", own, r.code)
+		}
+		waitFor(t, "the redirect is counted as an error", func() bool {
+			return tl.metric("candor_log_witness_requests_total", "witness", w2.name, "result", "error") > 0
+		})
+		if n := w2.requests.Load(); n != 0 {
+			t.Fatalf("own client %v: the witness behind the redirect got %d requests", own, n)
+		}
+		if code, _, _ := tl.get("/checkpoint"); code == http.StatusOK {
+			if c, _ := tl.checkpoint(); c.Size != 0 {
+				t.Fatalf("own client %v: published size %d without a quorum", own, c.Size)
+			}
+		}
+		for _, want := range []string{"307 Temporary Redirect", "redirects are not followed"} {
+			if !strings.Contains(logs.String(), want) {
+				t.Fatalf("own client %v: the logs do not say %q:\n%s", own, want, logs)
+			}
+		}
+		if client.CheckRedirect != nil || client.Timeout != time.Minute {
+			t.Fatal("witnessing.New changed the caller's client")
+		}
+
+		w1.mode.Store(up)
+		_, names := tl.waitPublished(1)
+		for _, n := range names {
+			if n == w2.name {
+				t.Errorf("own client %v: the redirected witness cosigned: %v", own, names)
+			}
+		}
+		if n := w2.requests.Load(); n != 0 {
+			t.Fatalf("own client %v: the witness behind the redirect got %d requests", own, n)
+		}
+	}
+}
+
 // TestMinimalWitness: witnesses written from c2sp.org/tlog-witness alone,
 // which share no code with Candor's, are enough for the quorum.
 func TestMinimalWitness(t *testing.T) {
