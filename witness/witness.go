@@ -19,6 +19,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -104,7 +105,8 @@ type Config struct {
 	// Client reads logs' tiles to check checkpoints against each other.
 	// Default: an http.Client with a 30s timeout.
 	Client *http.Client
-	// Registerer, if set, receives candor_witness_evidence_total and
+	// Registerer, if set, receives candor_witness_evidence_total,
+	// candor_witness_evidence_dropped_total and
 	// candor_witness_observed_checkpoints_total.
 	Registerer prometheus.Registerer
 }
@@ -309,8 +311,7 @@ func (w *Witness) AddCheckpoint(ctx context.Context, req api.AddCheckpointReques
 		}
 		if err := checkConsistent(old, c, req.Proof); err != nil {
 			w.logger.Warn("refused a checkpoint not consistent with the cosigned one",
-				"origin", c.Origin, "old_size", old.Size, "size", c.Size, "error", err,
-				"checkpoint", string(req.Checkpoint))
+				"origin", c.Origin, "old_size", old.Size, "size", c.Size, "root", hex.EncodeToString(c.Hash[:]), "error", err)
 			if stored != nil && old.Size == c.Size && old.Hash != c.Hash {
 				w.equivocated(ctx, stored, &checkpointView{c: c, text: text, logSigs: logSigs})
 			}
