@@ -66,7 +66,7 @@ func runVerifyEvidence(ctx context.Context, args []string, stdout, stderr io.Wri
 	}
 	cps, err := e.VerifyCanonical(v)
 	if errors.Is(err, api.ErrNotCanonical) {
-		return fmt.Errorf("refused: %w (witnesses serve each checkpoint with the log's signature only, the smaller size first, and only the tiles that prove an inconsistency)", err)
+		return fmt.Errorf("refused: %w", err)
 	}
 	if err != nil {
 		return fmt.Errorf("the evidence does NOT prove misbehaviour: %w", err)
