@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -33,15 +34,24 @@ import (
 //   - otherwise the checkpoints are consistent, and cosignatures on the
 //     newest one are merged.
 //
-// Evidence (api.Evidence) is verified with the log's key, persisted
-// (EvidenceStore), announced to the network, and from then on the witness
-// refuses to cosign for that log (ErrMisbehaved) until an operator clears
-// it.
+// Evidence (api.Evidence) is verified with the log's key, made canonical
+// (api.Evidence.Canonical), persisted (EvidenceStore), announced to the
+// network, and from then on the witness refuses to cosign for that log
+// (ErrMisbehaved) until an operator clears it. The witness keeps one copy
+// of each piece of evidence (by its ID, which its variants share), and at
+// most MaxEvidencePerLog pieces per log: the first proofs of a log's
+// misbehaviour are what matter, and a hostile peer must not be able to
+// fill the witness's disk with them.
 
 // ErrMisbehaved means the witness holds evidence that the log misbehaved,
 // and refuses to cosign its checkpoints (HTTP 422) until an operator
 // clears the evidence.
 var ErrMisbehaved = errors.New("the witness holds evidence that the log misbehaved, and refuses to cosign for it")
+
+// MaxEvidencePerLog is the most pieces of evidence the witness stores,
+// announces and serves against one log. Later pieces are verified and
+// counted (candor_witness_evidence_dropped_total), and dropped.
+const MaxEvidencePerLog = 8
 
 // ErrUntrusted means a gossiped checkpoint carries no valid cosignature by
 // a witness this witness trusts (a peer, or itself).
@@ -157,13 +167,14 @@ type network struct {
 
 	mu          sync.Mutex
 	views       map[string]*checkpointView
-	evidence    map[string][][]byte // origin -> encoded evidence
+	evidence    map[string][][]byte // origin -> canonical encoded evidence, MaxEvidencePerLog at most
 	evidenceIDs map[string]bool
 	consistent  map[[2]string]bool // pairs of checkpoint texts proven consistent
 	announcer   Announcer
 
-	evidenceTotal *prometheus.CounterVec
-	observed      *prometheus.CounterVec
+	evidenceTotal   *prometheus.CounterVec
+	evidenceDropped *prometheus.CounterVec
+	observed        *prometheus.CounterVec
 }
 
 func newNetwork(ctx context.Context, cfg Config, self note.Verifier) (*network, error) {
@@ -178,6 +189,11 @@ func newNetwork(ctx context.Context, cfg Config, self note.Verifier) (*network, 
 			Name: "candor_witness_evidence_total",
 			Help: "Evidence of log misbehaviour the witness stored, by origin and kind.",
 		}, []string{"origin", "kind"}),
+		evidenceDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "candor_witness_evidence_dropped_total",
+			Help: fmt.Sprintf("Verified evidence of log misbehaviour that the witness neither stored, announced nor served because it held %d pieces against the log already, by origin. "+
+				"A piece is counted each time it arrives; pieces stored by an older witness beyond the cap are counted once at start.", MaxEvidencePerLog),
+		}, []string{"origin"}),
 		observed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "candor_witness_observed_checkpoints_total",
 			Help: "Checkpoints shown to the witness by peers or clients, by result (consistent, unchecked, unproven, evidence, unknown_log, untrusted, invalid).",
@@ -195,26 +211,71 @@ func newNetwork(ctx context.Context, cfg Config, self note.Verifier) (*network, 
 		}
 		n.peers[sigKey{v.Name(), v.KeyHash()}] = v
 	}
-	origins, evs, err := n.store.ListEvidence(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("witness: couldn't read the stored evidence: %w", err)
-	}
-	for i, b := range evs {
-		e, err := api.ParseEvidence(b)
-		if err != nil {
-			return nil, fmt.Errorf("witness: stored evidence of %q: %w", origins[i], err)
-		}
-		n.evidence[origins[i]] = append(n.evidence[origins[i]], b)
-		n.evidenceIDs[e.ID()] = true
+	if err := n.loadEvidence(ctx, cfg); err != nil {
+		return nil, err
 	}
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{n.evidenceTotal, n.observed} {
+		for _, c := range []prometheus.Collector{n.evidenceTotal, n.evidenceDropped, n.observed} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("couldn't register the witness metrics: %w", err)
 			}
 		}
 	}
 	return n, nil
+}
+
+// loadEvidence reads the stored evidence. An older witness stored evidence
+// as it was given, so the same misbehaviour may be stored in many forms:
+// each piece is made canonical with its log's key, and held once, and at
+// most MaxEvidencePerLog per log, the first ones in the store's order.
+// The store itself is not rewritten: EvidenceStore cannot replace a piece
+// atomically, and evidence must never be lost. Evidence of a log no longer
+// followed, or whose key no longer verifies it, is held as stored.
+func (n *network) loadEvidence(ctx context.Context, cfg Config) error {
+	origins, evs, err := n.store.ListEvidence(ctx)
+	if err != nil {
+		return fmt.Errorf("witness: couldn't read the stored evidence: %w", err)
+	}
+	verifiers := make(map[string]note.Verifier, len(cfg.Logs))
+	for _, l := range cfg.Logs {
+		verifiers[l.Origin] = l.Verifier
+	}
+	variants := 0
+	dropped := make(map[string]bool)
+	for i, b := range evs {
+		origin := origins[i]
+		e, err := api.ParseEvidence(b)
+		if err != nil {
+			return fmt.Errorf("witness: stored evidence of %q: %w", origin, err)
+		}
+		if v := verifiers[origin]; v != nil {
+			c, _, err := e.Canonical(v)
+			var cb []byte
+			if err == nil {
+				cb, err = c.Marshal()
+			}
+			if err != nil {
+				cfg.Logger.Warn("stored evidence does not verify with the log's key; the witness keeps it as stored", "origin", origin, "id", e.ID(), "error", err)
+			} else {
+				e, b = c, cb
+			}
+		}
+		id := e.ID()
+		switch {
+		case n.evidenceIDs[id] || dropped[id]:
+			variants++
+		case len(n.evidence[origin]) >= MaxEvidencePerLog:
+			dropped[id] = true
+			n.evidenceDropped.WithLabelValues(origin).Inc()
+		default:
+			n.evidenceIDs[id] = true
+			n.evidence[origin] = append(n.evidence[origin], b)
+		}
+	}
+	if variants > 0 {
+		cfg.Logger.Info("the stored evidence holds several forms of some pieces of evidence; the witness serves each piece once, in canonical form", "forms", variants)
+	}
+	return nil
 }
 
 // SetAnnouncer sets the Announcer the witness tells about new checkpoints
@@ -566,8 +627,10 @@ func (w *Witness) sameSizeConflict(c api.Checkpoint, stored []byte) *checkpointV
 }
 
 // AddEvidence verifies evidence, such as a peer gossips it, with the key
-// of its log, stores it and announces it if it is new. It reports whether
-// it was new. Errors wrap ErrUnknownLog or api.ErrInvalidEvidence, or are
+// of its log, and stores and announces its canonical form if it is new (no
+// piece with its ID is held) and the witness holds fewer than
+// MaxEvidencePerLog pieces against the log. It reports whether it stored
+// it. Errors wrap ErrUnknownLog or api.ErrInvalidEvidence, or are
 // internal.
 func (w *Witness) AddEvidence(ctx context.Context, b []byte) (bool, error) {
 	e, err := api.ParseEvidence(b)
@@ -578,6 +641,8 @@ func (w *Witness) AddEvidence(ctx context.Context, b []byte) (bool, error) {
 	if !ok {
 		return false, fmt.Errorf("%w: %q", ErrUnknownLog, e.Origin)
 	}
+	// The ID of any variant of a piece of evidence is the piece's: known
+	// evidence is not verified again.
 	w.net.mu.Lock()
 	known := w.net.evidenceIDs[e.ID()]
 	w.net.mu.Unlock()
@@ -590,14 +655,11 @@ func (w *Witness) AddEvidence(ctx context.Context, b []byte) (bool, error) {
 	return o.Evidence != nil, err
 }
 
-// recordLocked verifies evidence against l, persists it, and announces it
-// if it is new. The caller holds the origin's lock.
+// recordLocked verifies evidence against l, and persists and announces
+// its canonical form if it is new and the witness holds fewer than
+// MaxEvidencePerLog pieces against l. The caller holds the origin's lock.
 func (w *Witness) recordLocked(ctx context.Context, l Log, e api.Evidence) (Observation, error) {
-	cps, err := e.Verify(l.Verifier)
-	if err != nil {
-		return Observation{}, err
-	}
-	b, err := e.Marshal()
+	e, cps, err := e.Canonical(l.Verifier)
 	if err != nil {
 		return Observation{}, err
 	}
@@ -605,9 +667,19 @@ func (w *Witness) recordLocked(ctx context.Context, l Log, e api.Evidence) (Obse
 	detail := fmt.Sprintf("%s: checkpoints of size %d and %d", e.Kind, cps[0].Size, cps[1].Size)
 	w.net.mu.Lock()
 	known := w.net.evidenceIDs[id]
+	full := len(w.net.evidence[e.Origin]) >= MaxEvidencePerLog
 	w.net.mu.Unlock()
 	if known {
 		return Observation{Result: ObservedEvidence, Detail: detail}, nil
+	}
+	if full {
+		w.net.evidenceDropped.WithLabelValues(e.Origin).Inc()
+		w.logger.Debug("dropped evidence against a log the witness holds enough evidence against", "origin", e.Origin, "kind", e.Kind, "id", id, "cap", MaxEvidencePerLog)
+		return Observation{Result: ObservedEvidence, Detail: fmt.Sprintf("%s; not stored: the witness holds %d pieces of evidence against the log already", detail, MaxEvidencePerLog)}, nil
+	}
+	b, err := e.Marshal()
+	if err != nil {
+		return Observation{}, err
 	}
 	if err := w.net.store.AddEvidence(ctx, e.Origin, id, b); err != nil {
 		return Observation{}, fmt.Errorf("couldn't store evidence: %w", err)
@@ -619,7 +691,9 @@ func (w *Witness) recordLocked(ctx context.Context, l Log, e api.Evidence) (Obse
 	w.net.mu.Unlock()
 	w.net.evidenceTotal.WithLabelValues(e.Origin, e.Kind).Inc()
 	w.logger.Error("EVIDENCE THAT THE LOG MISBEHAVED; the witness stops cosigning for it",
-		"origin", e.Origin, "kind", e.Kind, "id", id, "checkpoint0", e.Checkpoints[0], "checkpoint1", e.Checkpoints[1])
+		"origin", e.Origin, "kind", e.Kind, "id", id,
+		"size0", cps[0].Size, "root0", hex.EncodeToString(cps[0].Hash[:]),
+		"size1", cps[1].Size, "root1", hex.EncodeToString(cps[1].Hash[:]))
 	if a != nil {
 		a.AnnounceEvidence(e.Origin, b)
 	}

@@ -19,6 +19,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -106,7 +107,8 @@ type Config struct {
 	// Default: an http.Client with a 30s timeout. The witness uses a copy
 	// that follows no redirects: a 3xx reply is an error.
 	Client *http.Client
-	// Registerer, if set, receives candor_witness_evidence_total and
+	// Registerer, if set, receives candor_witness_evidence_total,
+	// candor_witness_evidence_dropped_total and
 	// candor_witness_observed_checkpoints_total.
 	Registerer prometheus.Registerer
 }
@@ -312,8 +314,7 @@ func (w *Witness) AddCheckpoint(ctx context.Context, req api.AddCheckpointReques
 		}
 		if err := checkConsistent(old, c, req.Proof); err != nil {
 			w.logger.Warn("refused a checkpoint not consistent with the cosigned one",
-				"origin", c.Origin, "old_size", old.Size, "size", c.Size, "error", err,
-				"checkpoint", string(req.Checkpoint))
+				"origin", c.Origin, "old_size", old.Size, "size", c.Size, "root", hex.EncodeToString(c.Hash[:]), "error", err)
 			if stored != nil && old.Size == c.Size && old.Hash != c.Hash {
 				w.equivocated(ctx, stored, &checkpointView{c: c, text: text, logSigs: logSigs})
 			}

@@ -14,13 +14,17 @@ import (
 // runVerifyEvidence is "candor verify-evidence <file> --log-key VKEY": it
 // checks, offline and with only the log's public key, that evidence (as
 // witnesses serve it at GET /v1/evidence, api.Evidence) proves that the
-// log misbehaved. It succeeds only if it does.
+// log misbehaved. It succeeds only if it does, and if the evidence is in
+// the canonical form that witnesses serve (api.Evidence.Canonical): each
+// checkpoint with the log's signature only, the smaller size first, and
+// only the tiles that prove an inconsistency. Other forms of one piece of
+// evidence are refused, so that one misbehaviour has one form.
 func runVerifyEvidence(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("candor verify-evidence", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	logKey := fs.String("log-key", "", "the log's signed-note verifier `key` (name+id+key), required")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: candor verify-evidence <file> --log-key VKEY\n\nExits 0 if the evidence in file (- for stdin) proves that the log misbehaved.")
+		fmt.Fprintln(stderr, "usage: candor verify-evidence <file> --log-key VKEY\n\nExits 0 if the evidence in file (- for stdin) proves that the log misbehaved\nand is in the canonical form that witnesses serve.")
 		fs.PrintDefaults()
 	}
 	// The file may come before the flags.
@@ -60,7 +64,10 @@ func runVerifyEvidence(ctx context.Context, args []string, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	cps, err := e.Verify(v)
+	cps, err := e.VerifyCanonical(v)
+	if errors.Is(err, api.ErrNotCanonical) {
+		return fmt.Errorf("refused: %w", err)
+	}
 	if err != nil {
 		return fmt.Errorf("the evidence does NOT prove misbehaviour: %w", err)
 	}
