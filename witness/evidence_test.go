@@ -125,7 +125,7 @@ type announcer struct {
 	evidence [][]byte
 }
 
-func (a *announcer) AnnounceCheckpoint(string, []byte) {}
+func (a *announcer) AnnounceCheckpoint(string, []byte, bool) {}
 
 func (a *announcer) AnnounceEvidence(_ string, e []byte) {
 	a.mu.Lock()

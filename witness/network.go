@@ -172,6 +172,8 @@ type network struct {
 	consistent  map[[2]string]bool // pairs of checkpoint texts proven consistent
 	announcer   Announcer
 
+	checks checkCache // outcomes of checked gossip (checkcache.go)
+
 	evidenceTotal   *prometheus.CounterVec
 	evidenceDropped *prometheus.CounterVec
 	observed        *prometheus.CounterVec
@@ -306,7 +308,9 @@ func (w *Witness) Evidence() map[string][][]byte {
 
 // openObserved verifies a checkpoint of a log the witness follows, and
 // returns its view: the log's signatures and the valid cosignatures by
-// trusted witnesses. Other signatures are dropped.
+// trusted witnesses. Other signatures are dropped unchecked. A note with
+// signature lines the witness would not use is refused before any check,
+// and each message and each signature is checked once (checkcache.go).
 func (w *Witness) openObserved(signed []byte) (*checkpointView, error) {
 	i := bytes.Index(signed, []byte("\n\n"))
 	if i < 0 {
@@ -320,7 +324,27 @@ func (w *Witness) openObserved(signed []byte) (*checkpointView, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownLog, c.Origin)
 	}
-	c, n, err := api.OpenCheckpoint(signed, l.Origin, l.Verifier)
+	logKey := sigKey{l.Origin, l.Verifier.KeyHash()}
+	lines, err := scanSignatures(signed[i+2:], func(k sigKey) bool {
+		_, peer := w.net.peers[k]
+		return peer || k == logKey
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	key := messageKey(signed[:i+1], lines)
+	if v, err, ok := w.net.checks.message(key); ok {
+		return v, err
+	}
+	v, err := w.verifyObserved(signed, l)
+	w.net.checks.addMessage(key, signed, v, err)
+	return v.clone(), err
+}
+
+// verifyObserved is openObserved's check of a note it does not remember.
+func (w *Witness) verifyObserved(signed []byte, l Log) (*checkpointView, error) {
+	lv := cachedVerifier{Verifier: l.Verifier, kind: kindLog, cache: &w.net.checks}
+	c, n, err := api.OpenCheckpoint(signed, l.Origin, lv)
 	if errors.Is(err, api.ErrInvalidCheckpoint) {
 		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
@@ -335,13 +359,14 @@ func (w *Witness) openObserved(signed []byte) (*checkpointView, error) {
 		}
 		v.logSigs = append(v.logSigs, s)
 	}
+	// scanSignatures let through at most one line per peer.
 	for _, s := range n.UnverifiedSigs {
 		pv, ok := w.net.peers[sigKey{s.Name, s.Hash}]
 		if !ok {
 			continue
 		}
 		raw, err := base64.StdEncoding.DecodeString(s.Base64)
-		if err != nil || len(raw) < 4 || !pv.Verify([]byte(n.Text), raw[4:]) {
+		if err != nil || len(raw) < 4 || !w.net.checks.verify(kindWitness, pv, []byte(n.Text), raw[4:]) {
 			continue
 		}
 		if s, ok := canonical(s); ok {
