@@ -135,6 +135,7 @@ type node struct {
 	url      string
 	verifier *api.CosignatureVerifier
 	reg      *prometheus.Registry
+	stop     func()
 }
 
 type cosignerKey struct {
@@ -176,7 +177,15 @@ func fast(c *memberlist.Config) {
 // gossiping on a free loopback port and joining join.
 func startNode(t testing.TB, k cosignerKey, peers []cosignerKey, logs []*testLog, join []string, secret []byte) *node {
 	t.Helper()
-	state, err := pebble.OpenWitnessState(t.TempDir(), pebble.Options{Logger: quiet, CacheBytes: 1 << 20})
+	return startNodeAt(t, t.TempDir(), k, peers, logs, gossip.Config{Listen: "127.0.0.1:0", Join: join, SecretKey: secret})
+}
+
+// startNodeAt is startNode with its state in dir and the gossip
+// configuration gc (Logger, Registerer and Tune are set here). The node
+// stops with the test, or when its stop function is called.
+func startNodeAt(t testing.TB, dir string, k cosignerKey, peers []cosignerKey, logs []*testLog, gc gossip.Config) *node {
+	t.Helper()
+	state, err := pebble.OpenWitnessState(dir, pebble.Options{Logger: quiet, CacheBytes: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,20 +213,25 @@ func startNode(t testing.TB, k cosignerKey, peers []cosignerKey, logs []*testLog
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(h)
-	g, err := gossip.Start(w, gossip.Config{Listen: "127.0.0.1:0", Join: join, SecretKey: secret, Logger: quiet, Registerer: reg, Tune: fast})
+	gc.Logger, gc.Registerer, gc.Tune = quiet, reg, fast
+	g, err := gossip.Start(w, gc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := g.Close(100 * time.Millisecond); err != nil {
-			t.Logf("closing the gossip node: %v", err)
-		}
-		srv.Close()
-		if err := state.Close(); err != nil {
-			t.Errorf("closing the state: %v", err)
-		}
-	})
-	return &node{name: cosigner.Name(), w: w, g: g, url: srv.URL, verifier: cosigner.Verifier(), reg: reg}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			if err := g.Close(100 * time.Millisecond); err != nil {
+				t.Logf("closing the gossip node: %v", err)
+			}
+			srv.Close()
+			if err := state.Close(); err != nil {
+				t.Errorf("closing the state: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return &node{name: cosigner.Name(), w: w, g: g, url: srv.URL, verifier: cosigner.Verifier(), reg: reg, stop: stop}
 }
 
 // startCluster starts n witnesses that trust each other and waits until
