@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/candorlog/candor/api"
@@ -41,19 +42,7 @@ func TestWitnessNetworkSplitView(t *testing.T) {
 	n := len(ws)
 
 	// Two views of size 10 with different roots, both signed by the log.
-	view := func(tag string) []byte {
-		tr := newTLogTree(t, 10, func(i int64) string { return fmt.Sprintf("%s entry %d", tag, i) })
-		root, err := tlog.TreeHash(10, tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		signed, err := api.SignCheckpoint(api.Checkpoint{Origin: origin, Size: 10, Hash: root}, logSigner)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return signed
-	}
-	viewA, viewB := view("A"), view("B")
+	viewA, viewB := forkedView(t, logSigner, "A"), forkedView(t, logSigner, "B")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -123,20 +112,7 @@ func TestWitnessNetworkSplitView(t *testing.T) {
 // Witness 0 is the one the others join.
 func startWitnessNetwork(t *testing.T, bin string, n int, logs func(i int) string, encrypt bool) []*witnessServer {
 	t.Helper()
-	type member struct{ name, vkey, dir string }
-	members := make([]member, n)
-	for i := range members {
-		m := &members[i]
-		m.name = fmt.Sprintf("witness.example/net%d", i)
-		skey, vkey, err := api.GenerateCosignerKey(rand.Reader, m.name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m.vkey, m.dir = vkey, t.TempDir()
-		if err := os.WriteFile(filepath.Join(m.dir, "witness.key"), []byte(skey+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	members := newWitnessMembers(t, n, "net")
 	secret := make([]byte, 32)
 	rand.Read(secret)
 	ws := make([]*witnessServer, n)
@@ -171,6 +147,46 @@ func startWitnessNetwork(t *testing.T, bin string, n int, logs func(i int) strin
 		}
 	}
 	return ws
+}
+
+// witnessMember is a witness's name, verifier key and data directory,
+// which holds its key.
+type witnessMember struct{ name, vkey, dir string }
+
+// newWitnessMembers makes the keys of n witnesses named
+// witness.example/<prefix><i>, each in a data directory of its own.
+func newWitnessMembers(t *testing.T, n int, prefix string) []witnessMember {
+	t.Helper()
+	members := make([]witnessMember, n)
+	for i := range members {
+		m := &members[i]
+		m.name = fmt.Sprintf("witness.example/%s%d", prefix, i)
+		skey, vkey, err := api.GenerateCosignerKey(rand.Reader, m.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.vkey, m.dir = vkey, t.TempDir()
+		if err := os.WriteFile(filepath.Join(m.dir, "witness.key"), []byte(skey+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return members
+}
+
+// forkedView returns a checkpoint of size 10 signed by the log's signer,
+// whose entries are tagged tag: another tag, another tree.
+func forkedView(t *testing.T, signer note.Signer, tag string) []byte {
+	t.Helper()
+	tr := newTLogTree(t, 10, func(i int64) string { return fmt.Sprintf("%s entry %d", tag, i) })
+	root, err := tlog.TreeHash(10, tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := api.SignCheckpoint(api.Checkpoint{Origin: signer.Name(), Size: 10, Hash: root}, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signed
 }
 
 // gossipAddr waits for the witness to print its gossip address, which it

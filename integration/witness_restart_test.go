@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/mod/sumdb/tlog"
-
 	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/api/apitest"
 )
@@ -36,20 +34,7 @@ func TestWitnessNetworkRestartStartOrder(t *testing.T) {
 	const origin = "example.com/byzantine-log"
 	logSigner, logVerifier, logVkey := apitest.NewNoteKey(origin, rand.Reader)
 
-	type member struct{ name, vkey, dir string }
-	members := make([]member, n)
-	for i := range members {
-		m := &members[i]
-		m.name = fmt.Sprintf("witness.example/restart%d", i)
-		skey, vkey, err := api.GenerateCosignerKey(rand.Reader, m.name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m.vkey, m.dir = vkey, t.TempDir()
-		if err := os.WriteFile(filepath.Join(m.dir, "witness.key"), []byte(skey+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	members := newWitnessMembers(t, n, "restart")
 	secret := make([]byte, 32)
 	rand.Read(secret)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -77,19 +62,7 @@ func TestWitnessNetworkRestartStartOrder(t *testing.T) {
 		}
 		return path
 	}
-	view := func(tag string) []byte {
-		tr := newTLogTree(t, 10, func(i int64) string { return fmt.Sprintf("%s entry %d", tag, i) })
-		root, err := tlog.TreeHash(10, tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		signed, err := api.SignCheckpoint(api.Checkpoint{Origin: origin, Size: 10, Hash: root}, logSigner)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return signed
-	}
-	viewA, viewB := view("A"), view("B")
+	viewA, viewB := forkedView(t, logSigner, "A"), forkedView(t, logSigner, "B")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
