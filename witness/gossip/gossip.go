@@ -151,6 +151,7 @@ type Node struct {
 	done      chan struct{}
 
 	mu           sync.Mutex
+	live         map[string]string    // member name -> address, from the events (memberlist's own nodes must not be read unlocked)
 	failed       map[string]time.Time // address of a failed member -> when
 	lastExchange map[string]time.Time // member name -> last push/pull state received
 	seen         [2]map[[32]byte]bool // handled messages: this window and the last
@@ -210,6 +211,7 @@ func Start(w *witness.Witness, cfg Config) (*Node, error) {
 		low:          make(chan []byte, queueLength),
 		stop:         make(chan struct{}),
 		done:         make(chan struct{}),
+		live:         make(map[string]string),
 		failed:       make(map[string]time.Time),
 		lastExchange: make(map[string]time.Time),
 		seen:         [2]map[[32]byte]bool{make(map[[32]byte]bool), make(map[[32]byte]bool)},
@@ -414,9 +416,11 @@ func (n *Node) maintain() {
 // members' addresses that are not members now.
 func (n *Node) rejoinAddrs(all bool) []string {
 	live := make(map[string]bool)
-	for _, m := range n.ml.Members() {
-		live[m.Address()] = true
+	n.mu.Lock()
+	for _, a := range n.live {
+		live[a] = true
 	}
+	n.mu.Unlock()
 	var out []string
 	for _, s := range n.seeds {
 		if all || !live[s] && !n.resolvesToMember(s, live) {
@@ -724,12 +728,12 @@ func (d delegate) MergeRemoteState(buf []byte, join bool) {
 // exchanged records a push/pull state received from the member named
 // name, if it is a member.
 func (n *Node) exchanged(name string) {
-	if !slices.ContainsFunc(n.ml.Members(), func(m *memberlist.Node) bool { return m.Name == name }) {
-		return
-	}
 	now := time.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if _, ok := n.live[name]; !ok {
+		return
+	}
 	if _, ok := n.lastExchange[name]; !ok && len(n.lastExchange) >= maxExchangePeers {
 		return
 	}
@@ -751,15 +755,18 @@ type events struct{ n *Node }
 
 var _ memberlist.EventDelegate = events{}
 
+// memberlist calls them with its lock held: m may be read here only.
 func (e events) NotifyJoin(m *memberlist.Node) {
 	e.n.mu.Lock()
 	defer e.n.mu.Unlock()
+	e.n.live[m.Name] = m.Address()
 	delete(e.n.failed, m.Address())
 }
 
 func (e events) NotifyLeave(m *memberlist.Node) {
 	e.n.mu.Lock()
 	defer e.n.mu.Unlock()
+	delete(e.n.live, m.Name)
 	if m.State == memberlist.StateDead && len(e.n.failed) < maxFailed {
 		e.n.failed[m.Address()] = time.Now()
 	}
@@ -769,7 +776,11 @@ func (e events) NotifyLeave(m *memberlist.Node) {
 	}
 }
 
-func (e events) NotifyUpdate(*memberlist.Node) {}
+func (e events) NotifyUpdate(m *memberlist.Node) {
+	e.n.mu.Lock()
+	defer e.n.mu.Unlock()
+	e.n.live[m.Name] = m.Address()
+}
 
 // slogWriter turns memberlist's log lines ("[LEVEL] memberlist: …") into
 // structured logs.

@@ -214,6 +214,11 @@ func startNodeAt(t testing.TB, dir string, k cosignerKey, peers []cosignerKey, l
 	}
 	srv := httptest.NewServer(h)
 	gc.Logger, gc.Registerer, gc.Tune = quiet, reg, fast
+	if gc.PacketRate == 0 {
+		// fast gossips ten times as often as memberlist's defaults, and
+		// the nodes of most tests share the source address 127.0.0.1.
+		gc.PacketRate, gc.StreamRate = 10*gossip.DefaultPacketRate, 10*gossip.DefaultStreamRate
+	}
 	g, err := gossip.Start(w, gc)
 	if err != nil {
 		t.Fatal(err)
