@@ -161,6 +161,12 @@ type Node struct {
 	joins     *prometheus.CounterVec
 	exchanges *prometheus.GaugeVec
 
+	// stateMu is held (read) while LocalState reads the witness, and
+	// (write) by Close: memberlist may still run a push/pull after its
+	// Shutdown, and the witness's state is closed after Close returns.
+	stateMu sync.RWMutex
+	closed  bool
+
 	closeOnce sync.Once
 }
 
@@ -318,6 +324,9 @@ func (n *Node) Close(timeout time.Duration) error {
 		if serr := n.ml.Shutdown(); err == nil {
 			err = serr
 		}
+		n.stateMu.Lock()
+		n.closed = true
+		n.stateMu.Unlock()
 		<-n.done
 	})
 	return err
@@ -676,6 +685,11 @@ func (d delegate) GetBroadcasts(overhead, limit int) [][]byte {
 // (its own first), then its evidence, at most maxStateEvidence of it; a
 // record that does not fit in maxState is left out.
 func (d delegate) LocalState(join bool) []byte {
+	d.n.stateMu.RLock()
+	defer d.n.stateMu.RUnlock()
+	if d.n.closed {
+		return nil
+	}
 	checkpoints, evidence := d.n.w.GossipState(context.Background())
 	var b []byte
 	add := func(typ byte, body []byte, limit int) bool {
