@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
-	"golang.org/x/mod/sumdb/note"
 
 	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/witness/gossip"
@@ -61,10 +60,14 @@ func TestFloodFromOneMember(t *testing.T) {
 	// The flood: distinct checkpoints signed by the log, each with a
 	// forged line of witness 1 (its name and key ID, another signature).
 	const floodSize = 5000
+	cosigner, err := api.NewCosigner(keys[0].skey, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	flood := make([][]byte, floodSize)
 	for i := range flood {
 		cp := l.sign(t, uint64(1000+i), "flood")
-		flood[i] = append([]byte{'o'}, forgeLine(t, cosignWith(t, cp, keys[0]), nodes[0].name, nodes[1].name, nodes[1].verifier.KeyHash())...)
+		flood[i] = append([]byte{'o'}, forgeLine(t, cosign(t, cp, cosigner), nodes[0].name, nodes[1].name, nodes[1].verifier.KeyHash())...)
 	}
 	flooded := make(chan int, 1)
 	var floodTime time.Duration
@@ -121,26 +124,4 @@ func TestFloodFromOneMember(t *testing.T) {
 			t.Fatalf("witness %d holds evidence after the flood", i)
 		}
 	}
-}
-
-// cosignWith appends k's cosignature to the signed checkpoint.
-func cosignWith(t testing.TB, signed []byte, k cosignerKey) []byte {
-	t.Helper()
-	c, err := api.NewCosigner(k.skey, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text, err := api.CheckpointBody(signed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sig, err := api.NoteSignature(c, text)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := api.AppendSignatures(signed, api.MarshalCosignatureLines([]note.Signature{sig}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }

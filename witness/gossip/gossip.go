@@ -340,14 +340,17 @@ func (n *Node) Close(timeout time.Duration) error {
 // JoinBackoffMin to JoinBackoffMax. It warns, once a minute, while the
 // node is alone.
 func (n *Node) maintain() {
+	type result struct {
+		addr string
+		ok   bool
+	}
 	var (
-		inflight  = make(map[string]bool)
-		results   = make(chan bool, 64)
-		backoff   = n.bmin
-		joined    = len(n.seeds) == 0
-		lastWarn  time.Time
-		wasAlone  bool
-		attempted bool
+		inflight = make(map[string]bool)
+		results  = make(chan result, 64)
+		backoff  = n.bmin
+		joined   = len(n.seeds) == 0
+		lastWarn time.Time
+		wasAlone bool
 	)
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -355,10 +358,10 @@ func (n *Node) maintain() {
 		select {
 		case <-n.stop:
 			return
-		case ok := <-results:
-			if ok {
-				joined = true
-				backoff = n.bmin
+		case r := <-results:
+			delete(inflight, r.addr)
+			if r.ok {
+				joined, backoff = true, n.bmin
 			}
 			continue
 		case <-t.C:
@@ -379,43 +382,27 @@ func (n *Node) maintain() {
 			t.Reset(n.bmax)
 			continue
 		}
-		addrs := n.rejoinAddrs(!joined)
-		for _, a := range addrs {
+		for _, a := range n.rejoinAddrs(!joined) {
 			if inflight[a] {
 				continue
 			}
 			inflight[a] = true
-			attempted = true
 			go func() {
 				_, err := n.ml.Join([]string{a})
-				ok := err == nil
-				if ok {
+				if err == nil {
 					n.joins.WithLabelValues("ok").Inc()
 				} else {
 					n.joins.WithLabelValues("failed").Inc()
 					n.logger.Debug("couldn't join a gossip member", "addr", a, "error", err)
 				}
 				select {
-				case results <- ok:
+				case results <- result{a, err == nil}:
 				case <-n.stop:
 				}
 			}()
 		}
-		// Collect the attempts that ended, without waiting for the others.
-		for done := false; !done; {
-			select {
-			case ok := <-results:
-				if ok {
-					joined, backoff = true, n.bmin
-				}
-			default:
-				done = true
-			}
-		}
-		clear(inflight) // a new round may retry an address whose attempt still hangs
-		if attempted {
-			backoff = min(2*backoff, n.bmax)
-		}
+		// A join that succeeds resets the backoff.
+		backoff = min(2*backoff, n.bmax)
 		t.Reset(backoff)
 	}
 }
@@ -753,14 +740,6 @@ func (n *Node) exchanged(name string) {
 	}
 	n.lastExchange[name] = now
 	n.exchanges.WithLabelValues(name).Set(float64(now.UnixNano()) / 1e9)
-}
-
-// LastExchange returns when the node last received the push/pull state of
-// the member named name, or the zero time.
-func (n *Node) LastExchange(name string) time.Time {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.lastExchange[name]
 }
 
 // events adapts the Node to memberlist.EventDelegate: it remembers the

@@ -127,6 +127,24 @@ func forgeLine(t testing.TB, signed []byte, from, to string, id uint32) []byte {
 	return append(append(bytes.Clone(signed[:i]), line...), signed[end:]...)
 }
 
+// cosign appends s's cosignature to the signed checkpoint.
+func cosign(t testing.TB, signed []byte, s note.Signer) []byte {
+	t.Helper()
+	text, err := api.CheckpointBody(signed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := api.NoteSignature(s, text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := api.AppendSignatures(signed, api.MarshalCosignatureLines([]note.Signature{sig}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // node is a witness on pebble state, served over HTTP, with a gossip node.
 type node struct {
 	name     string
@@ -544,34 +562,18 @@ func TestForgedGossip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cosign := func(signed []byte, s note.Signer) []byte {
-		t.Helper()
-		text, err := api.CheckpointBody(signed)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sig, err := api.NoteSignature(s, text)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out, err := api.AppendSignatures(signed, api.MarshalCosignatureLines([]note.Signature{sig}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
 	// A fork at the witnesses' size, signed by the log, vouched for only
 	// by the untrusted member: untrusted.
-	fork := cosign(l.sign(t, 10, "b"), rogueCosigner)
+	fork := cosign(t, l.sign(t, 10, "b"), rogueCosigner)
 	// The same with a forged cosignature line of a trusted witness (its
 	// name and key ID, the rogue's signature bytes): untrusted.
 	forgedLine := forgeLine(t, fork, rogueCosigner.Name(), nodes[1].name, nodes[1].verifier.KeyHash())
 	// A checkpoint with a signature by a key that is not the log's, under
 	// the log's name, cosigned by a trusted key it cannot have: invalid.
 	impostor := newTestLog(l.origin)
-	fakeLog := cosign(impostor.sign(t, 10, "b"), rogueCosigner)
+	fakeLog := cosign(t, impostor.sign(t, 10, "b"), rogueCosigner)
 	// A log the witnesses do not follow: unknown.
-	unknown := cosign(other.sign(t, 10, "b"), rogueCosigner)
+	unknown := cosign(t, other.sign(t, 10, "b"), rogueCosigner)
 	// Evidence that does not verify: the "fork" signed by the impostor.
 	fakeEvidence, err := api.NewEquivocation(l.origin, cur, impostor.sign(t, 10, "b")).Marshal()
 	if err != nil {
