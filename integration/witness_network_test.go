@@ -65,32 +65,11 @@ func TestWitnessNetworkSplitView(t *testing.T) {
 		t.FailNow()
 	}
 
-	// Every witness must hold verified evidence. The requirement is 3 s;
-	// race-built binaries are several times slower.
-	limit := 3 * time.Second
-	if binaryRace {
-		limit = 20 * time.Second
-	}
-	for i, w := range ws {
-		for {
-			e, err := evidenceOf(ctx, w, origin)
-			if err != nil {
-				t.Fatalf("witness %d: %v", i, err)
-			}
-			if e != nil {
-				cps, err := e.Verify(logVerifier)
-				if err != nil {
-					t.Fatalf("witness %d: its evidence does not verify with the log's key: %v", i, err)
-				}
-				if cps[0].Size != cps[1].Size || cps[0].Hash == cps[1].Hash {
-					t.Fatalf("witness %d: evidence of kind %q for checkpoints %+v", i, e.Kind, cps)
-				}
-				break
-			}
-			if time.Since(start) > limit {
-				t.Fatalf("witness %d holds no evidence %s after the split view", i, time.Since(start).Round(time.Millisecond))
-			}
-			time.Sleep(20 * time.Millisecond)
+	// Every witness must hold verified evidence.
+	for i, e := range waitForEvidence(t, ctx, ws, origin, logVerifier, start, evidenceLimit(), "the split view") {
+		cps, _ := e.Verify(logVerifier)
+		if cps[0].Size != cps[1].Size || cps[0].Hash == cps[1].Hash {
+			t.Fatalf("witness %d: evidence of kind %q for checkpoints %+v", i, e.Kind, cps)
 		}
 	}
 	t.Logf("all %d witnesses hold verified evidence %s after the split view", n, time.Since(start).Round(time.Millisecond))
@@ -202,6 +181,45 @@ func gossipAddr(t *testing.T, w *witnessServer) string {
 			t.Fatalf("the witness printed no gossip address within %s:\n%s", startTimeout, w.stdout)
 		}
 	}
+}
+
+// evidenceLimit is the time within which every witness must hold the
+// evidence of a split view: 3 s, or 20 s for the several times slower
+// race-built binaries.
+func evidenceLimit() time.Duration {
+	if binaryRace {
+		return 20 * time.Second
+	}
+	return 3 * time.Second
+}
+
+// waitForEvidence waits until every witness of ws serves evidence about
+// origin, and fails the test if a witness holds none limit after start
+// (after what, says the message), or if its evidence does not verify with
+// the log's key v. It returns each witness's evidence.
+func waitForEvidence(t *testing.T, ctx context.Context, ws []*witnessServer, origin string, v note.Verifier, start time.Time, limit time.Duration, what string) []*api.Evidence {
+	t.Helper()
+	out := make([]*api.Evidence, len(ws))
+	for i, w := range ws {
+		for {
+			e, err := evidenceOf(ctx, w, origin)
+			if err != nil {
+				t.Fatalf("witness %d: %v", i, err)
+			}
+			if e != nil {
+				if _, err := e.Verify(v); err != nil {
+					t.Fatalf("witness %d: its evidence does not verify with the log's key: %v", i, err)
+				}
+				out[i] = e
+				break
+			}
+			if time.Since(start) > limit {
+				t.Fatalf("witness %d holds no evidence %s after %s\n%s", i, time.Since(start).Round(time.Millisecond), what, w.stderr)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return out
 }
 
 // evidenceOf returns the first evidence about origin that w serves, or

@@ -94,27 +94,6 @@ func TestWitnessNetworkRestartStartOrder(t *testing.T) {
 	if ws[0], err = startWitnessServer(t, bin, members[0].dir, "--config", config(0, seed, nil)); err != nil {
 		t.Fatal(err)
 	}
-	limit := 3 * time.Second
-	if binaryRace {
-		limit = 20 * time.Second
-	}
-	for i, w := range ws {
-		for {
-			e, err := evidenceOf(ctx, w, origin)
-			if err != nil {
-				t.Fatalf("witness %d: %v", i, err)
-			}
-			if e != nil {
-				if _, err := e.Verify(logVerifier); err != nil {
-					t.Fatalf("witness %d: its evidence does not verify with the log's key: %v", i, err)
-				}
-				break
-			}
-			if time.Since(start) > limit {
-				t.Fatalf("witness %d holds no evidence %s after the last witness started\n%s", i, time.Since(start).Round(time.Millisecond), w.stderr)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	waitForEvidence(t, ctx, ws, origin, logVerifier, start, evidenceLimit(), "the last witness started")
 	t.Logf("all %d witnesses hold verified evidence %s after the witness they join started", n, time.Since(start).Round(time.Millisecond))
 }

@@ -153,31 +153,9 @@ func TestWitnessNetworkRewrittenHistory(t *testing.T) {
 	start := time.Now()
 	bl.serve(t, rewritten, 500)
 
-	limit := 3 * time.Second
-	if binaryRace {
-		limit = 20 * time.Second
-	}
 	// Polls come every 100 ms: the limit counts from the first poll
 	// that can see the rewrite.
-	limit += 100 * time.Millisecond
-	for i, w := range ws {
-		for {
-			e, err := evidenceOf(ctx, w, origin)
-			if err != nil {
-				t.Fatalf("witness %d: %v", i, err)
-			}
-			if e != nil {
-				if _, err := e.Verify(logVerifier); err != nil {
-					t.Fatalf("witness %d: its evidence does not verify with the log's key: %v", i, err)
-				}
-				break
-			}
-			if time.Since(start) > limit {
-				t.Fatalf("witness %d holds no evidence %s after the rewrite", i, time.Since(start).Round(time.Millisecond))
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	waitForEvidence(t, ctx, ws, origin, logVerifier, start, evidenceLimit()+100*time.Millisecond, "the rewrite")
 	t.Logf("all %d witnesses hold verified evidence %s after the log rewrote its history", n, time.Since(start).Round(time.Millisecond))
 	for i, w := range ws[1:] {
 		code, _, body, err := w.addCheckpoint(ctx, api.AddCheckpointRequest{OldSize: 300, Checkpoint: first})
