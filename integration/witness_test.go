@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,10 +45,18 @@ type witnessServer struct {
 // address.
 func startWitnessServer(t *testing.T, bin, data string, args ...string) (*witnessServer, error) {
 	t.Helper()
+	return startWitnessServerIn(t, nil, bin, data, args...)
+}
+
+// startWitnessServerIn is startWitnessServer with the command run by
+// wrap (for example ip netns exec NAME), which must exec it.
+func startWitnessServerIn(t *testing.T, wrap []string, bin, data string, args ...string) (*witnessServer, error) {
+	t.Helper()
 	args = append([]string{"--data", data, "--listen", "127.0.0.1:0"}, args...)
+	argv := append(append(slices.Clip(wrap), bin), args...)
 	p := &process{
 		name:   "candor-witness",
-		cmd:    exec.Command(bin, args...),
+		cmd:    exec.Command(argv[0], argv[1:]...),
 		stdout: &tailBuffer{max: stderrTail},
 		stderr: &tailBuffer{max: stderrTail},
 		exited: make(chan struct{}),

@@ -81,6 +81,8 @@ const (
 	duplicateWindow = 30 * time.Second
 	// aloneWarning is the time between two warnings while alone.
 	aloneWarning = time.Minute
+	// maxJoinsInFlight bounds the join attempts in flight to one address.
+	maxJoinsInFlight = 4
 )
 
 // Join defaults.
@@ -334,18 +336,24 @@ func (n *Node) Close(timeout time.Duration) error {
 
 // maintain joins the seeds until it reaches one, then rejoins, while the
 // node sees fewer members than it expects, the seeds and the failed
-// members that are not members now. Each address has at most one attempt
-// in flight (an unreachable one may take memberlist's TCPTimeout); the
-// time between two rounds doubles while every attempt fails, from
-// JoinBackoffMin to JoinBackoffMax. It warns, once a minute, while the
-// node is alone.
+// members that are not members now. The time between two rounds doubles
+// while every attempt fails, from JoinBackoffMin to JoinBackoffMax. An
+// attempt to an address that drops packets lasts memberlist's TCPTimeout,
+// and its retries of the connection grow apart, so a round starts another
+// one to an address whose last attempt is older than JoinBackoffMax, up to
+// maxJoinsInFlight: a partition that heals is found within about a second
+// or two. It warns, once a minute, while the node is alone.
 func (n *Node) maintain() {
 	type result struct {
 		addr string
 		ok   bool
 	}
+	type attempts struct {
+		n    int
+		last time.Time
+	}
 	var (
-		inflight = make(map[string]bool)
+		inflight = make(map[string]*attempts)
 		results  = make(chan result, 64)
 		backoff  = n.bmin
 		joined   = len(n.seeds) == 0
@@ -359,7 +367,11 @@ func (n *Node) maintain() {
 		case <-n.stop:
 			return
 		case r := <-results:
-			delete(inflight, r.addr)
+			if a := inflight[r.addr]; a != nil {
+				if a.n--; a.n == 0 {
+					delete(inflight, r.addr)
+				}
+			}
 			if r.ok {
 				joined, backoff = true, n.bmin
 			}
@@ -383,10 +395,16 @@ func (n *Node) maintain() {
 			continue
 		}
 		for _, a := range n.rejoinAddrs(!joined) {
-			if inflight[a] {
+			at := inflight[a]
+			if at == nil {
+				at = new(attempts)
+				inflight[a] = at
+			}
+			if at.n > 0 && (at.n >= maxJoinsInFlight || time.Since(at.last) < n.bmax) {
 				continue
 			}
-			inflight[a] = true
+			at.n++
+			at.last = time.Now()
 			go func() {
 				_, err := n.ml.Join([]string{a})
 				if err == nil {
