@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -9,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -156,12 +159,18 @@ func newWitnessMembers(t *testing.T, n int, prefix string) []witnessMember {
 // whose entries are tagged tag: another tag, another tree.
 func forkedView(t *testing.T, signer note.Signer, tag string) []byte {
 	t.Helper()
-	tr := newTLogTree(t, 10, func(i int64) string { return fmt.Sprintf("%s entry %d", tag, i) })
-	root, err := tlog.TreeHash(10, tr)
+	return forkedViewAt(t, signer, tag, 10)
+}
+
+// forkedViewAt is forkedView at the given size.
+func forkedViewAt(t *testing.T, signer note.Signer, tag string, size int64) []byte {
+	t.Helper()
+	tr := newTLogTree(t, size, func(i int64) string { return fmt.Sprintf("%s entry %d", tag, i) })
+	root, err := tlog.TreeHash(size, tr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	signed, err := api.SignCheckpoint(api.Checkpoint{Origin: signer.Name(), Size: 10, Hash: root}, signer)
+	signed, err := api.SignCheckpoint(api.Checkpoint{Origin: signer.Name(), Size: uint64(size), Hash: root}, signer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,4 +257,44 @@ func evidenceOf(ctx context.Context, w *witnessServer, origin string) (*api.Evid
 		}
 	}
 	return nil, nil
+}
+
+// waitForMembers waits until witness i sees want(i) gossip members, as
+// its metrics say, and fails the test after limit (after what, says the
+// message).
+func waitForMembers(t *testing.T, ctx context.Context, ws []*witnessServer, want func(i int) int, limit time.Duration, what string) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for i, w := range ws {
+		for {
+			got, err := gossipMembers(ctx, w)
+			if err != nil {
+				t.Fatalf("witness %d: %v", i, err)
+			}
+			if got == want(i) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("witness %d sees %d gossip members %s after %s, want %d\n%s", i, got, limit, what, want(i), w.stderr)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// gossipMembers returns the candor_witness_gossip_members gauge of w.
+func gossipMembers(ctx context.Context, w *witnessServer) (int, error) {
+	const metric = "candor_witness_gossip_members "
+	code, body, err := w.get(ctx, "/metrics")
+	if err != nil || code != http.StatusOK {
+		return 0, fmt.Errorf("GET /metrics: %d %v", code, err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), metric); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return int(f), err
+		}
+	}
+	return 0, fmt.Errorf("GET /metrics: no %s", strings.TrimSpace(metric))
 }

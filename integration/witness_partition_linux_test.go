@@ -3,7 +3,6 @@
 package integration
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -66,7 +64,7 @@ func TestWitnessNetworkPartition(t *testing.T) {
 		if i > 0 {
 			join = []string{gossipAddr(0)}
 		}
-		cfg := writeWitnessConfig(t, members, i, origin, logVkey, secret, gossipAddr(i), join)
+		cfg := writeWitnessConfig(t, members, i, logsYAML(origin, logVkey), secret, gossipAddr(i), join)
 		w, err := startWitnessServerIn(t, []string{"ip", "netns", "exec", side(i).name}, bin, m.dir,
 			"--config", cfg, "--listen", side(i).addr+":0")
 		if err != nil {
@@ -221,44 +219,4 @@ func cutBetween(t *testing.T, sides []netnsSide, cut bool) {
 			}
 		}
 	}
-}
-
-// waitForMembers waits until witness i sees want(i) gossip members, as
-// its metrics say, and fails the test after limit (after what, says the
-// message).
-func waitForMembers(t *testing.T, ctx context.Context, ws []*witnessServer, want func(i int) int, limit time.Duration, what string) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for i, w := range ws {
-		for {
-			got, err := gossipMembers(ctx, w)
-			if err != nil {
-				t.Fatalf("witness %d: %v", i, err)
-			}
-			if got == want(i) {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("witness %d sees %d gossip members %s after %s, want %d\n%s", i, got, limit, what, want(i), w.stderr)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-}
-
-// gossipMembers returns the candor_witness_gossip_members gauge of w.
-func gossipMembers(ctx context.Context, w *witnessServer) (int, error) {
-	const metric = "candor_witness_gossip_members "
-	code, body, err := w.get(ctx, "/metrics")
-	if err != nil || code != http.StatusOK {
-		return 0, fmt.Errorf("GET /metrics: %d %v", code, err)
-	}
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), metric); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			return int(f), err
-		}
-	}
-	return 0, fmt.Errorf("GET /metrics: no %s", strings.TrimSpace(metric))
 }

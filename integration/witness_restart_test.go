@@ -39,7 +39,7 @@ func TestWitnessNetworkRestartStartOrder(t *testing.T) {
 	rand.Read(secret)
 	seed := freeAddr(t)
 	config := func(i int, listen string, join []string) string {
-		return writeWitnessConfig(t, members, i, origin, logVkey, secret, listen, join)
+		return writeWitnessConfig(t, members, i, logsYAML(origin, logVkey), secret, listen, join)
 	}
 	viewA, viewB := forkedView(t, logSigner, "A"), forkedView(t, logSigner, "B")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -78,14 +78,17 @@ func TestWitnessNetworkRestartStartOrder(t *testing.T) {
 }
 
 // writeWitnessConfig writes the config of witness i of members: it
-// follows the log origin with key logVkey, gossips on listen with secret,
-// joins join, and trusts the other members as peers. It returns the
-// file's path.
-func writeWitnessConfig(t *testing.T, members []witnessMember, i int, origin, logVkey string, secret []byte, listen string, join []string) string {
+// follows logs (YAML, see logsYAML), gossips on listen with secret (none
+// if nil), joins join, and trusts the other members as peers. It returns
+// the file's path.
+func writeWitnessConfig(t *testing.T, members []witnessMember, i int, logs string, secret []byte, listen string, join []string) string {
 	t.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "logs:\n  - origin: %s\n    key: %s\n", origin, logVkey)
-	fmt.Fprintf(&b, "gossip:\n  listen: %s\n  secret: %s\n", listen, base64.StdEncoding.EncodeToString(secret))
+	b.WriteString(logs)
+	fmt.Fprintf(&b, "gossip:\n  listen: %s\n", listen)
+	if secret != nil {
+		fmt.Fprintf(&b, "  secret: %s\n", base64.StdEncoding.EncodeToString(secret))
+	}
 	if len(join) > 0 {
 		b.WriteString("  join:\n")
 		for _, a := range join {
@@ -103,6 +106,17 @@ func writeWitnessConfig(t *testing.T, members []witnessMember, i int, origin, lo
 		t.Fatal(err)
 	}
 	return path
+}
+
+// logsYAML is the logs section of a witness config that follows the
+// logs with the given origins and verifier keys, in pairs.
+func logsYAML(originKeys ...string) string {
+	var b strings.Builder
+	b.WriteString("logs:\n")
+	for i := 0; i+1 < len(originKeys); i += 2 {
+		fmt.Fprintf(&b, "  - origin: %s\n    key: %s\n", originKeys[i], originKeys[i+1])
+	}
+	return b.String()
 }
 
 // freeAddr returns a loopback TCP address that was free a moment ago.
@@ -144,7 +158,7 @@ func TestWitnessNetworkRollingRestart(t *testing.T) {
 
 	ws := make([]*witnessServer, n)
 	for i, m := range members {
-		if ws[i], err = startWitnessServer(t, bin, m.dir, "--config", writeWitnessConfig(t, members, i, origin, logVkey, secret, addrs[i], nil)); err != nil {
+		if ws[i], err = startWitnessServer(t, bin, m.dir, "--config", writeWitnessConfig(t, members, i, logsYAML(origin, logVkey), secret, addrs[i], nil)); err != nil {
 			t.Fatal(err)
 		}
 		cp := viewA
@@ -162,7 +176,7 @@ func TestWitnessNetworkRollingRestart(t *testing.T) {
 			join = addrs[:1]
 		}
 		start := time.Now()
-		if ws[i], err = startWitnessServer(t, bin, m.dir, "--config", writeWitnessConfig(t, members, i, origin, logVkey, secret, addrs[i], join)); err != nil {
+		if ws[i], err = startWitnessServer(t, bin, m.dir, "--config", writeWitnessConfig(t, members, i, logsYAML(origin, logVkey), secret, addrs[i], join)); err != nil {
 			t.Fatal(err)
 		}
 		if i < n/2 {

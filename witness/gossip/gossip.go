@@ -255,7 +255,7 @@ func Start(w *witness.Witness, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gossip: couldn't listen on %s: %w", cfg.Listen, err)
 	}
-	mc.BindAddr = host
+	mc.BindAddr = tr.bind.String()
 	mc.BindPort = tr.GetAutoBindPort()
 	mc.AdvertisePort = mc.BindPort
 	mc.Transport = tr

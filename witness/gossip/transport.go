@@ -1,13 +1,15 @@
 package gossip
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"log"
 	"net"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-sockaddr"
 	"github.com/hashicorp/memberlist"
 	"golang.org/x/time/rate"
 )
@@ -26,19 +28,26 @@ const (
 	sourceIdleDuration = 5 * time.Minute
 )
 
-// limitedTransport is the node's memberlist transport: a NetTransport whose
-// outgoing TCP connections leave from the node's bind address (so that
-// the members it talks to see the same source address for its packets and
-// its streams), and which drops the packets and streams of a source
-// address past its rate (a member that floods costs the node little, and
-// the others' gossip still arrives).
+// limitedTransport is the node's memberlist transport, on a TCP listener
+// and a UDP socket of one port. It drops the packets and streams of a
+// source address past its rate (a member that floods costs the node
+// little, and the others' gossip still arrives): a packet is read into one
+// buffer and copied only once it is within its source's rate, so a
+// dropped packet costs a read and a lookup. Its outgoing TCP connections
+// leave from the node's bind address, so that the members it talks to see
+// the same source address for its packets and its streams.
 type limitedTransport struct {
-	*memberlist.NetTransport
+	tcp     *net.TCPListener
+	udp     *net.UDPConn
+	bind    net.IP
+	port    int
 	local   *net.TCPAddr // nil: the kernel chooses
 	packets chan *memberlist.Packet
 	streams chan net.Conn
 	stop    chan struct{}
 	once    sync.Once
+	wg      sync.WaitGroup
+	logger  *log.Logger
 
 	packetRate, streamRate rate.Limit
 	limited                func(kind string) // counts what was dropped
@@ -55,38 +64,120 @@ type sourceLimit struct {
 
 var _ memberlist.NodeAwareTransport = (*limitedTransport)(nil)
 
-// newLimitedTransport binds a NetTransport on host and port (0 picks a
-// free port, the same for TCP and UDP).
+const (
+	// maxPacket is the largest UDP packet the transport reads.
+	maxPacket = 64 << 10
+	// udpReadBuffer is the socket receive buffer the transport asks
+	// for, as memberlist's own transport does; it takes less if the
+	// system allows less.
+	udpReadBuffer = 2 << 20
+)
+
+// newLimitedTransport listens on host, an IP address or "" for all of
+// them, and port (0 picks a free port, the same for TCP and UDP).
 func newLimitedTransport(host string, port int, packetRate, streamRate float64, limited func(string), logger *log.Logger) (*limitedTransport, error) {
-	nc := &memberlist.NetTransportConfig{BindAddrs: []string{host}, BindPort: port, Logger: logger}
-	var nt *memberlist.NetTransport
-	var err error
+	ip := net.ParseIP(host)
+	switch {
+	case host == "":
+		ip = net.IPv4zero
+	case ip == nil:
+		return nil, fmt.Errorf("couldn't listen on %q: not an IP address", host)
+	}
+	t := &limitedTransport{
+		bind:       ip,
+		packets:    make(chan *memberlist.Packet),
+		streams:    make(chan net.Conn),
+		stop:       make(chan struct{}),
+		logger:     logger,
+		packetRate: rate.Limit(packetRate),
+		streamRate: rate.Limit(streamRate),
+		limited:    limited,
+		sources:    make(map[string]*sourceLimit),
+	}
 	// Binding TCP and UDP to one free port races with other programs:
 	// retry a few times, as memberlist does.
+	var err error
 	for range 10 {
-		if nt, err = memberlist.NewNetTransport(nc); err == nil || port != 0 || !strings.Contains(err.Error(), "address already in use") {
+		if err = t.listen(ip, port); err == nil || port != 0 {
 			break
 		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("couldn't bind %s: %w", net.JoinHostPort(host, fmt.Sprint(port)), err)
 	}
-	t := &limitedTransport{
-		NetTransport: nt,
-		packets:      make(chan *memberlist.Packet),
-		streams:      make(chan net.Conn),
-		stop:         make(chan struct{}),
-		packetRate:   rate.Limit(packetRate),
-		streamRate:   rate.Limit(streamRate),
-		limited:      limited,
-		sources:      make(map[string]*sourceLimit),
-	}
-	if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+	if !ip.IsUnspecified() {
 		t.local = &net.TCPAddr{IP: ip}
 	}
-	go t.forwardPackets()
-	go t.forwardStreams()
+	for size := udpReadBuffer; size >= 64<<10; size /= 2 {
+		if t.udp.SetReadBuffer(size) == nil {
+			break
+		}
+	}
+	t.wg.Add(2)
+	go t.readPackets()
+	go t.acceptStreams()
 	return t, nil
+}
+
+// listen binds the TCP listener, then the UDP socket on its port.
+func (t *limitedTransport) listen(ip net.IP, port int) error {
+	tl, err := net.ListenTCP("tcp", &net.TCPAddr{IP: ip, Port: port})
+	if err != nil {
+		return err
+	}
+	port = tl.Addr().(*net.TCPAddr).Port
+	ul, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip, Port: port})
+	if err != nil {
+		tl.Close()
+		return err
+	}
+	t.tcp, t.udp, t.port = tl, ul, port
+	return nil
+}
+
+// GetAutoBindPort returns the port the transport listens on.
+func (t *limitedTransport) GetAutoBindPort() int { return t.port }
+
+// FinalAdvertiseAddr returns the address the node tells the others: ip
+// and port if set, else the bind address, or for an unspecified one a
+// private address of the host, as memberlist's own transport does.
+func (t *limitedTransport) FinalAdvertiseAddr(ip string, port int) (net.IP, int, error) {
+	if ip != "" {
+		a := net.ParseIP(ip)
+		if a == nil {
+			return nil, 0, fmt.Errorf("couldn't parse the advertise address %q", ip)
+		}
+		if a4 := a.To4(); a4 != nil {
+			a = a4
+		}
+		return a, port, nil
+	}
+	if !t.bind.IsUnspecified() {
+		return t.bind, t.port, nil
+	}
+	private, err := sockaddr.GetPrivateIP()
+	if err != nil {
+		return nil, 0, fmt.Errorf("couldn't find a private address to advertise: %w", err)
+	}
+	if private == "" {
+		return nil, 0, errors.New("no private address to advertise: listen on an address, not on every address")
+	}
+	return net.ParseIP(private), t.port, nil
+}
+
+// WriteTo sends the packet b to addr (host:port).
+func (t *limitedTransport) WriteTo(b []byte, addr string) (time.Time, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return time.Time{}, err
+	}
+	_, err = t.udp.WriteTo(b, ua)
+	return time.Now(), err
+}
+
+// WriteToAddress sends the packet b to addr.
+func (t *limitedTransport) WriteToAddress(b []byte, addr memberlist.Address) (time.Time, error) {
+	return t.WriteTo(b, addr.Addr)
 }
 
 // allow reports whether the source may send one more packet (or stream).
@@ -121,45 +212,79 @@ func (t *limitedTransport) allow(addr net.Addr, stream bool) bool {
 	return s.packets.AllowN(now, 1)
 }
 
-func (t *limitedTransport) forwardPackets() {
-	in := t.NetTransport.PacketCh()
+// readPackets reads the UDP packets into one buffer and hands a copy of
+// those within their source's rate to memberlist.
+func (t *limitedTransport) readPackets() {
+	defer t.wg.Done()
+	buf := make([]byte, maxPacket)
 	for {
-		select {
-		case p := <-in:
-			if !t.allow(p.From, false) {
-				t.limited("packet")
-				continue
-			}
-			select {
-			case t.packets <- p:
-			case <-t.stop:
+		n, from, err := t.udp.ReadFromUDP(buf)
+		now := time.Now()
+		if err != nil {
+			if t.stopped() {
 				return
 			}
+			t.logger.Printf("[ERR] gossip: couldn't read a UDP packet: %v", err)
+			continue
+		}
+		if n < 1 { // memberlist's own transport drops these too
+			continue
+		}
+		if !t.allow(from, false) {
+			t.limited("packet")
+			continue
+		}
+		p := &memberlist.Packet{Buf: bytes.Clone(buf[:n]), From: from, Timestamp: now}
+		select {
+		case t.packets <- p:
 		case <-t.stop:
 			return
 		}
 	}
 }
 
-func (t *limitedTransport) forwardStreams() {
-	in := t.NetTransport.StreamCh()
+// acceptStreams accepts the TCP connections and hands those within their
+// source's rate to memberlist.
+func (t *limitedTransport) acceptStreams() {
+	defer t.wg.Done()
+	var backoff time.Duration
 	for {
-		select {
-		case c := <-in:
-			if !t.allow(c.RemoteAddr(), true) {
-				t.limited("stream")
-				c.Close()
-				continue
-			}
-			select {
-			case t.streams <- c:
-			case <-t.stop:
-				c.Close()
+		c, err := t.tcp.AcceptTCP()
+		if err != nil {
+			if t.stopped() {
 				return
 			}
+			// Out of file descriptors, for example: wait a little.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			t.logger.Printf("[ERR] gossip: couldn't accept a TCP connection: %v", err)
+			select {
+			case <-time.After(backoff):
+			case <-t.stop:
+				return
+			}
+			continue
+		}
+		backoff = 0
+		if !t.allow(c.RemoteAddr(), true) {
+			t.limited("stream")
+			c.Close()
+			continue
+		}
+		select {
+		case t.streams <- c:
 		case <-t.stop:
+			c.Close()
 			return
 		}
+	}
+}
+
+func (t *limitedTransport) stopped() bool {
+	select {
+	case <-t.stop:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -183,9 +308,13 @@ func (t *limitedTransport) DialAddressTimeout(addr memberlist.Address, timeout t
 	return t.DialTimeout(addr.Addr, timeout)
 }
 
-// Shutdown closes the listeners and stops forwarding.
+// Shutdown closes the listeners and waits for their loops to end.
 func (t *limitedTransport) Shutdown() error {
-	err := t.NetTransport.Shutdown()
-	t.once.Do(func() { close(t.stop) })
+	var err error
+	t.once.Do(func() {
+		close(t.stop)
+		err = errors.Join(t.tcp.Close(), t.udp.Close())
+		t.wg.Wait()
+	})
 	return err
 }
