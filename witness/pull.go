@@ -342,15 +342,28 @@ func (p *Puller) poll(ctx context.Context, s Source) (PullResult, error) {
 // it does gossiped ones: that reads the log's tiles once more and turns
 // the fork into evidence that is stored and gossiped.
 func (p *Puller) inconsistent(ctx context.Context, s Source, old api.Checkpoint, stored, signed []byte, err error) {
+	// The checkpoints' texts, not their notes: the served one may carry
+	// any number of other signature lines. The evidence has both.
 	p.logger.Error("THE LOG SERVES A CHECKPOINT INCONSISTENT WITH THE ONE THE WITNESS COSIGNED; refused",
 		"origin", s.Origin, "url", s.URL, "cosigned_size", old.Size, "error", err,
-		"cosigned", string(stored), "served", string(signed))
+		"cosigned", checkpointText(stored), "served", checkpointText(signed))
 	o, oerr := p.w.Observe(ctx, signed, false)
 	if oerr != nil {
 		p.logger.Error("couldn't compare the inconsistent checkpoint with the cosigned one", "origin", s.Origin, "error", oerr)
 		return
 	}
 	p.logger.Info("compared the inconsistent checkpoint with the cosigned one", "origin", s.Origin, "result", o.Result, "detail", o.Detail)
+}
+
+// checkpointText returns the text of a signed checkpoint for a log line:
+// its origin, size and root hash, without extension lines or signatures.
+func checkpointText(signed []byte) string {
+	text, err := api.CheckpointBody(signed)
+	if err != nil {
+		return "(unparseable)"
+	}
+	lines := strings.SplitN(string(text), "\n", 4)
+	return strings.Join(lines[:min(3, len(lines))], " ")
 }
 
 // prove returns the consistency proof from old to c, built from the log's
