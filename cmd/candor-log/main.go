@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -42,30 +43,44 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	logger := cli.NewLogger(os.Stderr, c.LogLevel, c.LogFormat)
-	if err := os.MkdirAll(c.Data, 0o700); err != nil {
-		return fmt.Errorf("couldn't create the data directory: %w", err)
-	}
-	signer, verifier, vkey, err := loadOrCreateKey(c.Key, c.Origin, logger)
+	// Everything that can refuse the start comes before a new key is
+	// saved: the key, the policy, the listen address, the database.
+	key, err := loadOrGenerateKey(c.Key, c.Origin)
 	if err != nil {
 		return err
 	}
-	store, err := pebble.Open(filepath.Join(c.Data, "db"), pebble.Options{CacheBytes: c.CacheMiB << 20, Logger: logger})
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var policySummary string
 	var collector log.Witnessing
 	if c.Policy != "" {
-		coll, summary, err := newCollector(c, verifier, logger, reg)
+		coll, summary, err := newCollector(c, key.verifier, logger, reg)
 		if err != nil {
 			return err
 		}
 		collector, policySummary = coll, summary
 	}
+	if err := os.MkdirAll(c.Data, 0o700); err != nil {
+		return fmt.Errorf("couldn't create the data directory: %w", err)
+	}
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("couldn't listen: %w", err)
+	}
+	defer ln.Close()
+	store, err := pebble.Open(filepath.Join(c.Data, "db"), pebble.Options{CacheBytes: c.CacheMiB << 20, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if key.created {
+		if err := keyfile.Create(c.Key, key.skey); err != nil {
+			return err
+		}
+		logger.Info("created a new log key", "path", c.Key, "origin", c.Origin)
+	}
+	signer, verifier, vkey := key.signer, key.verifier, key.vkey
+
 	l, err := log.New(ctx, log.Config{
 		Storage:      store,
 		Signer:       signer,
@@ -91,10 +106,6 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	}))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 
-	ln, err := net.Listen("tcp", c.Listen)
-	if err != nil {
-		return fmt.Errorf("couldn't listen: %w", err)
-	}
 	_, size := l.Checkpoint()
 	fmt.Fprintf(stdout, "candor-log: origin %s, tree size %d\n", l.Origin(), size)
 	fmt.Fprintf(stdout, "candor-log: verifier key %s\n", vkey)
@@ -143,38 +154,47 @@ func newCollector(c Config, verifier note.Verifier, logger *slog.Logger, reg pro
 	return coll, fmt.Sprintf("%s: %d witnesses, quorum %s", c.Policy, len(policy.Witnesses()), policy.Quorum()), nil
 }
 
-// loadOrCreateKey reads the log's signed-note private key from path, or
-// creates one named origin (mode 0600) if the file does not exist.
-func loadOrCreateKey(path, origin string, logger *slog.Logger) (note.Signer, note.Verifier, string, error) {
-	skey, created, err := keyfile.LoadOrCreate(path, func() (string, error) {
+// logKey is the log's signed-note key, read from its file or generated.
+type logKey struct {
+	skey     string
+	created  bool // generated: not saved yet
+	signer   note.Signer
+	verifier note.Verifier
+	vkey     string
+}
+
+// loadOrGenerateKey reads the log's signed-note private key from path, or
+// generates one named origin if the file does not exist, which the caller
+// saves once the log can start.
+func loadOrGenerateKey(path, origin string) (logKey, error) {
+	k := logKey{}
+	skey, err := keyfile.Load(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		if origin == "" {
-			return "", fmt.Errorf("no key at %s: give --origin to create one", path)
+			return k, fmt.Errorf("no key at %s: give --origin to create one", path)
 		}
-		skey, _, err := note.GenerateKey(rand.Reader, origin)
-		return skey, err
-	})
-	if err != nil {
-		return nil, nil, "", err
+		if skey, _, err = note.GenerateKey(rand.Reader, origin); err != nil {
+			return k, fmt.Errorf("couldn't generate a key: %w", err)
+		}
+		k.created = true
+	case err != nil:
+		return k, err
 	}
-	if created {
-		logger.Info("created a new log key", "path", path, "origin", origin)
+	k.skey = skey
+	if k.signer, err = note.NewSigner(skey); err != nil {
+		return k, keyfile.Corrupt(path, errors.New("not a signed-note private key"))
 	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		return nil, nil, "", fmt.Errorf("key %s: %w", path, err)
+	if origin != "" && k.signer.Name() != origin {
+		return k, fmt.Errorf("key %s is for origin %q, not %q", path, k.signer.Name(), origin)
 	}
-	if origin != "" && signer.Name() != origin {
-		return nil, nil, "", fmt.Errorf("key %s is for origin %q, not %q", path, signer.Name(), origin)
+	if k.vkey, err = api.VerifierKey(skey); err != nil {
+		return k, keyfile.Corrupt(path, err)
 	}
-	vkey, err := api.VerifierKey(skey)
-	if err != nil {
-		return nil, nil, "", fmt.Errorf("key %s: %w", path, err)
+	if k.verifier, err = note.NewVerifier(k.vkey); err != nil {
+		return k, keyfile.Corrupt(path, err)
 	}
-	verifier, err := note.NewVerifier(vkey)
-	if err != nil {
-		return nil, nil, "", fmt.Errorf("key %s: %w", path, err)
-	}
-	return signer, verifier, vkey, nil
+	return k, nil
 }
 
 func fsck(ctx context.Context, args []string, stdout io.Writer) error {

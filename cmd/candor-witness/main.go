@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -54,18 +55,32 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(c.Data, 0o700); err != nil {
-		return fmt.Errorf("couldn't create the data directory: %w", err)
-	}
-	cosigner, err := loadOrCreateKey(c.Key, c.Name, logger)
+	// Everything that can refuse the start comes before a new key is
+	// saved: the key, the listen address, the database.
+	key, err := loadOrGenerateKey(c.Key, c.Name)
 	if err != nil {
 		return err
 	}
+	cosigner := key.cosigner
+	if err := os.MkdirAll(c.Data, 0o700); err != nil {
+		return fmt.Errorf("couldn't create the data directory: %w", err)
+	}
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("couldn't listen: %w", err)
+	}
+	defer ln.Close()
 	state, err := pebble.OpenWitnessState(filepath.Join(c.Data, "db"), pebble.Options{Logger: logger})
 	if err != nil {
 		return err
 	}
 	defer state.Close()
+	if key.created {
+		if err := keyfile.Create(c.Key, key.skey); err != nil {
+			return err
+		}
+		logger.Info("created a new witness key", "path", c.Key, "name", c.Name, "vkey", cosigner.VerifierKey())
+	}
 
 	peers, err := c.peerVerifiers()
 	if err != nil {
@@ -96,10 +111,6 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	mux.Handle("/", h)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 
-	ln, err := net.Listen("tcp", c.Listen)
-	if err != nil {
-		return fmt.Errorf("couldn't listen: %w", err)
-	}
 	fmt.Fprintf(stdout, "candor-witness: name %s, following %d logs\n", cosigner.Name(), len(logs))
 	fmt.Fprintf(stdout, "candor-witness: verifier key %s\n", cosigner.VerifierKey())
 	fmt.Fprintf(stdout, "candor-witness: listening on http://%s\n", ln.Addr())
@@ -153,30 +164,40 @@ func (c Config) witnessLogs() ([]witness.Log, error) {
 	return logs, nil
 }
 
-// loadOrCreateKey reads the witness's cosignature/v1 private key from path,
-// or creates one named name (mode 0600) if the file does not exist.
-func loadOrCreateKey(path, name string, logger *slog.Logger) (*api.Cosigner, error) {
-	skey, created, err := keyfile.LoadOrCreate(path, func() (string, error) {
+// witnessKey is the witness's cosignature/v1 key, read from its file or
+// generated.
+type witnessKey struct {
+	skey     string
+	created  bool // generated: not saved yet
+	cosigner *api.Cosigner
+}
+
+// loadOrGenerateKey reads the witness's cosignature/v1 private key from
+// path, or generates one named name if the file does not exist, which the
+// caller saves once the witness can start.
+func loadOrGenerateKey(path, name string) (witnessKey, error) {
+	k := witnessKey{}
+	skey, err := keyfile.Load(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		if name == "" {
-			return "", fmt.Errorf("no key at %s: give --name to create one", path)
+			return k, fmt.Errorf("no key at %s: give --name to create one", path)
 		}
-		skey, _, err := api.GenerateCosignerKey(rand.Reader, name)
-		return skey, err
-	})
-	if err != nil {
-		return nil, err
+		if skey, _, err = api.GenerateCosignerKey(rand.Reader, name); err != nil {
+			return k, fmt.Errorf("couldn't generate a key: %w", err)
+		}
+		k.created = true
+	case err != nil:
+		return k, err
 	}
-	cosigner, err := api.NewCosigner(skey, nil)
-	if err != nil {
-		return nil, fmt.Errorf("key %s: %w", path, err)
+	k.skey = skey
+	if k.cosigner, err = api.NewCosigner(skey, nil); err != nil {
+		return k, keyfile.Corrupt(path, errors.New("not a cosignature/v1 private key"))
 	}
-	if created {
-		logger.Info("created a new witness key", "path", path, "name", name, "vkey", cosigner.VerifierKey())
+	if name != "" && k.cosigner.Name() != name {
+		return k, fmt.Errorf("key %s is for witness %q, not %q", path, k.cosigner.Name(), name)
 	}
-	if name != "" && cosigner.Name() != name {
-		return nil, fmt.Errorf("key %s is for witness %q, not %q", path, cosigner.Name(), name)
-	}
-	return cosigner, nil
+	return k, nil
 }
 
 // clearEvidence is "candor-witness clear-evidence --data DIR --origin
