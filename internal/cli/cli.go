@@ -17,29 +17,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 )
-
-// DecodeYAMLFile decodes the YAML file at path into v, refusing keys that v
-// does not have, so that a misspelt or unsupported setting is an error
-// rather than silently ignored.
-func DecodeYAMLFile(path string, v any) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("couldn't read the config: %w", err)
-	}
-	defer f.Close()
-	dec := yaml.NewDecoder(f)
-	dec.KnownFields(true)
-	if err := dec.Decode(v); err != nil {
-		if err == io.EOF {
-			return fmt.Errorf("couldn't parse %s: the file is empty", path)
-		}
-		return fmt.Errorf("couldn't parse %s: %w", path, err)
-	}
-	return nil
-}
 
 // Server is what the configurations of both servers have.
 type Server struct {
@@ -61,8 +39,8 @@ func (s Server) Check() []error {
 	if s.Listen == "" {
 		errs = append(errs, errors.New("listen: an address is required"))
 	}
-	if strings.ContainsAny(s.KeyName, "\n+ ") {
-		errs = append(errs, fmt.Errorf("%s %q: must not contain spaces, '+' or newlines", s.KeyField, s.KeyName))
+	if err := CheckName(s.KeyField, s.KeyName); err != nil {
+		errs = append(errs, err)
 	}
 	switch s.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -75,6 +53,20 @@ func (s Server) Check() []error {
 		errs = append(errs, fmt.Errorf("logFormat %q: want text or json", s.LogFormat))
 	}
 	return errs
+}
+
+// CheckName checks the name of a key or the origin of a log, set in the
+// config field field: one a signed-note key can have (no spaces, '+' or
+// newlines) and schemeless, as c2sp.org/tlog-checkpoint origins are
+// (log.example.com/candor, not https://log.example.com/candor).
+func CheckName(field, name string) error {
+	if strings.ContainsAny(name, "\n+ ") {
+		return fmt.Errorf("%s %q: must not contain spaces, '+' or newlines", field, name)
+	}
+	if scheme, rest, ok := strings.Cut(name, "://"); ok {
+		return fmt.Errorf("%s %q: must be schemeless (c2sp.org/tlog-checkpoint): drop %q, as in %q", field, name, scheme+"://", rest)
+	}
+	return nil
 }
 
 // NewLogger returns a logger writing to w at level (debug, info, warn or
@@ -161,4 +153,31 @@ func ParseConfig(fs *flag.FlagSet, args []string, config any, configUsage string
 		return err
 	}
 	return fs.Parse(args)
+}
+
+// durationValue is a flag.Value for a time.Duration whose error on a bad
+// value says what a duration looks like.
+type durationValue struct{ d *time.Duration }
+
+func (v durationValue) String() string {
+	if v.d == nil {
+		return ""
+	}
+	return v.d.String()
+}
+
+func (v durationValue) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("not a duration: want a number with a unit, such as 500ms, 10s, 5m or 1h30m")
+	}
+	*v.d = d
+	return nil
+}
+
+// DurationVar defines a duration flag in fs, as fs.DurationVar does, with
+// an error that says what a duration looks like.
+func DurationVar(fs *flag.FlagSet, p *time.Duration, name string, value time.Duration, usage string) {
+	*p = value
+	fs.Var(durationValue{p}, name, usage)
 }
