@@ -34,7 +34,11 @@ import (
 )
 
 func main() {
-	cli.Main("candor-log", serve, map[string]cli.Command{"fsck": fsck})
+	cli.Main("candor-log", serve, subcommands...)
+}
+
+var subcommands = []cli.Subcommand{
+	{Name: "fsck", Summary: "re-verify the stored log: entries, tiles and checkpoint", Run: fsck},
 }
 
 func serve(ctx context.Context, args []string, stdout io.Writer) error {

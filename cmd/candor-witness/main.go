@@ -42,7 +42,11 @@ import (
 )
 
 func main() {
-	cli.Main("candor-witness", serve, map[string]cli.Command{"clear-evidence": clearEvidence})
+	cli.Main("candor-witness", serve, subcommands...)
+}
+
+var subcommands = []cli.Subcommand{
+	{Name: "clear-evidence", Summary: "delete the evidence held against a log, with the witness stopped", Run: clearEvidence},
 }
 
 func serve(ctx context.Context, args []string, stdout io.Writer) error {

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/candorlog/candor/internal/buildinfo"
 )
 
 // Server is what the configurations of both servers have.
@@ -112,24 +114,61 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Lo
 // stdout where it prints for the operator.
 type Command func(ctx context.Context, args []string, stdout io.Writer) error
 
-// Main runs the subcommand named by the first argument, if subs has it,
-// else def with all the arguments, until SIGINT or SIGTERM. It exits 2 for
-// a usage error (after -h), 1 with the error on stderr for any other.
-func Main(name string, def Command, subs map[string]Command) {
+// Subcommand is a command run as "NAME SUBCOMMAND ARGS...".
+type Subcommand struct {
+	Name    string
+	Summary string // one line, for --help
+	Run     Command
+}
+
+// Main runs the command of Run with the process's arguments until SIGINT
+// or SIGTERM, and exits with its code.
+func Main(name string, def Command, subs ...Subcommand) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	cmd, args := def, os.Args[1:]
-	if len(args) > 0 && subs[args[0]] != nil {
-		cmd, args = subs[args[0]], args[1:]
-	}
-	err := cmd(ctx, args, os.Stdout)
+	code := Run(ctx, name, def, subs, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(2)
+	os.Exit(code)
+}
+
+// Run runs the subcommand named by args[0], if subs has it, else def with
+// all the arguments, and returns the exit code: 0, or 1 with the error on
+// stderr. With -h or --help (the command's flags print their usage) it
+// lists the subcommands and returns 0; with --version it prints the
+// build (internal/buildinfo) on stdout and runs nothing.
+func Run(ctx context.Context, name string, def Command, subs []Subcommand, args []string, stdout, stderr io.Writer) int {
+	cmd, full := def, name
+	if len(args) > 0 {
+		for _, s := range subs {
+			if s.Name == args[0] {
+				cmd, full, args = s.Run, name+" "+s.Name, args[1:]
+			}
+		}
 	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		os.Exit(1)
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "-version" || a == "--version" {
+			fmt.Fprintf(stdout, "%s %s\n", full, buildinfo.Read())
+			return 0
+		}
 	}
+	err := cmd(ctx, args, stdout)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		if full == name && len(subs) > 0 {
+			fmt.Fprintf(stderr, "\nSubcommands (%s SUBCOMMAND -h for their flags):\n", name)
+			for _, s := range subs {
+				fmt.Fprintf(stderr, "  %-16s %s\n", s.Name, s.Summary)
+			}
+		}
+		fmt.Fprintf(stderr, "\n%s --version prints the version.\n", full)
+		return 0
+	case err != nil:
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 1
+	}
+	return 0
 }
 
 // ParseConfig fills a command's configuration in order: the defaults
