@@ -26,6 +26,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/internal/buildinfo"
 	"github.com/candorlog/candor/internal/cli"
 	"github.com/candorlog/candor/internal/keyfile"
 	"github.com/candorlog/candor/log"
@@ -41,12 +42,13 @@ var subcommands = []cli.Subcommand{
 	{Name: "fsck", Summary: "re-verify the stored log: entries, tiles and checkpoint", Run: fsck},
 }
 
-func serve(ctx context.Context, args []string, stdout io.Writer) error {
+func serve(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	c, err := loadConfig(flag.NewFlagSet("candor-log", flag.ContinueOnError), args)
 	if err != nil {
 		return err
 	}
 	logger := cli.NewLogger(os.Stderr, c.LogLevel, c.LogFormat)
+	defer func() { err = cli.LogExit(logger, c.LogFormat, err) }()
 	// Everything that can refuse the start comes before a new key is
 	// saved: the key, the policy, the listen address, the database.
 	key, err := loadOrGenerateKey(c.Key, c.Origin)
@@ -54,7 +56,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.NewCollector())
 	var policySummary string
 	var collector log.Witnessing
 	if c.Policy != "" {
@@ -111,13 +113,14 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 
 	_, size := l.Checkpoint()
-	fmt.Fprintf(stdout, "candor-log: origin %s, tree size %d\n", l.Origin(), size)
-	fmt.Fprintf(stdout, "candor-log: verifier key %s\n", vkey)
+	say := cli.NewStartup(stdout, "candor-log", c.LogFormat)
+	say.Say("log", fmt.Sprintf("origin %s, tree size %d", l.Origin(), size), "origin", l.Origin(), "size", size)
+	say.Say("verifier key", "verifier key "+vkey, "vkey", vkey)
 	if policySummary != "" {
-		fmt.Fprintf(stdout, "candor-log: witness policy %s\n", policySummary)
+		say.Say("witness policy", "witness policy "+policySummary, "policy", policySummary)
 	}
-	fmt.Fprintf(stdout, "candor-log: listening on http://%s\n", ln.Addr())
-	logger.Info("serving", "origin", l.Origin(), "size", size, "addr", ln.Addr().String())
+	url := "http://" + ln.Addr().String()
+	say.Say("listening", "listening on "+url, "url", url)
 	return cli.Serve(ctx, ln, mux, logger)
 }
 

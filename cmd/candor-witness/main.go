@@ -34,6 +34,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/internal/buildinfo"
 	"github.com/candorlog/candor/internal/cli"
 	"github.com/candorlog/candor/internal/keyfile"
 	"github.com/candorlog/candor/storage/pebble"
@@ -49,12 +50,13 @@ var subcommands = []cli.Subcommand{
 	{Name: "clear-evidence", Summary: "delete the evidence held against a log, with the witness stopped", Run: clearEvidence},
 }
 
-func serve(ctx context.Context, args []string, stdout io.Writer) error {
+func serve(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	c, err := loadConfig(flag.NewFlagSet("candor-witness", flag.ContinueOnError), args)
 	if err != nil {
 		return err
 	}
 	logger := cli.NewLogger(os.Stderr, c.LogLevel, c.LogFormat)
+	defer func() { err = cli.LogExit(logger, c.LogFormat, err) }()
 	logs, err := c.witnessLogs()
 	if err != nil {
 		return err
@@ -91,7 +93,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.NewCollector())
 	w, err := witness.New(witness.Config{Cosigner: cosigner, Logs: logs, State: state, Evidence: state,
 		Peers: peers, Logger: logger, Registerer: reg})
 	if err != nil {
@@ -115,10 +117,11 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	mux.Handle("/", h)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 
-	fmt.Fprintf(stdout, "candor-witness: name %s, following %d logs\n", cosigner.Name(), len(logs))
-	fmt.Fprintf(stdout, "candor-witness: verifier key %s\n", cosigner.VerifierKey())
-	fmt.Fprintf(stdout, "candor-witness: listening on http://%s\n", ln.Addr())
-	logger.Info("serving", "name", cosigner.Name(), "logs", len(logs), "addr", ln.Addr().String())
+	say := cli.NewStartup(stdout, "candor-witness", c.LogFormat)
+	say.Say("witness", fmt.Sprintf("name %s, following %d logs", cosigner.Name(), len(logs)), "name", cosigner.Name(), "logs", len(logs))
+	say.Say("verifier key", "verifier key "+cosigner.VerifierKey(), "vkey", cosigner.VerifierKey())
+	url := "http://" + ln.Addr().String()
+	say.Say("listening", "listening on "+url, "url", url)
 
 	if c.Gossip.Listen != "" {
 		secret, err := c.gossipSecret()
@@ -132,7 +135,8 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		// Stopped before the state closes (defers run last in, first out).
 		defer g.Close(5 * time.Second)
-		fmt.Fprintf(stdout, "candor-witness: gossip on %s, %d peers, encrypted %v\n", g.Addr(), len(peers), secret != nil)
+		say.Say("gossip", fmt.Sprintf("gossip on %s, %d peers, encrypted %v", g.Addr(), len(peers), secret != nil),
+			"addr", g.Addr(), "peers", len(peers), "encrypted", secret != nil)
 	}
 
 	if sources := c.pullSources(); len(sources) > 0 {

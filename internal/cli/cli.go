@@ -164,6 +164,8 @@ func Run(ctx context.Context, name string, def Command, subs []Subcommand, args 
 		}
 		fmt.Fprintf(stderr, "\n%s --version prints the version.\n", full)
 		return 0
+	case errors.Is(err, errLogged):
+		return 1
 	case err != nil:
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 1
