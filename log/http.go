@@ -98,6 +98,11 @@ func NewHandler(l *Log, o HandlerOptions) http.Handler {
 		io.WriteString(w, "ok\n")
 	})
 	route("GET /readyz", "readyz", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Has("verbose") {
+			s := l.ReadyStatus()
+			writeJSON(w, map[bool]int{true: http.StatusOK, false: http.StatusServiceUnavailable}[s.Ready], s)
+			return
+		}
 		if err := l.Ready(); err != nil {
 			h.fail(w, r, err)
 			return
