@@ -66,12 +66,14 @@ func TestServeRefusesBadPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, policy := range map[string]string{
-		"missing":       "",
-		"malformed":     "quorum\n",
-		"no url":        "witness w " + wkey + "\nquorum w\n",
-		"quorum none":   "witness w " + wkey + " http://127.0.0.1:1\nquorum none\n",
-		"not this log":  "log " + otherLog + "\nwitness w " + wkey + " http://127.0.0.1:1\nquorum w\n",
-		"unknown group": "witness w " + wkey + " http://127.0.0.1:1\nquorum g\n",
+		"missing":            "",
+		"malformed":          "quorum\n",
+		"no url":             "witness w " + wkey + "\nquorum w\n",
+		"quorum none":        "witness w " + wkey + " http://127.0.0.1:1\nquorum none\n",
+		"not this log":       "log " + otherLog + "\nwitness w " + wkey + " http://127.0.0.1:1\nquorum w\n",
+		"unknown group":      "witness w " + wkey + " http://127.0.0.1:1\nquorum g\n",
+		"url without scheme": "witness w " + wkey + " 127.0.0.1:1\nquorum w\n",
+		"url with a query":   "witness w " + wkey + " https://w.test/?a=b\nquorum w\n",
 	} {
 		dir := t.TempDir()
 		file := filepath.Join(dir, "policy.txt")

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -119,8 +120,8 @@ func serve(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	if policySummary != "" {
 		say.Say("witness policy", "witness policy "+policySummary, "policy", policySummary)
 	}
-	url := "http://" + ln.Addr().String()
-	say.Say("listening", "listening on "+url, "url", url)
+	listenURL := "http://" + ln.Addr().String()
+	say.Say("listening", "listening on "+listenURL, "url", listenURL)
 	return cli.Serve(ctx, ln, mux, logger)
 }
 
@@ -146,6 +147,11 @@ func newCollector(c Config, verifier note.Verifier, logger *slog.Logger, reg pro
 	if err != nil {
 		return nil, "", fmt.Errorf("policy %s: %w", c.Policy, err)
 	}
+	for _, w := range policy.Witnesses() {
+		if err := checkWitnessURL(w.URL); w.URL != "" && err != nil {
+			return nil, "", fmt.Errorf("policy %s: witness %s: %w", c.Policy, w.Name, err)
+		}
+	}
 	coll, err := witnessing.New(witnessing.Config{
 		Policy:     policy,
 		Verifier:   verifier,
@@ -154,6 +160,7 @@ func newCollector(c Config, verifier note.Verifier, logger *slog.Logger, reg pro
 		StateFile:  filepath.Join(c.Data, "witnessed-checkpoint"),
 		Logger:     logger,
 		Registerer: reg,
+		ReadyWait:  c.WitnessWait,
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("policy %s: %w", c.Policy, err)
@@ -168,6 +175,24 @@ type logKey struct {
 	signer   note.Signer
 	verifier note.Verifier
 	vkey     string
+}
+
+// checkWitnessURL checks a witness's add-checkpoint URL prefix from the
+// policy: an absolute http or https URL with a host and no query or
+// fragment, so that a URL the log could never reach (127.0.0.1:1 without
+// a scheme) stops the start instead of failing in the background.
+func checkWitnessURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("url %q: %w", s, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || u.Opaque != "" {
+		return fmt.Errorf("url %q: want an http or https URL, such as https://witness.example.com/", s)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("url %q: want no query, fragment or user", s)
+	}
+	return nil
 }
 
 // loadOrGenerateKey reads the log's signed-note private key from path, or
