@@ -120,8 +120,8 @@ func serve(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	say := cli.NewStartup(stdout, "candor-witness", c.LogFormat)
 	say.Say("witness", fmt.Sprintf("name %s, following %d logs", cosigner.Name(), len(logs)), "name", cosigner.Name(), "logs", len(logs))
 	say.Say("verifier key", "verifier key "+cosigner.VerifierKey(), "vkey", cosigner.VerifierKey())
-	url := "http://" + ln.Addr().String()
-	say.Say("listening", "listening on "+url, "url", url)
+	listenURL := "http://" + ln.Addr().String()
+	say.Say("listening", "listening on "+listenURL, "url", listenURL)
 
 	if c.Gossip.Listen != "" {
 		secret, err := c.gossipSecret()
