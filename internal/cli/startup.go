@@ -38,11 +38,15 @@ func (s *Startup) Say(msg, text string, attrs ...any) {
 	fmt.Fprintf(s.w, "%s: %s\n", s.name, text)
 }
 
+// errLogged is matched by an error that LogExit marked as logged.
+var errLogged = errors.New("logged")
+
 // loggedError is an error the command has already logged.
 type loggedError struct{ err error }
 
-func (e loggedError) Error() string { return e.err.Error() }
-func (e loggedError) Unwrap() error { return e.err }
+func (e loggedError) Error() string        { return e.err.Error() }
+func (e loggedError) Unwrap() error        { return e.err }
+func (e loggedError) Is(target error) bool { return target == errLogged }
 
 // LogExit logs the error a server exits with on logger if the log format
 // is json, and returns it marked so that Run does not print it again as
@@ -54,7 +58,3 @@ func LogExit(logger *slog.Logger, format string, err error) error {
 	logger.Error("exiting", "error", err)
 	return loggedError{err}
 }
-
-var errLogged = errors.New("logged")
-
-func (e loggedError) Is(target error) bool { return target == errLogged }
