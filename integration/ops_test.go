@@ -170,6 +170,17 @@ func TestJSONLogs(t *testing.T) {
 			t.Errorf("%s logged nothing on stderr", p.name)
 		}
 	}
+
+	// A refused start says why in JSON too.
+	refused := startBinary(t, candorLog, "--data", filepath.Join(dir, "log"), "--listen", "127.0.0.1:0",
+		"--log-format", "json", "--policy", filepath.Join(dir, "no-such-policy"))
+	if ok, err := refused.wait(startTimeout); !ok || err == nil {
+		t.Fatalf("a start with a missing policy: exited %v, %v; want an exit with an error", ok, err)
+	}
+	recs := jsonRecords(t, "refused start stderr", refused.stderr.String())
+	if len(recs) == 0 || recs[len(recs)-1]["level"] != "ERROR" || !strings.Contains(fmt.Sprint(recs[len(recs)-1]["error"]), "no-such-policy") {
+		t.Errorf("a refused start logged %v, want a JSON error naming the policy", recs)
+	}
 }
 
 // TestHelpAndVersionFlags: on the built binaries, --help lists the
