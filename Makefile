@@ -13,7 +13,7 @@ GOBIN_DIR   := $(shell $(GO) env GOPATH)/bin
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
 
-build: ## build candor-log and candor into ./bin
+build: ## build candor-log, candor-witness and candor into ./bin
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 run: build ## run a log on embedded pebble in ./data (ORIGIN, LISTEN, DATA to change)

@@ -51,6 +51,7 @@ type handler struct {
 	inFlight    chan struct{}
 	logger      *slog.Logger
 	witnessWait time.Duration
+	rejected    *prometheus.CounterVec // candor_http_client_errors_total
 }
 
 // NewHandler returns the log's HTTP API: c2sp.org/tlog-tiles reads
@@ -65,7 +66,8 @@ func NewHandler(l *Log, o HandlerOptions) http.Handler {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	h := &handler{log: l, maxBody: o.MaxBodyBytes, inFlight: make(chan struct{}, o.MaxInFlight), logger: o.Logger, witnessWait: o.WitnessWait}
+	h := &handler{log: l, maxBody: o.MaxBodyBytes, inFlight: make(chan struct{}, o.MaxInFlight), logger: o.Logger, witnessWait: o.WitnessWait,
+		rejected: newClientErrors()}
 
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "candor_http_requests_total",
@@ -74,10 +76,10 @@ func NewHandler(l *Log, o HandlerOptions) http.Handler {
 	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "candor_http_request_duration_seconds",
 		Help:    "HTTP request latency by handler.",
-		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		Buckets: durationBuckets(o.WitnessWait),
 	}, []string{"handler"})
 	if o.Registerer != nil {
-		o.Registerer.MustRegister(requests, duration)
+		o.Registerer.MustRegister(requests, duration, h.rejected)
 	}
 	mux := http.NewServeMux()
 	route := func(pattern, name string, f http.HandlerFunc) {
@@ -96,6 +98,11 @@ func NewHandler(l *Log, o HandlerOptions) http.Handler {
 		io.WriteString(w, "ok\n")
 	})
 	route("GET /readyz", "readyz", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Has("verbose") {
+			s := l.ReadyStatus()
+			writeJSON(w, map[bool]int{true: http.StatusOK, false: http.StatusServiceUnavailable}[s.Ready], s)
+			return
+		}
 		if err := l.Ready(); err != nil {
 			h.fail(w, r, err)
 			return
@@ -171,6 +178,11 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if code == http.StatusInternalServerError {
 		h.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
 		msg = "internal error"
+	}
+	if code >= 400 && code < 500 {
+		reason := clientErrorReason(err)
+		h.rejected.WithLabelValues(reason).Inc()
+		h.logger.Debug("request refused", "method", r.Method, "path", r.URL.Path, "code", code, "reason", reason, "error", err)
 	}
 	if code == http.StatusServiceUnavailable || code == http.StatusTooManyRequests || errors.Is(err, ErrNotWitnessed) {
 		w.Header().Set("Retry-After", "1")

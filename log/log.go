@@ -409,13 +409,18 @@ func (l *Log) recover(ctx context.Context) {
 	l.broken.Store(false)
 }
 
-// Ready reports whether the log is accepting entries.
+// Ready reports whether the log is accepting entries and, with a
+// Witnessing that implements WitnessingReadiness, publishing cosigned
+// checkpoints in time.
 func (l *Log) Ready() error {
 	if l.closed.Load() {
 		return ErrClosed
 	}
 	if l.broken.Load() {
 		return ErrUnavailable
+	}
+	if r, ok := l.witnessing.(WitnessingReadiness); ok {
+		return r.Ready()
 	}
 	return nil
 }

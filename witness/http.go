@@ -26,7 +26,9 @@ type HandlerOptions struct {
 	// Logger receives structured logs. Default: slog.Default().
 	Logger *slog.Logger
 	// Registerer, if set, receives the handler's metrics:
-	// candor_witness_add_checkpoint_requests_total by status code.
+	// candor_witness_add_checkpoint_requests_total by status code, and
+	// candor_witness_http_requests_total, _request_duration_seconds and
+	// _client_errors_total (httpmetrics.go).
 	Registerer prometheus.Registerer
 }
 
@@ -37,6 +39,7 @@ type HandlerOptions struct {
 //	GET  /v1/evidence                           evidence the witness holds (JSON)
 //	POST /v1/gossip/checkpoint                  a client shows a checkpoint (JSON reply)
 //	GET  /healthz                               "ok"
+//	GET  /readyz                                "ready", or 503 if the state can't be read
 //
 // The submission and monitoring prefixes of c2sp.org/tlog-witness are both
 // the handler's root.
@@ -52,9 +55,16 @@ func NewHandler(w *Witness, o HandlerOptions) (http.Handler, error) {
 			Name: "candor_witness_add_checkpoint_requests_total",
 			Help: "add-checkpoint requests answered, by HTTP status code.",
 		}, []string{"code"}),
+		metrics: newHTTPMetrics(),
+	}
+	for _, code := range []int{200, 400, 403, 404, 409, 413, 422, 500} {
+		h.requests.WithLabelValues(strconv.Itoa(code))
 	}
 	if o.Registerer != nil {
 		if err := o.Registerer.Register(h.requests); err != nil {
+			return nil, fmt.Errorf("couldn't register the witness metrics: %w", err)
+		}
+		if err := h.metrics.register(o.Registerer); err != nil {
 			return nil, fmt.Errorf("couldn't register the witness metrics: %w", err)
 		}
 	}
@@ -63,11 +73,13 @@ func NewHandler(w *Witness, o HandlerOptions) (http.Handler, error) {
 		h.origins[hex.EncodeToString(sum[:])] = origin
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /add-checkpoint", h.addCheckpoint)
-	mux.HandleFunc("GET /{originHash}/checkpoint", h.checkpoint)
-	mux.HandleFunc("GET /v1/evidence", h.listEvidence)
-	mux.HandleFunc("POST /v1/gossip/checkpoint", h.gossipCheckpoint)
-	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, r *http.Request) { io.WriteString(rw, "ok\n") })
+	route := func(pattern, name string, f http.HandlerFunc) { mux.HandleFunc(pattern, h.metrics.instrument(name, f)) }
+	route("POST /add-checkpoint", "add-checkpoint", h.addCheckpoint)
+	route("GET /{originHash}/checkpoint", "checkpoint", h.checkpoint)
+	route("GET /v1/evidence", "evidence", h.listEvidence)
+	route("POST /v1/gossip/checkpoint", "gossip", h.gossipCheckpoint)
+	route("GET /healthz", "healthz", func(rw http.ResponseWriter, r *http.Request) { io.WriteString(rw, "ok\n") })
+	route("GET /readyz", "readyz", h.readyz)
 	return mux, nil
 }
 
@@ -76,6 +88,7 @@ type handler struct {
 	logger   *slog.Logger
 	origins  map[string]string // lowercase hex SHA-256 of origin -> origin
 	requests *prometheus.CounterVec
+	metrics  *httpMetrics
 }
 
 // status maps every error of the witness to its HTTP status code.
@@ -103,6 +116,9 @@ func status(err error) int {
 // fail writes the reply for err and returns its status code.
 func (h *handler) fail(rw http.ResponseWriter, r *http.Request, err error) int {
 	code := status(err)
+	if code >= 400 && code < 500 {
+		h.metrics.rejected.WithLabelValues(clientErrorReason(err)).Inc()
+	}
 	var conflict *ConflictError
 	if errors.As(err, &conflict) {
 		rw.Header().Set("Content-Type", api.TlogSizeContentType)
@@ -115,10 +131,19 @@ func (h *handler) fail(rw http.ResponseWriter, r *http.Request, err error) int {
 		h.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
 		msg = "internal error"
 	} else {
-		h.logger.Debug("request refused", "method", r.Method, "path", r.URL.Path, "code", code, "error", err)
+		h.logger.Debug("request refused", "method", r.Method, "path", r.URL.Path, "code", code, "reason", clientErrorReason(err), "error", err)
 	}
 	http.Error(rw, msg, code)
 	return code
+}
+
+func (h *handler) readyz(rw http.ResponseWriter, r *http.Request) {
+	if err := h.w.Ready(r.Context()); err != nil {
+		h.logger.Warn("not ready", "error", err)
+		http.Error(rw, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	io.WriteString(rw, "ready\n")
 }
 
 func (h *handler) addCheckpoint(rw http.ResponseWriter, r *http.Request) {

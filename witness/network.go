@@ -204,6 +204,16 @@ func newNetwork(ctx context.Context, cfg Config, self note.Verifier) (*network, 
 	if n.store == nil {
 		n.store = &memEvidence{}
 	}
+	// Every counter is present from the start, at zero.
+	for _, l := range cfg.Logs {
+		for _, kind := range []string{api.EvidenceEquivocation, api.EvidenceInconsistency} {
+			n.evidenceTotal.WithLabelValues(l.Origin, kind)
+		}
+		n.evidenceDropped.WithLabelValues(l.Origin)
+	}
+	for _, r := range []string{ObservedConsistent, ObservedUnchecked, ObservedUnproven, ObservedEvidence} {
+		n.observed.WithLabelValues(r)
+	}
 	if self != nil {
 		n.peers[sigKey{self.Name(), self.KeyHash()}] = self
 	}

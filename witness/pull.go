@@ -153,6 +153,9 @@ func NewPuller(w *Witness, cfg PullerConfig) (*Puller, error) {
 			return nil, fmt.Errorf("witness: pull source %q: %w", s.Origin, err)
 		}
 		s.URL = base
+		for _, r := range []PullResult{PullCosigned, PullUnchanged, PullBehind, PullUnverified, PullInconsistent, PullRefused, PullError} {
+			p.pulls.WithLabelValues(s.Origin, string(r)) // present from the start, at zero
+		}
 		if s.Interval < 0 {
 			return nil, fmt.Errorf("witness: pull source %q: negative interval", s.Origin)
 		}

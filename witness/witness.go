@@ -108,8 +108,10 @@ type Config struct {
 	// that follows no redirects: a 3xx reply is an error.
 	Client *http.Client
 	// Registerer, if set, receives candor_witness_evidence_total,
-	// candor_witness_evidence_dropped_total and
-	// candor_witness_observed_checkpoints_total.
+	// candor_witness_evidence_dropped_total,
+	// candor_witness_observed_checkpoints_total,
+	// candor_witness_cosigned_size and
+	// candor_witness_last_cosigned_timestamp_seconds.
 	Registerer prometheus.Registerer
 }
 
@@ -176,6 +178,11 @@ func New(cfg Config) (*Witness, error) {
 	var err error
 	if w.net, err = newNetwork(context.Background(), cfg, self); err != nil {
 		return nil, err
+	}
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(&cosignCollector{w: w, self: self}); err != nil {
+			return nil, fmt.Errorf("witness: couldn't register the metrics: %w", err)
+		}
 	}
 	return w, nil
 }

@@ -28,19 +28,21 @@ type Config struct {
 	// Default: "<data>/log.key".
 	Key string `yaml:"key"`
 	// MaxBatchSize is the most entries integrated and synced in one commit.
-	// Default: 4096.
+	// Default: 4096; at most 1048576.
 	MaxBatchSize int `yaml:"maxBatchSize"`
 	// MaxPending is the most admitted entries waiting to be integrated;
-	// beyond it submissions get 503 with Retry-After. Default: 65536.
+	// beyond it submissions get 503 with Retry-After. Default: 65536; at most 16777216.
 	MaxPending int `yaml:"maxPending"`
 	// MaxInFlight is the most submissions handled at once; beyond it
-	// submissions get 429 with Retry-After. Default: 4096.
+	// submissions get 429 with Retry-After. Default: 4096; at most 1048576.
 	MaxInFlight int `yaml:"maxInFlight"`
 	// MaxBodyBytes is the largest submission body accepted (413 beyond).
-	// Default: 131070 (twice the largest entry, 65535 bytes).
+	// Default: 131070 (twice the largest entry, 65535 bytes); between
+	// 1024 and 64 MiB.
 	MaxBodyBytes int64 `yaml:"maxBodyBytes"`
 	// CacheMiB is pebble's block cache size in MiB. Default: 256, enough
-	// to keep the leaf index's filters cached up to ~100 M entries.
+	// to keep the leaf index's filters cached up to ~100 M entries; at
+	// most 1048576 (1 TiB).
 	CacheMiB int64 `yaml:"cacheMiB"`
 	// LogLevel is one of debug, info, warn, error. Default: info.
 	LogLevel string `yaml:"logLevel"`
@@ -101,9 +103,9 @@ func loadConfig(fs *flag.FlagSet, args []string) (Config, error) {
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
 	fs.StringVar(&c.Policy, "policy", "", "c2sp.org/tlog-policy `file`: publish only checkpoints its witnesses cosigned")
-	fs.DurationVar(&c.WitnessWait, "witness-wait", c.WitnessWait, "how long a submission waits for a cosigned checkpoint before 202")
-	fs.DurationVar(&c.WitnessTimeout, "witness-timeout", c.WitnessTimeout, "timeout of one add-checkpoint request")
-	fs.DurationVar(&c.WitnessRetryMax, "witness-retry-max", c.WitnessRetryMax, "longest wait before retrying a failing witness")
+	cli.DurationVar(fs, &c.WitnessWait, "witness-wait", c.WitnessWait, "how long a submission waits for a cosigned checkpoint before 202")
+	cli.DurationVar(fs, &c.WitnessTimeout, "witness-timeout", c.WitnessTimeout, "timeout of one add-checkpoint request")
+	cli.DurationVar(fs, &c.WitnessRetryMax, "witness-retry-max", c.WitnessRetryMax, "longest wait before retrying a failing witness")
 	if err := cli.ParseConfig(fs, args, &c, "YAML configuration `file`"); err != nil {
 		return c, err
 	}
@@ -113,24 +115,33 @@ func loadConfig(fs *flag.FlagSet, args []string) (Config, error) {
 	return c, c.validate()
 }
 
+// The largest sizes accepted: beyond them a value is a mistake (a typo, a
+// unit confused), not a setting.
+const (
+	maxBatchSize = 1 << 20
+	maxPending   = 1 << 24
+	maxInFlight  = 1 << 20
+	maxBodyBytes = 64 << 20 // entries are at most 64 KiB
+	maxCacheMiB  = 1 << 20  // 1 TiB
+)
+
+// checkRange returns an error naming field if v is not in [lo, hi], or nil.
+func checkRange(field string, v, lo, hi int64) error {
+	if v < lo || v > hi {
+		return fmt.Errorf("%s %d: want between %d and %d", field, v, lo, hi)
+	}
+	return nil
+}
+
 // validate checks the configuration once, after all sources are merged.
 func (c Config) validate() error {
 	errs := cli.Server{Data: c.Data, Listen: c.Listen, KeyField: "origin", KeyName: c.Origin, LogLevel: c.LogLevel, LogFormat: c.LogFormat}.Check()
-	if c.MaxBatchSize < 1 {
-		errs = append(errs, errors.New("maxBatchSize: must be at least 1"))
-	}
-	if c.MaxPending < 1 {
-		errs = append(errs, errors.New("maxPending: must be at least 1"))
-	}
-	if c.MaxInFlight < 1 {
-		errs = append(errs, errors.New("maxInFlight: must be at least 1"))
-	}
-	if c.MaxBodyBytes < 1024 {
-		errs = append(errs, errors.New("maxBodyBytes: must be at least 1024"))
-	}
-	if c.CacheMiB < 1 {
-		errs = append(errs, errors.New("cacheMiB: must be at least 1"))
-	}
+	errs = append(errs,
+		checkRange("maxBatchSize", int64(c.MaxBatchSize), 1, maxBatchSize),
+		checkRange("maxPending", int64(c.MaxPending), 1, maxPending),
+		checkRange("maxInFlight", int64(c.MaxInFlight), 1, maxInFlight),
+		checkRange("maxBodyBytes", c.MaxBodyBytes, 1024, maxBodyBytes),
+		checkRange("cacheMiB", c.CacheMiB, 1, maxCacheMiB))
 	if c.WitnessWait < 0 || c.WitnessWait > 10*time.Minute {
 		errs = append(errs, fmt.Errorf("witnessWait %v: want between 0 and 10m", c.WitnessWait))
 	}

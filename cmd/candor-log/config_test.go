@@ -66,12 +66,14 @@ func TestServeRefusesBadPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, policy := range map[string]string{
-		"missing":       "",
-		"malformed":     "quorum\n",
-		"no url":        "witness w " + wkey + "\nquorum w\n",
-		"quorum none":   "witness w " + wkey + " http://127.0.0.1:1\nquorum none\n",
-		"not this log":  "log " + otherLog + "\nwitness w " + wkey + " http://127.0.0.1:1\nquorum w\n",
-		"unknown group": "witness w " + wkey + " http://127.0.0.1:1\nquorum g\n",
+		"missing":            "",
+		"malformed":          "quorum\n",
+		"no url":             "witness w " + wkey + "\nquorum w\n",
+		"quorum none":        "witness w " + wkey + " http://127.0.0.1:1\nquorum none\n",
+		"not this log":       "log " + otherLog + "\nwitness w " + wkey + " http://127.0.0.1:1\nquorum w\n",
+		"unknown group":      "witness w " + wkey + " http://127.0.0.1:1\nquorum g\n",
+		"url without scheme": "witness w " + wkey + " 127.0.0.1:1\nquorum w\n",
+		"url with a query":   "witness w " + wkey + " https://w.test/?a=b\nquorum w\n",
 	} {
 		dir := t.TempDir()
 		file := filepath.Join(dir, "policy.txt")
@@ -88,5 +90,43 @@ func TestServeRefusesBadPolicy(t *testing.T) {
 		if strings.Contains(out.String(), "listening") {
 			t.Errorf("%s policy: the log listened", name)
 		}
+	}
+}
+
+// TestConfigRejects: each mistake a newcomer made is refused with an error
+// naming the YAML key or flag and saying what is wanted.
+func TestConfigRejects(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		args       []string
+		want       string
+	}{
+		{"origin with a scheme", "origin: https://log.example.com\n", nil, "must be schemeless"},
+		{"origin flag with a scheme", "", []string{"--origin", "http://log.example.com/candor"}, `as in "log.example.com/candor"`},
+		{"absurd cache", "cacheMiB: 99999999999\n", nil, "cacheMiB 99999999999: want between 1 and 1048576"},
+		{"absurd batch", "maxBatchSize: 999999999\n", nil, "maxBatchSize"},
+		{"absurd pending", "", []string{"--max-pending", "999999999"}, "maxPending"},
+		{"absurd in-flight", "maxInFlight: 999999999\n", nil, "maxInFlight"},
+		{"absurd body", "maxBodyBytes: 99999999999\n", nil, "maxBodyBytes"},
+		{"misspelt key", "policy: p\nwitnesWait: 1s\n", nil, "line 2: witnesWait: unknown key"},
+		{"duration without a unit", "witnessWait: 5\n", nil, `witnessWait: "5" is not a duration`},
+		{"duration flag without a unit", "", []string{"--witness-wait", "5"}, "a number with a unit, such as 500ms"},
+		{"fraction", "maxPending: 1.5\n", nil, `maxPending: "1.5" is not a whole number`},
+		{"second document", "listen: localhost:1\n---\nlisten: localhost:2\n", nil, "a second YAML document"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"--data", "/d"}, tc.args...)
+			if tc.yaml != "" {
+				path := filepath.Join(t.TempDir(), "log.yaml")
+				if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				args = append(args, "--config", path)
+			}
+			_, err := load(args...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("loadConfig = %v, want an error saying %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -12,9 +12,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -25,6 +27,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/internal/buildinfo"
 	"github.com/candorlog/candor/internal/cli"
 	"github.com/candorlog/candor/internal/keyfile"
 	"github.com/candorlog/candor/log"
@@ -33,39 +36,58 @@ import (
 )
 
 func main() {
-	cli.Main("candor-log", serve, map[string]cli.Command{"fsck": fsck})
+	cli.Main("candor-log", serve, subcommands...)
 }
 
-func serve(ctx context.Context, args []string, stdout io.Writer) error {
+var subcommands = []cli.Subcommand{
+	{Name: "fsck", Summary: "re-verify the stored log: entries, tiles and checkpoint", Run: fsck},
+}
+
+func serve(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	c, err := loadConfig(flag.NewFlagSet("candor-log", flag.ContinueOnError), args)
 	if err != nil {
 		return err
 	}
 	logger := cli.NewLogger(os.Stderr, c.LogLevel, c.LogFormat)
-	if err := os.MkdirAll(c.Data, 0o700); err != nil {
-		return fmt.Errorf("couldn't create the data directory: %w", err)
-	}
-	signer, verifier, vkey, err := loadOrCreateKey(c.Key, c.Origin, logger)
+	defer func() { err = cli.LogExit(logger, c.LogFormat, err) }()
+	// Everything that can refuse the start comes before a new key is
+	// saved: the key, the policy, the listen address, the database.
+	key, err := loadOrGenerateKey(c.Key, c.Origin)
 	if err != nil {
 		return err
 	}
-	store, err := pebble.Open(filepath.Join(c.Data, "db"), pebble.Options{CacheBytes: c.CacheMiB << 20, Logger: logger})
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.NewCollector())
 	var policySummary string
 	var collector log.Witnessing
 	if c.Policy != "" {
-		coll, summary, err := newCollector(c, verifier, logger, reg)
+		coll, summary, err := newCollector(c, key.verifier, logger, reg)
 		if err != nil {
 			return err
 		}
 		collector, policySummary = coll, summary
 	}
+	if err := os.MkdirAll(c.Data, 0o700); err != nil {
+		return fmt.Errorf("couldn't create the data directory: %w", err)
+	}
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("couldn't listen: %w", err)
+	}
+	defer ln.Close()
+	store, err := pebble.Open(filepath.Join(c.Data, "db"), pebble.Options{CacheBytes: c.CacheMiB << 20, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if key.created {
+		if err := keyfile.Create(c.Key, key.skey); err != nil {
+			return err
+		}
+		logger.Info("created a new log key", "path", c.Key, "origin", c.Origin)
+	}
+	signer, verifier, vkey := key.signer, key.verifier, key.vkey
+
 	l, err := log.New(ctx, log.Config{
 		Storage:      store,
 		Signer:       signer,
@@ -91,18 +113,15 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	}))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 
-	ln, err := net.Listen("tcp", c.Listen)
-	if err != nil {
-		return fmt.Errorf("couldn't listen: %w", err)
-	}
 	_, size := l.Checkpoint()
-	fmt.Fprintf(stdout, "candor-log: origin %s, tree size %d\n", l.Origin(), size)
-	fmt.Fprintf(stdout, "candor-log: verifier key %s\n", vkey)
+	say := cli.NewStartup(stdout, "candor-log", c.LogFormat)
+	say.Say("log", fmt.Sprintf("origin %s, tree size %d", l.Origin(), size), "origin", l.Origin(), "size", size)
+	say.Say("verifier key", "verifier key "+vkey, "vkey", vkey)
 	if policySummary != "" {
-		fmt.Fprintf(stdout, "candor-log: witness policy %s\n", policySummary)
+		say.Say("witness policy", "witness policy "+policySummary, "policy", policySummary)
 	}
-	fmt.Fprintf(stdout, "candor-log: listening on http://%s\n", ln.Addr())
-	logger.Info("serving", "origin", l.Origin(), "size", size, "addr", ln.Addr().String())
+	listenURL := "http://" + ln.Addr().String()
+	say.Say("listening", "listening on "+listenURL, "url", listenURL)
 	return cli.Serve(ctx, ln, mux, logger)
 }
 
@@ -128,6 +147,11 @@ func newCollector(c Config, verifier note.Verifier, logger *slog.Logger, reg pro
 	if err != nil {
 		return nil, "", fmt.Errorf("policy %s: %w", c.Policy, err)
 	}
+	for _, w := range policy.Witnesses() {
+		if err := checkWitnessURL(w.URL); w.URL != "" && err != nil {
+			return nil, "", fmt.Errorf("policy %s: witness %s: %w", c.Policy, w.Name, err)
+		}
+	}
 	coll, err := witnessing.New(witnessing.Config{
 		Policy:     policy,
 		Verifier:   verifier,
@@ -136,6 +160,7 @@ func newCollector(c Config, verifier note.Verifier, logger *slog.Logger, reg pro
 		StateFile:  filepath.Join(c.Data, "witnessed-checkpoint"),
 		Logger:     logger,
 		Registerer: reg,
+		ReadyWait:  c.WitnessWait,
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("policy %s: %w", c.Policy, err)
@@ -143,38 +168,65 @@ func newCollector(c Config, verifier note.Verifier, logger *slog.Logger, reg pro
 	return coll, fmt.Sprintf("%s: %d witnesses, quorum %s", c.Policy, len(policy.Witnesses()), policy.Quorum()), nil
 }
 
-// loadOrCreateKey reads the log's signed-note private key from path, or
-// creates one named origin (mode 0600) if the file does not exist.
-func loadOrCreateKey(path, origin string, logger *slog.Logger) (note.Signer, note.Verifier, string, error) {
-	skey, created, err := keyfile.LoadOrCreate(path, func() (string, error) {
+// logKey is the log's signed-note key, read from its file or generated.
+type logKey struct {
+	skey     string
+	created  bool // generated: not saved yet
+	signer   note.Signer
+	verifier note.Verifier
+	vkey     string
+}
+
+// checkWitnessURL checks a witness's add-checkpoint URL prefix from the
+// policy: an absolute http or https URL with a host and no query or
+// fragment, so that a URL the log could never reach (127.0.0.1:1 without
+// a scheme) stops the start instead of failing in the background.
+func checkWitnessURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("url %q: %w", s, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || u.Opaque != "" {
+		return fmt.Errorf("url %q: want an http or https URL, such as https://witness.example.com/", s)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("url %q: want no query, fragment or user", s)
+	}
+	return nil
+}
+
+// loadOrGenerateKey reads the log's signed-note private key from path, or
+// generates one named origin if the file does not exist, which the caller
+// saves once the log can start.
+func loadOrGenerateKey(path, origin string) (logKey, error) {
+	k := logKey{}
+	skey, err := keyfile.Load(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		if origin == "" {
-			return "", fmt.Errorf("no key at %s: give --origin to create one", path)
+			return k, fmt.Errorf("no key at %s: give --origin to create one", path)
 		}
-		skey, _, err := note.GenerateKey(rand.Reader, origin)
-		return skey, err
-	})
-	if err != nil {
-		return nil, nil, "", err
+		if skey, _, err = note.GenerateKey(rand.Reader, origin); err != nil {
+			return k, fmt.Errorf("couldn't generate a key: %w", err)
+		}
+		k.created = true
+	case err != nil:
+		return k, err
 	}
-	if created {
-		logger.Info("created a new log key", "path", path, "origin", origin)
+	k.skey = skey
+	if k.signer, err = note.NewSigner(skey); err != nil {
+		return k, keyfile.Corrupt(path, errors.New("not a signed-note private key"))
 	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		return nil, nil, "", fmt.Errorf("key %s: %w", path, err)
+	if origin != "" && k.signer.Name() != origin {
+		return k, fmt.Errorf("key %s is for origin %q, not %q", path, k.signer.Name(), origin)
 	}
-	if origin != "" && signer.Name() != origin {
-		return nil, nil, "", fmt.Errorf("key %s is for origin %q, not %q", path, signer.Name(), origin)
+	if k.vkey, err = api.VerifierKey(skey); err != nil {
+		return k, keyfile.Corrupt(path, err)
 	}
-	vkey, err := api.VerifierKey(skey)
-	if err != nil {
-		return nil, nil, "", fmt.Errorf("key %s: %w", path, err)
+	if k.verifier, err = note.NewVerifier(k.vkey); err != nil {
+		return k, keyfile.Corrupt(path, err)
 	}
-	verifier, err := note.NewVerifier(vkey)
-	if err != nil {
-		return nil, nil, "", fmt.Errorf("key %s: %w", path, err)
-	}
-	return signer, verifier, vkey, nil
+	return k, nil
 }
 
 func fsck(ctx context.Context, args []string, stdout io.Writer) error {

@@ -119,7 +119,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (Config, error) {
 	fs.StringVar(&c.Key, "key", "", "cosigner private key `file` (default <data>/witness.key)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
-	fs.DurationVar(&c.PollInterval, "poll-interval", c.PollInterval, "time between two polls of a log that has a `url`")
+	cli.DurationVar(fs, &c.PollInterval, "poll-interval", c.PollInterval, "time between two polls of a log that has a `url`")
 	if err := cli.ParseConfig(fs, args, &c, "YAML configuration `file` (logs to follow)"); err != nil {
 		return c, err
 	}
@@ -138,6 +138,9 @@ func (c Config) validate() error {
 	for i, l := range c.Logs {
 		if l.Origin == "" || l.Key == "" {
 			errs = append(errs, fmt.Errorf("logs[%d]: origin and key are required", i))
+		}
+		if err := cli.CheckName("origin", l.Origin); err != nil {
+			errs = append(errs, fmt.Errorf("logs[%d]: %w", i, err))
 		}
 		if seen[l.Origin] {
 			errs = append(errs, fmt.Errorf("logs[%d]: origin %q is listed twice", i, l.Origin))

@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -33,6 +34,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/internal/buildinfo"
 	"github.com/candorlog/candor/internal/cli"
 	"github.com/candorlog/candor/internal/keyfile"
 	"github.com/candorlog/candor/storage/pebble"
@@ -41,38 +43,57 @@ import (
 )
 
 func main() {
-	cli.Main("candor-witness", serve, map[string]cli.Command{"clear-evidence": clearEvidence})
+	cli.Main("candor-witness", serve, subcommands...)
 }
 
-func serve(ctx context.Context, args []string, stdout io.Writer) error {
+var subcommands = []cli.Subcommand{
+	{Name: "clear-evidence", Summary: "delete the evidence held against a log, with the witness stopped", Run: clearEvidence},
+}
+
+func serve(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	c, err := loadConfig(flag.NewFlagSet("candor-witness", flag.ContinueOnError), args)
 	if err != nil {
 		return err
 	}
 	logger := cli.NewLogger(os.Stderr, c.LogLevel, c.LogFormat)
+	defer func() { err = cli.LogExit(logger, c.LogFormat, err) }()
 	logs, err := c.witnessLogs()
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(c.Data, 0o700); err != nil {
-		return fmt.Errorf("couldn't create the data directory: %w", err)
-	}
-	cosigner, err := loadOrCreateKey(c.Key, c.Name, logger)
+	// Everything that can refuse the start comes before a new key is
+	// saved: the key, the listen address, the database.
+	key, err := loadOrGenerateKey(c.Key, c.Name)
 	if err != nil {
 		return err
 	}
+	cosigner := key.cosigner
+	if err := os.MkdirAll(c.Data, 0o700); err != nil {
+		return fmt.Errorf("couldn't create the data directory: %w", err)
+	}
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("couldn't listen: %w", err)
+	}
+	defer ln.Close()
 	state, err := pebble.OpenWitnessState(filepath.Join(c.Data, "db"), pebble.Options{Logger: logger})
 	if err != nil {
 		return err
 	}
 	defer state.Close()
+	if key.created {
+		if err := keyfile.Create(c.Key, key.skey); err != nil {
+			return err
+		}
+		logger.Info("created a new witness key", "path", c.Key, "name", c.Name, "vkey", cosigner.VerifierKey())
+	}
 
 	peers, err := c.peerVerifiers()
 	if err != nil {
 		return err
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.NewCollector())
 	w, err := witness.New(witness.Config{Cosigner: cosigner, Logs: logs, State: state, Evidence: state,
 		Peers: peers, Logger: logger, Registerer: reg})
 	if err != nil {
@@ -96,14 +117,11 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	mux.Handle("/", h)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 
-	ln, err := net.Listen("tcp", c.Listen)
-	if err != nil {
-		return fmt.Errorf("couldn't listen: %w", err)
-	}
-	fmt.Fprintf(stdout, "candor-witness: name %s, following %d logs\n", cosigner.Name(), len(logs))
-	fmt.Fprintf(stdout, "candor-witness: verifier key %s\n", cosigner.VerifierKey())
-	fmt.Fprintf(stdout, "candor-witness: listening on http://%s\n", ln.Addr())
-	logger.Info("serving", "name", cosigner.Name(), "logs", len(logs), "addr", ln.Addr().String())
+	say := cli.NewStartup(stdout, "candor-witness", c.LogFormat)
+	say.Say("witness", fmt.Sprintf("name %s, following %d logs", cosigner.Name(), len(logs)), "name", cosigner.Name(), "logs", len(logs))
+	say.Say("verifier key", "verifier key "+cosigner.VerifierKey(), "vkey", cosigner.VerifierKey())
+	listenURL := "http://" + ln.Addr().String()
+	say.Say("listening", "listening on "+listenURL, "url", listenURL)
 
 	if c.Gossip.Listen != "" {
 		secret, err := c.gossipSecret()
@@ -117,7 +135,8 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		// Stopped before the state closes (defers run last in, first out).
 		defer g.Close(5 * time.Second)
-		fmt.Fprintf(stdout, "candor-witness: gossip on %s, %d peers, encrypted %v\n", g.Addr(), len(peers), secret != nil)
+		say.Say("gossip", fmt.Sprintf("gossip on %s, %d peers, encrypted %v", g.Addr(), len(peers), secret != nil),
+			"addr", g.Addr(), "peers", len(peers), "encrypted", secret != nil)
 	}
 
 	if sources := c.pullSources(); len(sources) > 0 {
@@ -153,30 +172,40 @@ func (c Config) witnessLogs() ([]witness.Log, error) {
 	return logs, nil
 }
 
-// loadOrCreateKey reads the witness's cosignature/v1 private key from path,
-// or creates one named name (mode 0600) if the file does not exist.
-func loadOrCreateKey(path, name string, logger *slog.Logger) (*api.Cosigner, error) {
-	skey, created, err := keyfile.LoadOrCreate(path, func() (string, error) {
+// witnessKey is the witness's cosignature/v1 key, read from its file or
+// generated.
+type witnessKey struct {
+	skey     string
+	created  bool // generated: not saved yet
+	cosigner *api.Cosigner
+}
+
+// loadOrGenerateKey reads the witness's cosignature/v1 private key from
+// path, or generates one named name if the file does not exist, which the
+// caller saves once the witness can start.
+func loadOrGenerateKey(path, name string) (witnessKey, error) {
+	k := witnessKey{}
+	skey, err := keyfile.Load(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		if name == "" {
-			return "", fmt.Errorf("no key at %s: give --name to create one", path)
+			return k, fmt.Errorf("no key at %s: give --name to create one", path)
 		}
-		skey, _, err := api.GenerateCosignerKey(rand.Reader, name)
-		return skey, err
-	})
-	if err != nil {
-		return nil, err
+		if skey, _, err = api.GenerateCosignerKey(rand.Reader, name); err != nil {
+			return k, fmt.Errorf("couldn't generate a key: %w", err)
+		}
+		k.created = true
+	case err != nil:
+		return k, err
 	}
-	cosigner, err := api.NewCosigner(skey, nil)
-	if err != nil {
-		return nil, fmt.Errorf("key %s: %w", path, err)
+	k.skey = skey
+	if k.cosigner, err = api.NewCosigner(skey, nil); err != nil {
+		return k, keyfile.Corrupt(path, errors.New("not a cosignature/v1 private key"))
 	}
-	if created {
-		logger.Info("created a new witness key", "path", path, "name", name, "vkey", cosigner.VerifierKey())
+	if name != "" && k.cosigner.Name() != name {
+		return k, fmt.Errorf("key %s is for witness %q, not %q", path, k.cosigner.Name(), name)
 	}
-	if name != "" && cosigner.Name() != name {
-		return nil, fmt.Errorf("key %s is for witness %q, not %q", path, cosigner.Name(), name)
-	}
-	return cosigner, nil
+	return k, nil
 }
 
 // clearEvidence is "candor-witness clear-evidence --data DIR --origin

@@ -326,10 +326,24 @@ func TestBenchDurationBehind(t *testing.T) {
 
 func TestRunUsage(t *testing.T) {
 	ctx := context.Background()
-	for _, args := range [][]string{nil, {"help"}, {"nosuch"}, {"bench", "-h"}} {
+	for _, args := range [][]string{nil, {"nosuch"}} {
 		var stdout, stderr bytes.Buffer
 		if code := run(ctx, args, &stdout, &stderr); code != 2 || stderr.Len() == 0 {
 			t.Errorf("candor %q: exit code %d, stderr %q; want 2 and usage", args, code, stderr.String())
+		}
+	}
+	// Help that was asked for is not an error.
+	for _, args := range [][]string{{"help"}, {"--help"}, {"-h"}, {"bench", "-h"}, {"verify-evidence", "--help"}} {
+		var stdout, stderr bytes.Buffer
+		if code := run(ctx, args, &stdout, &stderr); code != 0 || stderr.Len() == 0 {
+			t.Errorf("candor %q: exit code %d, stderr %q; want 0 and usage", args, code, stderr.String())
+		}
+	}
+	for _, args := range [][]string{{"--version"}, {"bench", "--version"}, {"verify-evidence", "-version"}} {
+		var stdout, stderr bytes.Buffer
+		if code := run(ctx, args, &stdout, &stderr); code != 0 || !strings.HasPrefix(stdout.String(), "candor ") ||
+			!strings.Contains(stdout.String(), "(revision ") {
+			t.Errorf("candor %q: exit code %d, stdout %q; want 0 and the version", args, code, stdout.String())
 		}
 	}
 	var stdout, stderr bytes.Buffer

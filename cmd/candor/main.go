@@ -16,6 +16,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/candorlog/candor/internal/buildinfo"
 )
 
 // command is one subcommand: run gets the arguments after its name.
@@ -30,6 +32,10 @@ var commands = []command{
 	{"verify-evidence", "check offline that witness evidence proves a log misbehaved", runVerifyEvidence},
 }
 
+// errUsage is a command's error for arguments it cannot run with, after it
+// printed its usage: the exit code is 2.
+var errUsage = errors.New("usage")
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -38,17 +44,36 @@ func main() {
 
 // run runs the command named by args[0] and returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(stderr)
 		return 2
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		return 0
+	}
+	if args[0] == "-version" || args[0] == "--version" {
+		fmt.Fprintf(stdout, "candor %s\n", buildinfo.Read())
+		return 0
 	}
 	for _, c := range commands {
 		if c.name != args[0] {
 			continue
 		}
+		for _, a := range args[1:] {
+			if a == "--" {
+				break
+			}
+			if a == "-version" || a == "--version" {
+				fmt.Fprintf(stdout, "candor %s %s\n", c.name, buildinfo.Read())
+				return 0
+			}
+		}
 		err := c.run(ctx, args[1:], stdout, stderr)
 		switch {
 		case errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.Is(err, errUsage):
 			return 2
 		case err != nil:
 			fmt.Fprintf(stderr, "candor %s: %v\n", c.name, err)
@@ -62,7 +87,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: candor <command> [flags]\n\ncommands:")
+	fmt.Fprintln(w, "usage: candor <command> [flags]   (candor --version prints the version)\n\ncommands:")
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-16s %s\n", c.name, c.summary)
 	}

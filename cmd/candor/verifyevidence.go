@@ -42,7 +42,7 @@ func runVerifyEvidence(ctx context.Context, args []string, stdout, stderr io.Wri
 	}
 	if file == "" || *logKey == "" {
 		fs.Usage()
-		return flag.ErrHelp
+		return errUsage
 	}
 	v, err := api.NewNoteVerifier(*logKey)
 	if err != nil {

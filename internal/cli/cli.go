@@ -18,28 +18,8 @@ import (
 	"syscall"
 	"time"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/candorlog/candor/internal/buildinfo"
 )
-
-// DecodeYAMLFile decodes the YAML file at path into v, refusing keys that v
-// does not have, so that a misspelt or unsupported setting is an error
-// rather than silently ignored.
-func DecodeYAMLFile(path string, v any) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("couldn't read the config: %w", err)
-	}
-	defer f.Close()
-	dec := yaml.NewDecoder(f)
-	dec.KnownFields(true)
-	if err := dec.Decode(v); err != nil {
-		if err == io.EOF {
-			return fmt.Errorf("couldn't parse %s: the file is empty", path)
-		}
-		return fmt.Errorf("couldn't parse %s: %w", path, err)
-	}
-	return nil
-}
 
 // Server is what the configurations of both servers have.
 type Server struct {
@@ -61,8 +41,8 @@ func (s Server) Check() []error {
 	if s.Listen == "" {
 		errs = append(errs, errors.New("listen: an address is required"))
 	}
-	if strings.ContainsAny(s.KeyName, "\n+ ") {
-		errs = append(errs, fmt.Errorf("%s %q: must not contain spaces, '+' or newlines", s.KeyField, s.KeyName))
+	if err := CheckName(s.KeyField, s.KeyName); err != nil {
+		errs = append(errs, err)
 	}
 	switch s.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -75,6 +55,20 @@ func (s Server) Check() []error {
 		errs = append(errs, fmt.Errorf("logFormat %q: want text or json", s.LogFormat))
 	}
 	return errs
+}
+
+// CheckName checks the name of a key or the origin of a log, set in the
+// config field field: one a signed-note key can have (no spaces, '+' or
+// newlines) and schemeless, as c2sp.org/tlog-checkpoint origins are
+// (log.example.com/candor, not https://log.example.com/candor).
+func CheckName(field, name string) error {
+	if strings.ContainsAny(name, "\n+ ") {
+		return fmt.Errorf("%s %q: must not contain spaces, '+' or newlines", field, name)
+	}
+	if scheme, rest, ok := strings.Cut(name, "://"); ok {
+		return fmt.Errorf("%s %q: must be schemeless (c2sp.org/tlog-checkpoint): drop %q, as in %q", field, name, scheme+"://", rest)
+	}
+	return nil
 }
 
 // NewLogger returns a logger writing to w at level (debug, info, warn or
@@ -120,24 +114,63 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Lo
 // stdout where it prints for the operator.
 type Command func(ctx context.Context, args []string, stdout io.Writer) error
 
-// Main runs the subcommand named by the first argument, if subs has it,
-// else def with all the arguments, until SIGINT or SIGTERM. It exits 2 for
-// a usage error (after -h), 1 with the error on stderr for any other.
-func Main(name string, def Command, subs map[string]Command) {
+// Subcommand is a command run as "NAME SUBCOMMAND ARGS...".
+type Subcommand struct {
+	Name    string
+	Summary string // one line, for --help
+	Run     Command
+}
+
+// Main runs the command of Run with the process's arguments until SIGINT
+// or SIGTERM, and exits with its code.
+func Main(name string, def Command, subs ...Subcommand) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	cmd, args := def, os.Args[1:]
-	if len(args) > 0 && subs[args[0]] != nil {
-		cmd, args = subs[args[0]], args[1:]
-	}
-	err := cmd(ctx, args, os.Stdout)
+	code := Run(ctx, name, def, subs, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(2)
+	os.Exit(code)
+}
+
+// Run runs the subcommand named by args[0], if subs has it, else def with
+// all the arguments, and returns the exit code: 0, or 1 with the error on
+// stderr. With -h or --help (the command's flags print their usage) it
+// lists the subcommands and returns 0; with --version it prints the
+// build (internal/buildinfo) on stdout and runs nothing.
+func Run(ctx context.Context, name string, def Command, subs []Subcommand, args []string, stdout, stderr io.Writer) int {
+	cmd, full := def, name
+	if len(args) > 0 {
+		for _, s := range subs {
+			if s.Name == args[0] {
+				cmd, full, args = s.Run, name+" "+s.Name, args[1:]
+			}
+		}
 	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		os.Exit(1)
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "-version" || a == "--version" {
+			fmt.Fprintf(stdout, "%s %s\n", full, buildinfo.Read())
+			return 0
+		}
 	}
+	err := cmd(ctx, args, stdout)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		if full == name && len(subs) > 0 {
+			fmt.Fprintf(stderr, "\nSubcommands (%s SUBCOMMAND -h for their flags):\n", name)
+			for _, s := range subs {
+				fmt.Fprintf(stderr, "  %-16s %s\n", s.Name, s.Summary)
+			}
+		}
+		fmt.Fprintf(stderr, "\n%s --version prints the version.\n", full)
+		return 0
+	case errors.Is(err, errLogged):
+		return 1
+	case err != nil:
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 1
+	}
+	return 0
 }
 
 // ParseConfig fills a command's configuration in order: the defaults
@@ -161,4 +194,31 @@ func ParseConfig(fs *flag.FlagSet, args []string, config any, configUsage string
 		return err
 	}
 	return fs.Parse(args)
+}
+
+// durationValue is a flag.Value for a time.Duration whose error on a bad
+// value says what a duration looks like.
+type durationValue struct{ d *time.Duration }
+
+func (v durationValue) String() string {
+	if v.d == nil {
+		return ""
+	}
+	return v.d.String()
+}
+
+func (v durationValue) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("not a duration: want a number with a unit, such as 500ms, 10s, 5m or 1h30m")
+	}
+	*v.d = d
+	return nil
+}
+
+// DurationVar defines a duration flag in fs, as fs.DurationVar does, with
+// an error that says what a duration looks like.
+func DurationVar(fs *flag.FlagSet, p *time.Duration, name string, value time.Duration, usage string) {
+	*p = value
+	fs.Var(durationValue{p}, name, usage)
 }

@@ -7,45 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
-
-func TestDecodeYAMLFile(t *testing.T) {
-	type config struct {
-		Name  string `yaml:"name"`
-		Count int    `yaml:"count"`
-	}
-	dir := t.TempDir()
-	write := func(name, text string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	var c config
-	if err := DecodeYAMLFile(write("good.yaml", "name: a\ncount: 3\n"), &c); err != nil || c != (config{"a", 3}) {
-		t.Fatalf("good file: %+v, %v", c, err)
-	}
-	for _, tc := range []struct{ name, text, want string }{
-		{"unknown.yaml", "name: a\ncolor: red\n", "color"},
-		{"empty.yaml", "", "empty"},
-		{"type.yaml", "count: many\n", "many"},
-	} {
-		c := config{Name: "kept"}
-		err := DecodeYAMLFile(write(tc.name, tc.text), &c)
-		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), tc.name) {
-			t.Errorf("%s: got error %v, want one naming the file and %q", tc.name, err, tc.want)
-		}
-	}
-	if err := DecodeYAMLFile(filepath.Join(dir, "missing.yaml"), &c); err == nil {
-		t.Error("a missing file decoded")
-	}
-}
 
 func TestNewLogger(t *testing.T) {
 	var buf bytes.Buffer
@@ -103,6 +68,8 @@ func TestServerCheck(t *testing.T) {
 		{func(s *Server) { s.KeyName = "a b" }, `origin "a b"`},
 		{func(s *Server) { s.KeyName = "a+b" }, `origin "a+b"`},
 		{func(s *Server) { s.KeyName = "a\nb" }, `origin "a\nb"`},
+		{func(s *Server) { s.KeyName = "https://log.example.com" }, `must be schemeless`},
+		{func(s *Server) { s.KeyName = "http://log.example.com/candor" }, `drop "http://", as in "log.example.com/candor"`},
 		{func(s *Server) { s.LogLevel = "loud" }, `logLevel "loud"`},
 		{func(s *Server) { s.LogFormat = "xml" }, `logFormat "xml"`},
 	} {

@@ -2,23 +2,22 @@ package keyfile_test
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/candorlog/candor/internal/keyfile"
 )
 
-func TestLoadOrCreate(t *testing.T) {
+func TestCreateLoad(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sub", "key")
-	calls := 0
-	gen := func() (string, error) {
-		calls++
-		return "PRIVATE+KEY+example", nil
+	if _, err := keyfile.Load(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Load of a missing file: %v, want fs.ErrNotExist", err)
 	}
-	key, created, err := keyfile.LoadOrCreate(path, gen)
-	if err != nil || !created || key != "PRIVATE+KEY+example" {
-		t.Fatalf("first LoadOrCreate = %q, %v, %v", key, created, err)
+	if err := keyfile.Create(path, "PRIVATE+KEY+example"); err != nil {
+		t.Fatal(err)
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -30,9 +29,14 @@ func TestLoadOrCreate(t *testing.T) {
 	if b, _ := os.ReadFile(path); string(b) != "PRIVATE+KEY+example\n" {
 		t.Errorf("key file holds %q", b)
 	}
-	key, created, err = keyfile.LoadOrCreate(path, gen)
-	if err != nil || created || key != "PRIVATE+KEY+example" || calls != 1 {
-		t.Fatalf("second LoadOrCreate = %q, %v, %v after %d generations", key, created, err, calls)
+	if key, err := keyfile.Load(path); err != nil || key != "PRIVATE+KEY+example" {
+		t.Fatalf("Load = %q, %v", key, err)
+	}
+	if err := keyfile.Create(path, "PRIVATE+KEY+other"); err == nil {
+		t.Error("Create replaced an existing key")
+	}
+	if key, _ := keyfile.Load(path); key != "PRIVATE+KEY+example" {
+		t.Errorf("after a second Create the key is %q", key)
 	}
 	// No temporary files are left behind.
 	if ents, _ := os.ReadDir(filepath.Dir(path)); len(ents) != 1 {
@@ -40,20 +44,40 @@ func TestLoadOrCreate(t *testing.T) {
 	}
 }
 
-func TestLoadOrCreateGenerateFails(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "key")
-	boom := errors.New("boom")
-	if _, _, err := keyfile.LoadOrCreate(path, func() (string, error) { return "", boom }); !errors.Is(err, boom) {
-		t.Fatalf("LoadOrCreate = %v, want the generator's error", err)
+// TestLoadRefuses: a key others may read is refused with the command that
+// fixes it, an empty one says it is empty, a directory is not a key.
+func TestLoadRefuses(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string, perm os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), perm); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, perm); err != nil { // past the umask
+			t.Fatal(err)
+		}
+		return p
 	}
-	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("a failed generation left a key file: %v", err)
-	}
-}
-
-func TestLoadOrCreateUnreadable(t *testing.T) {
-	dir := t.TempDir() // a directory where the key should be: not readable as a file
-	if _, _, err := keyfile.LoadOrCreate(dir, func() (string, error) { return "k", nil }); err == nil {
-		t.Fatal("LoadOrCreate of a directory succeeded")
+	for _, tc := range []struct {
+		name string
+		path string
+		want []string
+	}{
+		{"group-readable", write("g.key", "PRIVATE+KEY+x\n", 0o640), []string{"too open", "chmod 600 " + filepath.Join(dir, "g.key")}},
+		{"world-readable", write("o.key", "PRIVATE+KEY+x\n", 0o604), []string{"0604", "chmod 600"}},
+		{"empty", write("e.key", "", 0o600), []string{"is empty"}},
+		{"blank", write("b.key", " \n", 0o600), []string{"is empty"}},
+		{"directory", dir, []string{"not a regular file"}},
+	} {
+		_, err := keyfile.Load(tc.path)
+		if err == nil {
+			t.Errorf("%s: Load succeeded", tc.name)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: Load: %v, want it to say %q", tc.name, err, w)
+			}
+		}
 	}
 }

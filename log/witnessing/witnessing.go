@@ -106,6 +106,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the metrics. Optional.
 	Registerer prometheus.Registerer
+	// ReadyWait is how long the newest commit may wait for a published
+	// cosigned checkpoint before Ready fails (status.go). Default: 5s.
+	ReadyWait time.Duration
 }
 
 // Collector is a log.Witnessing for a tlog-policy. Its Run may be called
@@ -133,6 +136,7 @@ type Collector struct {
 	pubSize   int64         // size of the published checkpoint, -1 if none
 	changed   chan struct{} // closed when round changes
 	lagSince  time.Time     // first commit not in the published checkpoint; zero if none
+	readyWait time.Duration
 }
 
 // witness is a witness of the policy that has a URL. size is owned by the
@@ -142,6 +146,7 @@ type witness struct {
 	url      string // of add-checkpoint
 	verifier *api.CosignatureVerifier
 	size     uint64 // the size it last cosigned, as far as the log knows
+	health   health // guarded by the Collector's mu
 }
 
 type checkpoint struct {
@@ -202,6 +207,10 @@ func New(cfg Config) (*Collector, error) {
 		logger:     cfg.Logger,
 		pubSize:    -1,
 		changed:    make(chan struct{}),
+		readyWait:  cfg.ReadyWait,
+	}
+	if c.readyWait <= 0 {
+		c.readyWait = 5 * time.Second
 	}
 	vs := []note.Verifier{cfg.Verifier}
 	for _, w := range cfg.Policy.Witnesses() {
@@ -376,6 +385,7 @@ func (c *Collector) work(ctx context.Context, i int) {
 			last = r
 			continue
 		}
+		c.recordHealth(w, err)
 		if err != nil {
 			failures++
 			t := time.NewTimer(backoff(failures, c.maxBackoff))

@@ -9,8 +9,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -111,9 +114,29 @@ func openDB(dir string, o Options) (*pebble.DB, error) {
 	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
+		if locked(err) {
+			return nil, fmt.Errorf("%w: another process is using %s", ErrLocked, dir)
+		}
 		return nil, fmt.Errorf("couldn't open pebble in %s: %w", dir, err)
 	}
 	return db, nil
+}
+
+// ErrLocked is returned by Open and OpenWitnessState when another process
+// (or this one) has the database open.
+var ErrLocked = errors.New("database locked")
+
+// locked tells whether err is pebble's failure to take the lock on its
+// directory: a POSIX record lock, which fails with a bare EAGAIN or EACCES
+// (not an error opening a path) when another process holds it; pebble
+// says so itself when this process does.
+func locked(err error) bool {
+	var errno syscall.Errno
+	var pathErr *fs.PathError
+	if errors.As(err, &errno) && (errno == syscall.EAGAIN || errno == syscall.EACCES) && !errors.As(err, &pathErr) {
+		return true
+	}
+	return strings.Contains(err.Error(), "lock held by current process")
 }
 
 // Close closes the database.

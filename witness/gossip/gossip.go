@@ -237,6 +237,15 @@ func Start(w *witness.Witness, cfg Config) (*Node, error) {
 			Help: "When the witness last received the push/pull state of a member, by the member's node name (Unix seconds).",
 		}, []string{"peer"}),
 	}
+	// The counters an alert reads are present from the start, at zero.
+	for _, r := range []string{"ok", "failed"} {
+		n.joins.WithLabelValues(r)
+	}
+	for _, typ := range []string{"checkpoint", "own", "evidence", "state"} {
+		for _, r := range []string{"accepted", "invalid", "dropped"} {
+			n.messages.WithLabelValues(typ, r)
+		}
+	}
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = cfg.NodeName
 	if mc.Name == "" {
