@@ -18,12 +18,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/internal/exactpath"
 )
 
 var (
 	errBadRequest          = errors.New("bad request")
 	errUnsupportedEncoding = errors.New("unsupported Content-Encoding: send the body uncompressed")
 	errTooManyRequests     = errors.New("too many submissions in flight")
+	errMethodNotAllowed    = errors.New("method not allowed")
 )
 
 // HandlerOptions configures the HTTP API.
@@ -79,30 +81,51 @@ func NewHandler(l *Log, o HandlerOptions) http.Handler {
 	if o.Registerer != nil {
 		o.Registerer.MustRegister(requests, duration)
 	}
+	// The patterns have no method, so that a path served with another
+	// method gets 405 with Allow, in JSON like every error, rather than
+	// the catch-all's 404.
 	mux := http.NewServeMux()
-	route := func(pattern, name string, f http.HandlerFunc) {
-		mux.Handle(pattern, instrument(requests, duration.WithLabelValues(name), name, f))
+	get, post := []string{http.MethodGet, http.MethodHead}, []string{http.MethodPost}
+	route := func(pattern, name string, methods []string, f http.HandlerFunc) {
+		mux.Handle(pattern, instrument(requests, duration.WithLabelValues(name), name, h.allow(methods, f)))
 	}
-	route("GET /checkpoint", "checkpoint", h.checkpoint)
-	route("GET /tile/", "tile", h.tile)
-	route("POST /v1/entries", "add-entry", h.addEntry)
-	route("GET /v1/entries/{index}", "entry", h.entry)
-	route("GET /v1/proof/inclusion", "inclusion-proof", h.inclusionProof)
-	route("GET /v1/proof/consistency", "consistency-proof", h.consistencyProof)
-	route("/", "unknown", func(w http.ResponseWriter, r *http.Request) {
-		h.fail(w, r, fmt.Errorf("%w: no endpoint %s %s", ErrNotFound, r.Method, r.URL.Path))
-	})
-	route("GET /healthz", "healthz", func(w http.ResponseWriter, r *http.Request) {
+	route("/checkpoint", "checkpoint", get, h.checkpoint)
+	route("/tile/", "tile", get, h.tile)
+	route("/v1/entries", "add-entry", post, h.addEntry)
+	route("/v1/entries/{index}", "entry", get, h.entry)
+	route("/v1/proof/inclusion", "inclusion-proof", get, h.inclusionProof)
+	route("/v1/proof/consistency", "consistency-proof", get, h.consistencyProof)
+	route("/healthz", "healthz", get, func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok\n")
 	})
-	route("GET /readyz", "readyz", func(w http.ResponseWriter, r *http.Request) {
+	route("/readyz", "readyz", get, func(w http.ResponseWriter, r *http.Request) {
 		if err := l.Ready(); err != nil {
 			h.fail(w, r, err)
 			return
 		}
 		io.WriteString(w, "ready\n")
 	})
-	return mux
+	unknown := instrument(requests, duration.WithLabelValues("unknown"), "unknown", func(w http.ResponseWriter, r *http.Request) {
+		h.fail(w, r, fmt.Errorf("%w: no endpoint %s %s", ErrNotFound, r.Method, r.URL.EscapedPath()))
+	})
+	mux.Handle("/", unknown)
+	// Each path has one spelling (tiles are cached by path): any other,
+	// escaped or unclean, is not found.
+	return exactpath.Handler(mux, unknown)
+}
+
+// allow serves f the requests whose method is one of methods, and refuses
+// the others with 405 and an Allow header.
+func (h *handler) allow(methods []string, f http.HandlerFunc) http.HandlerFunc {
+	allowed := strings.Join(methods, ", ")
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !slices.Contains(methods, r.Method) {
+			w.Header().Set("Allow", allowed)
+			h.fail(w, r, fmt.Errorf("%w: %s %s (allowed: %s)", errMethodNotAllowed, r.Method, r.URL.Path, allowed))
+			return
+		}
+		f(w, r)
+	}
 }
 
 // instrument counts f's requests by status code in requests, under the
@@ -155,6 +178,8 @@ func status(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, ErrOutOfRange), errors.Is(err, ErrNotFound), errors.Is(err, ErrNotWitnessed):
 		return http.StatusNotFound
+	case errors.Is(err, errMethodNotAllowed):
+		return http.StatusMethodNotAllowed
 	case errors.Is(err, errTooManyRequests):
 		return http.StatusTooManyRequests
 	case errors.Is(err, ErrOverloaded), errors.Is(err, ErrUnavailable), errors.Is(err, ErrClosed), errors.Is(err, ErrNoCheckpoint),

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/internal/exactpath"
 )
 
 // maxAddCheckpointBody bounds an add-checkpoint request: 63 proof lines and
@@ -68,7 +69,10 @@ func NewHandler(w *Witness, o HandlerOptions) (http.Handler, error) {
 	mux.HandleFunc("GET /v1/evidence", h.listEvidence)
 	mux.HandleFunc("POST /v1/gossip/checkpoint", h.gossipCheckpoint)
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, r *http.Request) { io.WriteString(rw, "ok\n") })
-	return mux, nil
+	// Each path has one spelling: any other, escaped or unclean, is not
+	// found. (The mux answers a known path with another method 405, with
+	// Allow.)
+	return exactpath.Handler(mux, nil), nil
 }
 
 type handler struct {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/internal/cli"
+	"github.com/candorlog/candor/internal/exactpath"
 	"github.com/candorlog/candor/internal/keyfile"
 	"github.com/candorlog/candor/log"
 	"github.com/candorlog/candor/log/witnessing"
@@ -82,13 +83,14 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	defer l.Close()
 
 	mux := http.NewServeMux()
-	mux.Handle("/", log.NewHandler(l, log.HandlerOptions{
+	logHandler := log.NewHandler(l, log.HandlerOptions{
 		MaxBodyBytes: c.MaxBodyBytes,
 		MaxInFlight:  c.MaxInFlight,
 		Logger:       logger,
 		Registerer:   reg,
 		WitnessWait:  c.WitnessWait,
-	}))
+	})
+	mux.Handle("/", logHandler)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 
 	ln, err := net.Listen("tcp", c.Listen)
@@ -103,7 +105,9 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "candor-log: listening on http://%s\n", ln.Addr())
 	logger.Info("serving", "origin", l.Origin(), "size", size, "addr", ln.Addr().String())
-	return cli.Serve(ctx, ln, mux, logger)
+	// The mux would serve an escaped path as the path and redirect an
+	// unclean one: the log's handler answers them (404).
+	return cli.Serve(ctx, ln, exactpath.Handler(mux, logHandler), logger)
 }
 
 // maxPolicyBytes bounds the policy file, which ParsePolicy does not.

@@ -34,6 +34,7 @@ import (
 
 	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/internal/cli"
+	"github.com/candorlog/candor/internal/exactpath"
 	"github.com/candorlog/candor/internal/keyfile"
 	"github.com/candorlog/candor/storage/pebble"
 	"github.com/candorlog/candor/witness"
@@ -133,7 +134,9 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 			<-pulled
 		}()
 	}
-	return cli.Serve(ctx, ln, mux, logger)
+	// The mux would serve an escaped path as the path and redirect an
+	// unclean one: the witness's handler answers them (404).
+	return cli.Serve(ctx, ln, exactpath.Handler(mux, h), logger)
 }
 
 // witnessLogs returns the configured logs with their verifiers. A log's
