@@ -19,6 +19,7 @@ import (
 
 	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/internal/exactpath"
+	"github.com/candorlog/candor/internal/httplimit"
 )
 
 var (
@@ -33,9 +34,17 @@ type HandlerOptions struct {
 	// MaxBodyBytes is the largest POST /v1/entries body accepted.
 	// Default: 2 × api.MaxEntrySize.
 	MaxBodyBytes int64
-	// MaxInFlight is the most submissions handled at once; more get 429.
-	// Default: 4096.
+	// MaxInFlight is the most submissions handled at once, once their
+	// bodies are read; more get 429. Default: 4096.
 	MaxInFlight int
+	// MaxInFlightPerClient is the most submissions from one client
+	// address (an IPv6 /64) handled at once, their body reads included;
+	// more get 429. Behind a reverse proxy, all clients have its address.
+	// Default: 64.
+	MaxInFlightPerClient int
+	// BodyTimeout bounds the reading of a submission's body, from when
+	// its handling starts; a slower body gets 408. Default: 10s.
+	BodyTimeout time.Duration
 	// Logger receives request errors. Default: slog.Default().
 	Logger *slog.Logger
 	// Registerer receives HTTP metrics. Optional.
@@ -50,7 +59,9 @@ type HandlerOptions struct {
 type handler struct {
 	log         *Log
 	maxBody     int64
+	bodyTimeout time.Duration
 	inFlight    chan struct{}
+	perClient   *httplimit.Limiter
 	logger      *slog.Logger
 	witnessWait time.Duration
 }
@@ -64,10 +75,17 @@ func NewHandler(l *Log, o HandlerOptions) http.Handler {
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = 4096
 	}
+	if o.MaxInFlightPerClient <= 0 {
+		o.MaxInFlightPerClient = 64
+	}
+	if o.BodyTimeout <= 0 {
+		o.BodyTimeout = 10 * time.Second
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	h := &handler{log: l, maxBody: o.MaxBodyBytes, inFlight: make(chan struct{}, o.MaxInFlight), logger: o.Logger, witnessWait: o.WitnessWait}
+	h := &handler{log: l, maxBody: o.MaxBodyBytes, bodyTimeout: o.BodyTimeout, inFlight: make(chan struct{}, o.MaxInFlight),
+		perClient: httplimit.NewLimiter(o.MaxInFlightPerClient), logger: o.Logger, witnessWait: o.WitnessWait}
 
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "candor_http_requests_total",
@@ -166,21 +184,22 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // status maps every error the API returns to its HTTP status code.
 func status(err error) int {
-	var tooBig *http.MaxBytesError
 	var bad *api.EntryError
 	switch {
-	case errors.As(err, &tooBig), errors.Is(err, api.ErrEntryTooLarge):
+	case errors.Is(err, httplimit.ErrTooLarge), errors.Is(err, api.ErrEntryTooLarge):
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, httplimit.ErrTooSlow):
+		return http.StatusRequestTimeout
 	case errors.Is(err, errUnsupportedEncoding):
 		return http.StatusUnsupportedMediaType
 	case errors.As(err, &bad), errors.Is(err, api.ErrUnknownKind),
-		errors.Is(err, errBadRequest), errors.Is(err, api.ErrInvalidTilePath):
+		errors.Is(err, errBadRequest), errors.Is(err, api.ErrInvalidTilePath), errors.Is(err, httplimit.ErrIncomplete):
 		return http.StatusBadRequest
 	case errors.Is(err, ErrOutOfRange), errors.Is(err, ErrNotFound), errors.Is(err, ErrNotWitnessed):
 		return http.StatusNotFound
 	case errors.Is(err, errMethodNotAllowed):
 		return http.StatusMethodNotAllowed
-	case errors.Is(err, errTooManyRequests):
+	case errors.Is(err, errTooManyRequests), errors.Is(err, httplimit.ErrTooManyFromClient):
 		return http.StatusTooManyRequests
 	case errors.Is(err, ErrOverloaded), errors.Is(err, ErrUnavailable), errors.Is(err, ErrClosed), errors.Is(err, ErrNoCheckpoint),
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -196,6 +215,8 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if code == http.StatusInternalServerError {
 		h.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
 		msg = "internal error"
+	} else {
+		h.logger.Debug("request refused", "method", r.Method, "path", r.URL.Path, "code", code, "error", err)
 	}
 	if code == http.StatusServiceUnavailable || code == http.StatusTooManyRequests || errors.Is(err, ErrNotWitnessed) {
 		w.Header().Set("Retry-After", "1")
@@ -246,20 +267,28 @@ func (h *handler) tile(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) addEntry(w http.ResponseWriter, r *http.Request) {
+	release, err := h.perClient.Acquire(w, r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	defer release()
+	if ce := r.Header.Get("Content-Encoding"); ce != "" && ce != "identity" {
+		h.fail(w, r, errUnsupportedEncoding)
+		return
+	}
+	body, err := httplimit.ReadBody(w, r, h.maxBody, h.bodyTimeout)
+	if err != nil {
+		h.fail(w, r, fmt.Errorf("couldn't read the body: %w", err))
+		return
+	}
+	// A slot only once the body is here: a client sending slowly holds
+	// none.
 	select {
 	case h.inFlight <- struct{}{}:
 		defer func() { <-h.inFlight }()
 	default:
 		h.fail(w, r, errTooManyRequests)
-		return
-	}
-	if ce := r.Header.Get("Content-Encoding"); ce != "" && ce != "identity" {
-		h.fail(w, r, errUnsupportedEncoding)
-		return
-	}
-	body, err := readBody(http.MaxBytesReader(w, r.Body, h.maxBody), r.ContentLength, h.maxBody)
-	if err != nil {
-		h.fail(w, r, fmt.Errorf("couldn't read the body: %w", err))
 		return
 	}
 	entry, err := api.CanonicalEntry(body)
@@ -314,29 +343,6 @@ func (h *handler) addEntry(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	w.Write(append(reply.AppendJSON(nil), '\n'))
-}
-
-// readBody reads body, which is at most limit bytes and, if size is not
-// -1, size bytes, into one buffer allocated once.
-func readBody(body io.Reader, size, limit int64) ([]byte, error) {
-	if size < 0 || size > limit {
-		return io.ReadAll(body)
-	}
-	// One byte more, so that the read that finds the end needs no room.
-	b := make([]byte, 0, size+1)
-	for {
-		n, err := body.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return b, err
-		}
-		if len(b) == cap(b) {
-			b = slices.Grow(b, 512)
-		}
-	}
 }
 
 // waitWitnessed waits up to the handler's WitnessWait for a cosigned
