@@ -36,6 +36,15 @@ type Config struct {
 	// MaxInFlight is the most submissions handled at once; beyond it
 	// submissions get 429 with Retry-After. Default: 4096.
 	MaxInFlight int `yaml:"maxInFlight"`
+	// MaxInFlightPerClient is the most submissions from one client
+	// address (an IPv6 /64) handled at once, body reads included; beyond
+	// it submissions get 429. Behind a reverse proxy every client has
+	// the proxy's address: raise it. Default: 64.
+	MaxInFlightPerClient int `yaml:"maxInFlightPerClient"`
+	// BodyTimeout bounds the reading of a submission's body; a slower
+	// body gets 408. No submission slot is taken before the body is read.
+	// Default: 10s.
+	BodyTimeout time.Duration `yaml:"bodyTimeout"`
 	// MaxBodyBytes is the largest submission body accepted (413 beyond).
 	// Default: 131070 (twice the largest entry, 65535 bytes).
 	MaxBodyBytes int64 `yaml:"maxBodyBytes"`
@@ -79,6 +88,9 @@ func defaults() Config {
 		LogLevel:     "info",
 		LogFormat:    "text",
 
+		MaxInFlightPerClient: 64,
+		BodyTimeout:          10 * time.Second,
+
 		WitnessWait:     5 * time.Second,
 		WitnessTimeout:  10 * time.Second,
 		WitnessRetryMax: 10 * time.Second,
@@ -96,6 +108,8 @@ func loadConfig(fs *flag.FlagSet, args []string) (Config, error) {
 	fs.IntVar(&c.MaxBatchSize, "max-batch", c.MaxBatchSize, "most entries per commit")
 	fs.IntVar(&c.MaxPending, "max-pending", c.MaxPending, "most entries waiting to be integrated")
 	fs.IntVar(&c.MaxInFlight, "max-in-flight", c.MaxInFlight, "most submissions handled at once")
+	fs.IntVar(&c.MaxInFlightPerClient, "max-in-flight-per-client", c.MaxInFlightPerClient, "most submissions from one client address handled at once")
+	fs.DurationVar(&c.BodyTimeout, "body-timeout", c.BodyTimeout, "longest read of a submission's body (408 beyond)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body", c.MaxBodyBytes, "largest submission body in bytes")
 	fs.Int64Var(&c.CacheMiB, "cache-mib", c.CacheMiB, "pebble block cache in MiB")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
@@ -124,6 +138,12 @@ func (c Config) validate() error {
 	}
 	if c.MaxInFlight < 1 {
 		errs = append(errs, errors.New("maxInFlight: must be at least 1"))
+	}
+	if c.MaxInFlightPerClient < 1 {
+		errs = append(errs, errors.New("maxInFlightPerClient: must be at least 1"))
+	}
+	if c.BodyTimeout < 100*time.Millisecond || c.BodyTimeout > 10*time.Minute {
+		errs = append(errs, fmt.Errorf("bodyTimeout %v: want between 100ms and 10m", c.BodyTimeout))
 	}
 	if c.MaxBodyBytes < 1024 {
 		errs = append(errs, errors.New("maxBodyBytes: must be at least 1024"))

@@ -89,6 +89,9 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		Logger:       logger,
 		Registerer:   reg,
 		WitnessWait:  c.WitnessWait,
+
+		MaxInFlightPerClient: c.MaxInFlightPerClient,
+		BodyTimeout:          c.BodyTimeout,
 	})
 	mux.Handle("/", logHandler)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

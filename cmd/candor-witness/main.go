@@ -85,7 +85,8 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 				"origin", origin, "evidence", len(e))
 		}
 	}
-	h, err := witness.NewHandler(w, witness.HandlerOptions{Logger: logger, Registerer: reg})
+	h, err := witness.NewHandler(w, witness.HandlerOptions{Logger: logger, Registerer: reg,
+		MaxInFlightPerClient: c.MaxInFlightPerClient, BodyTimeout: c.BodyTimeout})
 	if err != nil {
 		return err
 	}
