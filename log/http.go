@@ -18,12 +18,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/internal/exactpath"
+	"github.com/candorlog/candor/internal/httplimit"
 )
 
 var (
 	errBadRequest          = errors.New("bad request")
 	errUnsupportedEncoding = errors.New("unsupported Content-Encoding: send the body uncompressed")
 	errTooManyRequests     = errors.New("too many submissions in flight")
+	errMethodNotAllowed    = errors.New("method not allowed")
 )
 
 // HandlerOptions configures the HTTP API.
@@ -31,9 +34,17 @@ type HandlerOptions struct {
 	// MaxBodyBytes is the largest POST /v1/entries body accepted.
 	// Default: 2 × api.MaxEntrySize.
 	MaxBodyBytes int64
-	// MaxInFlight is the most submissions handled at once; more get 429.
-	// Default: 4096.
+	// MaxInFlight is the most submissions handled at once, once their
+	// bodies are read; more get 429. Default: 4096.
 	MaxInFlight int
+	// MaxInFlightPerClient is the most submissions from one client
+	// address (an IPv6 /64) handled at once, their body reads included;
+	// more get 429. Behind a reverse proxy, all clients have its address.
+	// Default: 64.
+	MaxInFlightPerClient int
+	// BodyTimeout bounds the reading of a submission's body, from when
+	// its handling starts; a slower body gets 408. Default: 10s.
+	BodyTimeout time.Duration
 	// Logger receives request errors. Default: slog.Default().
 	Logger *slog.Logger
 	// Registerer receives HTTP metrics. Optional.
@@ -48,7 +59,9 @@ type HandlerOptions struct {
 type handler struct {
 	log         *Log
 	maxBody     int64
+	bodyTimeout time.Duration
 	inFlight    chan struct{}
+	perClient   *httplimit.Limiter
 	logger      *slog.Logger
 	witnessWait time.Duration
 	rejected    *prometheus.CounterVec // candor_http_client_errors_total
@@ -63,10 +76,17 @@ func NewHandler(l *Log, o HandlerOptions) http.Handler {
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = 4096
 	}
+	if o.MaxInFlightPerClient <= 0 {
+		o.MaxInFlightPerClient = 64
+	}
+	if o.BodyTimeout <= 0 {
+		o.BodyTimeout = 10 * time.Second
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	h := &handler{log: l, maxBody: o.MaxBodyBytes, inFlight: make(chan struct{}, o.MaxInFlight), logger: o.Logger, witnessWait: o.WitnessWait,
+	h := &handler{log: l, maxBody: o.MaxBodyBytes, bodyTimeout: o.BodyTimeout, inFlight: make(chan struct{}, o.MaxInFlight),
+		perClient: httplimit.NewLimiter(o.MaxInFlightPerClient), logger: o.Logger, witnessWait: o.WitnessWait,
 		rejected: newClientErrors()}
 
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -81,23 +101,24 @@ func NewHandler(l *Log, o HandlerOptions) http.Handler {
 	if o.Registerer != nil {
 		o.Registerer.MustRegister(requests, duration, h.rejected)
 	}
+	// The patterns have no method, so that a path served with another
+	// method gets 405 with Allow, in JSON like every error, rather than
+	// the catch-all's 404.
 	mux := http.NewServeMux()
-	route := func(pattern, name string, f http.HandlerFunc) {
-		mux.Handle(pattern, instrument(requests, duration.WithLabelValues(name), name, f))
+	get, post := []string{http.MethodGet, http.MethodHead}, []string{http.MethodPost}
+	route := func(pattern, name string, methods []string, f http.HandlerFunc) {
+		mux.Handle(pattern, instrument(requests, duration.WithLabelValues(name), name, h.allow(methods, f)))
 	}
-	route("GET /checkpoint", "checkpoint", h.checkpoint)
-	route("GET /tile/", "tile", h.tile)
-	route("POST /v1/entries", "add-entry", h.addEntry)
-	route("GET /v1/entries/{index}", "entry", h.entry)
-	route("GET /v1/proof/inclusion", "inclusion-proof", h.inclusionProof)
-	route("GET /v1/proof/consistency", "consistency-proof", h.consistencyProof)
-	route("/", "unknown", func(w http.ResponseWriter, r *http.Request) {
-		h.fail(w, r, fmt.Errorf("%w: no endpoint %s %s", ErrNotFound, r.Method, r.URL.Path))
-	})
-	route("GET /healthz", "healthz", func(w http.ResponseWriter, r *http.Request) {
+	route("/checkpoint", "checkpoint", get, h.checkpoint)
+	route("/tile/", "tile", get, h.tile)
+	route("/v1/entries", "add-entry", post, h.addEntry)
+	route("/v1/entries/{index}", "entry", get, h.entry)
+	route("/v1/proof/inclusion", "inclusion-proof", get, h.inclusionProof)
+	route("/v1/proof/consistency", "consistency-proof", get, h.consistencyProof)
+	route("/healthz", "healthz", get, func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok\n")
 	})
-	route("GET /readyz", "readyz", func(w http.ResponseWriter, r *http.Request) {
+	route("/readyz", "readyz", get, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Has("verbose") {
 			s := l.ReadyStatus()
 			writeJSON(w, map[bool]int{true: http.StatusOK, false: http.StatusServiceUnavailable}[s.Ready], s)
@@ -109,7 +130,27 @@ func NewHandler(l *Log, o HandlerOptions) http.Handler {
 		}
 		io.WriteString(w, "ready\n")
 	})
-	return mux
+	unknown := instrument(requests, duration.WithLabelValues("unknown"), "unknown", func(w http.ResponseWriter, r *http.Request) {
+		h.fail(w, r, fmt.Errorf("%w: no endpoint %s %s", ErrNotFound, r.Method, r.URL.EscapedPath()))
+	})
+	mux.Handle("/", unknown)
+	// Each path has one spelling (tiles are cached by path): any other,
+	// escaped or unclean, is not found.
+	return exactpath.Handler(mux, unknown)
+}
+
+// allow serves f the requests whose method is one of methods, and refuses
+// the others with 405 and an Allow header.
+func (h *handler) allow(methods []string, f http.HandlerFunc) http.HandlerFunc {
+	allowed := strings.Join(methods, ", ")
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !slices.Contains(methods, r.Method) {
+			w.Header().Set("Allow", allowed)
+			h.fail(w, r, fmt.Errorf("%w: %s %s (allowed: %s)", errMethodNotAllowed, r.Method, r.URL.Path, allowed))
+			return
+		}
+		f(w, r)
+	}
 }
 
 // instrument counts f's requests by status code in requests, under the
@@ -150,19 +191,22 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // status maps every error the API returns to its HTTP status code.
 func status(err error) int {
-	var tooBig *http.MaxBytesError
 	var bad *api.EntryError
 	switch {
-	case errors.As(err, &tooBig), errors.Is(err, api.ErrEntryTooLarge):
+	case errors.Is(err, httplimit.ErrTooLarge), errors.Is(err, api.ErrEntryTooLarge):
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, httplimit.ErrTooSlow):
+		return http.StatusRequestTimeout
 	case errors.Is(err, errUnsupportedEncoding):
 		return http.StatusUnsupportedMediaType
 	case errors.As(err, &bad), errors.Is(err, api.ErrUnknownKind),
-		errors.Is(err, errBadRequest), errors.Is(err, api.ErrInvalidTilePath):
+		errors.Is(err, errBadRequest), errors.Is(err, api.ErrInvalidTilePath), errors.Is(err, httplimit.ErrIncomplete):
 		return http.StatusBadRequest
 	case errors.Is(err, ErrOutOfRange), errors.Is(err, ErrNotFound), errors.Is(err, ErrNotWitnessed):
 		return http.StatusNotFound
-	case errors.Is(err, errTooManyRequests):
+	case errors.Is(err, errMethodNotAllowed):
+		return http.StatusMethodNotAllowed
+	case errors.Is(err, errTooManyRequests), errors.Is(err, httplimit.ErrTooManyFromClient):
 		return http.StatusTooManyRequests
 	case errors.Is(err, ErrOverloaded), errors.Is(err, ErrUnavailable), errors.Is(err, ErrClosed), errors.Is(err, ErrNoCheckpoint),
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -178,6 +222,8 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if code == http.StatusInternalServerError {
 		h.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
 		msg = "internal error"
+	} else {
+		h.logger.Debug("request refused", "method", r.Method, "path", r.URL.Path, "code", code, "error", err)
 	}
 	if code >= 400 && code < 500 {
 		reason := clientErrorReason(err)
@@ -233,20 +279,28 @@ func (h *handler) tile(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) addEntry(w http.ResponseWriter, r *http.Request) {
+	release, err := h.perClient.Acquire(w, r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	defer release()
+	if ce := r.Header.Get("Content-Encoding"); ce != "" && ce != "identity" {
+		h.fail(w, r, errUnsupportedEncoding)
+		return
+	}
+	body, err := httplimit.ReadBody(w, r, h.maxBody, h.bodyTimeout)
+	if err != nil {
+		h.fail(w, r, fmt.Errorf("couldn't read the body: %w", err))
+		return
+	}
+	// A slot only once the body is here: a client sending slowly holds
+	// none.
 	select {
 	case h.inFlight <- struct{}{}:
 		defer func() { <-h.inFlight }()
 	default:
 		h.fail(w, r, errTooManyRequests)
-		return
-	}
-	if ce := r.Header.Get("Content-Encoding"); ce != "" && ce != "identity" {
-		h.fail(w, r, errUnsupportedEncoding)
-		return
-	}
-	body, err := readBody(http.MaxBytesReader(w, r.Body, h.maxBody), r.ContentLength, h.maxBody)
-	if err != nil {
-		h.fail(w, r, fmt.Errorf("couldn't read the body: %w", err))
 		return
 	}
 	entry, err := api.CanonicalEntry(body)
@@ -301,29 +355,6 @@ func (h *handler) addEntry(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	w.Write(append(reply.AppendJSON(nil), '\n'))
-}
-
-// readBody reads body, which is at most limit bytes and, if size is not
-// -1, size bytes, into one buffer allocated once.
-func readBody(body io.Reader, size, limit int64) ([]byte, error) {
-	if size < 0 || size > limit {
-		return io.ReadAll(body)
-	}
-	// One byte more, so that the read that finds the end needs no room.
-	b := make([]byte, 0, size+1)
-	for {
-		n, err := body.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return b, err
-		}
-		if len(b) == cap(b) {
-			b = slices.Grow(b, 512)
-		}
-	}
 }
 
 // waitWitnessed waits up to the handler's WitnessWait for a cosigned

@@ -800,7 +800,7 @@ func TestHTTPBadInput(t *testing.T) {
 		{"GET", "/v1/entries/+1", nil, nil, 400},
 		{"GET", "/v1/entries/0x1", nil, nil, 400},
 		{"GET", "/v1/entries/1e0", nil, nil, 400},
-		{"GET", "/v1/entries/%201", nil, nil, 400},
+		{"GET", "/v1/entries/%201", nil, nil, 404}, // escaped: no such path
 		{"GET", "/v1/entries/" + overflow, nil, nil, 400},
 
 		{"GET", "/v1/proof/inclusion", nil, nil, 400},

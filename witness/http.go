@@ -11,10 +11,13 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/internal/exactpath"
+	"github.com/candorlog/candor/internal/httplimit"
 )
 
 // maxAddCheckpointBody bounds an add-checkpoint request: 63 proof lines and
@@ -30,6 +33,14 @@ type HandlerOptions struct {
 	// candor_witness_http_requests_total, _request_duration_seconds and
 	// _client_errors_total (httpmetrics.go).
 	Registerer prometheus.Registerer
+	// MaxInFlightPerClient is the most POST requests (add-checkpoint and
+	// gossip) from one client address (an IPv6 /64) handled at once,
+	// their body reads included; more get 429. Behind a reverse proxy,
+	// all clients have its address. Default: 64.
+	MaxInFlightPerClient int
+	// BodyTimeout bounds the reading of a POST request's body, from when
+	// its handling starts; a slower body gets 408. Default: 10s.
+	BodyTimeout time.Duration
 }
 
 // NewHandler returns the witness's HTTP API:
@@ -47,10 +58,18 @@ func NewHandler(w *Witness, o HandlerOptions) (http.Handler, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.MaxInFlightPerClient <= 0 {
+		o.MaxInFlightPerClient = 64
+	}
+	if o.BodyTimeout <= 0 {
+		o.BodyTimeout = 10 * time.Second
+	}
 	h := &handler{
-		w:       w,
-		logger:  o.Logger,
-		origins: make(map[string]string),
+		w:           w,
+		logger:      o.Logger,
+		perClient:   httplimit.NewLimiter(o.MaxInFlightPerClient),
+		bodyTimeout: o.BodyTimeout,
+		origins:     make(map[string]string),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "candor_witness_add_checkpoint_requests_total",
 			Help: "add-checkpoint requests answered, by HTTP status code.",
@@ -80,21 +99,25 @@ func NewHandler(w *Witness, o HandlerOptions) (http.Handler, error) {
 	route("POST /v1/gossip/checkpoint", "gossip", h.gossipCheckpoint)
 	route("GET /healthz", "healthz", func(rw http.ResponseWriter, r *http.Request) { io.WriteString(rw, "ok\n") })
 	route("GET /readyz", "readyz", h.readyz)
-	return mux, nil
+	// Each path has one spelling: any other, escaped or unclean, is not
+	// found. (The mux answers a known path with another method 405, with
+	// Allow.)
+	return exactpath.Handler(mux, nil), nil
 }
 
 type handler struct {
-	w        *Witness
-	logger   *slog.Logger
-	origins  map[string]string // lowercase hex SHA-256 of origin -> origin
-	requests *prometheus.CounterVec
-	metrics  *httpMetrics
+	w           *Witness
+	logger      *slog.Logger
+	perClient   *httplimit.Limiter
+	bodyTimeout time.Duration
+	origins     map[string]string // lowercase hex SHA-256 of origin -> origin
+	requests    *prometheus.CounterVec
+	metrics     *httpMetrics
 }
 
 // status maps every error of the witness to its HTTP status code.
 func status(err error) int {
 	var conflict *ConflictError
-	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &conflict):
 		return http.StatusConflict
@@ -106,8 +129,14 @@ func status(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, ErrInconsistent), errors.Is(err, ErrMisbehaved):
 		return http.StatusUnprocessableEntity
-	case errors.As(err, &tooBig):
+	case errors.Is(err, httplimit.ErrIncomplete):
+		return http.StatusBadRequest
+	case errors.Is(err, httplimit.ErrTooSlow):
+		return http.StatusRequestTimeout
+	case errors.Is(err, httplimit.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, httplimit.ErrTooManyFromClient):
+		return http.StatusTooManyRequests
 	default:
 		return http.StatusInternalServerError
 	}
@@ -154,10 +183,11 @@ func (h *handler) addCheckpoint(rw http.ResponseWriter, r *http.Request) {
 // serveAddCheckpoint decodes the request, hands it to the witness and
 // writes the reply; it returns the status code.
 func (h *handler) serveAddCheckpoint(rw http.ResponseWriter, r *http.Request) int {
-	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, maxAddCheckpointBody))
+	body, release, err := h.readBody(rw, r)
 	if err != nil {
-		return h.fail(rw, r, fmt.Errorf("couldn't read the body: %w", err))
+		return h.fail(rw, r, err)
 	}
+	defer release()
 	req, err := api.ParseAddCheckpointRequest(body)
 	if err != nil {
 		return h.fail(rw, r, err)
@@ -170,6 +200,21 @@ func (h *handler) serveAddCheckpoint(rw http.ResponseWriter, r *http.Request) in
 	rw.Header().Set("Content-Length", strconv.Itoa(len(cosig)))
 	rw.Write(cosig)
 	return http.StatusOK
+}
+
+// readBody takes a place for the client's address and reads the body of
+// r within the body timeout; release gives the place back.
+func (h *handler) readBody(rw http.ResponseWriter, r *http.Request) (body []byte, release func(), err error) {
+	release, err = h.perClient.Acquire(rw, r)
+	if err != nil {
+		return nil, nil, err
+	}
+	body, err = httplimit.ReadBody(rw, r, maxAddCheckpointBody, h.bodyTimeout)
+	if err != nil {
+		release()
+		return nil, nil, fmt.Errorf("couldn't read the body: %w", err)
+	}
+	return body, release, nil
 }
 
 func (h *handler) checkpoint(rw http.ResponseWriter, r *http.Request) {
@@ -229,11 +274,12 @@ type GossipReply struct {
 // gossipCheckpoint lets any client show the witness a checkpoint it was
 // served: the witness compares it with what it holds.
 func (h *handler) gossipCheckpoint(rw http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, maxAddCheckpointBody))
+	body, release, err := h.readBody(rw, r)
 	if err != nil {
-		h.fail(rw, r, fmt.Errorf("couldn't read the body: %w", err))
+		h.fail(rw, r, err)
 		return
 	}
+	defer release()
 	o, err := h.w.Observe(r.Context(), body, false)
 	if err != nil {
 		h.fail(rw, r, err)

@@ -36,6 +36,15 @@ type Config struct {
 	// MaxInFlight is the most submissions handled at once; beyond it
 	// submissions get 429 with Retry-After. Default: 4096; at most 1048576.
 	MaxInFlight int `yaml:"maxInFlight"`
+	// MaxInFlightPerClient is the most submissions from one client
+	// address (an IPv6 /64) handled at once, body reads included; beyond
+	// it submissions get 429. Behind a reverse proxy every client has
+	// the proxy's address: raise it. Default: 64.
+	MaxInFlightPerClient int `yaml:"maxInFlightPerClient"`
+	// BodyTimeout bounds the reading of a submission's body; a slower
+	// body gets 408. No submission slot is taken before the body is read.
+	// Default: 10s.
+	BodyTimeout time.Duration `yaml:"bodyTimeout"`
 	// MaxBodyBytes is the largest submission body accepted (413 beyond).
 	// Default: 131070 (twice the largest entry, 65535 bytes); between
 	// 1024 and 64 MiB.
@@ -81,6 +90,9 @@ func defaults() Config {
 		LogLevel:     "info",
 		LogFormat:    "text",
 
+		MaxInFlightPerClient: 64,
+		BodyTimeout:          10 * time.Second,
+
 		WitnessWait:     5 * time.Second,
 		WitnessTimeout:  10 * time.Second,
 		WitnessRetryMax: 10 * time.Second,
@@ -98,6 +110,8 @@ func loadConfig(fs *flag.FlagSet, args []string) (Config, error) {
 	fs.IntVar(&c.MaxBatchSize, "max-batch", c.MaxBatchSize, "most entries per commit")
 	fs.IntVar(&c.MaxPending, "max-pending", c.MaxPending, "most entries waiting to be integrated")
 	fs.IntVar(&c.MaxInFlight, "max-in-flight", c.MaxInFlight, "most submissions handled at once")
+	fs.IntVar(&c.MaxInFlightPerClient, "max-in-flight-per-client", c.MaxInFlightPerClient, "most submissions from one client address handled at once")
+	cli.DurationVar(fs, &c.BodyTimeout, "body-timeout", c.BodyTimeout, "longest read of a submission's body (408 beyond)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body", c.MaxBodyBytes, "largest submission body in bytes")
 	fs.Int64Var(&c.CacheMiB, "cache-mib", c.CacheMiB, "pebble block cache in MiB")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
@@ -140,8 +154,12 @@ func (c Config) validate() error {
 		checkRange("maxBatchSize", int64(c.MaxBatchSize), 1, maxBatchSize),
 		checkRange("maxPending", int64(c.MaxPending), 1, maxPending),
 		checkRange("maxInFlight", int64(c.MaxInFlight), 1, maxInFlight),
+		checkRange("maxInFlightPerClient", int64(c.MaxInFlightPerClient), 1, maxInFlight),
 		checkRange("maxBodyBytes", c.MaxBodyBytes, 1024, maxBodyBytes),
 		checkRange("cacheMiB", c.CacheMiB, 1, maxCacheMiB))
+	if c.BodyTimeout < 100*time.Millisecond || c.BodyTimeout > 10*time.Minute {
+		errs = append(errs, fmt.Errorf("bodyTimeout %v: want between 100ms and 10m", c.BodyTimeout))
+	}
 	if c.WitnessWait < 0 || c.WitnessWait > 10*time.Minute {
 		errs = append(errs, fmt.Errorf("witnessWait %v: want between 0 and 10m", c.WitnessWait))
 	}

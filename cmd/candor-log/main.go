@@ -29,6 +29,7 @@ import (
 	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/internal/buildinfo"
 	"github.com/candorlog/candor/internal/cli"
+	"github.com/candorlog/candor/internal/exactpath"
 	"github.com/candorlog/candor/internal/keyfile"
 	"github.com/candorlog/candor/log"
 	"github.com/candorlog/candor/log/witnessing"
@@ -104,13 +105,17 @@ func serve(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	defer l.Close()
 
 	mux := http.NewServeMux()
-	mux.Handle("/", log.NewHandler(l, log.HandlerOptions{
+	logHandler := log.NewHandler(l, log.HandlerOptions{
 		MaxBodyBytes: c.MaxBodyBytes,
 		MaxInFlight:  c.MaxInFlight,
 		Logger:       logger,
 		Registerer:   reg,
 		WitnessWait:  c.WitnessWait,
-	}))
+
+		MaxInFlightPerClient: c.MaxInFlightPerClient,
+		BodyTimeout:          c.BodyTimeout,
+	})
+	mux.Handle("/", logHandler)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 
 	_, size := l.Checkpoint()
@@ -122,7 +127,9 @@ func serve(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	}
 	listenURL := "http://" + ln.Addr().String()
 	say.Say("listening", "listening on "+listenURL, "url", listenURL)
-	return cli.Serve(ctx, ln, mux, logger)
+	// The mux would serve an escaped path as the path and redirect an
+	// unclean one: the log's handler answers them (404).
+	return cli.Serve(ctx, ln, exactpath.Handler(mux, logHandler), logger)
 }
 
 // maxPolicyBytes bounds the policy file, which ParsePolicy does not.

@@ -48,6 +48,14 @@ type Config struct {
 	// PollInterval is the time between two polls of a log that has a URL,
 	// unless the log sets its own. Between 100ms and 24h. Default: 10s.
 	PollInterval time.Duration `yaml:"pollInterval"`
+	// MaxInFlightPerClient is the most add-checkpoint and gossip
+	// requests from one client address (an IPv6 /64) handled at once,
+	// body reads included; beyond it they get 429. Behind a reverse
+	// proxy every client has the proxy's address: raise it. Default: 64.
+	MaxInFlightPerClient int `yaml:"maxInFlightPerClient"`
+	// BodyTimeout bounds the reading of an add-checkpoint or gossip
+	// request's body; a slower body gets 408. Default: 10s.
+	BodyTimeout time.Duration `yaml:"bodyTimeout"`
 	// Gossip configures the memberlist gossip between witnesses.
 	// Optional: without gossip.listen the witness does not gossip.
 	Gossip GossipConfig `yaml:"gossip"`
@@ -106,7 +114,8 @@ type LogConfig struct {
 }
 
 func defaults() Config {
-	return Config{Listen: "localhost:8081", LogLevel: "info", LogFormat: "text", PollInterval: witness.DefaultPullInterval}
+	return Config{Listen: "localhost:8081", LogLevel: "info", LogFormat: "text", PollInterval: witness.DefaultPullInterval,
+		MaxInFlightPerClient: 64, BodyTimeout: 10 * time.Second}
 }
 
 // loadConfig builds the configuration from defaults, then the YAML file
@@ -120,6 +129,8 @@ func loadConfig(fs *flag.FlagSet, args []string) (Config, error) {
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
 	cli.DurationVar(fs, &c.PollInterval, "poll-interval", c.PollInterval, "time between two polls of a log that has a `url`")
+	fs.IntVar(&c.MaxInFlightPerClient, "max-in-flight-per-client", c.MaxInFlightPerClient, "most POST requests from one client address handled at once")
+	cli.DurationVar(fs, &c.BodyTimeout, "body-timeout", c.BodyTimeout, "longest read of a POST request's body (408 beyond)")
 	if err := cli.ParseConfig(fs, args, &c, "YAML configuration `file` (logs to follow)"); err != nil {
 		return c, err
 	}
@@ -162,6 +173,12 @@ func (c Config) validate() error {
 	}
 	if err := checkPollInterval(c.PollInterval); err != nil {
 		errs = append(errs, err)
+	}
+	if c.MaxInFlightPerClient < 1 {
+		errs = append(errs, errors.New("maxInFlightPerClient: must be at least 1"))
+	}
+	if c.BodyTimeout < 100*time.Millisecond || c.BodyTimeout > 10*time.Minute {
+		errs = append(errs, fmt.Errorf("bodyTimeout %v: want between 100ms and 10m", c.BodyTimeout))
 	}
 	errs = append(errs, c.validateGossip()...)
 	return errors.Join(errs...)

@@ -36,6 +36,7 @@ import (
 	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/internal/buildinfo"
 	"github.com/candorlog/candor/internal/cli"
+	"github.com/candorlog/candor/internal/exactpath"
 	"github.com/candorlog/candor/internal/keyfile"
 	"github.com/candorlog/candor/storage/pebble"
 	"github.com/candorlog/candor/witness"
@@ -105,7 +106,8 @@ func serve(ctx context.Context, args []string, stdout io.Writer) (err error) {
 				"origin", origin, "evidence", len(e))
 		}
 	}
-	h, err := witness.NewHandler(w, witness.HandlerOptions{Logger: logger, Registerer: reg})
+	h, err := witness.NewHandler(w, witness.HandlerOptions{Logger: logger, Registerer: reg,
+		MaxInFlightPerClient: c.MaxInFlightPerClient, BodyTimeout: c.BodyTimeout})
 	if err != nil {
 		return err
 	}
@@ -152,7 +154,9 @@ func serve(ctx context.Context, args []string, stdout io.Writer) (err error) {
 			<-pulled
 		}()
 	}
-	return cli.Serve(ctx, ln, mux, logger)
+	// The mux would serve an escaped path as the path and redirect an
+	// unclean one: the witness's handler answers them (404).
+	return cli.Serve(ctx, ln, exactpath.Handler(mux, h), logger)
 }
 
 // witnessLogs returns the configured logs with their verifiers. A log's

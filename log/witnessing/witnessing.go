@@ -72,7 +72,7 @@ const caughtUpAfter = 5 * time.Second
 const (
 	resultCosigned = "cosigned" // 200 with a valid cosignature
 	resultConflict = "conflict" // 409: proven again from the witness's size
-	resultRefused  = "refused"  // 422, or 409 at the same size: the witness refuses the checkpoint
+	resultRefused  = "refused"  // 422, 409 at the same size or beyond the log's tree: the witness refuses the checkpoint
 	resultInvalid  = "invalid"  // a reply that breaks the protocol, or a cosignature that does not verify
 	resultTimeout  = "timeout"  // no reply within Config.Timeout
 	resultError    = "error"    // no connection, or any other status
@@ -147,6 +147,9 @@ type witness struct {
 	verifier *api.CosignatureVerifier
 	size     uint64 // the size it last cosigned, as far as the log knows
 	health   health // guarded by the Collector's mu
+	// claimed is the size beyond the log's tree the witness claimed last,
+	// logged once until it claims another; 0 once it cosigns again.
+	claimed uint64
 }
 
 type checkpoint struct {
@@ -381,7 +384,7 @@ func (c *Collector) work(ctx context.Context, i int) {
 			return
 		}
 		var ahead *aheadError
-		if errors.As(err, &ahead) && c.witnessAhead(w, r, ahead.size) {
+		if errors.As(err, &ahead) && c.witnessAhead(w, r, ahead) {
 			last = r
 			continue
 		}
@@ -412,24 +415,46 @@ func backoff(n int, limit time.Duration) time.Duration {
 }
 
 // aheadError means the witness cosigned a checkpoint larger than the one
-// the log asks it to cosign, so it can't cosign that one.
-type aheadError struct{ size uint64 }
+// the log asks it to cosign, so it can't cosign that one. answered is true
+// if the witness said so in a 409 reply, false if the log knew it.
+type aheadError struct {
+	size     uint64
+	answered bool
+}
 
 func (e *aheadError) Error() string {
 	return fmt.Sprintf("the witness cosigned size %d, larger than the checkpoint", e.size)
 }
 
 // witnessAhead handles a witness that cosigned size, beyond the round's
-// checkpoint. If the log committed that size, a new round starts with the
-// newest checkpoint, which the witness can cosign, and witnessAhead reports
-// true; if not, the witness follows another tree and it reports false.
-func (c *Collector) witnessAhead(w *witness, r *round, size uint64) bool {
+// checkpoint. If the log committed that size, the witness's size is size
+// and a new round starts with the newest checkpoint, which the witness can
+// cosign, and witnessAhead reports true. If not, the claim is a refusal of
+// this round only, counted and logged (once per size claimed), and it
+// reports false: the witness's size stays the one the log knew, so the
+// next request is proven from it and the witness's 409 then tells the
+// size it claims at that time. A witness that lied once, or that really
+// follows another tree and later resets, is never dropped.
+func (c *Collector) witnessAhead(w *witness, r *round, ahead *aheadError) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	size := ahead.size
 	if size > c.latest.size {
-		c.logger.Error("a witness says it cosigned a checkpoint larger than the log's tree: does it follow another log of this origin?",
-			"witness", w.name, "witness_size", size, "committed_size", c.latest.size)
+		c.requests.WithLabelValues(w.name, resultRefused).Inc()
+		msg := "a witness says it cosigned a checkpoint larger than the log's tree: a refusal, asking it again later (does it follow another log of this origin?)"
+		attrs := []any{"witness", w.name, "witness_size", size, "committed_size", c.latest.size, "known_size", w.size}
+		if size != w.claimed {
+			c.logger.Error(msg, attrs...)
+		} else {
+			c.logger.Debug(msg, attrs...)
+		}
+		w.claimed = size
 		return false
+	}
+	if ahead.answered {
+		c.requests.WithLabelValues(w.name, resultConflict).Inc()
+		w.size = size
+		c.witnessSizes.WithLabelValues(w.name).Set(float64(size))
 	}
 	if c.round == r && c.latest != r.cp {
 		c.logger.Info("a witness is ahead of the round: starting a new round", "witness", w.name, "witness_size", size, "round_size", r.cp.size)
@@ -444,7 +469,7 @@ func (c *Collector) push(ctx context.Context, w *witness, cp *checkpoint) (note.
 	for conflicts := 0; ; conflicts++ {
 		old := w.size
 		if old > cp.size {
-			return note.Signature{}, &aheadError{old}
+			return note.Signature{}, &aheadError{size: old}
 		}
 		var hashes [][]byte
 		if old > 0 && old < cp.size {
@@ -481,7 +506,7 @@ func (c *Collector) push(ctx context.Context, w *witness, cp *checkpoint) (note.
 				return note.Signature{}, err
 			}
 			c.requests.WithLabelValues(w.name, resultCosigned).Inc()
-			w.size = cp.size
+			w.size, w.claimed = cp.size, 0
 			c.witnessSizes.WithLabelValues(w.name).Set(float64(cp.size))
 			return sig, nil
 		case http.StatusConflict:
@@ -493,6 +518,12 @@ func (c *Collector) push(ctx context.Context, w *witness, cp *checkpoint) (note.
 				c.requests.WithLabelValues(w.name, resultInvalid).Inc()
 				c.logger.Error("a witness answered 409 without its size", "witness", w.name, "error", err)
 				return note.Signature{}, err
+			}
+			if size > cp.size {
+				// Ahead of the checkpoint: witnessAhead decides whether
+				// the log's tree has that size, before the witness's size
+				// is believed.
+				return note.Signature{}, &aheadError{size: size, answered: true}
 			}
 			if size == old {
 				// Its size is the one sent: at the same size, the roots

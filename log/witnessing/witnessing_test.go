@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -76,6 +77,9 @@ type testWitness struct {
 	maxIn    atomic.Int64
 	delay    atomic.Int64  // nanoseconds to wait before answering, when up
 	quit     chan struct{} // closed at the end of the test: hanging requests end
+	// lies, if set, holds sizes the front end claims, one per
+	// add-checkpoint request, in 409 replies, before the witness answers.
+	lies chan uint64
 }
 
 func (w *testWitness) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
@@ -88,6 +92,16 @@ func (w *testWitness) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 			if n <= m || w.maxIn.CompareAndSwap(m, n) {
 				break
 			}
+		}
+	}
+	if r.URL.Path == "/add-checkpoint" && w.lies != nil {
+		select {
+		case size := <-w.lies:
+			rw.Header().Set("Content-Type", api.TlogSizeContentType)
+			rw.WriteHeader(http.StatusConflict)
+			rw.Write(api.MarshalTlogSize(size))
+			return
+		default:
 		}
 	}
 	switch w.mode.Load() {
@@ -643,6 +657,65 @@ func TestWitnessRefuses(t *testing.T) {
 		if n == w1.name {
 			t.Errorf("the refusing witness cosigned: %v", names)
 		}
+	}
+}
+
+// TestWitnessLiesOnce: two witnesses of three answer 409 with sizes
+// beyond the log's tree (2^64-1, w2 then another), then behave, and the
+// third is down, so both are needed. Each such answer is a refusal of its
+// round, counted and logged at error level once per size claimed, and the
+// witnesses are asked again: the log publishes, and goes on publishing,
+// with their cosignatures.
+func TestWitnessLiesOnce(t *testing.T) {
+	lk := newLogKey()
+	w1, w2, w3 := newCandorWitness(t, "w1.test/witness", lk), newCandorWitness(t, "w2.test/witness", lk), newCandorWitness(t, "w3.test/witness", lk)
+	const huge = math.MaxUint64
+	w1.lies = make(chan uint64, 3)
+	w1.lies <- huge
+	w1.lies <- huge
+	w1.lies <- huge
+	w2.lies = make(chan uint64, 2)
+	w2.lies <- huge
+	w2.lies <- 1 << 40
+	w3.mode.Store(down)
+	logs := new(lockedBuffer)
+	tl := newTestLog(t, lk, policyText(lk, w1, w2, w3), func(c *witnessing.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	})
+	tl.waitPublished(0)
+	for i := range 3 {
+		if r := tl.submit(); r.code != http.StatusCreated {
+			t.Fatalf("submission %d after the lies: %d, want 201", i, r.code)
+		}
+	}
+	_, names := tl.waitPublished(3)
+	if got := strings.Join(names, " "); !strings.Contains(got, w1.name) || !strings.Contains(got, w2.name) {
+		t.Errorf("cosigners %v, want %s and %s", names, w1.name, w2.name)
+	}
+	for _, w := range []*testWitness{w1, w2} {
+		if n := len(w.lies); n != 0 {
+			t.Errorf("%s: %d lies not told", w.name, n)
+		}
+	}
+	for _, c := range []struct {
+		w             *testWitness
+		refused, logs int
+	}{{w1, 3, 1}, {w2, 2, 2}} {
+		if got := tl.metric("candor_log_witness_requests_total", "witness", c.w.name, "result", "refused"); got != float64(c.refused) {
+			t.Errorf("%s: %v refusals counted, want %d", c.w.name, got, c.refused)
+		}
+		n := 0
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(line, "level=ERROR") && strings.Contains(line, "larger than the log's tree") && strings.Contains(line, "witness="+c.w.name) {
+				n++
+			}
+		}
+		if n != c.logs {
+			t.Errorf("%s: %d error lines about its sizes, want %d:\n%s", c.w.name, n, c.logs, logs)
+		}
+	}
+	if got := tl.metric("candor_log_witness_cosigned_size", "witness", w1.name); got != 3 {
+		t.Errorf("w1's cosigned size %v, want 3", got)
 	}
 }
 
