@@ -219,16 +219,16 @@ func status(err error) int {
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	code := status(err)
 	msg := err.Error()
-	if code == http.StatusInternalServerError {
+	switch {
+	case code == http.StatusInternalServerError:
 		h.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
 		msg = "internal error"
-	} else {
-		h.logger.Debug("request refused", "method", r.Method, "path", r.URL.Path, "code", code, "error", err)
-	}
-	if code >= 400 && code < 500 {
+	case code >= 400 && code < 500:
 		reason := clientErrorReason(err)
 		h.rejected.WithLabelValues(reason).Inc()
 		h.logger.Debug("request refused", "method", r.Method, "path", r.URL.Path, "code", code, "reason", reason, "error", err)
+	default:
+		h.logger.Debug("request refused", "method", r.Method, "path", r.URL.Path, "code", code, "error", err)
 	}
 	if code == http.StatusServiceUnavailable || code == http.StatusTooManyRequests || errors.Is(err, ErrNotWitnessed) {
 		w.Header().Set("Retry-After", "1")
