@@ -37,6 +37,7 @@ type HandlerOptions struct {
 //	GET  /v1/evidence                           evidence the witness holds (JSON)
 //	POST /v1/gossip/checkpoint                  a client shows a checkpoint (JSON reply)
 //	GET  /healthz                               "ok"
+//	GET  /readyz                                "ready", or 503 and why not
 //
 // The submission and monitoring prefixes of c2sp.org/tlog-witness are both
 // the handler's root.
@@ -68,6 +69,13 @@ func NewHandler(w *Witness, o HandlerOptions) (http.Handler, error) {
 	mux.HandleFunc("GET /v1/evidence", h.listEvidence)
 	mux.HandleFunc("POST /v1/gossip/checkpoint", h.gossipCheckpoint)
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, r *http.Request) { io.WriteString(rw, "ok\n") })
+	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, r *http.Request) {
+		if err := w.Ready(); err != nil {
+			h.fail(rw, r, err)
+			return
+		}
+		io.WriteString(rw, "ready\n")
+	})
 	return mux, nil
 }
 
@@ -95,6 +103,8 @@ func status(err error) int {
 		return http.StatusUnprocessableEntity
 	case errors.As(err, &tooBig):
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, ErrNoSpace):
+		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError
 	}
@@ -115,6 +125,9 @@ func (h *handler) fail(rw http.ResponseWriter, r *http.Request, err error) int {
 		h.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
 		msg = "internal error"
 	} else {
+		if code == http.StatusServiceUnavailable {
+			rw.Header().Set("Retry-After", "1")
+		}
 		h.logger.Debug("request refused", "method", r.Method, "path", r.URL.Path, "code", code, "error", err)
 	}
 	http.Error(rw, msg, code)
