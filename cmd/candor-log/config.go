@@ -9,6 +9,7 @@ import (
 
 	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/internal/cli"
+	"github.com/candorlog/candor/internal/diskspace"
 )
 
 // Config is candor-log's configuration: a YAML file (--config) whose
@@ -42,6 +43,13 @@ type Config struct {
 	// CacheMiB is pebble's block cache size in MiB. Default: 256, enough
 	// to keep the leaf index's filters cached up to ~100 M entries.
 	CacheMiB int64 `yaml:"cacheMiB"`
+	// MinFreeBytes is the free space kept on the data directory's
+	// filesystem: below it new entries get 503 and /readyz fails, while
+	// reads go on, until space is freed. -1 (the default) keeps 2% of
+	// the filesystem, at least 256 MiB (room for pebble to flush a full
+	// memtable and compact) and at most 4 GiB, but never more than a
+	// quarter of it; 0 disables the check.
+	MinFreeBytes int64 `yaml:"minFreeBytes"`
 	// LogLevel is one of debug, info, warn, error. Default: info.
 	LogLevel string `yaml:"logLevel"`
 	// LogFormat is text or json. Default: text.
@@ -76,6 +84,7 @@ func defaults() Config {
 		MaxInFlight:  4096,
 		MaxBodyBytes: 2 * api.MaxEntrySize,
 		CacheMiB:     256,
+		MinFreeBytes: diskspace.Auto,
 		LogLevel:     "info",
 		LogFormat:    "text",
 
@@ -98,6 +107,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (Config, error) {
 	fs.IntVar(&c.MaxInFlight, "max-in-flight", c.MaxInFlight, "most submissions handled at once")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body", c.MaxBodyBytes, "largest submission body in bytes")
 	fs.Int64Var(&c.CacheMiB, "cache-mib", c.CacheMiB, "pebble block cache in MiB")
+	fs.Int64Var(&c.MinFreeBytes, "min-free-bytes", c.MinFreeBytes, "free bytes kept on the data filesystem; below them new entries get 503 (-1: automatic, 0: off)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
 	fs.StringVar(&c.Policy, "policy", "", "c2sp.org/tlog-policy `file`: publish only checkpoints its witnesses cosigned")
@@ -127,6 +137,9 @@ func (c Config) validate() error {
 	}
 	if c.MaxBodyBytes < 1024 {
 		errs = append(errs, errors.New("maxBodyBytes: must be at least 1024"))
+	}
+	if c.MinFreeBytes < diskspace.Auto {
+		errs = append(errs, errors.New("minFreeBytes: must be -1 (automatic), 0 (off) or a number of bytes"))
 	}
 	if c.CacheMiB < 1 {
 		errs = append(errs, errors.New("cacheMiB: must be at least 1"))

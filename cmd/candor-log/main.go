@@ -26,6 +26,7 @@ import (
 
 	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/internal/cli"
+	"github.com/candorlog/candor/internal/diskspace"
 	"github.com/candorlog/candor/internal/keyfile"
 	"github.com/candorlog/candor/log"
 	"github.com/candorlog/candor/log/witnessing"
@@ -57,6 +58,11 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	space, err := diskspace.New(c.Data, c.MinFreeBytes, diskspace.Options{Logger: logger, Registerer: reg, Namespace: "candor_log"})
+	if err != nil {
+		return err
+	}
+	go space.Run(ctx)
 	var policySummary string
 	var collector log.Witnessing
 	if c.Policy != "" {
@@ -75,6 +81,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		MaxPending:   c.MaxPending,
 		Registerer:   reg,
 		Witnessing:   collector,
+		CheckSpace:   space.Check,
 	})
 	if err != nil {
 		return err

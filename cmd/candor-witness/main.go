@@ -34,6 +34,7 @@ import (
 
 	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/internal/cli"
+	"github.com/candorlog/candor/internal/diskspace"
 	"github.com/candorlog/candor/internal/keyfile"
 	"github.com/candorlog/candor/storage/pebble"
 	"github.com/candorlog/candor/witness"
@@ -73,8 +74,13 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	space, err := diskspace.New(c.Data, c.MinFreeBytes, diskspace.Options{Logger: logger, Registerer: reg, Namespace: "candor_witness"})
+	if err != nil {
+		return err
+	}
+	go space.Run(ctx)
 	w, err := witness.New(witness.Config{Cosigner: cosigner, Logs: logs, State: state, Evidence: state,
-		Peers: peers, Logger: logger, Registerer: reg})
+		Peers: peers, Logger: logger, Registerer: reg, CheckSpace: space.Check})
 	if err != nil {
 		return err
 	}

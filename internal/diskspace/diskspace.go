@@ -97,6 +97,7 @@ func New(dir string, reserve int64, o Options) (*Monitor, error) {
 		reserve = DefaultReserve(total)
 	}
 	m := &Monitor{dir: dir, reserve: reserve, interval: o.Interval, logger: o.Logger}
+	o.Logger.Info("watching the free disk space", "dir", dir, "free_bytes", free, "total_bytes", total, "reserve_bytes", reserve)
 	m.set(free)
 	if o.Registerer != nil {
 		freeGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
