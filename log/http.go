@@ -209,6 +209,7 @@ func status(err error) int {
 	case errors.Is(err, errTooManyRequests), errors.Is(err, httplimit.ErrTooManyFromClient):
 		return http.StatusTooManyRequests
 	case errors.Is(err, ErrOverloaded), errors.Is(err, ErrUnavailable), errors.Is(err, ErrClosed), errors.Is(err, ErrNoCheckpoint),
+		errors.Is(err, ErrNoSpace),
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable
 	default:

@@ -40,6 +40,10 @@ var (
 	// ErrUnavailable means storage failed and the log refuses entries until
 	// it can reload its state.
 	ErrUnavailable = errors.New("log storage is unavailable")
+	// ErrNoSpace means the disk that holds the log is below its free-space
+	// reserve (Config.CheckSpace): the log refuses new entries until space
+	// is freed, and keeps serving reads and duplicates.
+	ErrNoSpace = errors.New("log is out of disk space: new entries are refused until space is freed")
 )
 
 // Config configures a Log. Storage, Signer and Verifier are required.
@@ -76,6 +80,11 @@ type Config struct {
 	// publishes only the checkpoints it hands back (see Witnessing).
 	// Optional: without it every committed checkpoint is published.
 	Witnessing Witnessing
+	// CheckSpace, if set, says whether the disk has room for new entries:
+	// nil, or why not. Submit and Ready call it; while it fails, new
+	// entries fail with ErrNoSpace. It must be fast (it runs once per
+	// entry), like internal/diskspace's Monitor.Check. Optional.
+	CheckSpace func() error
 }
 
 // Receipt tells where an entry is in the log.
@@ -119,6 +128,7 @@ type Log struct {
 	witnessed      atomic.Pointer[published]
 	pubMu          sync.Mutex
 	witnessing     Witnessing
+	checkSpace     func() error
 	stopWitnessing context.CancelFunc
 	witnessingDone chan struct{}
 
@@ -248,6 +258,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		cache:    newTileCache(1024),
 
 		witnessing: cfg.Witnessing,
+		checkSpace: cfg.CheckSpace,
 	}
 	l.pub = &l.cur
 	if l.witnessing != nil {
@@ -366,6 +377,9 @@ func (l *Log) Submit(ctx context.Context, entry []byte) *Future {
 	case !errors.Is(err, ErrNotFound):
 		return resolved(Receipt{}, fmt.Errorf("couldn't look up the leaf hash: %w", err))
 	}
+	if err := l.spaceError(); err != nil {
+		return resolved(Receipt{}, err)
+	}
 	select {
 	case l.queue <- r:
 		if len(l.queue) >= l.pipeMin {
@@ -419,8 +433,23 @@ func (l *Log) Ready() error {
 	if l.broken.Load() {
 		return ErrUnavailable
 	}
+	if err := l.spaceError(); err != nil {
+		return err
+	}
 	if r, ok := l.witnessing.(WitnessingReadiness); ok {
 		return r.Ready()
+	}
+	return nil
+}
+
+// spaceError returns an error wrapping ErrNoSpace if Config.CheckSpace
+// says the disk has no room for new entries.
+func (l *Log) spaceError() error {
+	if l.checkSpace == nil {
+		return nil
+	}
+	if err := l.checkSpace(); err != nil {
+		return fmt.Errorf("%w: %w", ErrNoSpace, err)
 	}
 	return nil
 }

@@ -50,7 +50,7 @@ type HandlerOptions struct {
 //	GET  /v1/evidence                           evidence the witness holds (JSON)
 //	POST /v1/gossip/checkpoint                  a client shows a checkpoint (JSON reply)
 //	GET  /healthz                               "ok"
-//	GET  /readyz                                "ready", or 503 if the state can't be read
+//	GET  /readyz                                "ready", or 503 and why not
 //
 // The submission and monitoring prefixes of c2sp.org/tlog-witness are both
 // the handler's root.
@@ -137,6 +137,8 @@ func status(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, httplimit.ErrTooManyFromClient):
 		return http.StatusTooManyRequests
+	case errors.Is(err, ErrNoSpace):
+		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError
 	}
@@ -160,6 +162,9 @@ func (h *handler) fail(rw http.ResponseWriter, r *http.Request, err error) int {
 		h.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
 		msg = "internal error"
 	} else {
+		if code == http.StatusServiceUnavailable {
+			rw.Header().Set("Retry-After", "1")
+		}
 		h.logger.Debug("request refused", "method", r.Method, "path", r.URL.Path, "code", code, "reason", clientErrorReason(err), "error", err)
 	}
 	http.Error(rw, msg, code)

@@ -78,6 +78,9 @@ func (c *cosignCollector) latest(ctx context.Context, origin string) (uint64, fl
 // Ready reports whether the witness can serve: its state can be read for
 // every log it follows.
 func (w *Witness) Ready(ctx context.Context) error {
+	if err := w.spaceError(); err != nil {
+		return err
+	}
 	for _, origin := range w.Origins() {
 		if _, err := w.state.Latest(ctx, origin); err != nil {
 			return fmt.Errorf("couldn't read the witness state of %q: %w", origin, err)

@@ -55,6 +55,10 @@ var (
 	// the same size, or a root at size 0 that is not the empty tree's
 	// (HTTP 422).
 	ErrInconsistent = errors.New("checkpoint is not consistent with the witness's view")
+	// ErrNoSpace means the disk that holds the witness's state is below
+	// its free-space reserve (Config.CheckSpace): the witness cosigns
+	// nothing new until space is freed (HTTP 503).
+	ErrNoSpace = errors.New("the witness is out of disk space: it cosigns nothing new until space is freed")
 )
 
 // ConflictError means the request's old size is not the size of the latest
@@ -113,6 +117,11 @@ type Config struct {
 	// candor_witness_cosigned_size and
 	// candor_witness_last_cosigned_timestamp_seconds.
 	Registerer prometheus.Registerer
+	// CheckSpace, if set, says whether the disk has room for the state:
+	// nil, or why not. While it fails, AddCheckpoint refuses, with
+	// ErrNoSpace, a checkpoint it would have to store, and Ready fails.
+	// Evidence is still stored. Optional.
+	CheckSpace func() error
 }
 
 // Witness checks and cosigns checkpoints. It is safe for concurrent use.
@@ -121,6 +130,7 @@ type Witness struct {
 	logs     map[string]Log
 	state    State
 	logger   *slog.Logger
+	space    func() error
 
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex // per origin, to avoid needless CAS retries
@@ -143,6 +153,7 @@ func New(cfg Config) (*Witness, error) {
 		logs:     make(map[string]Log),
 		state:    cfg.State,
 		logger:   cfg.Logger,
+		space:    cfg.CheckSpace,
 		locks:    make(map[string]*sync.Mutex),
 	}
 	for _, l := range cfg.Logs {
@@ -327,6 +338,9 @@ func (w *Witness) AddCheckpoint(ctx context.Context, req api.AddCheckpointReques
 			}
 			return nil, err
 		}
+		if err := w.spaceError(); err != nil {
+			return nil, err
+		}
 		cosig, err := api.NoteSignature(w.cosigner, []byte(text))
 		if err != nil {
 			return nil, fmt.Errorf("couldn't cosign: %w", err)
@@ -349,6 +363,18 @@ func (w *Witness) AddCheckpoint(ctx context.Context, req api.AddCheckpointReques
 		w.cosigned(&checkpointView{c: c, text: text, logSigs: logSigs, cosigs: []note.Signature{cosig}})
 		return api.MarshalCosignatureLines([]note.Signature{cosig}), nil
 	}
+}
+
+// spaceError returns an error wrapping ErrNoSpace if Config.CheckSpace
+// says the disk has no room for the state.
+func (w *Witness) spaceError() error {
+	if w.space == nil {
+		return nil
+	}
+	if err := w.space(); err != nil {
+		return fmt.Errorf("%w: %w", ErrNoSpace, err)
+	}
+	return nil
 }
 
 // equivocated records, as evidence, that the log signed in at the size of

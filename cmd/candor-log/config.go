@@ -9,6 +9,7 @@ import (
 
 	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/internal/cli"
+	"github.com/candorlog/candor/internal/diskspace"
 )
 
 // Config is candor-log's configuration: a YAML file (--config) whose
@@ -53,6 +54,13 @@ type Config struct {
 	// to keep the leaf index's filters cached up to ~100 M entries; at
 	// most 1048576 (1 TiB).
 	CacheMiB int64 `yaml:"cacheMiB"`
+	// MinFreeBytes is the free space kept on the data directory's
+	// filesystem: below it new entries get 503 and /readyz fails, while
+	// reads go on, until space is freed. -1 (the default) keeps 2% of
+	// the filesystem, at least 256 MiB (room for pebble to flush a full
+	// memtable and compact) and at most 4 GiB, but never more than a
+	// quarter of it; 0 disables the check.
+	MinFreeBytes int64 `yaml:"minFreeBytes"`
 	// LogLevel is one of debug, info, warn, error. Default: info.
 	LogLevel string `yaml:"logLevel"`
 	// LogFormat is text or json. Default: text.
@@ -87,6 +95,7 @@ func defaults() Config {
 		MaxInFlight:  4096,
 		MaxBodyBytes: 2 * api.MaxEntrySize,
 		CacheMiB:     256,
+		MinFreeBytes: diskspace.Auto,
 		LogLevel:     "info",
 		LogFormat:    "text",
 
@@ -114,6 +123,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (Config, error) {
 	cli.DurationVar(fs, &c.BodyTimeout, "body-timeout", c.BodyTimeout, "longest read of a submission's body (408 beyond)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body", c.MaxBodyBytes, "largest submission body in bytes")
 	fs.Int64Var(&c.CacheMiB, "cache-mib", c.CacheMiB, "pebble block cache in MiB")
+	fs.Int64Var(&c.MinFreeBytes, "min-free-bytes", c.MinFreeBytes, "free bytes kept on the data filesystem; below them new entries get 503 (-1: automatic, 0: off)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
 	fs.StringVar(&c.Policy, "policy", "", "c2sp.org/tlog-policy `file`: publish only checkpoints its witnesses cosigned")
@@ -159,6 +169,9 @@ func (c Config) validate() error {
 		checkRange("cacheMiB", c.CacheMiB, 1, maxCacheMiB))
 	if c.BodyTimeout < 100*time.Millisecond || c.BodyTimeout > 10*time.Minute {
 		errs = append(errs, fmt.Errorf("bodyTimeout %v: want between 100ms and 10m", c.BodyTimeout))
+	}
+	if c.MinFreeBytes < diskspace.Auto {
+		errs = append(errs, fmt.Errorf("minFreeBytes %d: want -1 (automatic), 0 (off) or a number of bytes", c.MinFreeBytes))
 	}
 	if c.WitnessWait < 0 || c.WitnessWait > 10*time.Minute {
 		errs = append(errs, fmt.Errorf("witnessWait %v: want between 0 and 10m", c.WitnessWait))

@@ -29,6 +29,7 @@ import (
 	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/internal/buildinfo"
 	"github.com/candorlog/candor/internal/cli"
+	"github.com/candorlog/candor/internal/diskspace"
 	"github.com/candorlog/candor/internal/exactpath"
 	"github.com/candorlog/candor/internal/keyfile"
 	"github.com/candorlog/candor/log"
@@ -71,6 +72,11 @@ func serve(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	if err := os.MkdirAll(c.Data, 0o700); err != nil {
 		return fmt.Errorf("couldn't create the data directory: %w", err)
 	}
+	space, err := diskspace.New(c.Data, c.MinFreeBytes, diskspace.Options{Logger: logger, Registerer: reg, Namespace: "candor_log"})
+	if err != nil {
+		return err
+	}
+	go space.Run(ctx)
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("couldn't listen: %w", err)
@@ -98,6 +104,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) (err error) {
 		MaxPending:   c.MaxPending,
 		Registerer:   reg,
 		Witnessing:   collector,
+		CheckSpace:   space.Check,
 	})
 	if err != nil {
 		return err

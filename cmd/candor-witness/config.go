@@ -14,6 +14,7 @@ import (
 
 	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/internal/cli"
+	"github.com/candorlog/candor/internal/diskspace"
 	"github.com/candorlog/candor/witness"
 )
 
@@ -41,6 +42,12 @@ type Config struct {
 	Key string `yaml:"key"`
 	// Logs are the logs the witness follows. At least one is required.
 	Logs []LogConfig `yaml:"logs"`
+	// MinFreeBytes is the free space kept on the data directory's
+	// filesystem: below it add-checkpoint answers 503 (nothing new is
+	// cosigned) and /readyz fails, until space is freed. -1 (the default)
+	// keeps 2% of the filesystem, at least 256 MiB and at most 4 GiB, but
+	// never more than a quarter of it; 0 disables the check.
+	MinFreeBytes int64 `yaml:"minFreeBytes"`
 	// LogLevel is one of debug, info, warn, error. Default: info.
 	LogLevel string `yaml:"logLevel"`
 	// LogFormat is text or json. Default: text.
@@ -115,7 +122,7 @@ type LogConfig struct {
 
 func defaults() Config {
 	return Config{Listen: "localhost:8081", LogLevel: "info", LogFormat: "text", PollInterval: witness.DefaultPullInterval,
-		MaxInFlightPerClient: 64, BodyTimeout: 10 * time.Second}
+		MaxInFlightPerClient: 64, BodyTimeout: 10 * time.Second, MinFreeBytes: diskspace.Auto}
 }
 
 // loadConfig builds the configuration from defaults, then the YAML file
@@ -126,6 +133,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (Config, error) {
 	fs.StringVar(&c.Data, "data", "", "`directory` for the witness's state and key (required)")
 	fs.StringVar(&c.Listen, "listen", c.Listen, "HTTP listen `address`")
 	fs.StringVar(&c.Key, "key", "", "cosigner private key `file` (default <data>/witness.key)")
+	fs.Int64Var(&c.MinFreeBytes, "min-free-bytes", c.MinFreeBytes, "free bytes kept on the data filesystem; below them add-checkpoint gets 503 (-1: automatic, 0: off)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
 	cli.DurationVar(fs, &c.PollInterval, "poll-interval", c.PollInterval, "time between two polls of a log that has a `url`")
@@ -179,6 +187,9 @@ func (c Config) validate() error {
 	}
 	if c.BodyTimeout < 100*time.Millisecond || c.BodyTimeout > 10*time.Minute {
 		errs = append(errs, fmt.Errorf("bodyTimeout %v: want between 100ms and 10m", c.BodyTimeout))
+	}
+	if c.MinFreeBytes < diskspace.Auto {
+		errs = append(errs, fmt.Errorf("minFreeBytes %d: want -1 (automatic), 0 (off) or a number of bytes", c.MinFreeBytes))
 	}
 	errs = append(errs, c.validateGossip()...)
 	return errors.Join(errs...)

@@ -36,6 +36,7 @@ import (
 	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/internal/buildinfo"
 	"github.com/candorlog/candor/internal/cli"
+	"github.com/candorlog/candor/internal/diskspace"
 	"github.com/candorlog/candor/internal/exactpath"
 	"github.com/candorlog/candor/internal/keyfile"
 	"github.com/candorlog/candor/storage/pebble"
@@ -95,8 +96,13 @@ func serve(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.NewCollector())
+	space, err := diskspace.New(c.Data, c.MinFreeBytes, diskspace.Options{Logger: logger, Registerer: reg, Namespace: "candor_witness"})
+	if err != nil {
+		return err
+	}
+	go space.Run(ctx)
 	w, err := witness.New(witness.Config{Cosigner: cosigner, Logs: logs, State: state, Evidence: state,
-		Peers: peers, Logger: logger, Registerer: reg})
+		Peers: peers, Logger: logger, Registerer: reg, CheckSpace: space.Check})
 	if err != nil {
 		return err
 	}

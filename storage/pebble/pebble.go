@@ -17,6 +17,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/log"
@@ -50,12 +51,16 @@ type Options struct {
 	LeafFilterBytes int64
 	// Logger receives pebble's own logs. Default: slog.Default().
 	Logger *slog.Logger
+
+	// fs, if set, is the file system instead of the operating system's
+	// (for tests that inject faults).
+	fs vfs.FS
 }
 
 // Storage is the log's storage in one pebble database. It implements
 // log.Storage.
 type Storage struct {
-	db     *pebble.DB
+	h      *handle
 	mu     sync.Mutex  // serialises Commit's compare-and-swap
 	filter *leafFilter // nil if disabled
 	stop   context.CancelFunc
@@ -66,11 +71,17 @@ var _ log.PipelinedStorage = (*Storage)(nil)
 
 // Open opens (creating if needed) the log's database in dir.
 func Open(dir string, o Options) (*Storage, error) {
-	db, err := openDB(dir, o)
+	h, err := openHandle(dir, o)
 	if err != nil {
 		return nil, err
 	}
-	s := &Storage{db: db, stop: func() {}, filled: make(chan struct{})}
+	s := &Storage{h: h, stop: func() {}, filled: make(chan struct{})}
+	// The filter's scan reads the database outside h.read: it ends before
+	// a reopen closes it. A filter that did not fill is not used.
+	h.beforeClose = func() {
+		s.stop()
+		<-s.filled
+	}
 	if o.LeafFilterBytes == 0 {
 		o.LeafFilterBytes = 64 << 20
 	}
@@ -87,7 +98,7 @@ func Open(dir string, o Options) (*Storage, error) {
 	}
 	go func() {
 		defer close(s.filled)
-		if err := s.filter.fill(ctx, db); err != nil && ctx.Err() == nil {
+		if err := s.filter.fill(ctx, h.db); err != nil && ctx.Err() == nil {
 			// Lookups keep reading pebble.
 			logger.Error("couldn't load the leaf filter", "error", err)
 		}
@@ -95,7 +106,8 @@ func Open(dir string, o Options) (*Storage, error) {
 	return s, nil
 }
 
-func openDB(dir string, o Options) (*pebble.DB, error) {
+// openDB opens the database in dir on fs.
+func openDB(dir string, o Options, fs vfs.FS, readOnly bool) (db *pebble.DB, err error) {
 	if o.CacheBytes <= 0 {
 		o.CacheBytes = 256 << 20
 	}
@@ -108,11 +120,15 @@ func openDB(dir string, o Options) (*pebble.DB, error) {
 		Cache:        cache,
 		MemTableSize: 64 << 20,
 		Logger:       pebbleLogger{o.Logger.With("component", "pebble")},
+		FS:           fs,
+		ReadOnly:     readOnly,
 	}
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
-	db, err := pebble.Open(dir, opts)
+	// A reopen after a write error may meet the full disk again.
+	defer recoverFatal(&err)
+	db, err = pebble.Open(dir, opts)
 	if err != nil {
 		if locked(err) {
 			return nil, fmt.Errorf("%w: another process is using %s", ErrLocked, dir)
@@ -143,12 +159,18 @@ func locked(err error) bool {
 func (s *Storage) Close() error {
 	s.stop()
 	<-s.filled
-	return s.db.Close()
+	return s.h.close()
 }
 
-func (s *Storage) get(key []byte) ([]byte, error) { return get(s.db, key) }
+func (s *Storage) get(key []byte) ([]byte, error) { return s.h.get(key) }
 
-func get(db *pebble.DB, key []byte) ([]byte, error) {
+// get reads the value of key.
+func (h *handle) get(key []byte) ([]byte, error) {
+	db, release, err := h.read()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	v, closer, err := db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, log.ErrNotFound
@@ -226,7 +248,12 @@ func chunksEnd(key []byte) []byte {
 // readChunked reads the chunks of key, in one consistent view, and joins
 // them.
 func (s *Storage) readChunked(key []byte) ([]byte, error) {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: chunkKey(key, 0), UpperBound: chunksEnd(key)})
+	db, release, err := s.h.read()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: chunkKey(key, 0), UpperBound: chunksEnd(key)})
 	if err != nil {
 		return nil, err
 	}
@@ -322,22 +349,30 @@ func (s *Storage) StartCommit(ctx context.Context, c *log.Commit) (wait func() e
 	if size != c.OldSize {
 		return nil, fmt.Errorf("%w: stored size %d, commit expects %d", log.ErrConflict, size, c.OldSize)
 	}
-	b := s.db.NewBatch()
-	if err := fillBatch(b, c, s.filter); err != nil {
-		b.Close()
-		return nil, err
-	}
-	if err := s.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
-		b.Close()
-		return nil, fmt.Errorf("couldn't write the batch: %w", err)
+	syncWait, err := s.h.write(func(b *pebble.Batch) error { return fillBatch(b, c, s.filter) })
+	if err != nil {
+		return nil, fmt.Errorf("couldn't write the batch: %w", writeError(err))
 	}
 	return func() error {
-		defer b.Close()
-		if err := b.SyncWait(); err != nil {
-			return fmt.Errorf("couldn't sync the batch: %w", err)
+		if err := syncWait(); err != nil {
+			return fmt.Errorf("couldn't sync the batch: %w", writeError(err))
 		}
 		return nil
 	}, nil
+}
+
+// writeError makes err, a failed write, say whether the disk is full
+// (log.ErrNoSpace) or storage is unusable until the database is reopened
+// for writing (log.ErrUnavailable): the log answers 503 for both.
+func writeError(err error) error {
+	switch {
+	case errors.Is(err, syscall.ENOSPC):
+		return fmt.Errorf("%w: %w", log.ErrNoSpace, err)
+	case errors.Is(err, errReadOnly):
+		return fmt.Errorf("%w: %w", log.ErrUnavailable, err)
+	default:
+		return err
+	}
 }
 
 // fillBatch puts c's writes in b, adding its leaves to filter (if not nil).
@@ -379,7 +414,15 @@ func (p pebbleLogger) Errorf(format string, args ...any) {
 	p.l.Error(fmt.Sprintf(format, args...))
 }
 
+// Fatalf panics: pebble goes on after it as if nothing failed. A handle
+// turns the panic back into an error where it writes (recoverFatal).
 func (p pebbleLogger) Fatalf(format string, args ...any) {
-	p.l.Error(fmt.Sprintf(format, args...))
-	panic(fmt.Sprintf(format, args...))
+	msg := fmt.Sprintf(format, args...)
+	p.l.Error(msg)
+	panic(fatalError(msg))
 }
+
+// fatalError is the panic of pebbleLogger.Fatalf.
+type fatalError string
+
+func (e fatalError) Error() string { return "pebble: fatal: " + string(e) }

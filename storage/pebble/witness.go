@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -24,8 +25,8 @@ const (
 // WitnessState is a witness's state in one pebble database. It implements
 // witness.State.
 type WitnessState struct {
-	db *pebble.DB
-	mu sync.Mutex // serialises Swap's compare-and-swap
+	h  *handle
+	mu sync.Mutex // serialises Swap's compare-and-swap and the other writes
 }
 
 var (
@@ -35,15 +36,33 @@ var (
 
 // OpenWitnessState opens (creating if needed) the witness database in dir.
 func OpenWitnessState(dir string, o Options) (*WitnessState, error) {
-	db, err := openDB(dir, o)
+	h, err := openHandle(dir, o)
 	if err != nil {
 		return nil, err
 	}
-	return &WitnessState{db: db}, nil
+	return &WitnessState{h: h}, nil
 }
 
 // Close closes the database.
-func (s *WitnessState) Close() error { return s.db.Close() }
+func (s *WitnessState) Close() error { return s.h.close() }
+
+// set writes value at key, synced. s.mu is held.
+func (s *WitnessState) set(key, value []byte) error {
+	return s.commit(func(b *pebble.Batch) error { return b.Set(key, value, nil) })
+}
+
+// commit writes the batch fill builds, synced. s.mu is held. A full disk
+// is witness.ErrNoSpace, which the witness answers with 503.
+func (s *WitnessState) commit(fill func(*pebble.Batch) error) error {
+	wait, err := s.h.write(fill)
+	if err == nil {
+		err = wait()
+	}
+	if errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("%w: %w", witness.ErrNoSpace, err)
+	}
+	return err
+}
 
 func witnessKey(origin string) []byte {
 	return append([]byte{prefixWitnessCheckpoint}, origin...)
@@ -51,7 +70,7 @@ func witnessKey(origin string) []byte {
 
 // Latest implements witness.State.
 func (s *WitnessState) Latest(ctx context.Context, origin string) ([]byte, error) {
-	v, err := get(s.db, witnessKey(origin))
+	v, err := s.h.get(witnessKey(origin))
 	if errors.Is(err, log.ErrNotFound) {
 		return nil, nil
 	}
@@ -75,7 +94,7 @@ func (s *WitnessState) Swap(ctx context.Context, origin string, old, new []byte)
 	if !bytes.Equal(cur, old) || (cur == nil) != (old == nil) {
 		return witness.ErrStateConflict
 	}
-	if err := s.db.Set(witnessKey(origin), new, pebble.Sync); err != nil {
+	if err := s.set(witnessKey(origin), new); err != nil {
 		return fmt.Errorf("couldn't write the checkpoint of %q: %w", origin, err)
 	}
 	return nil
@@ -103,12 +122,12 @@ func (s *WitnessState) AddEvidence(ctx context.Context, origin, id string, evide
 	k = append(k, id...)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, err := get(s.db, k); err == nil {
+	if _, err := s.h.get(k); err == nil {
 		return nil
 	} else if !errors.Is(err, log.ErrNotFound) {
 		return fmt.Errorf("couldn't read the evidence of %q: %w", origin, err)
 	}
-	if err := s.db.Set(k, evidence, pebble.Sync); err != nil {
+	if err := s.set(k, evidence); err != nil {
 		return fmt.Errorf("couldn't write the evidence of %q: %w", origin, err)
 	}
 	return nil
@@ -116,7 +135,12 @@ func (s *WitnessState) AddEvidence(ctx context.Context, origin, id string, evide
 
 // ListEvidence implements witness.EvidenceStore.
 func (s *WitnessState) ListEvidence(ctx context.Context) ([]string, [][]byte, error) {
-	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{
+	db, release, err := s.h.read()
+	if err != nil {
+		return nil, nil, fmt.Errorf("couldn't list the evidence: %w", err)
+	}
+	defer release()
+	it, err := db.NewIterWithContext(ctx, &pebble.IterOptions{
 		LowerBound: []byte{prefixWitnessEvidence},
 		UpperBound: []byte{prefixWitnessEvidence + 1},
 	})
@@ -154,25 +178,33 @@ func (s *WitnessState) ClearEvidence(ctx context.Context, origin string) (int, e
 	defer s.mu.Unlock()
 	upper := append(bytes.Clone(prefix), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
 	// IDs are printable, so every key under prefix sorts below upper.
-	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: prefix, UpperBound: upper})
+	n, err := s.count(ctx, prefix, upper)
 	if err != nil {
 		return 0, fmt.Errorf("couldn't clear the evidence of %q: %w", origin, err)
 	}
-	b := s.db.NewBatch()
-	defer b.Close()
-	n := 0
-	for it.First(); it.Valid(); it.Next() {
-		if err := b.Delete(it.Key(), nil); err != nil {
-			it.Close()
-			return 0, err
-		}
-		n++
+	if n == 0 {
+		return 0, nil
 	}
-	if err := it.Close(); err != nil {
-		return 0, fmt.Errorf("couldn't clear the evidence of %q: %w", origin, err)
-	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := s.commit(func(b *pebble.Batch) error { return b.DeleteRange(prefix, upper, nil) }); err != nil {
 		return 0, fmt.Errorf("couldn't clear the evidence of %q: %w", origin, err)
 	}
 	return n, nil
+}
+
+// count returns the number of keys in [lower, upper).
+func (s *WitnessState) count(ctx context.Context, lower, upper []byte) (int, error) {
+	db, release, err := s.h.read()
+	if err != nil {
+		return 0, err
+	}
+	defer release()
+	it, err := db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for it.First(); it.Valid(); it.Next() {
+		n++
+	}
+	return n, it.Close()
 }
