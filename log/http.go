@@ -107,6 +107,10 @@ func NewHandler(l *Log, o HandlerOptions) http.Handler {
 	mux := http.NewServeMux()
 	get, post := []string{http.MethodGet, http.MethodHead}, []string{http.MethodPost}
 	route := func(pattern, name string, methods []string, f http.HandlerFunc) {
+		// Present from the start at zero, so that a rate of errors is
+		// defined before the first one.
+		requests.WithLabelValues(name, "200")
+		requests.WithLabelValues(name, "500")
 		mux.Handle(pattern, instrument(requests, duration.WithLabelValues(name), name, h.allow(methods, f)))
 	}
 	route("/checkpoint", "checkpoint", get, h.checkpoint)
