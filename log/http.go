@@ -20,6 +20,7 @@ import (
 	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/internal/exactpath"
 	"github.com/candorlog/candor/internal/httplimit"
+	"github.com/candorlog/candor/internal/httpmetrics"
 )
 
 var (
@@ -111,7 +112,7 @@ func NewHandler(l *Log, o HandlerOptions) http.Handler {
 		// defined before the first one.
 		requests.WithLabelValues(name, "200")
 		requests.WithLabelValues(name, "500")
-		mux.Handle(pattern, instrument(requests, duration.WithLabelValues(name), name, h.allow(methods, f)))
+		mux.Handle(pattern, httpmetrics.Instrument(requests, duration.WithLabelValues(name), name, h.allow(methods, f)))
 	}
 	route("/checkpoint", "checkpoint", get, h.checkpoint)
 	route("/tile/", "tile", get, h.tile)
@@ -134,7 +135,7 @@ func NewHandler(l *Log, o HandlerOptions) http.Handler {
 		}
 		io.WriteString(w, "ready\n")
 	})
-	unknown := instrument(requests, duration.WithLabelValues("unknown"), "unknown", func(w http.ResponseWriter, r *http.Request) {
+	unknown := httpmetrics.Instrument(requests, duration.WithLabelValues("unknown"), "unknown", func(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, fmt.Errorf("%w: no endpoint %s %s", ErrNotFound, r.Method, r.URL.EscapedPath()))
 	})
 	mux.Handle("/", unknown)
@@ -156,42 +157,6 @@ func (h *handler) allow(methods []string, f http.HandlerFunc) http.HandlerFunc {
 		f(w, r)
 	}
 }
-
-// instrument counts f's requests by status code in requests, under the
-// handler label name, and observes their durations in duration. It does
-// what promhttp's InstrumentHandlerCounter and InstrumentHandlerDuration
-// do together, for a fraction of their cost per request.
-func instrument(requests *prometheus.CounterVec, duration prometheus.Observer, name string, f http.HandlerFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		sw := statusWriter{ResponseWriter: w, code: http.StatusOK}
-		f(&sw, r)
-		duration.Observe(time.Since(start).Seconds())
-		requests.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
-	})
-}
-
-// statusWriter is a ResponseWriter that remembers the status code.
-type statusWriter struct {
-	http.ResponseWriter
-	code    int
-	written bool
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if !w.written && code >= 200 {
-		w.code, w.written = code, true
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	w.written = true
-	return w.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the server's ResponseWriter.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // status maps every error the API returns to its HTTP status code.
 func status(err error) int {

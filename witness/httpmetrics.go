@@ -3,12 +3,11 @@ package witness
 import (
 	"errors"
 	"net/http"
-	"strconv"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/internal/httpmetrics"
 )
 
 // The reasons of candor_witness_http_client_errors_total: why a request
@@ -93,34 +92,5 @@ func (m *httpMetrics) register(reg prometheus.Registerer) error {
 // instrument counts f's requests under the handler label name, by status
 // code, and observes their durations.
 func (m *httpMetrics) instrument(name string, f http.HandlerFunc) http.HandlerFunc {
-	duration := m.duration.WithLabelValues(name)
-	return func(rw http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		sw := &statusWriter{ResponseWriter: rw, code: http.StatusOK}
-		f(sw, r)
-		duration.Observe(time.Since(start).Seconds())
-		m.requests.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
-	}
+	return httpmetrics.Instrument(m.requests, m.duration.WithLabelValues(name), name, f)
 }
-
-// statusWriter is a ResponseWriter that remembers the status code.
-type statusWriter struct {
-	http.ResponseWriter
-	code    int
-	written bool
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if !w.written && code >= 200 {
-		w.code, w.written = code, true
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	w.written = true
-	return w.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the server's ResponseWriter.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
