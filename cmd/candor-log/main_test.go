@@ -1,37 +1,13 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"strings"
 	"testing"
 
-	"github.com/candorlog/candor/internal/cli"
+	"github.com/candorlog/candor/internal/cli/clitest"
 )
 
 // TestHelpAndVersion: --help lists the subcommands and exits 0, and
 // --version prints the build, on the command and its subcommands.
 func TestHelpAndVersion(t *testing.T) {
-	ctx := context.Background()
-	for _, args := range [][]string{{"--help"}, {"-h"}, {"--data", "/d", "-help"}} {
-		var stdout, stderr bytes.Buffer
-		code := cli.Run(ctx, "candor-log", serve, subcommands, args, &stdout, &stderr)
-		if code != 0 || !strings.Contains(stderr.String(), "fsck ") {
-			t.Errorf("candor-log %q: exit code %d, stderr %q; want 0 and the subcommands", args, code, stderr.String())
-		}
-	}
-	var stdout, stderr bytes.Buffer
-	if code := cli.Run(ctx, "candor-log", serve, subcommands, []string{"fsck", "-h"}, &stdout, &stderr); code != 0 {
-		t.Errorf("candor-log fsck -h: exit code %d, want 0", code)
-	}
-	for _, args := range [][]string{{"--version"}, {"--data", "/d", "-version"}, {"fsck", "--version"}} {
-		var stdout, stderr bytes.Buffer
-		code := cli.Run(ctx, "candor-log", serve, subcommands, args, &stdout, &stderr)
-		if code != 0 || !strings.HasPrefix(stdout.String(), "candor-log ") || !strings.Contains(stdout.String(), "(revision ") {
-			t.Errorf("candor-log %q: exit code %d, stdout %q; want 0 and the version", args, code, stdout.String())
-		}
-	}
-	if code := cli.Run(ctx, "candor-log", serve, subcommands, []string{"--no-such-flag"}, &stdout, &stderr); code == 0 {
-		t.Error("an unknown flag exited 0")
-	}
+	clitest.HelpAndVersion(t, "candor-log", serve, subcommands)
 }
