@@ -20,32 +20,10 @@ import (
 // killed when the test ends (its output logged if the test failed).
 func startBinary(t *testing.T, bin string, args ...string) *process {
 	t.Helper()
-	p := &process{
-		name:   filepath.Base(bin),
-		cmd:    exec.Command(bin, args...),
-		stdout: &tailBuffer{max: stderrTail},
-		stderr: &tailBuffer{max: stderrTail},
-		exited: make(chan struct{}),
+	p, err := launch(t, filepath.Base(bin), append([]string{bin}, args...))
+	if err != nil {
+		t.Fatal(err)
 	}
-	p.cmd.Stdout, p.cmd.Stderr, p.cmd.SysProcAttr = p.stdout, p.stderr, procAttr()
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("couldn't start %s: %v", p.name, err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		if !p.done() {
-			p.stopping.Store(true)
-			p.cmd.Process.Kill()
-			<-p.exited
-		}
-		p.checkRace(t)
-		if t.Failed() {
-			t.Logf("%s %s\nstdout:\n%s\nstderr:\n%s", p.name, strings.Join(args, " "), p.stdout, p.stderr)
-		}
-	})
 	return p
 }
 

@@ -79,18 +79,27 @@ type process struct {
 // its stderr logged if the test failed, when the test ends.
 func startProcess(t *testing.T, name string, args ...string) *process {
 	t.Helper()
+	p, err := launch(t, name, append([]string{candorLog}, args...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// launch runs argv, its output kept, as the process name, and makes sure
+// it is killed when the test ends, its output logged if the test failed.
+func launch(t *testing.T, name string, argv []string) (*process, error) {
+	t.Helper()
 	p := &process{
 		name:   name,
-		cmd:    exec.Command(candorLog, args...),
+		cmd:    exec.Command(argv[0], argv[1:]...),
 		stdout: &tailBuffer{max: stderrTail},
 		stderr: &tailBuffer{max: stderrTail},
 		exited: make(chan struct{}),
 	}
-	p.cmd.Stdout = p.stdout
-	p.cmd.Stderr = p.stderr
-	p.cmd.SysProcAttr = procAttr()
+	p.cmd.Stdout, p.cmd.Stderr, p.cmd.SysProcAttr = p.stdout, p.stderr, procAttr()
 	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("couldn't start %s: %v", name, err)
+		return nil, fmt.Errorf("couldn't start %s: %w", name, err)
 	}
 	go func() {
 		p.err = p.cmd.Wait()
@@ -104,10 +113,10 @@ func startProcess(t *testing.T, name string, args ...string) *process {
 		}
 		p.checkRace(t)
 		if t.Failed() && !p.quiet.Load() {
-			t.Logf("%s %s\nstdout:\n%s\nstderr:\n%s", name, strings.Join(args, " "), p.stdout, p.stderr)
+			t.Logf("%s %s\nstdout:\n%s\nstderr:\n%s", name, strings.Join(argv[1:], " "), p.stdout, p.stderr)
 		}
 	})
-	return p
+	return p, nil
 }
 
 func (p *process) done() bool {

@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -54,32 +53,10 @@ func startWitnessServerIn(t *testing.T, wrap []string, bin, data string, args ..
 	t.Helper()
 	args = append([]string{"--data", data, "--listen", "127.0.0.1:0"}, args...)
 	argv := append(append(slices.Clip(wrap), bin), args...)
-	p := &process{
-		name:   "candor-witness",
-		cmd:    exec.Command(argv[0], argv[1:]...),
-		stdout: &tailBuffer{max: stderrTail},
-		stderr: &tailBuffer{max: stderrTail},
-		exited: make(chan struct{}),
+	p, err := launch(t, "candor-witness", argv)
+	if err != nil {
+		return nil, err
 	}
-	p.cmd.Stdout, p.cmd.Stderr, p.cmd.SysProcAttr = p.stdout, p.stderr, procAttr()
-	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("couldn't start candor-witness: %w", err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		if !p.done() {
-			p.stopping.Store(true)
-			p.cmd.Process.Kill()
-			<-p.exited
-		}
-		p.checkRace(t)
-		if t.Failed() {
-			t.Logf("candor-witness %s\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), p.stdout, p.stderr)
-		}
-	})
 	deadline := time.Now().Add(startTimeout)
 	for {
 		out := p.stdout.String()
