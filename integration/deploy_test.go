@@ -128,7 +128,7 @@ var metricName = regexp.MustCompile(`\bcandor_[a-z0-9_]+`)
 // after they start.
 func TestDeployedMetricsExist(t *testing.T) {
 	requireBinaries(t)
-	witnessBin, err := build(t.TempDir(), "github.com/candorlog/candor/cmd/candor-witness")
+	witnessBin, err := buildOnce("github.com/candorlog/candor/cmd/candor-witness")
 	if err != nil {
 		t.Fatal(err)
 	}

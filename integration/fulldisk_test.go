@@ -205,7 +205,7 @@ func checkConsistent(t *testing.T, s *server, old, new api.Checkpoint) {
 // and what it cosigned survives a restart.
 func TestFullDiskWitness(t *testing.T) {
 	requireBinaries(t)
-	bin, err := build(t.TempDir(), "github.com/candorlog/candor/cmd/candor-witness")
+	bin, err := buildOnce("github.com/candorlog/candor/cmd/candor-witness")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -70,14 +70,15 @@ func TestLogHTTPEdges(t *testing.T) {
 	if resp.StatusCode != http.StatusRequestTimeout {
 		t.Errorf("a slow submission: %d %s, want 408", resp.StatusCode, body)
 	}
+	// The reply may reach the test before the server's log line is written.
 	deadline := time.Now().Add(requestTimeout)
-	for !strings.Contains(srv.stderr.String(), "code=400") {
+	for s := srv.stderr.String(); !strings.Contains(s, "code=400") || !strings.Contains(s, "code=408"); s = srv.stderr.String() {
 		if time.Now().After(deadline) {
-			t.Fatalf("no debug line for the submission cut short:\n%s", srv.stderr)
+			t.Fatalf("no debug lines for the submissions cut short and too slow:\n%s", s)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if s := srv.stderr.String(); strings.Contains(s, "level=ERROR") || !strings.Contains(s, "code=408") {
-		t.Errorf("want debug lines for 400 and 408, and no error:\n%s", s)
+	if s := srv.stderr.String(); strings.Contains(s, "level=ERROR") {
+		t.Errorf("a refused request was logged as an error:\n%s", s)
 	}
 }

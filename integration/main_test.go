@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -17,6 +18,11 @@ var (
 	// binaryRace says candorLog was built with -race, and so is several
 	// times slower.
 	binaryRace bool
+	// binDir holds the binaries built for the tests, removed at the end.
+	binDir string
+
+	builtMu sync.Mutex
+	built   = map[string]string{} // package -> binary, built once
 )
 
 func TestMain(m *testing.M) {
@@ -31,6 +37,7 @@ func TestMain(m *testing.M) {
 	}
 	code := func() int {
 		defer os.RemoveAll(dir)
+		binDir = dir
 		bin, err := build(dir, "github.com/candorlog/candor/cmd/candor-log")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "integration:", err)
@@ -40,6 +47,22 @@ func TestMain(m *testing.M) {
 		return m.Run()
 	}()
 	os.Exit(code)
+}
+
+// buildOnce returns the binary of pkg, built in binDir by the first test
+// that asks for it.
+func buildOnce(pkg string) (string, error) {
+	builtMu.Lock()
+	defer builtMu.Unlock()
+	if bin, ok := built[pkg]; ok {
+		return bin, nil
+	}
+	bin, err := build(binDir, pkg)
+	if err != nil {
+		return "", err
+	}
+	built[pkg] = bin
+	return bin, nil
 }
 
 // build compiles pkg into dir with `go build`, with -race when the tests

@@ -72,7 +72,7 @@ func waitJSONListening(t *testing.T, p *process) string {
 // once.
 func TestJSONLogs(t *testing.T) {
 	requireBinaries(t)
-	witnessBin, err := build(t.TempDir(), "github.com/candorlog/candor/cmd/candor-witness")
+	witnessBin, err := buildOnce("github.com/candorlog/candor/cmd/candor-witness")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func TestJSONLogs(t *testing.T) {
 // subcommands and exits 0, and --version prints the build and exits 0.
 func TestHelpAndVersionFlags(t *testing.T) {
 	requireBinaries(t)
-	witnessBin, err := build(t.TempDir(), "github.com/candorlog/candor/cmd/candor-witness")
+	witnessBin, err := buildOnce("github.com/candorlog/candor/cmd/candor-witness")
 	if err != nil {
 		t.Fatal(err)
 	}

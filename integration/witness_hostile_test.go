@@ -42,7 +42,7 @@ import (
 //     arrive. The CPU the flood cost each witness is logged.
 func TestWitnessNetworkHostileMember(t *testing.T) {
 	requireBinaries(t)
-	bin, err := build(t.TempDir(), "github.com/candorlog/candor/cmd/candor-witness")
+	bin, err := buildOnce("github.com/candorlog/candor/cmd/candor-witness")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -123,7 +123,7 @@ func runInOwnNetns(t *testing.T) {
 			t.Skipf("needs %s to create network namespaces: %v", tool, err)
 		}
 	}
-	bin, err := build(t.TempDir(), "github.com/candorlog/candor/cmd/candor-witness")
+	bin, err := buildOnce("github.com/candorlog/candor/cmd/candor-witness")
 	if err != nil {
 		t.Fatal(err)
 	}

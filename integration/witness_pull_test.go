@@ -25,7 +25,7 @@ import (
 // monitoring path.
 func TestWitnessPull(t *testing.T) {
 	requireBinaries(t)
-	bin, err := build(t.TempDir(), "github.com/candorlog/candor/cmd/candor-witness")
+	bin, err := buildOnce("github.com/candorlog/candor/cmd/candor-witness")
 	if err != nil {
 		t.Fatal(err)
 	}

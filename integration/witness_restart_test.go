@@ -26,7 +26,7 @@ import (
 // witness there is up.
 func TestWitnessNetworkRestartStartOrder(t *testing.T) {
 	requireBinaries(t)
-	bin, err := build(t.TempDir(), "github.com/candorlog/candor/cmd/candor-witness")
+	bin, err := buildOnce("github.com/candorlog/candor/cmd/candor-witness")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func freeAddr(t *testing.T) string {
 // put both forks in one cluster, and the last one within 3 s of its own.
 func TestWitnessNetworkRollingRestart(t *testing.T) {
 	requireBinaries(t)
-	bin, err := build(t.TempDir(), "github.com/candorlog/candor/cmd/candor-witness")
+	bin, err := buildOnce("github.com/candorlog/candor/cmd/candor-witness")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -104,7 +104,7 @@ func (b *byzantineLog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // every witness, which then refuse the log.
 func TestWitnessNetworkRewrittenHistory(t *testing.T) {
 	requireBinaries(t)
-	bin, err := build(t.TempDir(), "github.com/candorlog/candor/cmd/candor-witness")
+	bin, err := buildOnce("github.com/candorlog/candor/cmd/candor-witness")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -186,7 +186,7 @@ func cosignedBy(w *witnessServer, l *witnessedLog, checkpoint, body []byte) erro
 // and every checkpoint it ever cosigned must be in the log's one tree.
 func TestWitness(t *testing.T) {
 	requireBinaries(t)
-	bin, err := build(t.TempDir(), "github.com/candorlog/candor/cmd/candor-witness")
+	bin, err := buildOnce("github.com/candorlog/candor/cmd/candor-witness")
 	if err != nil {
 		t.Fatal(err)
 	}
