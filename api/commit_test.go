@@ -366,7 +366,9 @@ func TestCommitRefused(t *testing.T) {
 		{"OpenPGP truncated armor", signed("sha1", truncatedPGP, pgp.armor), nil, "OpenPGP signature armor is malformed or truncated"},
 		{"OpenPGP revoked", signed("sha1", revoked.sign(created), revoked.armor), nil, "is revoked"},
 		{"OpenPGP private key", signed("sha1", pgp.sign(created), serializePrivateArmored(t, pgp.entity)), nil, `"PGP PRIVATE KEY BLOCK" block`},
-		{"neither signature", signed("sha1", func([]byte) []byte { return []byte("-----BEGIN SIGNED MESSAGE-----\nx\n-----END SIGNED MESSAGE-----\n") }, ed.line), nil, "neither an SSH signature nor an OpenPGP"},
+		{"neither signature", signed("sha1", func([]byte) []byte {
+			return []byte("-----BEGIN SIGNED MESSAGE-----\nx\n-----END SIGNED MESSAGE-----\n")
+		}, ed.line), nil, "neither an SSH signature nor an OpenPGP"},
 		{"derived field differs", good(func(m map[string]string) { m["tree"] = strings.Repeat("b", 40) }), nil, `field "tree" is`},
 		{"derived fingerprint differs", good(func(m map[string]string) { m["keyFingerprint"] = "SHA256:x" }), nil, `field "keyFingerprint" is`},
 	} {
