@@ -542,7 +542,7 @@ func TestCommitGitOpenPGP(t *testing.T) {
 		// gpg won't sign with a key not for signing: the signature is made
 		// here with its private primary key, as a tool that ignores the
 		// key flags could.
-		id, object = g.commit(repo, "not signed", false)
+		_, object = g.commit(repo, "not signed", false)
 		withSig := insertSignature(format, object, g.signIgnoringFlags(noSign, object))
 		add(gitCase{name: "key not for signing", id: g.writeObject(repo, withSig), object: withSig, key: g.gpgExport(noSign), reason: "is not for signing"})
 
