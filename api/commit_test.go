@@ -506,6 +506,27 @@ func TestCommitNotCanonical(t *testing.T) {
 	}
 }
 
+// commitEntrySeeds returns commit submissions and entries, SSH and
+// OpenPGP, to seed FuzzCanonicalEntry and FuzzParseEntry.
+func commitEntrySeeds(f *testing.F) [][]byte {
+	signer := apitest.NewCommitSignerFromSeed([]byte("fuzz"))
+	created := time.Now().Add(-time.Hour)
+	pgp := newPGPTestSigner(f, created, 0)
+	pid, pobject := testCommit("sha256", "m", pgp.sign(created))
+	var seeds [][]byte
+	for _, body := range [][]byte{
+		signer.SubmissionOf("sha256", testRepository, []string{strings.Repeat("c", 64)}, "fuzz"),
+		commitBody(f, "sha256", pid, pobject, testRepository, pgp.armor),
+	} {
+		entry, err := CanonicalEntry(body)
+		if err != nil {
+			f.Fatal(err)
+		}
+		seeds = append(seeds, body, entry)
+	}
+	return seeds
+}
+
 // commitFuzzSeeds returns commit objects to seed FuzzParseCommitObject.
 func commitFuzzSeeds() [][]byte {
 	s := apitest.NewCommitSignerFromSeed([]byte("fuzz"))

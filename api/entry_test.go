@@ -190,10 +190,11 @@ func fuzzSeeds(f *testing.F) [][]byte {
 		[]byte(`{"kind":"build","v":1,"envelope":{"payloadType":"","payload":"","signatures":[{"sig":""}]},"publicKeys":[""]}`),
 		[]byte(`{"kind":"commit"}`),
 		apitest.NewCommitSignerFromSeed([]byte("fuzz")).Submission("https://example.com/r.git", "fuzz"),
+		[]byte(`{"kind":"commit","objectFormat":"sha1","commit":"","object":"","repository":"r","publicKey":""}`),
 		[]byte(`{"kind":"build","kind":"x"}`),
 		[]byte(`{}`),
 	)
-	return seeds
+	return append(seeds, commitEntrySeeds(f)...)
 }
 
 // checkAccepted checks what must hold of an entry that CanonicalEntry
