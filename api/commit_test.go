@@ -599,3 +599,17 @@ func FuzzSSHSig(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkCommitEntry is BenchmarkCanonicalEntry/apitest for the commit
+// kind: what apitest.CommitSigner makes (an SSH Ed25519 signature).
+func BenchmarkCommitEntry(b *testing.B) {
+	body := apitest.NewCommitSignerFromSeed([]byte("bench")).Submission(testRepository, "a commit\n\nwith a body")
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	defer reportCPU(b)()
+	for b.Loop() {
+		if _, err := CanonicalEntry(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
