@@ -454,6 +454,14 @@ func TestCommitGitSSH(t *testing.T) {
 		add(gitCase{name: "truncated armor", id: truncID, object: trunc, key: ed.pub,
 			verify: func() error { return g.verifySSH(repo, truncID, ed.pub) }, reason: "SSH signature armor is malformed or truncated"})
 
+		// The signature under the other object format's header: git reads
+		// only its own format's.
+		otherHeader := map[string]string{"sha1": "gpgsig-sha256 ", "sha256": "gpgsig "}[format]
+		swapped := bytes.Replace(object, []byte(signatureHeader(format)+" "), []byte(otherHeader), 1)
+		swappedID := g.writeObject(repo, swapped)
+		add(gitCase{name: "other format's header", id: swappedID, object: swapped, key: ed.pub,
+			verify: func() error { return g.verifySSH(repo, swappedID, ed.pub) }, reason: "commit is not signed"})
+
 		unsignedID, unsigned := g.commit(repo, "not signed", false)
 		add(gitCase{name: "no signature", id: unsignedID, object: unsigned, key: ed.pub,
 			verify: func() error { return g.verifySSH(repo, unsignedID, ed.pub) }, reason: "commit is not signed"})

@@ -21,10 +21,12 @@ import (
 // envelope (github.com/secure-systems-lab/dsse, envelope.md and
 // protocol.md) holding an in-toto Statement (github.com/in-toto/attestation,
 // spec/v1/statement.md). The commit kind (commit.go) carries a signed git
-// commit object with its SSH (sshsig.go) or OpenPGP (openpgp.go) key. Entries are stored in c2sp.org/tlog-tiles entry
-// bundles with a uint16 length prefix, hence MaxEntrySize. entry_test.go
-// and build_test.go check the rules; FuzzCanonicalEntry and FuzzParseEntry
-// check that whatever is accepted re-parses to the same bytes.
+// commit object with its signer's SSH (sshsig.go) or OpenPGP (openpgp.go)
+// key. Entries are stored in c2sp.org/tlog-tiles entry bundles with a
+// uint16 length prefix, hence MaxEntrySize. entry_test.go, build_test.go
+// and commit_test.go check the rules (commit_git_test.go with the real git,
+// ssh-keygen and gpg); FuzzCanonicalEntry and FuzzParseEntry check that
+// whatever is accepted re-parses to the same bytes.
 //
 // A new kind is one file with a canonicalX function and one case in
 // canonicalize.
