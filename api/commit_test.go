@@ -620,3 +620,35 @@ func BenchmarkCommitEntry(b *testing.B) {
 		}
 	}
 }
+
+// FuzzOpenPGPSig checks that the OpenPGP signature and key handling
+// doesn't panic, and that a signature the log accepts verifies with
+// go-crypto's own CheckArmoredDetachedSignature.
+func FuzzOpenPGPSig(f *testing.F) {
+	created := time.Unix(1700000000, 0)
+	s := newPGPTestSigner(f, created, 0)
+	payload := []byte("payload")
+	f.Add(s.sign(created.Add(time.Minute))(payload), []byte(s.armor))
+	f.Add([]byte("-----BEGIN PGP SIGNATURE-----\n\n-----END PGP SIGNATURE-----\n"), []byte(s.armor))
+	f.Fuzz(func(t *testing.T, armored, key []byte) {
+		k, err := parseOpenPGPKey(string(key))
+		if err != nil {
+			checkRejected(t, err)
+			return
+		}
+		minimal, err := verifyOpenPGPSig(k, payload, armored, time.Time{})
+		if err != nil {
+			checkRejected(t, err)
+			return
+		}
+		el, err := openpgp.ReadArmoredKeyRing(strings.NewReader(minimal))
+		if err != nil {
+			t.Fatalf("the minimal key doesn't parse: %v", err)
+		}
+		_, sig, _ := parseOpenPGPSig(armored)
+		config := &packet.Config{Time: func() time.Time { return sig.CreationTime }}
+		if _, err := openpgp.CheckArmoredDetachedSignature(el, bytes.NewReader(payload), bytes.NewReader(armored), config); err != nil {
+			t.Fatalf("accepted a signature the library refuses: %v", err)
+		}
+	})
+}
