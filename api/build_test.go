@@ -439,7 +439,7 @@ func TestBuildRejected(t *testing.T) {
 		{"v0.1 no digest", testSubmission{payload: []byte(`{"_type":"https://in-toto.io/Statement/v0.1","subject":[{"name":"a"}],"predicateType":"p"}`), signers: ed}, nil, "digest required"},
 		{"v0.1 no predicate type", testSubmission{payload: []byte(`{"_type":"https://in-toto.io/Statement/v0.1","subject":[{"name":"a","digest":{"sha256":"` + testDigest + `"}}]}`), signers: ed}, nil, "predicate type required"},
 		{"wrong statement type", testSubmission{payload: bytes.Replace(stmt, []byte("Statement/v1"), []byte("Statement/v2"), 1), signers: ed}, nil, "in-toto Statement of type"},
-		{"unknown kind", testSubmission{kind: "commit", payload: stmt, signers: ed}, ErrUnknownKind, `unknown entry kind: "commit"`},
+		{"unknown kind", testSubmission{kind: "image", payload: stmt, signers: ed}, ErrUnknownKind, `unknown entry kind: "image"`},
 		{"oversize entry", testSubmission{payload: statementV1(slices.Repeat([]string{strings.Repeat("n", 100), testDigest}, 280)...), signers: ed}, ErrEntryTooLarge, "canonical entry is"},
 		{"oversize payload", testSubmission{payload: statementV1(slices.Repeat([]string{strings.Repeat("n", 100), testDigest}, 600)...), signers: ed}, ErrEntryTooLarge, "payload is"},
 	} {

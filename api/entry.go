@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -19,10 +20,13 @@ import (
 // same bytes, same leaf hash. The build kind (build.go) carries a DSSE
 // envelope (github.com/secure-systems-lab/dsse, envelope.md and
 // protocol.md) holding an in-toto Statement (github.com/in-toto/attestation,
-// spec/v1/statement.md). Entries are stored in c2sp.org/tlog-tiles entry
-// bundles with a uint16 length prefix, hence MaxEntrySize. entry_test.go
-// and build_test.go check the rules; FuzzCanonicalEntry and FuzzParseEntry
-// check that whatever is accepted re-parses to the same bytes.
+// spec/v1/statement.md). The commit kind (commit.go) carries a signed git
+// commit object with its signer's SSH (sshsig.go) or OpenPGP (openpgp.go)
+// key. Entries are stored in c2sp.org/tlog-tiles entry bundles with a
+// uint16 length prefix, hence MaxEntrySize. entry_test.go, build_test.go
+// and commit_test.go check the rules (commit_git_test.go with the real git,
+// ssh-keygen and gpg); FuzzCanonicalEntry and FuzzParseEntry check that
+// whatever is accepted re-parses to the same bytes.
 //
 // A new kind is one file with a canonicalX function and one case in
 // canonicalize.
@@ -34,6 +38,9 @@ const MaxEntrySize = 65535
 // KindBuild is the kind of an entry holding a DSSE envelope with an in-toto
 // Statement, such as SLSA build provenance.
 const KindBuild = "build"
+
+// KindCommit is the kind of an entry holding a signed git commit object.
+const KindCommit = "commit"
 
 // entryVersion is the version of the canonical entry encoding, the "v" field.
 const entryVersion = 1
@@ -96,7 +103,7 @@ type Statement interface {
 // wraps ErrUnknownKind for an unknown kind, and wraps ErrEntryTooLarge if
 // the canonical entry would be larger than MaxEntrySize.
 func CanonicalEntry(body []byte) ([]byte, error) {
-	entry, _, err := canonicalize(body)
+	entry, _, err := canonicalize(body, time.Now())
 	return entry, err
 }
 
@@ -107,7 +114,7 @@ func ParseEntry(entry []byte) (Statement, error) {
 	if len(entry) > MaxEntrySize {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrEntryTooLarge, len(entry), MaxEntrySize)
 	}
-	canonical, st, err := canonicalize(entry)
+	canonical, st, err := canonicalize(entry, time.Time{})
 	if err != nil {
 		return nil, err
 	}
@@ -118,8 +125,10 @@ func ParseEntry(entry []byte) (Statement, error) {
 }
 
 // canonicalize decodes a submission or an entry, verifies it and returns
-// its canonical bytes and the statement. It dispatches on kind.
-func canonicalize(body []byte) ([]byte, Statement, error) {
+// its canonical bytes and the statement. It dispatches on kind. now is
+// the time of admission, zero when re-verifying a stored entry: an entry
+// must verify from its bytes alone, whenever.
+func canonicalize(body []byte, now time.Time) ([]byte, Statement, error) {
 	obj, err := decodeObject(body)
 	if err != nil {
 		return nil, nil, err
@@ -141,6 +150,8 @@ func canonicalize(body []byte) ([]byte, Statement, error) {
 	switch kind {
 	case KindBuild:
 		entry, st, err = canonicalBuild(obj)
+	case KindCommit:
+		entry, st, err = canonicalCommit(obj, now)
 	default:
 		return nil, nil, fmt.Errorf("%w: %q", ErrUnknownKind, kind)
 	}

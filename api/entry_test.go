@@ -54,7 +54,7 @@ func TestEntryDecoding(t *testing.T) {
 		{"kind not a string", `{"kind":1}`, nil, `bad field "kind"`},
 		{"empty kind", `{"kind":""}`, nil, `empty field "kind"`},
 		{"duplicate kind", `{"kind":"build","kind":"build"}`, nil, `duplicate field "kind"`},
-		{"unknown kind", `{"kind":"commit"}`, ErrUnknownKind, `unknown entry kind: "commit"`},
+		{"unknown kind", `{"kind":"image"}`, ErrUnknownKind, `unknown entry kind: "image"`},
 		{"unknown kind with fields", `{"kind":"Build","envelope":{}}`, ErrUnknownKind, `"Build"`},
 		{"version 2", `{"kind":"build","v":2}`, nil, "unsupported version 2, want 1"},
 		{"version string", `{"kind":"build","v":"1"}`, nil, `unsupported version "1", want 1`},
@@ -189,10 +189,12 @@ func fuzzSeeds(f *testing.F) [][]byte {
 		apitest.NewBuildSignerFromSeed([]byte("fuzz")).Submission("x", testDigest),
 		[]byte(`{"kind":"build","v":1,"envelope":{"payloadType":"","payload":"","signatures":[{"sig":""}]},"publicKeys":[""]}`),
 		[]byte(`{"kind":"commit"}`),
+		apitest.NewCommitSignerFromSeed([]byte("fuzz")).Submission("https://example.com/r.git", "fuzz"),
+		[]byte(`{"kind":"commit","objectFormat":"sha1","commit":"","object":"","repository":"r","publicKey":""}`),
 		[]byte(`{"kind":"build","kind":"x"}`),
 		[]byte(`{}`),
 	)
-	return seeds
+	return append(seeds, commitEntrySeeds(f)...)
 }
 
 // checkAccepted checks what must hold of an entry that CanonicalEntry
@@ -210,9 +212,19 @@ func checkAccepted(t *testing.T, entry []byte) {
 	if err != nil || !bytes.Equal(again, entry) {
 		t.Fatalf("CanonicalEntry(entry) = %s, %v; want the entry back", again, err)
 	}
-	if st.Kind() != KindBuild {
+	switch st.Kind() {
+	case KindBuild:
+		checkAcceptedBuild(t, entry, st)
+	case KindCommit:
+		checkAcceptedCommit(t, entry, st)
+	default:
 		t.Fatalf("Kind() = %q", st.Kind())
 	}
+}
+
+// checkAcceptedBuild is checkAccepted for a build entry.
+func checkAcceptedBuild(t *testing.T, entry []byte, st Statement) {
+	t.Helper()
 	// The canonical encoding is encoding/json's of buildEntry.
 	var e buildEntry
 	if err := json.Unmarshal(entry, &e); err != nil {

@@ -39,6 +39,10 @@ type benchConfig struct {
 	// URL is the log's base URL. Default: http://localhost:8080, where
 	// candor-log listens by default.
 	URL string
+	// Kind is the kind of the entries submit mode makes: build (in-toto
+	// Statements in DSSE envelopes signed with Ed25519 keys) or commit
+	// (git commits signed with SSH Ed25519 keys). Default: build.
+	Kind string
 	// Mode is submit (POST /v1/entries), proofs (GET /v1/proof/inclusion
 	// of random entries), tiles (GET the hash tiles, one level after the
 	// other, on the path of random entries) or bundles (GET the entry
@@ -80,6 +84,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.URL, "url", "http://localhost:8080", "the log's base `URL`")
 	fs.StringVar(&c.Mode, "mode", "submit", "submit, proofs, tiles or bundles")
+	fs.StringVar(&c.Kind, "kind", api.KindBuild, "submit: the kind of the entries, build or commit")
 	fs.IntVar(&c.Concurrency, "concurrency", 64, "most requests in flight")
 	fs.Float64Var(&c.Rate, "rate", 0, "target requests/s, sent on a fixed schedule (0: as fast as possible)")
 	fs.IntVar(&c.Count, "count", 100000, "number of requests")
@@ -134,6 +139,11 @@ func (c *benchConfig) check() error {
 	default:
 		errs = append(errs, fmt.Errorf("--mode %q: want submit, proofs, tiles or bundles", c.Mode))
 	}
+	switch c.Kind {
+	case api.KindBuild, api.KindCommit:
+	default:
+		errs = append(errs, fmt.Errorf("--kind %q: want %s or %s", c.Kind, api.KindBuild, api.KindCommit))
+	}
 	if c.URL == "" {
 		errs = append(errs, errors.New("--url is required"))
 	}
@@ -163,7 +173,8 @@ type job struct {
 	path string
 	body []byte // POST body, nil for a GET
 	// What the reply is checked against.
-	leafHash []byte   // submit
+	leafHash []byte   // submit: of the canonical entry
+	entryLen int      // submit: the canonical entry's length
 	index    uint64   // proofs
 	tile     api.Tile // tiles, bundles
 }
@@ -342,8 +353,12 @@ func bench(ctx context.Context, cfg benchConfig, stdout, progress io.Writer) (*b
 		return nil, err
 	}
 	defer r.close()
+	what := cfg.Mode
+	if cfg.Mode == "submit" {
+		what += " " + cfg.Kind
+	}
 	fmt.Fprintf(stdout, "candor bench: %s against %s (origin %s, tree size %d): %d requests prepared in %s\n",
-		cfg.Mode, cfg.URL, r.cp.Origin, r.cp.Size, len(r.jobs), r.res.prepared.Round(time.Millisecond))
+		what, cfg.URL, r.cp.Origin, r.cp.Size, len(r.jobs), r.res.prepared.Round(time.Millisecond))
 	r.send(ctx, progress)
 	return r.finish(ctx), nil
 }
@@ -417,7 +432,10 @@ func prepare(ctx context.Context, cfg benchConfig) (*benchRun, error) {
 	start := time.Now()
 	switch cfg.Mode {
 	case "submit":
-		r.jobs = submitJobs(cfg.Count, cfg.Signers)
+		if r.jobs, err = submitJobs(cfg.Kind, cfg.Count, cfg.Signers); err != nil {
+			r.close()
+			return nil, err
+		}
 	case "proofs", "tiles", "bundles":
 		if cp.Size == 0 {
 			r.close()
@@ -464,27 +482,54 @@ func (r *benchRun) finish(ctx context.Context) *benchResult {
 	return res
 }
 
-// submitJobs signs n unique build submissions with the given number of
-// keys, one goroutine each.
-func submitJobs(n, signers int) []job {
+// submitJobs signs n unique submissions of a kind with the given number
+// of keys, one goroutine each.
+func submitJobs(kind string, n, signers int) ([]job, error) {
 	var run [8]byte
 	rand.Read(run[:])
 	runID := hex.EncodeToString(run[:])
 	jobs := make([]job, n)
+	errs := make([]error, signers)
 	var wg sync.WaitGroup
 	for s := range signers {
 		wg.Go(func() {
-			signer := apitest.NewBuildSigner()
+			var sign func(i int) []byte
+			switch kind {
+			case api.KindCommit:
+				signer := apitest.NewCommitSigner()
+				repository := "https://candor.invalid/candor-bench/" + runID + ".git"
+				sign = func(i int) []byte {
+					return signer.Submission(repository, fmt.Sprintf("candor bench %s %d", runID, i))
+				}
+			default:
+				signer := apitest.NewBuildSigner()
+				sign = func(i int) []byte {
+					name := fmt.Sprintf("candor-bench/%s/%d", runID, i)
+					digest := fmt.Sprintf("%s%048x", runID, i)
+					return signer.Submission(name, digest)
+				}
+			}
 			for i := s; i < n; i += signers {
-				name := fmt.Sprintf("candor-bench/%s/%d", runID, i)
-				digest := fmt.Sprintf("%s%048x", runID, i)
-				entry := signer.Submission(name, digest)
-				jobs[i] = job{path: "/v1/entries", body: entry, leafHash: rfc6962.DefaultHasher.HashLeaf(entry)}
+				body := sign(i)
+				// A build submission is its canonical entry; a commit
+				// submission leaves out what the log reads from it.
+				entry := body
+				if kind != api.KindBuild {
+					var err error
+					if entry, err = api.CanonicalEntry(body); err != nil {
+						errs[s] = fmt.Errorf("couldn't make a %s submission: %w", kind, err)
+						return
+					}
+				}
+				jobs[i] = job{path: "/v1/entries", body: body, leafHash: rfc6962.DefaultHasher.HashLeaf(entry), entryLen: len(entry)}
 			}
 		})
 	}
 	wg.Wait()
-	return jobs
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return jobs, nil
 }
 
 // readJobs makes n requests about random entries of the tree of the given
@@ -583,7 +628,7 @@ func (r *benchRun) send(ctx context.Context, progress io.Writer) {
 					s.latencies = append(s.latencies, time.Since(due))
 					s.codes[code]++
 					if code == http.StatusCreated {
-						s.newBytes += int64(len(jobs[i].body))
+						s.newBytes += int64(jobs[i].entryLen)
 					}
 					if stride > 0 && i%stride == 0 && code >= 200 && code < 300 {
 						s.samples = append(s.samples, sample{job: &jobs[i], body: bytes.Clone(buf.Bytes())})

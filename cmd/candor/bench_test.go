@@ -53,6 +53,7 @@ func newTestLog(t testing.TB, wrap func(http.Handler) http.Handler) (string, str
 func testConfig(url, mode string, count int) benchConfig {
 	return benchConfig{
 		URL:          url,
+		Kind:         api.KindBuild,
 		Mode:         mode,
 		Concurrency:  8,
 		Count:        count,
@@ -69,16 +70,21 @@ func TestBenchModes(t *testing.T) {
 	for _, tc := range []struct {
 		mode, vkey string
 		code       int
+		kind       string
 	}{
-		{"submit", vkey, http.StatusCreated},
-		{"submit", "", http.StatusCreated},
-		{"proofs", vkey, http.StatusOK},
-		{"proofs", "", http.StatusOK},
-		{"tiles", "", http.StatusOK},
-		{"bundles", "", http.StatusOK},
+		{"submit", vkey, http.StatusCreated, api.KindBuild},
+		{"submit", "", http.StatusCreated, api.KindBuild},
+		{"submit", vkey, http.StatusCreated, api.KindCommit},
+		{"proofs", vkey, http.StatusOK, ""},
+		{"proofs", "", http.StatusOK, ""},
+		{"tiles", "", http.StatusOK, ""},
+		{"bundles", "", http.StatusOK, ""},
 	} {
 		cfg := testConfig(url, tc.mode, 300)
 		cfg.VerifierKey = tc.vkey
+		if tc.kind != "" {
+			cfg.Kind = tc.kind
+		}
 		res, err := bench(ctx, cfg, io.Discard, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.mode, err)
@@ -118,6 +124,7 @@ func TestBenchPrintPaths(t *testing.T) {
 	}
 	var out bytes.Buffer
 	for _, args := range [][]string{
+		{"--mode", "submit", "--kind", "image"},
 		{"--mode", "submit", "--print-paths"},
 		{"--mode", "proofs", "--print-bodies"},
 		{"--mode", "submit", "--print-paths", "--print-bodies"},
@@ -371,8 +378,9 @@ func TestPercentile(t *testing.T) {
 // timed. The read modes run on the log the submissions made.
 func BenchmarkHTTP(b *testing.B) {
 	url, vkey := newTestLog(b, nil)
-	run := func(b *testing.B, mode string, conc int) {
+	run := func(b *testing.B, kind, mode string, conc int) {
 		cfg := testConfig(url, mode, b.N)
+		cfg.Kind = kind
 		cfg.Concurrency = conc
 		cfg.VerifierKey = vkey
 		cfg.VerifySample = 100
@@ -393,7 +401,12 @@ func BenchmarkHTTP(b *testing.B) {
 		b.ReportMetric(float64(res.percentile(0.99))/1e6, "p99-ms")
 	}
 	for _, conc := range []int{64, 256} {
-		b.Run(fmt.Sprintf("mode=submit/concurrency=%d", conc), func(b *testing.B) { run(b, "submit", conc) })
+		b.Run(fmt.Sprintf("mode=submit/concurrency=%d", conc), func(b *testing.B) { run(b, api.KindBuild, "submit", conc) })
+	}
+	// Commits signed with SSH Ed25519 keys against builds signed with
+	// Ed25519 keys: both cost the log one Ed25519 verification.
+	for _, kind := range []string{api.KindBuild, api.KindCommit} {
+		b.Run(fmt.Sprintf("mode=submit/kind=%s/concurrency=64", kind), func(b *testing.B) { run(b, kind, "submit", 64) })
 	}
 	for _, mode := range []string{"proofs", "tiles", "bundles"} {
 		b.Run(fmt.Sprintf("mode=%s/concurrency=64", mode), func(b *testing.B) {
@@ -412,7 +425,7 @@ func BenchmarkHTTP(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			run(b, mode, 64)
+			run(b, api.KindBuild, mode, 64)
 		})
 	}
 }
