@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +29,16 @@ import (
 	"github.com/candorlog/candor/storage/pebble"
 	"github.com/candorlog/candor/witness"
 )
+
+// TestMain lets the test binary act as the candor command, for git hooks
+// run by the real git: with CANDOR_TEST_RUN_AS_CANDOR=1, it runs the
+// arguments as a candor command line.
+func TestMain(m *testing.M) {
+	if os.Getenv("CANDOR_TEST_RUN_AS_CANDOR") == "1" {
+		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
 
 // runCandor runs the candor command with args and returns its exit code,
 // stdout and stderr.
@@ -489,6 +500,12 @@ func (b *bodyRecorder) reset() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.bodies = nil
+}
+
+func (b *bodyRecorder) all() [][]byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.bodies)
 }
 
 func (b *bodyRecorder) last() []byte {
