@@ -26,6 +26,8 @@ type Submitted struct {
 	// Index and LeafHash are the entry's, as the log says.
 	Index    uint64
 	LeafHash []byte
+	// Duplicate is true when the statement was already in the log.
+	Duplicate bool
 	// Bundle is the c2sp.org/tlog-proof@v1 bundle of the entry, unverified;
 	// nil when Pending.
 	Bundle []byte
@@ -69,7 +71,7 @@ func (c *Client) Submit(ctx context.Context, body []byte) (Submitted, error) {
 		if err := json.Unmarshal(b, &r); err != nil {
 			return Submitted{}, fmt.Errorf("couldn't parse the reply to POST %s: %w", u, err)
 		}
-		s.Index, s.LeafHash, s.Pending = r.Index, r.LeafHash, true
+		s.Index, s.LeafHash, s.Duplicate, s.Pending = r.Index, r.LeafHash, r.Duplicate, true
 	} else {
 		var r api.AddEntryResponse
 		if err := json.Unmarshal(b, &r); err != nil {
@@ -79,6 +81,7 @@ func (c *Client) Submit(ctx context.Context, body []byte) (Submitted, error) {
 			return Submitted{}, fmt.Errorf("the %d reply to POST %s has no proof", resp.StatusCode, u)
 		}
 		s.Index, s.LeafHash, s.Bundle, s.Witnessed = r.Index, r.LeafHash, []byte(r.Proof), r.Witnessed
+		s.Duplicate = resp.StatusCode == http.StatusOK
 	}
 	if len(s.LeafHash) != api.HashSize {
 		return Submitted{}, fmt.Errorf("the reply to POST %s has a leaf hash of %d bytes, want %d", u, len(s.LeafHash), api.HashSize)

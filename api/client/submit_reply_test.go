@@ -41,9 +41,11 @@ func TestSubmitReplies(t *testing.T) {
 		{"201", reply(http.StatusCreated, api.AddEntryResponse{Index: 7, LeafHash: leaf, TreeSize: 8, Proof: "bundle", Witnessed: &yes}),
 			client.Submitted{StatusCode: 201, Index: 7, LeafHash: leaf, Bundle: []byte("bundle"), Witnessed: &yes}, ""},
 		{"200", reply(http.StatusOK, api.AddEntryResponse{Index: 7, LeafHash: leaf, TreeSize: 9, Proof: "bundle"}),
-			client.Submitted{StatusCode: 200, Index: 7, LeafHash: leaf, Bundle: []byte("bundle")}, ""},
+			client.Submitted{StatusCode: 200, Index: 7, LeafHash: leaf, Duplicate: true, Bundle: []byte("bundle")}, ""},
 		{"202", reply(http.StatusAccepted, api.PendingEntryResponse{Index: 7, LeafHash: leaf, Status: api.PendingStatus, ProofURL: "/v1/proof/inclusion?index=7"}),
 			client.Submitted{StatusCode: 202, Index: 7, LeafHash: leaf, Pending: true}, ""},
+		{"202 duplicate", reply(http.StatusAccepted, api.PendingEntryResponse{Index: 7, LeafHash: leaf, Duplicate: true, Status: api.PendingStatus}),
+			client.Submitted{StatusCode: 202, Index: 7, LeafHash: leaf, Duplicate: true, Pending: true}, ""},
 		{"201 without a proof", reply(http.StatusCreated, api.AddEntryResponse{Index: 7, LeafHash: leaf}), client.Submitted{}, "has no proof"},
 		{"201 with a short leaf hash", reply(http.StatusCreated, api.AddEntryResponse{Index: 7, LeafHash: leaf[:31], Proof: "bundle"}), client.Submitted{}, "leaf hash of 31 bytes"},
 		{"202 not JSON", func(w http.ResponseWriter, r *http.Request) {
@@ -61,7 +63,7 @@ func TestSubmitReplies(t *testing.T) {
 			continue
 		}
 		if err != nil || got.StatusCode != tc.want.StatusCode || got.Index != tc.want.Index || !bytes.Equal(got.LeafHash, tc.want.LeafHash) ||
-			!bytes.Equal(got.Bundle, tc.want.Bundle) || got.Pending != tc.want.Pending || (got.Witnessed == nil) != (tc.want.Witnessed == nil) {
+			!bytes.Equal(got.Bundle, tc.want.Bundle) || got.Pending != tc.want.Pending || got.Duplicate != tc.want.Duplicate || (got.Witnessed == nil) != (tc.want.Witnessed == nil) {
 			t.Errorf("%s: Submit = %+v, %v; want %+v", tc.name, got, err, tc.want)
 		}
 	}

@@ -48,6 +48,10 @@ const (
 	maxInputSize = 4 << 20
 	// proofSuffix is the extension of a written bundle.
 	proofSuffix = ".tlog-proof"
+	// requestSlack is how much longer than --wait a request to the log may
+	// take: a log with a witness policy holds a submission for its
+	// witnessWait before it answers 202.
+	requestSlack = 30 * time.Second
 )
 
 // submitOptions are the flags every kind of submission takes.
@@ -89,7 +93,7 @@ func (o *submitOptions) submitter(stderr io.Writer) (*submitter, error) {
 	if o.wait < 0 || o.retries < 0 {
 		return nil, errors.New("--wait and --retries must not be negative")
 	}
-	s := &submitter{c: logclient.New(o.log, nil), wait: o.wait, retries: o.retries, stderr: stderr}
+	s := &submitter{c: logclient.New(o.log, &http.Client{Timeout: o.wait + requestSlack}), wait: o.wait, retries: o.retries, stderr: stderr}
 	if o.logKey != "" {
 		v, err := api.NewNoteVerifier(o.logKey)
 		if err != nil {
@@ -175,7 +179,7 @@ func (s *submitter) submit(ctx context.Context, body []byte) (logged, error) {
 	if err != nil {
 		return logged{}, err
 	}
-	return logged{index: r.Index, duplicate: r.StatusCode == http.StatusOK, witnessed: r.Witnessed, bundle: r.Bundle, cp: cp}, nil
+	return logged{index: r.Index, duplicate: r.Duplicate, witnessed: r.Witnessed, bundle: r.Bundle, cp: cp}, nil
 }
 
 // awaitProof polls the inclusion proof of the entry at index, sequenced

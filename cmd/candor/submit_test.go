@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -289,28 +290,51 @@ func TestSubmitRetries(t *testing.T) {
 	}
 }
 
-// gatedWitness is a real witness whose add-checkpoint requests wait until
-// the gate opens: a witness that cosigns late.
+// gatedWitness is a real witness whose add-checkpoint requests wait while
+// its gate is shut: a witness that cosigns late.
 type gatedWitness struct {
 	h    http.Handler
-	gate chan struct{}
-	once sync.Once
+	mu   sync.Mutex
+	gate chan struct{} // closed: open
 }
 
 func (g *gatedWitness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.mu.Lock()
+	gate := g.gate
+	g.mu.Unlock()
 	select {
-	case <-g.gate:
+	case <-gate:
 	case <-r.Context().Done():
 		return
 	}
 	g.h.ServeHTTP(w, r)
 }
 
-func (g *gatedWitness) open() { g.once.Do(func() { close(g.gate) }) }
+func (g *gatedWitness) open() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.gate:
+	default:
+		close(g.gate)
+	}
+}
+
+func (g *gatedWitness) shut() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.gate:
+		g.gate = make(chan struct{})
+	default:
+	}
+}
 
 // TestSubmitPending submits to a log with a witness policy whose only
 // witness cosigns only once the command asks for the proof: the log
-// answers 202 and the command waits for the cosigned checkpoint.
+// answers 202 and the command waits for the cosigned checkpoint. Then the
+// witness cosigns too late for --wait, and the command fails; submitted
+// again once the witness is back, the entry gets its proof.
 func TestSubmitPending(t *testing.T) {
 	const origin = "example.com/witnessed"
 	quiet := slog.New(slog.DiscardHandler)
@@ -363,8 +387,10 @@ func TestSubmitPending(t *testing.T) {
 	h := log.NewHandler(l, log.HandlerOptions{Logger: quiet, WitnessWait: 100 * time.Millisecond})
 	var mu sync.Mutex
 	var codes []string
+	var openOnProof atomic.Bool
+	openOnProof.Store(true)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/v1/proof/inclusion" {
+		if r.URL.Path == "/v1/proof/inclusion" && openOnProof.Load() {
 			gw.open() // the command asks for the proof: the witness may cosign
 		}
 		sw := &statusRecorder{ResponseWriter: w}
@@ -397,6 +423,30 @@ func TestSubmitPending(t *testing.T) {
 	if _, _, err := api.OpenCheckpoint(p.Checkpoint, origin, verifier); err != nil {
 		t.Fatal(err)
 	}
+	if !bytes.Contains(p.Checkpoint, []byte("\u2014 "+wv.Name()+" ")) {
+		t.Errorf("the bundle's checkpoint has no cosignature of the witness:\n%s", p.Checkpoint)
+	}
+
+	// The witness stays away beyond --wait: the command fails, saying
+	// that the entry is durable, and writes nothing.
+	gw.shut()
+	openOnProof.Store(false)
+	env2, key2, submission2 := buildFiles(t, dir, "lib", apitest.NewBuildSigner(), "lib")
+	code, stdout, stderr = runCandor(t, "submit", "build", "--log", srv.URL, "--key", key2, "--wait", "1s", env2)
+	if code != 1 || stdout != "" || !strings.Contains(stderr, "would exceed --wait 1s; the entry is sequenced and durable at index 1: submit it again later") {
+		t.Errorf("witness away: exit %d, stdout %q, stderr:\n%s", code, stdout, stderr)
+	}
+	if _, err := os.Stat(env2 + ".tlog-proof"); err == nil {
+		t.Error("a bundle was written without a proof")
+	}
+	// Submitted again once the witness is back: the same index, with a
+	// cosigned proof.
+	gw.open()
+	code, stdout, stderr = runCandor(t, "submit", "build", "--log", srv.URL, "--key", key2, "--log-key", vkey, env2)
+	if code != 0 || !strings.HasPrefix(stdout, "1\n") || !strings.Contains(stdout, "already logged at index 1") {
+		t.Errorf("again: exit %d, stdout %q, stderr:\n%s", code, stdout, stderr)
+	}
+	p = checkBundleFile(t, env2+".tlog-proof", submission2, 1, vkey)
 	if !bytes.Contains(p.Checkpoint, []byte("\u2014 "+wv.Name()+" ")) {
 		t.Errorf("the bundle's checkpoint has no cosignature of the witness:\n%s", p.Checkpoint)
 	}
