@@ -66,7 +66,7 @@ type submitOptions struct {
 func (o *submitOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.log, "log", "", "the log's base `URL` (default: $CANDOR_LOG)")
 	fs.StringVar(&o.logKey, "log-key", "", "the log's signed-note verifier `key` (name+id+key): if given, the checkpoint's signature is checked too")
-	fs.StringVar(&o.out, "out", "", "where to write the c2sp.org/tlog-proof bundle (`file`)")
+	fs.StringVar(&o.out, "out", "", "the `file` to write the c2sp.org/tlog-proof bundle to (default: beside the envelope; for a commit, <git dir>/candor/<commit>.tlog-proof)")
 	fs.DurationVar(&o.wait, "wait", defaultWait, "the most time spent waiting: for the Retry-After of a busy log, and for the proof of an entry the log's witnesses have not yet cosigned")
 	fs.IntVar(&o.retries, "retries", defaultRetries, "the most retries of a submission the log answers with 429 or 503")
 }

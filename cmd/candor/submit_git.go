@@ -46,7 +46,7 @@ func runSubmitCommit(ctx context.Context, args []string, stdout, stderr io.Write
 	fs := flag.NewFlagSet("candor submit commit", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o.register(fs)
-	repo := fs.String("repo", ".", "the git repository (`dir`)")
+	repo := fs.String("repo", ".", "the `directory` of the git repository")
 	keyFile := fs.String("key", "", "the signer's public key `file`: an SSH public key (.pub, an authorized_keys line) or an armored OpenPGP public key, required")
 	repository := fs.String("repository", "", "the repository's `name` in the log (default: remote.origin.url, without credentials)")
 	fs.Usage = func() {
