@@ -15,6 +15,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/candorlog/candor/api"
 )
@@ -57,6 +58,9 @@ type StatusError struct {
 	// Message is the server's reason: the "error" field of a JSON error
 	// body, or the start of any other body.
 	Message string
+	// RetryAfter is the delay the reply's Retry-After header asks for,
+	// in seconds or until an HTTP date; zero if it has none.
+	RetryAfter time.Duration
 }
 
 func (e *StatusError) Error() string {
@@ -167,7 +171,8 @@ func readAll(r io.Reader, max int64) ([]byte, error) {
 // server's reason.
 func statusError(req *http.Request, resp *http.Response) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponseSize))
-	e := &StatusError{Method: req.Method, URL: req.URL.String(), StatusCode: resp.StatusCode}
+	e := &StatusError{Method: req.Method, URL: req.URL.String(), StatusCode: resp.StatusCode,
+		RetryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	var body api.ErrorResponse
 	if json.Unmarshal(b, &body) == nil && body.Error != "" {
 		e.Message = body.Error

@@ -1,5 +1,9 @@
 // Command candor is the Candor client.
 //
+//	candor submit commit [--repo DIR] --key FILE [<rev>]
+//	candor submit build --key FILE envelope.json
+//	                                 log a signed commit or a build attestation
+//	                                 and keep its proof bundle
 //	candor bench --url URL [flags]   load-test a running log
 //	candor verify-evidence FILE --log-key VKEY
 //	                                 check evidence of log misbehaviour offline
@@ -28,6 +32,7 @@ type command struct {
 }
 
 var commands = []command{
+	{"submit", "log a signed git commit or a build attestation, and keep its proof", runSubmit},
 	{"bench", "load-test a running log: submissions, proofs, tiles or entry bundles", runBench},
 	{"verify-evidence", "check offline that witness evidence proves a log misbehaved", runVerifyEvidence},
 }
