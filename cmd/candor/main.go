@@ -3,6 +3,8 @@
 //	candor bench --url URL [flags]   load-test a running log
 //	candor verify-evidence FILE --log-key VKEY
 //	                                 check evidence of log misbehaviour offline
+//	candor search --log URL [--commit ID] [--repository NAME] [--digest ALG:HEX] [--key FP]
+//	                                 find a log's entries by their terms
 //
 // Run "candor <command> -h" for a command's flags.
 package main
@@ -30,6 +32,7 @@ type command struct {
 var commands = []command{
 	{"bench", "load-test a running log: submissions, proofs, tiles or entry bundles", runBench},
 	{"verify-evidence", "check offline that witness evidence proves a log misbehaved", runVerifyEvidence},
+	{"search", "find a log's entries by commit, repository, digest or key", runSearch},
 }
 
 // errUsage is a command's error for arguments it cannot run with, after it
