@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -119,19 +120,42 @@ func isLowerHex(s string) bool {
 	return true
 }
 
-// fillSearch puts the index keys of leaves in b.
+// fillSearch puts the index keys of leaves in b, in key order: the
+// memtable takes keys in order much faster than scattered ones (each
+// insertion walks the path the one before it warmed up).
 func fillSearch(b *pebble.Batch, leaves []log.LeafIndex) error {
-	var key []byte
+	n := 0
+	for _, l := range leaves {
+		n += len(l.Terms)
+	}
+	if n == 0 {
+		return nil
+	}
+	type kv struct{ key, value []byte }
+	kvs := make([]kv, 0, n)
+	buf := make([]byte, 0, n*64)
 	for _, l := range leaves {
 		for _, t := range l.Terms {
+			start := len(buf)
 			var err error
-			if key, err = appendTermPrefix(key[:0], t); err != nil {
+			if buf, err = appendTermPrefix(buf, t); err != nil {
 				return fmt.Errorf("entry %d: %w", l.Index, err)
 			}
-			key = binary.BigEndian.AppendUint64(key, l.Index)
-			if err := b.Set(key, l.LeafHash, nil); err != nil {
-				return err
-			}
+			buf = binary.BigEndian.AppendUint64(buf, l.Index)
+			kvs = append(kvs, kv{value: l.LeafHash, key: buf[start:len(buf):len(buf)]})
+		}
+	}
+	// The keys may have moved as buf grew: slice them again.
+	off := 0
+	for i := range kvs {
+		k := len(kvs[i].key)
+		kvs[i].key = buf[off : off+k : off+k]
+		off += k
+	}
+	slices.SortFunc(kvs, func(a, b kv) int { return bytes.Compare(a.key, b.key) })
+	for _, e := range kvs {
+		if err := b.Set(e.key, e.value, nil); err != nil {
+			return err
 		}
 	}
 	return nil
