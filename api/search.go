@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -168,4 +169,143 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// The limit parameter of GET /v1/search: how many hits one reply holds at
+// most.
+const (
+	// DefaultSearchLimit is the limit when the query gives none.
+	DefaultSearchLimit = 100
+	// MaxSearchLimit is the largest limit a query may give.
+	MaxSearchLimit = 1000
+)
+
+// The parameters of GET /v1/search besides the terms.
+const (
+	SearchLimitParam  = "limit"
+	SearchCursorParam = "cursor"
+)
+
+// SearchHit is one entry that a search found: its index, and its leaf hash
+// to fetch and prove it with.
+type SearchHit struct {
+	Index    uint64 `json:"index"`
+	LeafHash []byte `json:"leafHash"`
+}
+
+// SearchResponse answers GET /v1/search: the entries that carry every term
+// of the query, in log order, among those of the published checkpoint.
+type SearchResponse struct {
+	Hits []SearchHit `json:"hits"`
+	// Cursor, when not empty, continues the search after the last hit:
+	// the same query with cursor=Cursor returns the next hits. It is
+	// absent once the published tree holds no more.
+	Cursor string `json:"cursor,omitempty"`
+}
+
+// AppendJSON appends r to b as JSON, exactly as json.Marshal writes it.
+func (r *SearchResponse) AppendJSON(b []byte) []byte {
+	b = slices.Grow(b, 32+len(r.Cursor)+len(r.Hits)*(40+base64.StdEncoding.EncodedLen(HashSize)))
+	b = append(b, `{"hits":`...)
+	if r.Hits == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, h := range r.Hits {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"index":`...)
+			b = strconv.AppendUint(b, h.Index, 10)
+			b = append(b, `,"leafHash":`...)
+			if h.LeafHash == nil {
+				b = append(b, "null"...)
+			} else {
+				b = append(b, '"')
+				b = base64.StdEncoding.AppendEncode(b, h.LeafHash)
+				b = append(b, '"')
+			}
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	if r.Cursor != "" {
+		b = append(b, `,"cursor":`...)
+		b = appendJSONString(b, r.Cursor)
+	}
+	return append(b, '}')
+}
+
+// CanonicalEntryTerms is CanonicalEntry that also returns the entry's
+// search terms (SearchTerms of its statement), so that admission parses
+// the submission once.
+func CanonicalEntryTerms(body []byte) ([]byte, []SearchTerm, error) {
+	entry, st, err := canonicalize(body)
+	if err != nil {
+		return nil, nil, err
+	}
+	return entry, SearchTerms(st), nil
+}
+
+// StoredEntryTerms returns the search terms of an entry that a log
+// stored, as SearchTerms(ParseEntry(entry)) does, without checking the
+// signatures again for the kinds it knows (build): those were checked
+// when the entry was admitted, and fsck checks them again. It is how an
+// index is rebuilt from a log quickly; for bytes of unknown origin, use
+// ParseEntry. The error is one of ParseEntry's.
+func StoredEntryTerms(entry []byte) ([]SearchTerm, error) {
+	if len(entry) > MaxEntrySize {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrEntryTooLarge, len(entry), MaxEntrySize)
+	}
+	obj, err := decodeObject(entry)
+	if err != nil {
+		return nil, err
+	}
+	var kind string
+	if err := obj.requiredString("kind", &kind); err != nil {
+		return nil, err
+	}
+	if kind != KindBuild {
+		st, err := ParseEntry(entry)
+		if err != nil {
+			return nil, err
+		}
+		return SearchTerms(st), nil
+	}
+	if val, ok := obj.take("v"); !ok || string(val.raw) != strconv.Itoa(entryVersion) {
+		return nil, entryErrorf("unsupported or missing version, want %d", entryVersion)
+	}
+	envValue, err := obj.required("envelope")
+	if err != nil {
+		return nil, err
+	}
+	pems, err := obj.requiredStrings("publicKeys")
+	if err != nil {
+		return nil, err
+	}
+	if err := obj.done(); err != nil {
+		return nil, err
+	}
+	env, err := decodeEnvelope(envValue)
+	if err != nil {
+		return nil, err
+	}
+	payload, err := base64.StdEncoding.DecodeString(env.Payload)
+	if err != nil {
+		return nil, &EntryError{Reason: "envelope payload is not base64", Err: err}
+	}
+	subjects, err := parseInTotoSubjects(payload)
+	if err != nil {
+		return nil, err
+	}
+	st := &buildStatement{subjects: subjects, fingerprints: make([]string, len(pems))}
+	for i, p := range pems {
+		k, err := parsePublicKey(i, p)
+		if err != nil {
+			return nil, err
+		}
+		st.fingerprints[i] = k.fingerprint
+	}
+	slices.Sort(st.fingerprints)
+	return SearchTerms(st), nil
 }

@@ -50,7 +50,10 @@ const (
 //     verified here;
 //   - a submission cut off by the kill is either wholly in the log or not at
 //     all: resubmitting it gives 200 with an index below the restart size,
-//     or 201.
+//     or 201;
+//   - the search index agrees with the entries: every entry is found by its
+//     terms at its index, a cut-off entry is found only if it landed, and
+//     the signer's key finds exactly the entries of the tree.
 //
 // Every fifth cycle stops the server with SIGTERM instead, which must exit
 // 0 under load. The test ends with `candor-log fsck` on the crashed data
@@ -526,6 +529,24 @@ func (h *history) verify(t *testing.T, srv *server, cycle int, full bool, rng *r
 	if t.Failed() {
 		return
 	}
+	// The search index agrees with the entries: each one read back is
+	// found by its terms at its index only, and the signer's key finds
+	// exactly the tree, every entry at its index with its leaf hash.
+	parallel(t, len(toRead), func(i int) error {
+		a := toRead[i]
+		hits, err := searchEntry(ctx, srv, a.entry)
+		if err != nil {
+			return fmt.Errorf("cycle %d: entry %d: %w", cycle, a.index, err)
+		}
+		if len(hits) != 1 || hits[0].Index != a.index || !bytes.Equal(hits[0].LeafHash, a.leafHash) {
+			return fmt.Errorf("cycle %d: a search by the terms of entry %d (acknowledged in cycle %d) finds %v", cycle, a.index, a.cycle, hitList(hits))
+		}
+		return nil
+	})
+	h.checkKeySearch(t, srv, cur.Size, cycle)
+	if t.Failed() {
+		return
+	}
 	h.mu.Lock()
 	for _, a := range fresh {
 		h.checked[a.index] = true
@@ -562,11 +583,19 @@ func (h *history) verify(t *testing.T, srv *server, cycle int, full bool, rng *r
 	var mu sync.Mutex
 	parallel(t, len(lost), func(i int) error {
 		p := lost[i]
+		// Found by search if and only if it landed.
+		hits, err := searchEntry(ctx, srv, p.entry)
+		if err != nil {
+			return fmt.Errorf("cycle %d: an entry cut off by the kill: %w", cycle, err)
+		}
 		code, resp, body, err := srv.submit(ctx, p.sub)
 		if err != nil {
 			return fmt.Errorf("cycle %d: resubmitting an entry cut off by the kill: %w", cycle, err)
 		}
 		source := fmt.Sprintf("cycle %d resubmission of an entry cut off by the kill", cycle)
+		if landed := code == http.StatusOK; landed && (len(hits) != 1 || hits[0].Index != resp.Index) || !landed && len(hits) != 0 {
+			return fmt.Errorf("%s: %d with index %d, but before it a search by its terms found %v", source, code, resp.Index, hitList(hits))
+		}
 		switch code {
 		case http.StatusOK:
 			if resp.Index >= cur.Size {

@@ -79,6 +79,9 @@ func FuzzHandler(f *testing.F) {
 		{"GET", "/v1/proof/consistency?old=0", "", nil},
 		{"HEAD", "/readyz", "", nil},
 		{"DELETE", "/healthz", "", nil},
+		{"GET", "/v1/search?key=" + bs.KeyFingerprint() + "&limit=2", "", nil},
+		{"GET", "/v1/search?digest=sha256:" + hex.EncodeToString(digest[:]) + "&key=" + bs.KeyFingerprint() + "&cursor=AAAAAAAAAAE", "", nil},
+		{"GET", "/v1/search?commit=" + strings.Repeat("ab", 20) + "&repository=r&repository=s", "", nil},
 	} {
 		f.Add(s.method, s.target, s.encoding, s.body)
 	}

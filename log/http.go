@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -120,6 +122,7 @@ func NewHandler(l *Log, o HandlerOptions) http.Handler {
 	route("/v1/entries/{index}", "entry", get, h.entry)
 	route("/v1/proof/inclusion", "inclusion-proof", get, h.inclusionProof)
 	route("/v1/proof/consistency", "consistency-proof", get, h.consistencyProof)
+	route("/v1/search", "search", get, h.search)
 	route("/healthz", "healthz", get, func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok\n")
 	})
@@ -169,7 +172,8 @@ func status(err error) int {
 	case errors.Is(err, errUnsupportedEncoding):
 		return http.StatusUnsupportedMediaType
 	case errors.As(err, &bad), errors.Is(err, api.ErrUnknownKind),
-		errors.Is(err, errBadRequest), errors.Is(err, api.ErrInvalidTilePath), errors.Is(err, httplimit.ErrIncomplete):
+		errors.Is(err, errBadRequest), errors.Is(err, api.ErrInvalidTilePath), errors.Is(err, httplimit.ErrIncomplete),
+		errors.Is(err, api.ErrInvalidSearch):
 		return http.StatusBadRequest
 	case errors.Is(err, ErrOutOfRange), errors.Is(err, ErrNotFound), errors.Is(err, ErrNotWitnessed):
 		return http.StatusNotFound
@@ -178,7 +182,7 @@ func status(err error) int {
 	case errors.Is(err, errTooManyRequests), errors.Is(err, httplimit.ErrTooManyFromClient):
 		return http.StatusTooManyRequests
 	case errors.Is(err, ErrOverloaded), errors.Is(err, ErrUnavailable), errors.Is(err, ErrClosed), errors.Is(err, ErrNoCheckpoint),
-		errors.Is(err, ErrNoSpace),
+		errors.Is(err, ErrNoSpace), errors.Is(err, ErrSearchUnavailable),
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable
 	default:
@@ -273,12 +277,12 @@ func (h *handler) addEntry(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, errTooManyRequests)
 		return
 	}
-	entry, err := api.CanonicalEntry(body)
+	entry, terms, err := api.CanonicalEntryTerms(body)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	rc, err := h.log.Add(r.Context(), entry)
+	rc, err := h.log.AddWithTerms(r.Context(), entry, terms)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -495,4 +499,76 @@ func parseHash(s string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: leafHash %q is not a SHA-256 hash in hex or base64", errBadRequest, s)
 	}
 	return b, nil
+}
+
+// search serves GET /v1/search: the published entries that carry every
+// term of the query (api.SearchParams), in log order, a page at a time.
+func (h *handler) search(w http.ResponseWriter, r *http.Request) {
+	terms, start, limit, err := parseSearchQuery(r.URL.RawQuery)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	hits, next, err := h.log.Search(r.Context(), terms, start, limit)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	resp := api.SearchResponse{Hits: hits}
+	if resp.Hits == nil {
+		resp.Hits = []api.SearchHit{}
+	}
+	if next != 0 {
+		resp.Cursor = SearchCursor(next)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(append(resp.AppendJSON(nil), '\n'))
+}
+
+// parseSearchQuery reads the terms, the start (from the cursor) and the
+// limit of a search query. Every error wraps api.ErrInvalidSearch.
+func parseSearchQuery(rawQuery string) (terms []api.SearchTerm, start uint64, limit int, err error) {
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("%w: malformed query: %v", api.ErrInvalidSearch, err)
+	}
+	limit = api.DefaultSearchLimit
+	for _, param := range slices.Sorted(maps.Keys(q)) {
+		values := q[param]
+		switch param {
+		case api.SearchLimitParam, api.SearchCursorParam:
+			if len(values) != 1 {
+				return nil, 0, 0, fmt.Errorf("%w: %s given %d times", api.ErrInvalidSearch, param, len(values))
+			}
+			if param == api.SearchCursorParam {
+				if start, err = parseSearchCursor(values[0]); err != nil {
+					return nil, 0, 0, err
+				}
+				continue
+			}
+			n, err := strconv.Atoi(values[0])
+			if err != nil || n < 1 || n > api.MaxSearchLimit || len(values[0]) > 1 && values[0][0] == '0' {
+				return nil, 0, 0, fmt.Errorf("%w: limit %q is not a number from 1 to %d", api.ErrInvalidSearch, truncate(values[0], 40), api.MaxSearchLimit)
+			}
+			limit = n
+		default:
+			for _, v := range values {
+				t, err := api.ParseSearchTerm(param, v)
+				if err != nil {
+					return nil, 0, 0, err
+				}
+				terms = append(terms, t)
+			}
+		}
+	}
+	if len(terms) == 0 {
+		return nil, 0, 0, fmt.Errorf("%w: give at least one of %s", api.ErrInvalidSearch, strings.Join(api.SearchParams, ", "))
+	}
+	slices.SortFunc(terms, func(a, b api.SearchTerm) int { return strings.Compare(a.String(), b.String()) })
+	terms = slices.Compact(terms)
+	if len(terms) > maxSearchTerms {
+		return nil, 0, 0, fmt.Errorf("%w: %d terms, at most %d", api.ErrInvalidSearch, len(terms), maxSearchTerms)
+	}
+	return terms, start, limit, nil
 }

@@ -19,6 +19,7 @@ const (
 	reasonUnknownKind   = "unknown-kind"
 	reasonBadTilePath   = "bad-tile-path"
 	reasonBadRequest    = "bad-request"
+	reasonBadSearch     = "bad-search"
 	reasonOutOfRange    = "out-of-range"
 	reasonNotWitnessed  = "not-witnessed"
 	reasonNotFound      = "not-found"
@@ -27,7 +28,7 @@ const (
 )
 
 var clientErrorReasons = []string{reasonTooLarge, reasonEncoding, reasonBadEntry, reasonUnknownKind, reasonBadTilePath,
-	reasonBadRequest, reasonOutOfRange, reasonNotWitnessed, reasonNotFound, reasonTooMany, reasonOtherRejected}
+	reasonBadRequest, reasonBadSearch, reasonOutOfRange, reasonNotWitnessed, reasonNotFound, reasonTooMany, reasonOtherRejected}
 
 // clientErrorReason names why err, whose status is a 4xx, was refused.
 func clientErrorReason(err error) string {
@@ -46,6 +47,8 @@ func clientErrorReason(err error) string {
 		return reasonBadTilePath
 	case errors.Is(err, errBadRequest):
 		return reasonBadRequest
+	case errors.Is(err, api.ErrInvalidSearch):
+		return reasonBadSearch
 	case errors.Is(err, ErrOutOfRange):
 		return reasonOutOfRange
 	case errors.Is(err, ErrNotWitnessed):

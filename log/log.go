@@ -154,6 +154,7 @@ type published struct {
 type request struct {
 	Future
 	entry []byte
+	terms []api.SearchTerm
 	hash  [32]byte
 	// gen is the durable generation when Submit looked the hash up in
 	// storage: that lookup saw every batch up to gen.
@@ -343,9 +344,17 @@ func (l *Log) committedSize() uint64 { return l.cur.Load().size }
 
 // Add submits an entry, which must already be admitted (canonical and
 // verified), and waits until it is durably integrated: Submit, then Wait.
-// The entry must not change until Add returns.
+// The entry must not change until Add returns. Search does not find it:
+// AddWithTerms adds an entry with its search terms.
 func (l *Log) Add(ctx context.Context, entry []byte) (Receipt, error) {
 	return l.Submit(ctx, entry).Wait(ctx)
+}
+
+// AddWithTerms is Add for an entry that search finds by terms, its
+// api.SearchTerms (api.CanonicalEntryTerms gives both at admission).
+// A duplicate keeps the terms it was first added with.
+func (l *Log) AddWithTerms(ctx context.Context, entry []byte, terms []api.SearchTerm) (Receipt, error) {
+	return l.SubmitWithTerms(ctx, entry, terms).Wait(ctx)
 }
 
 // Submit submits an entry, which must already be admitted (canonical and
@@ -355,13 +364,19 @@ func (l *Log) Add(ctx context.Context, entry []byte) (Receipt, error) {
 // When too many entries are pending, the Future fails at once with
 // ErrOverloaded. ctx bounds the duplicate lookup only.
 func (l *Log) Submit(ctx context.Context, entry []byte) *Future {
+	return l.SubmitWithTerms(ctx, entry, nil)
+}
+
+// SubmitWithTerms is Submit for an entry that search finds by terms, as
+// AddWithTerms. The terms must not change until the Future is done.
+func (l *Log) SubmitWithTerms(ctx context.Context, entry []byte, terms []api.SearchTerm) *Future {
 	if len(entry) > api.MaxEntrySize {
 		return resolved(Receipt{}, api.ErrEntryTooLarge)
 	}
 	if l.closed.Load() {
 		return resolved(Receipt{}, ErrClosed)
 	}
-	r := &request{entry: entry, Future: Future{done: make(chan struct{}), stopped: l.stopped}}
+	r := &request{entry: entry, terms: terms, Future: Future{done: make(chan struct{}), stopped: l.stopped}}
 	copy(r.hash[:], hasher.HashLeaf(entry))
 	// Look the entry up here, in the caller's goroutine, so that the
 	// sequencer only has to check the batches committed since.

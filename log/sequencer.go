@@ -218,7 +218,7 @@ fill:
 		}
 		r.index = idx
 		l.recent[r.hash] = idx
-		leaves = append(leaves, LeafIndex{LeafHash: r.hash[:], Index: idx})
+		leaves = append(leaves, LeafIndex{LeafHash: r.hash[:], Index: idx, Terms: r.terms})
 	}
 	if len(leaves) == 0 {
 		return b

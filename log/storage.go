@@ -3,6 +3,8 @@ package log
 import (
 	"context"
 	"errors"
+
+	"github.com/candorlog/candor/api"
 )
 
 // ErrNotFound is returned by Storage reads for a value that was never stored.
@@ -107,4 +109,9 @@ type BundleData struct {
 type LeafIndex struct {
 	LeafHash []byte
 	Index    uint64
+	// Terms are the search terms the entry is found by, sorted and
+	// without duplicates (api.SearchTerms); none for an entry that search
+	// does not find. A SearchStorage indexes them in the same atomic write
+	// as the entry; another Storage ignores them.
+	Terms []api.SearchTerm
 }

@@ -1,6 +1,6 @@
 // Package client talks to a Candor log over its HTTP API: the
 // c2sp.org/tlog-tiles reads (/checkpoint, /tile/...) and submissions
-// (POST /v1/entries).
+// (POST /v1/entries), and searches (GET /v1/search).
 //
 // For now it only fetches, and checks the shape of what it fetches; the
 // caller verifies proofs, e.g. with golang.org/x/mod/sumdb/tlog over
@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -180,4 +182,35 @@ func statusError(req *http.Request, resp *http.Response) error {
 		e.Message = strings.TrimSpace(string(b[:min(len(b), maxErrorSize)]))
 	}
 	return e
+}
+
+// Search asks GET /v1/search for the entries that carry every one of
+// terms, from cursor on ("" for the first page), at most limit of them
+// (0: the log's default). Search.Cursor continues the search, or is empty
+// at the end. A refusal is a *StatusError with the log's reason.
+func (c *Client) Search(ctx context.Context, terms []api.SearchTerm, cursor string, limit int) (api.SearchResponse, error) {
+	q := url.Values{}
+	for _, t := range terms {
+		q.Add(t.Param, t.Value)
+	}
+	if cursor != "" {
+		q.Set(api.SearchCursorParam, cursor)
+	}
+	if limit != 0 {
+		q.Set(api.SearchLimitParam, strconv.Itoa(limit))
+	}
+	b, err := c.get(ctx, "v1/search?"+q.Encode(), maxResponseSize)
+	if err != nil {
+		return api.SearchResponse{}, err
+	}
+	var r api.SearchResponse
+	if err := json.Unmarshal(b, &r); err != nil {
+		return api.SearchResponse{}, fmt.Errorf("couldn't parse the reply to GET /v1/search: %w", err)
+	}
+	for i, h := range r.Hits {
+		if len(h.LeafHash) != api.HashSize || i > 0 && h.Index <= r.Hits[i-1].Index {
+			return api.SearchResponse{}, fmt.Errorf("GET /v1/search: hit %d (index %d) is malformed or out of order", i, h.Index)
+		}
+	}
+	return r, nil
 }

@@ -3,6 +3,7 @@
 //	candor-log --data DIR --listen HOST:PORT --origin ORIGIN   serve the log
 //	           [--policy FILE]                                 publish only checkpoints cosigned by FILE's witnesses
 //	candor-log fsck --data DIR                                 re-verify the stored log
+//	candor-log reindex --data DIR                              rebuild the search index from the entries
 package main
 
 import (
@@ -43,6 +44,7 @@ func main() {
 
 var subcommands = []cli.Subcommand{
 	{Name: "fsck", Summary: "re-verify the stored log: entries, tiles and checkpoint", Run: fsck},
+	{Name: "reindex", Summary: "rebuild the search index from the stored entries (log stopped)", Run: reindex},
 }
 
 func serve(ctx context.Context, args []string, stdout io.Writer) (err error) {

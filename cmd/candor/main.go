@@ -7,6 +7,8 @@
 //	candor bench --url URL [flags]   load-test a running log
 //	candor verify-evidence FILE --log-key VKEY
 //	                                 check evidence of log misbehaviour offline
+//	candor search --log URL [--commit ID] [--repository NAME] [--digest ALG:HEX] [--key FP]
+//	                                 find a log's entries by their terms
 //
 // Run "candor <command> -h" for a command's flags.
 package main
@@ -35,6 +37,7 @@ var commands = []command{
 	{"submit", "log a signed git commit or a build attestation, and keep its proof", runSubmit},
 	{"bench", "load-test a running log: submissions, proofs, tiles or entry bundles", runBench},
 	{"verify-evidence", "check offline that witness evidence proves a log misbehaved", runVerifyEvidence},
+	{"search", "find a log's entries by commit, repository, digest or key", runSearch},
 }
 
 // errUsage is a command's error for arguments it cannot run with, after it

@@ -6,8 +6,9 @@
 //	}
 //
 // Run checks the rules of the log.Storage contract on a fresh, empty
-// storage per subtest; RunDurable checks that commits survive closing and
-// reopening the storage.
+// storage per subtest, and those of log.SearchStorage and
+// log.SearchIndexer if the storage implements them; RunDurable checks
+// that commits survive closing and reopening the storage.
 //
 // The values the suite stores are not a real Merkle tree: a storage must
 // keep what it is given, byte for byte, and never look inside.
@@ -24,6 +25,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/log"
 )
 
@@ -50,6 +52,20 @@ func Run(t *testing.T, open func(t *testing.T) log.Storage) {
 			t.Skip("not a log.PipelinedStorage")
 		}
 		testPipelined(t, s)
+	})
+	t.Run("SearchCopies", func(t *testing.T) {
+		s, ok := open(t).(log.SearchStorage)
+		if !ok {
+			t.Skip("not a log.SearchStorage")
+		}
+		testSearchCopies(t, s)
+	})
+	t.Run("SearchRebuild", func(t *testing.T) {
+		s, ok := open(t).(log.SearchIndexer)
+		if !ok {
+			t.Skip("not a log.SearchIndexer")
+		}
+		testSearchRebuild(t, s)
 	})
 }
 
@@ -95,6 +111,7 @@ func testPipelined(t *testing.T, s log.PipelinedStorage) {
 // with the function that closes it. The suite closes every storage it
 // opens.
 func RunDurable(t *testing.T, open func(t *testing.T, dir string) (log.Storage, func() error)) {
+	t.Run("SearchReopen", func(t *testing.T) { runDurableSearch(t, open) })
 	t.Run("Reopen", func(t *testing.T) {
 		ctx := context.Background()
 		dir := t.TempDir()
@@ -167,6 +184,42 @@ func RunDurable(t *testing.T, open func(t *testing.T, dir string) (log.Storage, 
 			checkState(t, s, 1297)
 		}
 	})
+}
+
+// runDurableSearch checks that the search index, and whether it is
+// complete, survive a reopen.
+func runDurableSearch(t *testing.T, open func(t *testing.T, dir string) (log.Storage, func() error)) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, closeFn := open(t, dir)
+	reopen := func() {
+		t.Helper()
+		if err := closeFn(); err != nil {
+			t.Fatalf("closing the storage: %v", err)
+		}
+		s, closeFn = open(t, dir)
+	}
+	t.Cleanup(func() { closeFn() })
+	if _, ok := s.(log.SearchIndexer); !ok {
+		t.Skip("not a log.SearchIndexer")
+	}
+	grow(t, s, 0, 500)
+	reopen()
+	checkState(t, s, 500)
+	if err := s.(log.SearchIndexer).ResetSearchIndex(ctx); err != nil {
+		t.Fatalf("ResetSearchIndex: %v", err)
+	}
+	reopen()
+	checkSearchUnavailable(t, s.(log.SearchStorage))
+	si := s.(log.SearchIndexer)
+	if err := si.IndexEntries(ctx, commitFor(0, 500).Leaves); err != nil {
+		t.Fatalf("IndexEntries: %v", err)
+	}
+	if err := si.FinishSearchIndex(ctx); err != nil {
+		t.Fatalf("FinishSearchIndex: %v", err)
+	}
+	reopen()
+	checkState(t, s, 500)
 }
 
 func testEmpty(t *testing.T, s log.Storage) {
@@ -465,7 +518,7 @@ func commitFor(old, n uint64) *log.Commit {
 		}
 	}
 	for i := old; i < n; i++ {
-		c.Leaves = append(c.Leaves, log.LeafIndex{LeafHash: leafHash(i), Index: i})
+		c.Leaves = append(c.Leaves, log.LeafIndex{LeafHash: leafHash(i), Index: i, Terms: termsOf(i)})
 	}
 	return c
 }
@@ -486,8 +539,8 @@ func bogusCommit(old, n uint64) *log.Commit {
 	}
 	for i := uint64(0); i < n; i++ {
 		// Existing leaves moved, and new ones.
-		c.Leaves = append(c.Leaves, log.LeafIndex{LeafHash: leafHash(i), Index: i + 1})
-		c.Leaves = append(c.Leaves, log.LeafIndex{LeafHash: bogus(hashSize - 1 + int(i%2)), Index: i})
+		c.Leaves = append(c.Leaves, log.LeafIndex{LeafHash: leafHash(i), Index: i + 1, Terms: termsOf(i)})
+		c.Leaves = append(c.Leaves, log.LeafIndex{LeafHash: bogus(hashSize - 1 + int(i%2)), Index: i, Terms: []api.SearchTerm{bogusTerm, keyTerm(0)}})
 	}
 	return c
 }
@@ -598,6 +651,7 @@ func checkState(t *testing.T, s log.Storage, n uint64) {
 	if _, err := s.LookupLeaf(ctx, leafHash(n)); !errors.Is(err, log.ErrNotFound) {
 		t.Fatalf("LookupLeaf(leaf %d) in a log of size %d: got error %v, want ErrNotFound", n, n, err)
 	}
+	checkSearch(t, s, n, n)
 }
 
 // checkTile checks that the stored tile holds at least what the tree of

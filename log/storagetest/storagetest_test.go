@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
+	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/log"
 	"github.com/candorlog/candor/log/storagetest"
 )
@@ -20,10 +22,60 @@ type memStorage struct {
 	tiles   map[[2]uint64][]byte
 	bundles map[uint64][]byte
 	leaves  map[string]uint64
+	// The search index: entry index -> its leaf hash and terms.
+	indexed    map[uint64]log.LeafIndex
+	incomplete bool
 }
 
 func newMemStorage() *memStorage {
-	return &memStorage{tiles: map[[2]uint64][]byte{}, bundles: map[uint64][]byte{}, leaves: map[string]uint64{}}
+	return &memStorage{tiles: map[[2]uint64][]byte{}, bundles: map[uint64][]byte{}, leaves: map[string]uint64{},
+		indexed: map[uint64]log.LeafIndex{}}
+}
+
+// index records l in the search index. m.mu is held.
+func (m *memStorage) index(l log.LeafIndex) {
+	m.indexed[l.Index] = log.LeafIndex{Index: l.Index, LeafHash: bytes.Clone(l.LeafHash), Terms: slices.Clone(l.Terms)}
+}
+
+// Search scans every index in the range: the suite asks for no more than
+// the right answers.
+func (m *memStorage) Search(ctx context.Context, terms []api.SearchTerm, start, end uint64, limit int) ([]api.SearchHit, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.incomplete {
+		return nil, log.ErrSearchUnavailable
+	}
+	var hits []api.SearchHit
+	for i := start; i < end && i < m.size && len(hits) < limit; i++ {
+		l, ok := m.indexed[i]
+		if ok && !slices.ContainsFunc(terms, func(t api.SearchTerm) bool { return !slices.Contains(l.Terms, t) }) {
+			hits = append(hits, api.SearchHit{Index: i, LeafHash: bytes.Clone(l.LeafHash)})
+		}
+	}
+	return hits, nil
+}
+
+func (m *memStorage) ResetSearchIndex(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.indexed, m.incomplete = map[uint64]log.LeafIndex{}, true
+	return nil
+}
+
+func (m *memStorage) IndexEntries(ctx context.Context, leaves []log.LeafIndex) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, l := range leaves {
+		m.index(l)
+	}
+	return nil
+}
+
+func (m *memStorage) FinishSearchIndex(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.incomplete = false
+	return nil
 }
 
 func (m *memStorage) ReadCheckpoint(ctx context.Context) ([]byte, uint64, error) {
@@ -79,6 +131,7 @@ func (m *memStorage) Commit(ctx context.Context, c *log.Commit) error {
 	}
 	for _, l := range c.Leaves {
 		m.leaves[string(l.LeafHash)] = l.Index
+		m.index(l)
 	}
 	m.size, m.cp = c.NewSize, bytes.Clone(c.Checkpoint)
 	return nil

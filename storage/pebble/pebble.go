@@ -1,6 +1,6 @@
 // Package pebble is Candor's embedded storage on cockroachdb/pebble: the
-// log's tiles, entry bundles, leaf index and checkpoint, written in one
-// synced batch per commit.
+// log's tiles, entry bundles, leaf index, search index and checkpoint,
+// written in one synced batch per commit.
 package pebble
 
 import (
@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -36,6 +37,7 @@ const (
 	prefixTile       = 't' // 't' ‖ level ‖ u64 BE index ‖ u32 BE offset -> hashes
 	prefixBundle     = 'e' // 'e' ‖ u64 BE index ‖ u32 BE offset -> entry bundle bytes
 	prefixLeaf       = 'h' // 'h' ‖ leaf hash -> uvarint index
+	// 's' and 'S': the search index (search.go).
 )
 
 // Options tunes the store. The zero value is a good default.
@@ -65,9 +67,14 @@ type Storage struct {
 	filter *leafFilter // nil if disabled
 	stop   context.CancelFunc
 	filled chan struct{} // closed when the filter's startup scan ended
+	// searchComplete is true when the search index covers every entry.
+	searchComplete atomic.Bool
 }
 
-var _ log.PipelinedStorage = (*Storage)(nil)
+var (
+	_ log.PipelinedStorage = (*Storage)(nil)
+	_ log.SearchIndexer    = (*Storage)(nil)
+)
 
 // Open opens (creating if needed) the log's database in dir.
 func Open(dir string, o Options) (*Storage, error) {
@@ -76,6 +83,10 @@ func Open(dir string, o Options) (*Storage, error) {
 		return nil, err
 	}
 	s := &Storage{h: h, stop: func() {}, filled: make(chan struct{})}
+	if err := s.loadSearchState(context.Background()); err != nil {
+		h.close()
+		return nil, err
+	}
 	// The filter's scan reads the database outside h.read: it ends before
 	// a reopen closes it. A filter that did not fill is not used.
 	h.beforeClose = func() {
@@ -353,6 +364,10 @@ func (s *Storage) StartCommit(ctx context.Context, c *log.Commit) (wait func() e
 	if err != nil {
 		return nil, fmt.Errorf("couldn't write the batch: %w", writeError(err))
 	}
+	if c.OldSize == 0 {
+		// The index of a log with no entries covers them all.
+		s.searchComplete.Store(true)
+	}
 	return func() error {
 		if err := syncWait(); err != nil {
 			return fmt.Errorf("couldn't sync the batch: %w", writeError(err))
@@ -386,6 +401,14 @@ func fillBatch(b *pebble.Batch, c *log.Commit, filter *leafFilter) error {
 	for _, e := range c.Bundles {
 		if err := setChunked(b, bundleKey(e.Index), e.Bundle, e.Start, e.Full); err != nil {
 			return fmt.Errorf("entry bundle %d: %w", e.Index, err)
+		}
+	}
+	if err := fillSearch(b, c.Leaves); err != nil {
+		return err
+	}
+	if c.OldSize == 0 {
+		if err := b.Set(searchStateKey, []byte{searchComplete}, nil); err != nil {
+			return err
 		}
 	}
 	var vb [binary.MaxVarintLen64]byte
