@@ -142,7 +142,7 @@ func (v *Verifier) VerifyCheckpoint(signed []byte) (Checkpoint, error) {
 		}
 		if v.maxAge > 0 {
 			if err := v.policy.CheckCosignatures(v.fresh(n)); err != nil {
-				return Checkpoint{}, fmt.Errorf("%w: %w (at most %s old)", ErrStaleCosignatures, err, v.maxAge)
+				return Checkpoint{}, fmt.Errorf("%w: counting only those at most %s old: %w", ErrStaleCosignatures, v.maxAge, err)
 			}
 		}
 	}
