@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -72,6 +73,11 @@ type Verifier struct {
 	state  State
 	now    func() time.Time
 	tiles  *tileCache
+
+	// updating serializes Update and Accept, so that a checkpoint
+	// fetched before one that another goroutine stored meanwhile is not
+	// taken for a rollback.
+	updating sync.Mutex
 }
 
 // NewVerifier returns a Verifier of the log that c reads.
@@ -197,16 +203,24 @@ func (v *Verifier) Latest(ctx context.Context) (Checkpoint, bool, error) {
 // larger tree that the log's tiles do not prove to extend the last
 // verified one is refused with a *ForkError, and nothing is stored.
 func (v *Verifier) Update(ctx context.Context) (Checkpoint, error) {
+	v.updating.Lock()
+	defer v.updating.Unlock()
 	signed, err := v.c.Checkpoint(ctx)
 	if err != nil {
 		return Checkpoint{}, err
 	}
-	return v.Accept(ctx, signed)
+	return v.accept(ctx, signed)
 }
 
 // Accept is Update for a signed checkpoint obtained by other means, such
 // as from a witness or a proof bundle.
 func (v *Verifier) Accept(ctx context.Context, signed []byte) (Checkpoint, error) {
+	v.updating.Lock()
+	defer v.updating.Unlock()
+	return v.accept(ctx, signed)
+}
+
+func (v *Verifier) accept(ctx context.Context, signed []byte) (Checkpoint, error) {
 	cp, err := v.VerifyCheckpoint(signed)
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("couldn't verify the checkpoint of %q: %w", v.origin, err)
