@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/candorlog/candor/internal/atomicfile"
@@ -73,8 +74,7 @@ func (s *MemoryState) Swap(ctx context.Context, origin string, old, new []byte) 
 // Every call reads the file again, so several FileStates of one file in a
 // process see each other's writes; other processes must not write it.
 type FileState struct {
-	path string
-	mu   sync.Mutex
+	path string // absolute
 }
 
 var _ State = (*FileState)(nil)
@@ -94,7 +94,11 @@ var fileStates sync.Map // path -> *sync.Mutex
 // created at the first Swap (with its directory) if it does not exist. It
 // reads the file once, to fail early if it is not a state file.
 func NewFileState(path string) (*FileState, error) {
-	s := &FileState{path: path}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't open the client state: %w", err)
+	}
+	s := &FileState{path: abs}
 	if _, err := s.read(); err != nil {
 		return nil, err
 	}

@@ -91,8 +91,8 @@ func NewVerifier(c *Client, cfg VerifierConfig) (*Verifier, error) {
 	if _, ok := cfg.LogVerifier.(*api.CosignatureVerifier); ok {
 		return nil, errors.New("client: the log verifier is a witness's cosignature verifier")
 	}
-	if cfg.MaxCosignatureAge < 0 {
-		return nil, errors.New("client: MaxCosignatureAge is negative")
+	if cfg.MaxCosignatureAge < 0 || cfg.MaxCosignatureAge > 0 && cfg.Policy == nil {
+		return nil, errors.New("client: MaxCosignatureAge must be positive, and comes with a Policy")
 	}
 	if p := cfg.Policy; p != nil && len(p.Logs()) > 0 {
 		if !slices.ContainsFunc(p.Logs(), func(l api.PolicyLog) bool {

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -202,6 +203,13 @@ func TestForkSameSize(t *testing.T) {
 	held, err := api.ParseEvidence(replies[0].Evidence)
 	if err != nil || held.ID() != ev.ID() {
 		t.Fatalf("the witness holds evidence %v, %v; want %s", held.ID(), err, ev.ID())
+	}
+
+	// A witness that does not follow the log says so.
+	stranger := newTestWitness(t, newLogKey("example.com/another"), "")
+	var se *client.StatusError
+	if _, err := fe.Offer(ctx, nil, stranger.url); !errors.As(err, &se) || se.StatusCode != http.StatusNotFound {
+		t.Errorf("Offer() to a witness of another log: %v", err)
 	}
 }
 
@@ -480,5 +488,51 @@ func TestCheckpointSignatures(t *testing.T) {
 				t.Error("the refused checkpoint was stored")
 			}
 		})
+	}
+}
+
+func TestNewVerifierConfig(t *testing.T) {
+	key := newLogKey("example.com/config")
+	c := client.New("http://127.0.0.1:1", nil)
+	skey, wvkey, err := api.GenerateCosignerKey(rand.Reader, "w.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cosigner, err := api.NewCosigner(skey, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherLog := newLogKey("example.com/other")
+	policy := func(text string) *api.Policy {
+		p, err := api.ParsePolicy([]byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  client.VerifierConfig
+		ok   bool
+	}{
+		{"minimal", client.VerifierConfig{Origin: "example.com/config", LogVerifier: key.verifier}, true},
+		{"policy of witnesses only", client.VerifierConfig{Origin: "example.com/config", LogVerifier: key.verifier,
+			Policy: policy("witness w " + wvkey + "\nquorum w\n"), MaxCosignatureAge: time.Hour}, true},
+		{"policy listing the log", client.VerifierConfig{Origin: "example.com/config", LogVerifier: key.verifier,
+			Policy: policy("log " + key.vkey + "\nquorum none\n")}, true},
+		{"no origin", client.VerifierConfig{LogVerifier: key.verifier}, false},
+		{"no key", client.VerifierConfig{Origin: "example.com/config"}, false},
+		{"key of another origin", client.VerifierConfig{Origin: "example.com/other", LogVerifier: key.verifier}, false},
+		{"a witness's key", client.VerifierConfig{Origin: "w.example", LogVerifier: cosigner.Verifier()}, false},
+		{"policy of another log", client.VerifierConfig{Origin: "example.com/config", LogVerifier: key.verifier,
+			Policy: policy("log " + otherLog.vkey + "\nquorum none\n")}, false},
+		{"age without policy", client.VerifierConfig{Origin: "example.com/config", LogVerifier: key.verifier, MaxCosignatureAge: time.Hour}, false},
+		{"negative age", client.VerifierConfig{Origin: "example.com/config", LogVerifier: key.verifier,
+			Policy: policy("witness w " + wvkey + "\nquorum w\n"), MaxCosignatureAge: -time.Hour}, false},
+	} {
+		_, err := client.NewVerifier(c, tc.cfg)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: NewVerifier() = %v", tc.name, err)
+		}
 	}
 }
