@@ -213,7 +213,7 @@ func (v *Verifier) Update(ctx context.Context) (Checkpoint, error) {
 }
 
 // Accept is Update for a signed checkpoint obtained by other means, such
-// as from a witness or a proof bundle.
+// as one a witness served, or one gossiped.
 func (v *Verifier) Accept(ctx context.Context, signed []byte) (Checkpoint, error) {
 	v.updating.Lock()
 	defer v.updating.Unlock()
@@ -313,8 +313,9 @@ var (
 	// prefix of the other.
 	ErrInconsistent = errors.New("the log signed two inconsistent trees")
 	// ErrUnproven: a larger tree that the log's tiles do not prove to
-	// extend the last verified one: a tile is missing or does not hash
-	// to the new root.
+	// extend the last verified one: a tile could not be read or does
+	// not hash to the new root. It proves nothing by itself, and may
+	// pass: a later Update may succeed.
 	ErrUnproven = errors.New("the log did not prove its new tree consistent with the last verified one")
 )
 
