@@ -74,8 +74,25 @@ func (v *Verifier) Entries(ctx context.Context, cp Checkpoint, start, end uint64
 			return
 		}
 		hr := v.hashReader(ctx, cp.Checkpoint)
-		for k := start / api.TileWidth; k*api.TileWidth < end; k++ {
-			entries, err := v.bundle(ctx, cp, hr, k)
+		full := cp.Size / api.TileWidth // full bundles
+		last := (end + api.TileWidth - 1) / api.TileWidth
+		var roots []tlog.Hash // of full bundles rootsFrom…
+		var rootsFrom uint64
+		for k := start / api.TileWidth; k < last; k++ {
+			var entries [][]byte
+			var err error
+			if k < full {
+				if k < rootsFrom || k >= rootsFrom+uint64(len(roots)) {
+					rootsFrom = k
+					if roots, err = bundleRoots(hr, k, min(k+maxRootsRead, full, last)); err != nil {
+						yield(Entry{}, err)
+						return
+					}
+				}
+				entries, err = v.fullBundle(ctx, cp, hr, k, roots[k-rootsFrom])
+			} else {
+				entries, err = v.bundle(ctx, cp, hr, k)
+			}
 			if err != nil {
 				yield(Entry{}, err)
 				return
@@ -92,6 +109,62 @@ func (v *Verifier) Entries(ctx context.Context, cp Checkpoint, start, end uint64
 			}
 		}
 	}
+}
+
+// maxRootsRead bounds the tree hashes of full bundles read at once: as
+// many as one level 1 tile holds.
+const maxRootsRead = api.TileWidth
+
+// bundleRoots reads, through hr, the tree hashes of full entry bundles
+// from to end-1: the hashes of their 256 leaves, which level 1 tiles
+// hold.
+func bundleRoots(hr tlog.HashReader, from, end uint64) ([]tlog.Hash, error) {
+	indexes := make([]int64, 0, end-from)
+	for k := from; k < end; k++ {
+		indexes = append(indexes, tlog.StoredHashIndex(api.TileHeight, int64(k)))
+	}
+	roots, err := hr.ReadHashes(indexes)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't read the tree hashes of entry bundles %d to %d from the log's tiles: %w", from, end-1, err)
+	}
+	return roots, nil
+}
+
+// fullBundle returns the entries of the full entry bundle k of the tree of
+// cp, whose leaves hash to root, a hash of the tree authenticated by cp's
+// root: the level 0 tile of their hashes is not read. If they do not, it
+// tells which entry is wrong from that tile (bundle).
+func (v *Verifier) fullBundle(ctx context.Context, cp Checkpoint, hr tlog.HashReader, k uint64, root tlog.Hash) ([][]byte, error) {
+	t := api.Tile{Level: api.EntriesLevel, Index: k, Width: api.TileWidth}
+	data, err := v.c.Tile(ctx, t)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't read entry bundle %d of the tree of size %d: %w", k, cp.Size, err)
+	}
+	entries, err := api.ParseEntryBundle(data)
+	if err != nil || len(entries) != t.Width {
+		return nil, fmt.Errorf("couldn't read entry bundle %d: %d entries, want %d: %v", k, len(entries), t.Width, err)
+	}
+	hashes := make([]byte, 0, api.TileWidth*api.HashSize)
+	for _, e := range entries {
+		hashes = append(hashes, LeafHash(e)...)
+	}
+	// The tile's two halves, then the bundle's root.
+	lt := tlog.Tile{H: api.TileHeight, L: 0, N: int64(k), W: api.TileWidth}
+	left, err := tlog.HashFromTile(lt, hashes, tlog.StoredHashIndex(api.TileHeight-1, 2*int64(k)))
+	if err != nil {
+		return nil, fmt.Errorf("couldn't hash entry bundle %d: %w", k, err)
+	}
+	right, err := tlog.HashFromTile(lt, hashes, tlog.StoredHashIndex(api.TileHeight-1, 2*int64(k)+1))
+	if err != nil {
+		return nil, fmt.Errorf("couldn't hash entry bundle %d: %w", k, err)
+	}
+	if tlog.NodeHash(left, right) == root {
+		return entries, nil
+	}
+	if _, err := v.bundle(ctx, cp, hr, k); err != nil {
+		return nil, err
+	}
+	return nil, fmt.Errorf("entry bundle %d: %w: its entries hash to %x, the tree has %x", k, ErrEntryMismatch, tlog.NodeHash(left, right), root)
 }
 
 // bundle returns the entries of entry bundle k of the tree of cp, each

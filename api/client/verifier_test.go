@@ -372,6 +372,64 @@ func TestBadEntryBundle(t *testing.T) {
 	}
 }
 
+// TestBadFullEntryBundle alters a full entry bundle, whose entries are
+// checked against the tree hash of all 256 at once: the error still names
+// the entry that is wrong.
+func TestBadFullEntryBundle(t *testing.T) {
+	ctx := context.Background()
+	key := newLogKey("example.com/badfullbundle")
+	l := newCandorLog(t, key)
+	f, c, _ := serveLog(t, l.handler)
+	v := newVerifier(t, c, key, client.VerifierConfig{})
+	l.add(t, entries("e", 0, 2*api.TileWidth+3)...)
+	cp, err := v.Update(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		rewrite  func([]byte) []byte
+		mismatch bool
+	}{
+		{"truncated", rebundle(t, func(es [][]byte) [][]byte { return es[:255] }), false},
+		{"reordered", rebundle(t, func(es [][]byte) [][]byte { es[7], es[200] = es[200], es[7]; return es }), true},
+		{"replaced", rebundle(t, func(es [][]byte) [][]byte { es[300-api.TileWidth] = []byte("x"); return es }), true},
+	} {
+		f.set("/tile/entries/001", tc.rewrite)
+		var got uint64
+		var failed error
+		for e, err := range v.Entries(ctx, cp, 10, cp.Size) {
+			if err != nil {
+				failed = err
+				break
+			}
+			got = e.Index + 1
+		}
+		if failed == nil {
+			t.Errorf("%s: Entries over the altered bundle succeeded", tc.name)
+			continue
+		}
+		if errors.Is(failed, client.ErrEntryMismatch) != tc.mismatch {
+			t.Errorf("%s: error %v, mismatch %v", tc.name, failed, tc.mismatch)
+		}
+		if got != api.TileWidth {
+			t.Errorf("%s: Entries yielded up to index %d before the error, want the first bundle whole", tc.name, got)
+		}
+		t.Logf("%s: %v", tc.name, failed)
+	}
+	f.set("/tile/entries/001", nil)
+	n := 0
+	for _, err := range v.Entries(ctx, cp, 10, cp.Size) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if want := int(cp.Size) - 10; n != want {
+		t.Errorf("Entries yielded %d entries, want %d", n, want)
+	}
+}
+
 // resign returns a rewrite of a signed checkpoint: its text signed by
 // signers.
 func resign(t *testing.T, signers ...note.Signer) func([]byte) []byte {
