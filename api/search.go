@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	intoto "github.com/in-toto/attestation/go/v1"
@@ -240,7 +241,7 @@ func (r *SearchResponse) AppendJSON(b []byte) []byte {
 // search terms (SearchTerms of its statement), so that admission parses
 // the submission once.
 func CanonicalEntryTerms(body []byte) ([]byte, []SearchTerm, error) {
-	entry, st, err := canonicalize(body)
+	entry, st, err := canonicalize(body, time.Now())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -249,7 +250,7 @@ func CanonicalEntryTerms(body []byte) ([]byte, []SearchTerm, error) {
 
 // StoredEntryTerms returns the search terms of an entry that a log
 // stored, as SearchTerms(ParseEntry(entry)) does, without checking the
-// signatures again for the kinds it knows (build): those were checked
+// signatures again for the kinds it knows (build, commit): those were checked
 // when the entry was admitted, and fsck checks them again. It is how an
 // index is rebuilt from a log quickly; for bytes of unknown origin, use
 // ParseEntry. The error is one of ParseEntry's.
@@ -264,6 +265,23 @@ func StoredEntryTerms(entry []byte) ([]SearchTerm, error) {
 	var kind string
 	if err := obj.requiredString("kind", &kind); err != nil {
 		return nil, err
+	}
+	if kind == KindCommit {
+		// A stored commit entry carries its derived fields.
+		if val, ok := obj.take("v"); !ok || string(val.raw) != strconv.Itoa(entryVersion) {
+			return nil, entryErrorf("unsupported or missing version, want %d", entryVersion)
+		}
+		var st commitStatement
+		if err := obj.requiredString("commit", &st.commit); err != nil {
+			return nil, err
+		}
+		if err := obj.requiredString("repository", &st.repository); err != nil {
+			return nil, err
+		}
+		if err := obj.requiredString("keyFingerprint", &st.fingerprint); err != nil {
+			return nil, err
+		}
+		return SearchTerms(&st), nil
 	}
 	if kind != KindBuild {
 		st, err := ParseEntry(entry)

@@ -15,12 +15,24 @@ import (
 
 // TestStoredEntryTerms holds StoredEntryTerms, which skips the signature
 // checks, to what ParseEntry and SearchTerms give, for build entries with
-// one or several signers and subjects.
+// one or several signers and subjects and for commit entries.
 func TestStoredEntryTerms(t *testing.T) {
 	var entries [][]byte
 	for i := range 8 {
 		s := apitest.NewBuildSignerFromSeed(fmt.Appendf(nil, "stored %d", i))
 		e, err := CanonicalEntry(s.Submission(fmt.Sprintf("a%d.tar.gz", i), strings.Repeat(fmt.Sprintf("%02x", i), 32)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, e)
+	}
+	for i := range 4 {
+		s := apitest.NewCommitSignerFromSeed(fmt.Appendf(nil, "stored commit %d", i))
+		format := "sha1"
+		if i%2 == 1 {
+			format = "sha256"
+		}
+		e, err := CanonicalEntry(s.SubmissionOf(format, fmt.Sprintf("https://git.example.com/r%d.git", i), nil, fmt.Sprintf("commit %d\n", i)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,6 +99,11 @@ func FuzzStoredEntryTerms(f *testing.F) {
 	}
 	f.Add(e)
 	f.Add(bytes.Replace(e, []byte(`"v":1`), []byte(`"v":2`), 1))
+	c, err := CanonicalEntry(apitest.NewCommitSignerFromSeed([]byte("fuzz stored")).Submission("https://git.example.com/a.git", "fuzz\n"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(c)
 	f.Fuzz(func(t *testing.T, entry []byte) {
 		got, gotErr := StoredEntryTerms(entry)
 		st, err := ParseEntry(entry)

@@ -1,10 +1,19 @@
-// Package client talks to a Candor log over its HTTP API: the
-// c2sp.org/tlog-tiles reads (/checkpoint, /tile/...) and submissions
-// (POST /v1/entries), and searches (GET /v1/search).
+// Package client talks to a Candor log, or any c2sp.org/tlog-tiles log,
+// over HTTP: the tiles reads (/checkpoint, /tile/...), submissions
+// (POST /v1/entries) and, on a Candor log, searches (GET /v1/search).
 //
-// For now it only fetches, and checks the shape of what it fetches; the
-// caller verifies proofs, e.g. with golang.org/x/mod/sumdb/tlog over
-// TileReader.
+// A Client fetches, and checks only the shape of what it fetches. A
+// Verifier, over a Client, verifies: each checkpoint's log signature, its
+// witness cosignatures against a c2sp.org/tlog-policy (k-of-n, with a
+// maximum age), its consistency with the last verified checkpoint, which
+// it keeps in a State (MemoryState, FileState); inclusion proofs and
+// entries, against the tree's tiles. A checkpoint that goes backwards or
+// sideways is a *ForkError, which carries both checkpoints and the proof,
+// turns into evidence that `candor verify-evidence` accepts, and can be
+// shown to witnesses (ForkError.Offer). Proofs are built and checked with
+// golang.org/x/mod/sumdb/tlog over the log's tiles (TileReader). The
+// tests try to fool it (verifier_test.go), with real logs served by Candor
+// and by a tlog-tiles server made from sumdb/tlog.
 package client
 
 import (
