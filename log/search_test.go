@@ -64,19 +64,32 @@ func (s *searchLog) stop() {
 	s.srv = nil
 }
 
-// mixedSubmissions returns n build submissions signed by one of a few
-// keys, each about a digest drawn from a small pool, so that keys and
-// digests are shared by many entries and conjunctions of them by some.
+// mixedSubmissions returns n submissions: build submissions signed by one
+// of a few keys, each about a digest drawn from a small pool, and (one in
+// four) signed commits by one of a few SSH keys in one of a few
+// repositories, so that keys, digests and repositories are shared by many
+// entries and conjunctions of them by some.
 func mixedSubmissions(n int) [][]byte {
 	var signers []*apitest.BuildSigner
 	for i := range 5 {
 		signers = append(signers, apitest.NewBuildSignerFromSeed(fmt.Appendf(nil, "search signer %d", i)))
+	}
+	var committers []*apitest.CommitSigner
+	for i := range 3 {
+		committers = append(committers, apitest.NewCommitSignerFromSeed(fmt.Appendf(nil, "search committer %d", i)))
 	}
 	rng := mrand.New(mrand.NewPCG(1, 2))
 	salt := make([]byte, 4)
 	rand.Read(salt)
 	subs := make([][]byte, n)
 	for i := range subs {
+		if rng.IntN(4) == 0 {
+			c := committers[rng.IntN(len(committers))]
+			repo := fmt.Sprintf("https://git.example.com/project-%d.git", rng.IntN(4))
+			format := [2]string{"sha1", "sha256"}[rng.IntN(2)]
+			subs[i] = c.SubmissionOf(format, repo, nil, fmt.Sprintf("change %x-%d\n", salt, i))
+			continue
+		}
 		s := signers[rng.IntN(len(signers))]
 		d := fmt.Appendf(nil, "digest %d", rng.IntN(23))
 		subs[i] = s.Submission(fmt.Sprintf("artifact-%x-%d", salt, i), hex.EncodeToString(sha256Sum(d)))
@@ -171,9 +184,9 @@ func (s *searchLog) get(t *testing.T, path string) (int, []byte) {
 	return resp.StatusCode, b
 }
 
-// randomQueries returns n queries of 1 to 3 terms that the entries carry
-// (and now and then one that none does), in the spellings of clients,
-// with random limits.
+// randomQueries returns n queries of 1 to 3 terms, mostly terms that one
+// entry carries together (and now and then one that none does, or a term
+// of another entry), in the spellings of clients, with random limits.
 func randomQueries(byTerm map[api.SearchTerm][]uint64, n int) []url.Values {
 	terms := slices.SortedFunc(func(yield func(api.SearchTerm) bool) {
 		for t := range byTerm {
@@ -182,17 +195,27 @@ func randomQueries(byTerm map[api.SearchTerm][]uint64, n int) []url.Values {
 			}
 		}
 	}, func(a, b api.SearchTerm) int { return strings.Compare(a.String(), b.String()) })
+	byEntry := map[uint64][]api.SearchTerm{}
+	for _, t := range terms {
+		for _, i := range byTerm[t] {
+			byEntry[i] = append(byEntry[i], t)
+		}
+	}
 	rng := mrand.New(mrand.NewPCG(3, 4))
 	var queries []url.Values
 	for range n {
 		q := url.Values{}
+		own := byEntry[uint64(rng.IntN(len(byEntry)))]
 		for range 1 + rng.IntN(3) {
-			t := terms[rng.IntN(len(terms))]
+			t := own[rng.IntN(len(own))]
+			if rng.IntN(8) == 0 {
+				t = terms[rng.IntN(len(terms))]
+			}
 			if rng.IntN(20) == 0 {
 				t = api.SearchTerm{Param: api.SearchDigest, Value: "sha256:" + strings.Repeat("0", 64)}
 			}
 			v := t.Value
-			if rng.IntN(2) == 0 {
+			if rng.IntN(2) == 0 && t.Param != api.SearchRepository {
 				v = strings.ToUpper(v[:1]) + v[1:] // as some clients spell it
 				if t.Param == api.SearchDigest {
 					v = "sha256:" + strings.ToUpper(strings.TrimPrefix(t.Value, "sha256:"))
@@ -253,6 +276,7 @@ func TestSearchAgainstScan(t *testing.T) {
 	queries := randomQueries(byTerm, 150)
 	answers := make([][]api.SearchHit, len(queries))
 	var found, multiPage int
+	foundBy := map[string]int{}
 	for i, q := range queries {
 		limit := api.DefaultSearchLimit
 		if l := q.Get("limit"); l != "" {
@@ -269,6 +293,9 @@ func TestSearchAgainstScan(t *testing.T) {
 		answers[i] = got
 		if len(got) > 0 {
 			found++
+			for p := range q {
+				foundBy[p]++
+			}
 		}
 		if pages > 1 {
 			multiPage++
@@ -276,6 +303,11 @@ func TestSearchAgainstScan(t *testing.T) {
 	}
 	if found < len(queries)/3 || multiPage < 10 {
 		t.Fatalf("only %d queries found anything, %d took several pages: the test tests too little", found, multiPage)
+	}
+	for _, p := range api.SearchParams {
+		if foundBy[p] < 5 {
+			t.Fatalf("only %d queries by %s found anything: the test tests too little", foundBy[p], p)
+		}
 	}
 
 	// Rebuild the index from the entries, with the log stopped.
