@@ -309,7 +309,7 @@ func (h *handler) addEntry(w http.ResponseWriter, r *http.Request) {
 		}
 		witnessed = &ok
 	}
-	bundle, err := h.proofBundle(r.Context(), rc)
+	bundle, err := h.proofBundle(r.Context(), rc, entry)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -351,12 +351,15 @@ func (h *handler) waitWitnessed(ctx context.Context, rc *Receipt) (bool, error) 
 	}
 }
 
-func (h *handler) proofBundle(ctx context.Context, rc Receipt) ([]byte, error) {
+// proofBundle returns the c2sp.org/tlog-proof bundle of entry, at rc's
+// index, in rc's checkpoint. Its extra line is the canonical entry, so
+// that the bundle alone is enough to verify what was logged.
+func (h *handler) proofBundle(ctx context.Context, rc Receipt, entry []byte) ([]byte, error) {
 	hashes, err := h.log.InclusionProof(ctx, rc.Index, rc.Size)
 	if err != nil {
 		return nil, fmt.Errorf("couldn't prove entry %d at size %d: %w", rc.Index, rc.Size, err)
 	}
-	return api.ProofBundle{Index: rc.Index, Hashes: hashes, Checkpoint: rc.Checkpoint}.Marshal(), nil
+	return api.ProofBundle{Extra: entry, Index: rc.Index, Hashes: hashes, Checkpoint: rc.Checkpoint}.Marshal(), nil
 }
 
 func (h *handler) entry(w http.ResponseWriter, r *http.Request) {

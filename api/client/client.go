@@ -83,6 +83,9 @@ func (e *StatusError) Error() string {
 
 // Checkpoint returns the log's latest signed checkpoint, unverified.
 func (c *Client) Checkpoint(ctx context.Context) ([]byte, error) {
+	if c == nil {
+		return nil, ErrOffline
+	}
 	return c.get(ctx, "checkpoint", maxCheckpointSize)
 }
 
@@ -91,6 +94,9 @@ func (c *Client) Checkpoint(ctx context.Context) ([]byte, error) {
 // t.Width hashes and that an entry bundle parses into t.Width entries; it
 // does not check that they belong to the tree.
 func (c *Client) Tile(ctx context.Context, t api.Tile) ([]byte, error) {
+	if c == nil {
+		return nil, ErrOffline
+	}
 	if t.Level < api.EntriesLevel || t.Width < 1 || t.Width > api.TileWidth {
 		return nil, fmt.Errorf("couldn't fetch tile: invalid tile %+v", t)
 	}

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -19,6 +21,10 @@ import (
 // for a checkpoint whose cosignatures satisfy the policy's quorum only if
 // those older than VerifierConfig.MaxCosignatureAge count.
 var ErrStaleCosignatures = errors.New("cosignatures too old")
+
+// ErrOffline is the error of a Verifier made without a Client when it
+// needs to read the log.
+var ErrOffline = errors.New("client: the verifier is offline (made without a Client) and can't read the log")
 
 // maxClockSkew is how far in the future of the verifier's clock a
 // cosignature's timestamp may be and still count.
@@ -80,10 +86,13 @@ type Verifier struct {
 	updating sync.Mutex
 }
 
-// NewVerifier returns a Verifier of the log that c reads.
+// NewVerifier returns a Verifier of the log that c reads. With a nil c the
+// Verifier is offline: it verifies the checkpoints and proof bundles it is
+// given (VerifyCheckpoint, VerifyBundle), and what would read the log
+// fails with ErrOffline.
 func NewVerifier(c *Client, cfg VerifierConfig) (*Verifier, error) {
-	if c == nil || cfg.Origin == "" || cfg.LogVerifier == nil {
-		return nil, errors.New("client: a Client, Origin and LogVerifier are required")
+	if cfg.Origin == "" || cfg.LogVerifier == nil {
+		return nil, errors.New("client: Origin and LogVerifier are required")
 	}
 	if cfg.LogVerifier.Name() != cfg.Origin {
 		return nil, fmt.Errorf("client: the log verifier is named %q, not the origin %q", cfg.LogVerifier.Name(), cfg.Origin)
@@ -153,6 +162,28 @@ func (v *Verifier) VerifyCheckpoint(signed []byte) (Checkpoint, error) {
 		}
 	}
 	return Checkpoint{Checkpoint: c, Signed: signed}, nil
+}
+
+// VerifyBundle verifies a c2sp.org/tlog-proof bundle offline: its
+// checkpoint as VerifyCheckpoint does (the log's signature, and with a
+// Policy the witness quorum and the cosignatures' age), and that leafHash
+// is at the bundle's index in that checkpoint's tree. It neither reads the
+// log nor compares the checkpoint with the last verified one.
+//
+// An inclusion proof that does not verify gives an error wrapping
+// api.ErrInvalidProofBundle.
+func (v *Verifier) VerifyBundle(b api.ProofBundle, leafHash []byte) (Checkpoint, error) {
+	cp, err := v.VerifyCheckpoint(b.Checkpoint)
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	if len(leafHash) != api.HashSize {
+		return Checkpoint{}, fmt.Errorf("couldn't verify the proof bundle: leaf hash is %d bytes, want %d", len(leafHash), api.HashSize)
+	}
+	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, b.Index, cp.Size, leafHash, b.Hashes, cp.Hash[:]); err != nil {
+		return Checkpoint{}, fmt.Errorf("couldn't verify the inclusion of leaf %x at index %d in the tree of size %d: %w: %w", leafHash, b.Index, cp.Size, api.ErrInvalidProofBundle, err)
+	}
+	return cp, nil
 }
 
 // fresh returns n without the cosignatures of the policy's witnesses that

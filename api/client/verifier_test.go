@@ -594,3 +594,47 @@ func TestNewVerifierConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestOfflineVerifier checks a Verifier made without a Client: it verifies
+// the bundles it is given, and what would read the log fails with
+// ErrOffline.
+func TestOfflineVerifier(t *testing.T) {
+	ctx := context.Background()
+	key := newLogKey("example.com/offline")
+	l := newCandorLog(t, key)
+	_, c, _ := serveLog(t, l.handler)
+	online := newVerifier(t, c, key, client.VerifierConfig{})
+	l.add(t, entries("e", 0, 5)...)
+	cp, err := online.Update(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := client.LeafHash([]byte("e-3"))
+	b, err := online.ProveInclusion(ctx, cp, 3, leaf)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	offline := newVerifier(t, nil, key, client.VerifierConfig{})
+	if got, err := offline.VerifyBundle(b, leaf); err != nil || got.Hash != cp.Hash {
+		t.Errorf("VerifyBundle = %+v, %v", got.Checkpoint, err)
+	}
+	if _, err := offline.VerifyBundle(b, client.LeafHash([]byte("e-4"))); !errors.Is(err, api.ErrInvalidProofBundle) {
+		t.Errorf("VerifyBundle of another leaf: %v, want ErrInvalidProofBundle", err)
+	}
+	other := newVerifier(t, nil, newLogKey("example.com/offline"), client.VerifierConfig{})
+	if _, err := other.VerifyBundle(b, leaf); err == nil {
+		t.Error("VerifyBundle under another log key succeeded")
+	}
+	if _, err := offline.Update(ctx); !errors.Is(err, client.ErrOffline) {
+		t.Errorf("offline Update: %v, want ErrOffline", err)
+	}
+	if _, err := offline.ProveInclusion(ctx, cp, 3, leaf); !errors.Is(err, client.ErrOffline) {
+		t.Errorf("offline ProveInclusion: %v, want ErrOffline", err)
+	}
+	for _, err := range offline.Entries(ctx, cp, 0, 1) {
+		if !errors.Is(err, client.ErrOffline) {
+			t.Errorf("offline Entries: %v, want ErrOffline", err)
+		}
+	}
+}

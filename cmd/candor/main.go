@@ -5,6 +5,8 @@
 //	                                 log a signed commit or a build attestation
 //	                                 and keep its proof bundle
 //	candor bench --url URL [flags]   load-test a running log
+//	candor verify --bundle FILE --policy FILE (--artifact FILE | --commit [REPO@]REV | --entry FILE)
+//	                                 check a proof bundle offline under a witness policy
 //	candor verify-evidence FILE --log-key VKEY
 //	                                 check evidence of log misbehaviour offline
 //	candor search --log URL [--commit ID] [--repository NAME] [--digest ALG:HEX] [--key FP]
@@ -36,6 +38,7 @@ type command struct {
 var commands = []command{
 	{"submit", "log a signed git commit or a build attestation, and keep its proof", runSubmit},
 	{"bench", "load-test a running log: submissions, proofs, tiles or entry bundles", runBench},
+	{"verify", "check offline that a proof bundle logs an artifact or commit under a witness policy", runVerify},
 	{"verify-evidence", "check offline that witness evidence proves a log misbehaved", runVerifyEvidence},
 	{"search", "find a log's entries by commit, repository, digest or key", runSearch},
 }

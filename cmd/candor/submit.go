@@ -175,10 +175,11 @@ func (s *submitter) submit(ctx context.Context, body []byte) (logged, error) {
 		yes := true
 		r.Bundle, r.Witnessed = b, &yes
 	}
-	cp, err := s.checkBundle(r.Bundle, r.Index, leaf)
+	cp, bundle, err := s.checkBundle(r.Bundle, r.Index, entry)
 	if err != nil {
 		return logged{}, err
 	}
+	r.Bundle = bundle
 	return logged{index: r.Index, duplicate: r.Duplicate, witnessed: r.Witnessed, bundle: r.Bundle, cp: cp}, nil
 }
 
@@ -233,18 +234,32 @@ func retryDelay(retryAfter time.Duration, attempt int) time.Duration {
 	return min(firstBackoff<<min(attempt, 8), maxBackoff)
 }
 
-// checkBundle checks that b is a proof bundle of the entry with leaf hash
-// leaf at index, against its checkpoint, whose log signature it checks
-// too with the --log-key verifier if there is one. It returns the
-// checkpoint.
-func (s *submitter) checkBundle(b []byte, index uint64, leaf []byte) (api.Checkpoint, error) {
+// checkBundle checks that b is a proof bundle of entry at index, against
+// its checkpoint, whose log signature it checks too with the --log-key
+// verifier if there is one. It returns the checkpoint and the bundle with
+// the entry in its extra line (as the log serves it), so that the bundle
+// alone is enough for candor verify.
+func (s *submitter) checkBundle(b []byte, index uint64, entry []byte) (api.Checkpoint, []byte, error) {
 	p, err := api.ParseProofBundle(b)
 	if err != nil {
-		return api.Checkpoint{}, fmt.Errorf("the log's proof bundle: %w", err)
+		return api.Checkpoint{}, nil, fmt.Errorf("the log's proof bundle: %w", err)
 	}
 	if p.Index != index {
-		return api.Checkpoint{}, fmt.Errorf("the log's proof bundle is for index %d, but the log says the entry is at index %d", p.Index, index)
+		return api.Checkpoint{}, nil, fmt.Errorf("the log's proof bundle is for index %d, but the log says the entry is at index %d", p.Index, index)
 	}
+	if p.Extra != nil && !bytes.Equal(p.Extra, entry) {
+		return api.Checkpoint{}, nil, fmt.Errorf("the log's proof bundle carries another entry than the one sent")
+	}
+	p.Extra = entry
+	c, err := s.checkProof(p, rfc6962.DefaultHasher.HashLeaf(entry))
+	if err != nil {
+		return api.Checkpoint{}, nil, err
+	}
+	return c, p.Marshal(), nil
+}
+
+// checkProof checks that p proves leaf, as checkBundle says.
+func (s *submitter) checkProof(p api.ProofBundle, leaf []byte) (api.Checkpoint, error) {
 	if s.verify != nil {
 		c, err := api.VerifyProofBundle(p, leaf, s.verify.Name(), s.verify)
 		if err != nil {

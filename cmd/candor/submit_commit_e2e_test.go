@@ -62,6 +62,13 @@ func TestSubmitCommitEndToEnd(t *testing.T) {
 		bundle := filepath.Join(dir, ".git", "candor", signed+".tlog-proof")
 		body := commitBody(t, dir, signed, "https://git.example.com/team/app-"+format+".git", key+".pub")
 		checkBundleFile(t, bundle, body, index, vkey)
+		// The bundle alone proves the commit, for candor verify, offline.
+		policy := filepath.Join(dir, "policy")
+		os.WriteFile(policy, []byte("log "+vkey+"\nquorum none\n"), 0o644)
+		code, stdout, stderr = runCandor(t, "verify", "--bundle", bundle, "--policy", policy, "--commit", dir+"@HEAD~1")
+		if code != 0 || !strings.Contains(stdout, "VERIFIED: the signed commit "+signed+" of https://git.example.com/team/app-"+format+".git is entry") {
+			t.Errorf("%s: verify: exit %d, stdout %q, stderr:\n%s", format, code, stdout, stderr)
+		}
 
 		// Again: a duplicate, with the same index.
 		code, stdout, stderr = runCandor(t, "submit", "commit", "--log", url, "--key", key+".pub", "--repo", dir, "--log-key", vkey, signed)

@@ -450,6 +450,31 @@ func TestSubmitPending(t *testing.T) {
 	if !bytes.Contains(p.Checkpoint, []byte("\u2014 "+wv.Name()+" ")) {
 		t.Errorf("the bundle's checkpoint has no cosignature of the witness:\n%s", p.Checkpoint)
 	}
+
+	// The written bundle carries the entry and passes candor verify under
+	// the log's policy, offline; a policy that needs another witness
+	// refuses it.
+	entry2, err := api.CanonicalEntry(submission2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(p.Extra, entry2) {
+		t.Errorf("the bundle's extra line is not the canonical entry")
+	}
+	policyFile := writeFile(t, dir, "policy", policy.Marshal())
+	code, stdout, stderr = runCandor(t, "verify", "--bundle", env2+".tlog-proof", "--policy", policyFile, "--max-age", "1m", "--entry", writeFile(t, dir, "lib.entry", entry2))
+	if code != 0 || !strings.Contains(stdout, "VERIFIED: the build attestation of sha256:") || !strings.Contains(stdout, "is entry 1 of "+origin) || !strings.Contains(stdout, "cosigned by w") {
+		t.Errorf("verify: exit %d, stdout %q, stderr:\n%s", code, stdout, stderr)
+	}
+	_, otherW, err := api.GenerateCosignerKey(rand.Reader, "example.com/other-witness")
+	if err != nil {
+		t.Fatal(err)
+	}
+	strict := writeFile(t, dir, "strict-policy", fmt.Appendf(nil, "log %s\nwitness w %s\nwitness x %s\ngroup g 2 w x\nquorum g\n", vkey, wvkey, otherW))
+	code, stdout, stderr = runCandor(t, "verify", "--bundle", env2+".tlog-proof", "--policy", strict, "--entry", writeFile(t, dir, "lib.entry", entry2))
+	if code != 1 || !strings.Contains(stderr, "NOT VERIFIED") || !strings.Contains(stderr, "quorum") {
+		t.Errorf("verify under a stricter policy: exit %d, stdout %q, stderr:\n%s", code, stdout, stderr)
+	}
 }
 
 // statusRecorder remembers the status code of a reply.

@@ -73,7 +73,7 @@ func realEvidence(t *testing.T) ([]byte, string) {
 	return o.Evidence, vkey
 }
 
-func runVerify(t *testing.T, evidence []byte, args ...string) (int, string, string) {
+func runVerifyEvidenceFile(t *testing.T, evidence []byte, args ...string) (int, string, string) {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "evidence.json")
 	if err := os.WriteFile(file, evidence, 0o600); err != nil {
@@ -86,7 +86,7 @@ func runVerify(t *testing.T, evidence []byte, args ...string) (int, string, stri
 
 func TestVerifyEvidence(t *testing.T) {
 	ev, vkey := realEvidence(t)
-	code, stdout, stderr := runVerify(t, ev, "--log-key", vkey)
+	code, stdout, stderr := runVerifyEvidenceFile(t, ev, "--log-key", vkey)
 	if code != 0 || !strings.Contains(stdout, "VERIFIED") || !strings.Contains(stdout, "equivocated") {
 		t.Fatalf("verify-evidence of real evidence = %d, %q, %q", code, stdout, stderr)
 	}
@@ -121,14 +121,14 @@ func TestVerifyEvidence(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if code, stdout, stderr := runVerify(t, b, "--log-key", tc.key); code != 1 || stdout != "" || !strings.Contains(stderr, tc.want) {
+		if code, stdout, stderr := runVerifyEvidenceFile(t, b, "--log-key", tc.key); code != 1 || stdout != "" || !strings.Contains(stderr, tc.want) {
 			t.Errorf("%s: verify-evidence = %d, %q, %q; want 1 and %q", tc.name, code, stdout, stderr, tc.want)
 		}
 	}
-	if code, _, _ := runVerify(t, []byte("{}"), "--log-key", vkey); code != 1 {
+	if code, _, _ := runVerifyEvidenceFile(t, []byte("{}"), "--log-key", vkey); code != 1 {
 		t.Errorf("verify-evidence of {} = %d, want 1", code)
 	}
-	if code, _, _ := runVerify(t, ev); code != 2 {
+	if code, _, _ := runVerifyEvidenceFile(t, ev); code != 2 {
 		t.Errorf("verify-evidence without --log-key = %d, want 2", code)
 	}
 }
@@ -170,7 +170,7 @@ func TestVerifyEvidenceCanonical(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code, stdout, stderr := runVerify(t, b, "--log-key", incKey); code != 0 || !strings.Contains(stdout, "VERIFIED") || !strings.Contains(stdout, "size 10 is not a prefix of its tree of size 600") {
+	if code, stdout, stderr := runVerifyEvidenceFile(t, b, "--log-key", incKey); code != 0 || !strings.Contains(stdout, "VERIFIED") || !strings.Contains(stdout, "size 10 is not a prefix of its tree of size 600") {
 		t.Fatalf("verify-evidence of a canonical inconsistency = %d, %q, %q", code, stdout, stderr)
 	}
 	incVariant := func(f func(e *api.Evidence)) api.Evidence {
@@ -207,7 +207,7 @@ func TestVerifyEvidenceCanonical(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		code, stdout, stderr := runVerify(t, b, "--log-key", tc.key)
+		code, stdout, stderr := runVerifyEvidenceFile(t, b, "--log-key", tc.key)
 		if code != 1 || stdout != "" || !strings.Contains(stderr, "not in canonical form") || !strings.Contains(stderr, tc.want) {
 			t.Errorf("%s: verify-evidence = %d, %q, %q; want 1 and %q", tc.name, code, stdout, stderr, tc.want)
 		}

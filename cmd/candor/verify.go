@@ -1,0 +1,256 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/candorlog/candor/api"
+	logclient "github.com/candorlog/candor/api/client"
+)
+
+// runVerify is "candor verify": offline, it checks that a proof bundle's
+// entry is in a checkpoint that satisfies a witness policy, and that the
+// entry is about the given artifact or commit.
+func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("candor verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	bundleFile := fs.String("bundle", "", "the c2sp.org/tlog-proof `file` (as candor submit writes it), required")
+	policyFile := fs.String("policy", "", "the c2sp.org/tlog-policy `file`: the log's key and the witness quorum, required")
+	logKey := fs.String("log-key", "", "the log's signed-note verifier `key`, for a policy that lists no logs")
+	maxAge := fs.Duration("max-age", 0, "count only cosignatures made within this `duration` (0: any age)")
+	artifact := fs.String("artifact", "", "check that the entry is a build attestation with this `file`'s SHA-256 digest among its subjects")
+	commit := fs.String("commit", "", "check that the entry is the signed commit `[REPO@]REV` as git resolves it (REPO: a directory, default .)")
+	entryFile := fs.String("entry", "", "the canonical entry `file`, for a bundle that does not carry it")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: candor verify --bundle FILE --policy FILE [--max-age D] (--artifact FILE | --commit [REPO@]REV | --entry FILE)\n\n"+
+			"Checks offline that the bundle's entry is in the log under a checkpoint that the\n"+
+			"policy accepts (the log's signature and its witnesses' quorum), and that the\n"+
+			"entry is about the artifact or commit. Exits 0 only if all of it holds.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *bundleFile == "" || *policyFile == "" || *artifact != "" && *commit != "" || *artifact == "" && *commit == "" && *entryFile == "" {
+		fs.Usage()
+		return errUsage
+	}
+	if *maxAge < 0 {
+		return errors.New("--max-age must not be negative")
+	}
+
+	b, err := readInput(*bundleFile)
+	if err != nil {
+		return fmt.Errorf("couldn't read the bundle: %w", err)
+	}
+	bundle, err := api.ParseProofBundle(b)
+	if err != nil {
+		return fmt.Errorf("--bundle: %w", err)
+	}
+	entry := bundle.Extra
+	if *entryFile != "" {
+		e, err := readInput(*entryFile)
+		if err != nil {
+			return fmt.Errorf("couldn't read the entry: %w", err)
+		}
+		if entry != nil && !bytes.Equal(e, entry) {
+			return errors.New("NOT VERIFIED: the --entry file is not the entry the bundle carries")
+		}
+		entry = e
+	}
+	if entry == nil {
+		return errors.New("the bundle does not carry its entry (no extra line): give it with --entry FILE")
+	}
+	v, err := bundleVerifier(*policyFile, *logKey, *maxAge, bundle.Checkpoint)
+	if err != nil {
+		return err
+	}
+
+	cp, err := v.verifier.VerifyBundle(bundle, rfc6962.DefaultHasher.HashLeaf(entry))
+	if err != nil {
+		return fmt.Errorf("NOT VERIFIED: %w", err)
+	}
+	// The entry's own signatures and canonical form, as the log checked
+	// them when it admitted it.
+	st, err := api.ParseEntry(entry)
+	if err != nil {
+		return fmt.Errorf("NOT VERIFIED: the logged entry does not verify: %w", err)
+	}
+	var about string
+	switch {
+	case *artifact != "":
+		if about, err = checkArtifact(st, *artifact); err != nil {
+			return fmt.Errorf("NOT VERIFIED: %w", err)
+		}
+	case *commit != "":
+		if about, err = checkCommit(ctx, st, *commit); err != nil {
+			return fmt.Errorf("NOT VERIFIED: %w", err)
+		}
+	default:
+		about = describeEntry(st)
+	}
+	witnesses := "the policy asks for no witness cosignature"
+	if names := v.cosigners(cp.Signed); len(names) > 0 {
+		witnesses = "cosigned by " + strings.Join(names, ", ")
+	}
+	fmt.Fprintf(stdout, "VERIFIED: %s is entry %d of %s, in its tree of size %d (%s).\n", about, bundle.Index, cp.Origin, cp.Size, witnesses)
+	return nil
+}
+
+// policyVerifier is an offline Verifier of one log under a policy.
+type policyVerifier struct {
+	verifier *logclient.Verifier
+	policy   *api.Policy
+}
+
+// bundleVerifier reads the policy and returns an offline verifier of the
+// log that signed checkpoint: the policy's log of that origin, or the one
+// --log-key names.
+func bundleVerifier(policyFile, logKey string, maxAge time.Duration, checkpoint []byte) (*policyVerifier, error) {
+	text, err := os.ReadFile(policyFile)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't read the policy: %w", err)
+	}
+	policy, err := api.ParsePolicy(text)
+	if err != nil {
+		return nil, fmt.Errorf("--policy: %w", err)
+	}
+	body, err := api.CheckpointBody(checkpoint)
+	if err != nil {
+		return nil, fmt.Errorf("NOT VERIFIED: the bundle's checkpoint: %w", err)
+	}
+	c, err := api.ParseCheckpoint(body)
+	if err != nil {
+		return nil, fmt.Errorf("NOT VERIFIED: the bundle's checkpoint: %w", err)
+	}
+	var logV note.Verifier
+	if logKey != "" {
+		if logV, err = api.NewNoteVerifier(logKey); err != nil {
+			return nil, fmt.Errorf("--log-key: %w", err)
+		}
+		if _, ok := logV.(*api.CosignatureVerifier); ok {
+			return nil, errors.New("--log-key: a witness's cosignature key, not a log's key")
+		}
+		if logV.Name() != c.Origin {
+			return nil, fmt.Errorf("NOT VERIFIED: the bundle's checkpoint is of the log %q, not of %q (--log-key)", c.Origin, logV.Name())
+		}
+	} else {
+		i := slices.IndexFunc(policy.Logs(), func(l api.PolicyLog) bool { return l.Origin == c.Origin })
+		if i < 0 {
+			return nil, fmt.Errorf("NOT VERIFIED: the bundle's checkpoint is of the log %q, which the policy does not list", c.Origin)
+		}
+		logV = policy.Logs()[i].Verifier
+	}
+	if maxAge > 0 && len(policy.Witnesses()) == 0 {
+		return nil, errors.New("--max-age: the policy names no witnesses")
+	}
+	v, err := logclient.NewVerifier(nil, logclient.VerifierConfig{Origin: c.Origin, LogVerifier: logV, Policy: policy, MaxCosignatureAge: maxAge})
+	if err != nil {
+		return nil, fmt.Errorf("NOT VERIFIED: %w", err)
+	}
+	return &policyVerifier{verifier: v, policy: policy}, nil
+}
+
+// cosigners returns the names of the policy's witnesses whose
+// cosignatures on signed verify, in the policy's order.
+func (v *policyVerifier) cosigners(signed []byte) []string {
+	var names []string
+	for _, w := range v.policy.Witnesses() {
+		if n, err := note.Open(signed, note.VerifierList(w.Verifier)); err == nil && len(n.Sigs) > 0 {
+			names = append(names, w.Name)
+		}
+	}
+	return names
+}
+
+// checkArtifact checks that st is a build statement with the SHA-256
+// digest of file among its subjects, and describes it.
+func checkArtifact(st api.Statement, file string) (string, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return "", fmt.Errorf("couldn't read the artifact: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("couldn't read the artifact: %w", err)
+	}
+	digest := fmt.Sprintf("sha256:%x", h.Sum(nil))
+	if st.Kind() != api.KindBuild {
+		return "", fmt.Errorf("the entry is of kind %s, not a build attestation about %s (%s)", st.Kind(), file, digest)
+	}
+	if !slices.Contains(st.Subjects(), digest) {
+		return "", fmt.Errorf("the build attestation is not about %s: its digest %s is not among the subjects %s", file, digest, strings.Join(st.Subjects(), ", "))
+	}
+	return fmt.Sprintf("the build attestation of %s (%s)", file, digest), nil
+}
+
+// checkCommit checks that st is the signed commit that git resolves spec,
+// [REPO@]REV, to, and describes it.
+func checkCommit(ctx context.Context, st api.Statement, spec string) (string, error) {
+	dir, rev := splitCommitSpec(spec)
+	id, err := runGit(ctx, dir, "rev-parse", "--verify", "--end-of-options", rev+"^{commit}")
+	if err != nil {
+		return "", fmt.Errorf("couldn't resolve %s: %w", spec, err)
+	}
+	if st.Kind() != api.KindCommit {
+		return "", fmt.Errorf("the entry is of kind %s, not the signed commit %s", st.Kind(), id)
+	}
+	logged := termValue(st, api.SearchCommit)
+	if logged != id {
+		return "", fmt.Errorf("the entry is the commit %s, not %s (%s)", logged, id, spec)
+	}
+	return fmt.Sprintf("the signed commit %s of %s", id, termValue(st, api.SearchRepository)), nil
+}
+
+// splitCommitSpec splits [REPO@]REV: REPO is the longest prefix before an
+// @ that is a directory, so that revisions such as main@{1} still work.
+func splitCommitSpec(spec string) (dir, rev string) {
+	for i := len(spec) - 1; i > 0; i-- {
+		if spec[i] != '@' {
+			continue
+		}
+		if fi, err := os.Stat(spec[:i]); err == nil && fi.IsDir() {
+			return spec[:i], spec[i+1:]
+		}
+	}
+	return ".", spec
+}
+
+// termValue returns the value of st's search term param (one that a
+// statement has once), or "".
+func termValue(st api.Statement, param string) string {
+	for _, t := range api.SearchTerms(st) {
+		if t.Param == param {
+			return t.Value
+		}
+	}
+	return ""
+}
+
+// describeEntry names what an entry is about.
+func describeEntry(st api.Statement) string {
+	switch st.Kind() {
+	case api.KindCommit:
+		return fmt.Sprintf("the signed commit %s of %s", termValue(st, api.SearchCommit), termValue(st, api.SearchRepository))
+	case api.KindBuild:
+		return "the build attestation of " + strings.Join(st.Subjects(), ", ")
+	default:
+		return "the " + st.Kind() + " entry"
+	}
+}
