@@ -4,7 +4,6 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -155,39 +154,7 @@ func addEntries(b *testing.B, l *log.Log, entries [][]byte, adders int) {
 // to window/producers futures outstanding, and fails b on the first error.
 func submitEntries(b *testing.B, l *log.Log, entries [][]byte, producers, window int) {
 	b.Helper()
-	ctx := context.Background()
-	var wg sync.WaitGroup
-	errs := make([]error, producers)
-	for p := range producers {
-		wg.Go(func() {
-			ring := make([]*log.Future, window/producers)
-			wait := func(f *log.Future) bool {
-				if f == nil {
-					return true
-				}
-				_, err := f.Wait(ctx)
-				errs[p] = err
-				return err == nil
-			}
-			k := 0
-			for i := p; i < len(entries); i += producers {
-				if !wait(ring[k]) {
-					return
-				}
-				ring[k] = l.Submit(ctx, entries[i])
-				k = (k + 1) % len(ring)
-			}
-			for _, f := range ring {
-				if !wait(f) {
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		b.Fatal(err)
-	}
+	submitWithTerms(b, l, entries, nil, producers, window)
 }
 
 // BenchmarkAdd measures the engine's durable throughput: every Add returns
