@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -110,6 +111,25 @@ func (c *Client) InclusionProof(ctx context.Context, index uint64) (api.Inclusio
 		return api.InclusionProofResponse{}, fmt.Errorf("GET %s answered no checkpoint", path)
 	}
 	return r, nil
+}
+
+// IndexOf returns the index of the entry with leafHash in the log's
+// latest published checkpoint, as GET /v1/proof/inclusion?leafHash= says
+// it, unverified: prove it from tiles (Verifier.ProveInclusion).
+func (c *Client) IndexOf(ctx context.Context, leafHash []byte) (uint64, error) {
+	path := "v1/proof/inclusion?leafHash=" + hex.EncodeToString(leafHash)
+	b, err := c.get(ctx, path, maxResponseSize)
+	if err != nil {
+		return 0, err
+	}
+	var r api.InclusionProofResponse
+	if err := json.Unmarshal(b, &r); err != nil {
+		return 0, fmt.Errorf("couldn't parse the reply to GET %s: %w", path, err)
+	}
+	if !bytes.Equal(r.LeafHash, leafHash) {
+		return 0, fmt.Errorf("GET %s answered the proof of leaf hash %x", path, r.LeafHash)
+	}
+	return r.Index, nil
 }
 
 // retryAfter parses a Retry-After header value, delay-seconds or an

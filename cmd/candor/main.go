@@ -5,6 +5,10 @@
 //	                                 log a signed commit or a build attestation
 //	                                 and keep its proof bundle
 //	candor bench --url URL [flags]   load-test a running log
+//	candor prove --log URL --policy FILE (--index N | --leaf-hash H | --commit ID | --digest ALG:HEX)
+//	                                 fetch a fresh, verified proof bundle of an entry
+//	candor checkpoint --log URL --policy FILE
+//	                                 print the latest checkpoint and check it against the policy
 //	candor verify --bundle FILE --policy FILE (--artifact FILE | --commit [REPO@]REV | --entry FILE)
 //	                                 check a proof bundle offline under a witness policy
 //	candor verify-evidence FILE --log-key VKEY
@@ -38,6 +42,8 @@ type command struct {
 var commands = []command{
 	{"submit", "log a signed git commit or a build attestation, and keep its proof", runSubmit},
 	{"bench", "load-test a running log: submissions, proofs, tiles or entry bundles", runBench},
+	{"prove", "fetch a fresh, verified proof bundle of an entry of a log", runProve},
+	{"checkpoint", "print a log's latest checkpoint and whether it meets a witness policy", runCheckpoint},
 	{"verify", "check offline that a proof bundle logs an artifact or commit under a witness policy", runVerify},
 	{"verify-evidence", "check offline that witness evidence proves a log misbehaved", runVerifyEvidence},
 	{"search", "find a log's entries by commit, repository, digest or key", runSearch},

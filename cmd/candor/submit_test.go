@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -474,6 +475,52 @@ func TestSubmitPending(t *testing.T) {
 	code, stdout, stderr = runCandor(t, "verify", "--bundle", env2+".tlog-proof", "--policy", strict, "--entry", writeFile(t, dir, "lib.entry", entry2))
 	if code != 1 || !strings.Contains(stderr, "NOT VERIFIED") || !strings.Contains(stderr, "quorum") {
 		t.Errorf("verify under a stricter policy: exit %d, stdout %q, stderr:\n%s", code, stdout, stderr)
+	}
+
+	// candor checkpoint and candor prove read the live log under the
+	// policy, and their bundles pass candor verify.
+	stateFile := filepath.Join(dir, "state")
+	code, stdout, stderr = runCandor(t, "checkpoint", "--log", srv.URL, "--policy", policyFile, "--state", stateFile)
+	if code != 0 || !strings.Contains(stdout, origin+"\nsize 2\n") || !strings.Contains(stdout, "witness w: cosigned ") || !strings.Contains(stdout, `VERIFIED: the log's signature and the policy's quorum "g"`) {
+		t.Errorf("checkpoint: exit %d, stdout %q, stderr:\n%s", code, stdout, stderr)
+	}
+	code, stdout, stderr = runCandor(t, "checkpoint", "--log", srv.URL, "--policy", strict)
+	if code != 1 || !strings.Contains(stdout, "witness x: no cosignature") || !strings.Contains(stderr, "NOT VERIFIED") {
+		t.Errorf("checkpoint under a stricter policy: exit %d, stdout %q, stderr:\n%s", code, stdout, stderr)
+	}
+	digest := "sha256:" + fmt.Sprintf("%064x", []byte("lib"))[:64]
+	for _, by := range [][]string{
+		{"--index", "1"},
+		{"--leaf-hash", hex.EncodeToString(rfc6962.DefaultHasher.HashLeaf(entry2))},
+		{"--digest", digest},
+	} {
+		out := filepath.Join(dir, "proved.tlog-proof")
+		os.Remove(out)
+		code, stdout, stderr = runCandor(t, append([]string{"prove", "--log", srv.URL, "--policy", policyFile, "--state", stateFile, "--out", out}, by...)...)
+		if code != 0 || !strings.HasPrefix(stdout, "1\n") || !strings.Contains(stdout, "the build attestation of "+digest+": entry 1 of "+origin+", proven in its tree of size 2 (cosigned by w)") {
+			t.Errorf("prove %q: exit %d, stdout %q, stderr:\n%s", by, code, stdout, stderr)
+			continue
+		}
+		code, stdout, stderr = runCandor(t, "verify", "--bundle", out, "--policy", policyFile, "--entry", writeFile(t, dir, "lib.entry", entry2))
+		if code != 0 || !strings.Contains(stdout, "VERIFIED") {
+			t.Errorf("verify of the bundle of prove %q: exit %d, stdout %q, stderr:\n%s", by, code, stdout, stderr)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--index", "2"}, 1, "index 2 is not in the log's tree of size 2"},
+		{[]string{"--digest", "sha256:" + strings.Repeat("0", 64)}, 1, "no entry of the log's published tree has digest"},
+		{[]string{"--leaf-hash", "xyz"}, 1, "--leaf-hash: want 32 bytes"},
+		{[]string{"--index", "0", "--digest", digest}, 2, "usage: candor prove"},
+		{nil, 2, "usage: candor prove"},
+	} {
+		code, stdout, stderr = runCandor(t, append([]string{"prove", "--log", srv.URL, "--policy", policyFile}, tc.args...)...)
+		if code != tc.code || !strings.Contains(stderr, tc.want) {
+			t.Errorf("prove %q: exit %d, want %d with %q; stdout %q, stderr:\n%s", tc.args, code, tc.code, tc.want, stdout, stderr)
+		}
 	}
 }
 

@@ -122,6 +122,13 @@ type policyVerifier struct {
 // log that signed checkpoint: the policy's log of that origin, or the one
 // --log-key names.
 func bundleVerifier(policyFile, logKey string, maxAge time.Duration, checkpoint []byte) (*policyVerifier, error) {
+	return logVerifier(policyFile, logKey, maxAge, checkpoint, nil, nil)
+}
+
+// logVerifier is bundleVerifier for a Verifier that reads the log through
+// c (nil: offline) and keeps its last verified checkpoint in state (nil:
+// in memory).
+func logVerifier(policyFile, logKey string, maxAge time.Duration, checkpoint []byte, c *logclient.Client, state logclient.State) (*policyVerifier, error) {
 	text, err := os.ReadFile(policyFile)
 	if err != nil {
 		return nil, fmt.Errorf("couldn't read the policy: %w", err)
@@ -132,11 +139,11 @@ func bundleVerifier(policyFile, logKey string, maxAge time.Duration, checkpoint 
 	}
 	body, err := api.CheckpointBody(checkpoint)
 	if err != nil {
-		return nil, fmt.Errorf("NOT VERIFIED: the bundle's checkpoint: %w", err)
+		return nil, fmt.Errorf("NOT VERIFIED: the checkpoint: %w", err)
 	}
-	c, err := api.ParseCheckpoint(body)
+	cp, err := api.ParseCheckpoint(body)
 	if err != nil {
-		return nil, fmt.Errorf("NOT VERIFIED: the bundle's checkpoint: %w", err)
+		return nil, fmt.Errorf("NOT VERIFIED: the checkpoint: %w", err)
 	}
 	var logV note.Verifier
 	if logKey != "" {
@@ -146,20 +153,20 @@ func bundleVerifier(policyFile, logKey string, maxAge time.Duration, checkpoint 
 		if _, ok := logV.(*api.CosignatureVerifier); ok {
 			return nil, errors.New("--log-key: a witness's cosignature key, not a log's key")
 		}
-		if logV.Name() != c.Origin {
-			return nil, fmt.Errorf("NOT VERIFIED: the bundle's checkpoint is of the log %q, not of %q (--log-key)", c.Origin, logV.Name())
+		if logV.Name() != cp.Origin {
+			return nil, fmt.Errorf("NOT VERIFIED: the checkpoint is of the log %q, not of %q (--log-key)", cp.Origin, logV.Name())
 		}
 	} else {
-		i := slices.IndexFunc(policy.Logs(), func(l api.PolicyLog) bool { return l.Origin == c.Origin })
+		i := slices.IndexFunc(policy.Logs(), func(l api.PolicyLog) bool { return l.Origin == cp.Origin })
 		if i < 0 {
-			return nil, fmt.Errorf("NOT VERIFIED: the bundle's checkpoint is of the log %q, which the policy does not list", c.Origin)
+			return nil, fmt.Errorf("NOT VERIFIED: the checkpoint is of the log %q, which the policy does not list", cp.Origin)
 		}
 		logV = policy.Logs()[i].Verifier
 	}
 	if maxAge > 0 && len(policy.Witnesses()) == 0 {
 		return nil, errors.New("--max-age: the policy names no witnesses")
 	}
-	v, err := logclient.NewVerifier(nil, logclient.VerifierConfig{Origin: c.Origin, LogVerifier: logV, Policy: policy, MaxCosignatureAge: maxAge})
+	v, err := logclient.NewVerifier(c, logclient.VerifierConfig{Origin: cp.Origin, LogVerifier: logV, Policy: policy, MaxCosignatureAge: maxAge, State: state})
 	if err != nil {
 		return nil, fmt.Errorf("NOT VERIFIED: %w", err)
 	}
