@@ -69,6 +69,16 @@ func TestSubmitCommitEndToEnd(t *testing.T) {
 		if code != 0 || !strings.Contains(stdout, "VERIFIED: the signed commit "+signed+" of https://git.example.com/team/app-"+format+".git is entry") {
 			t.Errorf("%s: verify: exit %d, stdout %q, stderr:\n%s", format, code, stdout, stderr)
 		}
+		// A fresh bundle found by the commit id, from the live log.
+		proved := filepath.Join(dir, "proved.tlog-proof")
+		code, stdout, stderr = runCandor(t, "prove", "--log", url, "--policy", policy, "--commit", strings.ToUpper(signed), "--out", proved)
+		if code != 0 || !strings.HasPrefix(stdout, fmt.Sprintf("%d\n", index)) {
+			t.Errorf("%s: prove --commit: exit %d, stdout %q, stderr:\n%s", format, code, stdout, stderr)
+		}
+		code, stdout, stderr = runCandor(t, "verify", "--bundle", proved, "--policy", policy, "--commit", dir+"@"+signed)
+		if code != 0 || !strings.Contains(stdout, "VERIFIED: the signed commit "+signed) {
+			t.Errorf("%s: verify of the proved bundle: exit %d, stdout %q, stderr:\n%s", format, code, stdout, stderr)
+		}
 
 		// Again: a duplicate, with the same index.
 		code, stdout, stderr = runCandor(t, "submit", "commit", "--log", url, "--key", key+".pub", "--repo", dir, "--log-key", vkey, signed)
