@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -126,6 +127,27 @@ func parseDecimal(s string) (uint64, bool) {
 		return 0, false
 	}
 	return n, true
+}
+
+// ParseHash parses a SHA-256 hash as clients give one: 64 hex digits, or
+// standard or URL base64.
+func ParseHash(s string) ([]byte, error) {
+	var b []byte
+	var err error
+	switch len(s) {
+	case 2 * HashSize:
+		b, err = hex.DecodeString(s)
+	case base64.StdEncoding.EncodedLen(HashSize):
+		if b, err = base64.StdEncoding.DecodeString(s); err != nil {
+			b, err = base64.URLEncoding.DecodeString(s)
+		}
+	default:
+		err = errors.New("wrong length")
+	}
+	if err != nil || len(b) != HashSize {
+		return nil, fmt.Errorf("%q is not a SHA-256 hash in hex or base64", s)
+	}
+	return b, nil
 }
 
 // parseHash parses the canonical standard base64 encoding of a hash.

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"reflect"
 	"strings"
@@ -436,5 +438,19 @@ func BenchmarkOpenCheckpoint(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+func TestParseHash(t *testing.T) {
+	h := bytes.Repeat([]byte{0xfb, 0xef}, HashSize/2)
+	for _, s := range []string{hex.EncodeToString(h), strings.ToUpper(hex.EncodeToString(h)), base64.StdEncoding.EncodeToString(h), base64.URLEncoding.EncodeToString(h)} {
+		if got, err := ParseHash(s); err != nil || !bytes.Equal(got, h) {
+			t.Errorf("ParseHash(%q) = %x, %v", s, got, err)
+		}
+	}
+	for _, s := range []string{"", "xyz", hex.EncodeToString(h[:31]), hex.EncodeToString(h)[:63] + "g", base64.RawStdEncoding.EncodeToString(h), base64.StdEncoding.EncodeToString(h)[:43] + "!"} {
+		if got, err := ParseHash(s); err == nil {
+			t.Errorf("ParseHash(%q) = %x, want an error", s, got)
+		}
 	}
 }

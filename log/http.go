@@ -2,8 +2,6 @@ package log
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -486,19 +484,8 @@ func parseUint(s, name string) (uint64, error) {
 // A '+' that the client forgot to escape reaches here as a space.
 func parseHash(s string) ([]byte, error) {
 	s = strings.ReplaceAll(s, " ", "+")
-	var b []byte
-	var err error
-	switch len(s) {
-	case 64:
-		b, err = hex.DecodeString(s)
-	case 44:
-		if b, err = base64.StdEncoding.DecodeString(s); err != nil {
-			b, err = base64.URLEncoding.DecodeString(s)
-		}
-	default:
-		err = errors.New("wrong length")
-	}
-	if err != nil || len(b) != 32 {
+	b, err := api.ParseHash(s)
+	if err != nil {
 		return nil, fmt.Errorf("%w: leafHash %q is not a SHA-256 hash in hex or base64", errBadRequest, s)
 	}
 	return b, nil

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/base64"
-	"encoding/hex"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -123,7 +121,7 @@ func runProve(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var o followOptions
 	o.register(fs)
 	index := fs.Int64("index", -1, "the entry at this `index`")
-	leafHash := fs.String("leaf-hash", "", "the entry with this leaf `hash` (hex or base64)")
+	leafHash := fs.String("leaf-hash", "", "the entry with this leaf `hash` (hex, or standard or URL base64)")
 	commit := fs.String("commit", "", "the signed commit with this `id`, found by search")
 	digest := fs.String("digest", "", "the build attestation about this `alg:hex` digest, found by search")
 	out := fs.String("out", "", "write the bundle to this `file` (default: <index>.tlog-proof)")
@@ -163,7 +161,7 @@ func runProve(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case *index >= 0:
 		i = uint64(*index)
 	case *leafHash != "":
-		h, err := parseHash(*leafHash)
+		h, err := api.ParseHash(*leafHash)
 		if err != nil {
 			return fmt.Errorf("--leaf-hash: %w", err)
 		}
@@ -220,13 +218,3 @@ func runProve(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-// parseHash parses a SHA-256 hash in hex or standard base64.
-func parseHash(s string) ([]byte, error) {
-	if h, err := hex.DecodeString(s); err == nil && len(h) == api.HashSize {
-		return h, nil
-	}
-	if h, err := base64.StdEncoding.DecodeString(s); err == nil && len(h) == api.HashSize {
-		return h, nil
-	}
-	return nil, errors.New("want 32 bytes in hex or standard base64")
-}

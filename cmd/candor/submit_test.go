@@ -513,7 +513,7 @@ func TestSubmitPending(t *testing.T) {
 	}{
 		{[]string{"--index", "2"}, 1, "index 2 is not in the log's tree of size 2"},
 		{[]string{"--digest", "sha256:" + strings.Repeat("0", 64)}, 1, "no entry of the log's published tree has digest"},
-		{[]string{"--leaf-hash", "xyz"}, 1, "--leaf-hash: want 32 bytes"},
+		{[]string{"--leaf-hash", "xyz"}, 1, `--leaf-hash: "xyz" is not a SHA-256 hash in hex or base64`},
 		{[]string{"--index", "0", "--digest", digest}, 2, "usage: candor prove"},
 		{nil, 2, "usage: candor prove"},
 	} {
