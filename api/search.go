@@ -266,11 +266,18 @@ func StoredEntryTerms(entry []byte) ([]SearchTerm, error) {
 	if err := obj.requiredString("kind", &kind); err != nil {
 		return nil, err
 	}
+	if kind != KindBuild && kind != KindCommit {
+		st, err := ParseEntry(entry)
+		if err != nil {
+			return nil, err
+		}
+		return SearchTerms(st), nil
+	}
+	if val, ok := obj.take("v"); !ok || string(val.raw) != strconv.Itoa(entryVersion) {
+		return nil, entryErrorf("unsupported or missing version, want %d", entryVersion)
+	}
 	if kind == KindCommit {
 		// A stored commit entry carries its derived fields.
-		if val, ok := obj.take("v"); !ok || string(val.raw) != strconv.Itoa(entryVersion) {
-			return nil, entryErrorf("unsupported or missing version, want %d", entryVersion)
-		}
 		var st commitStatement
 		if err := obj.requiredString("commit", &st.commit); err != nil {
 			return nil, err
@@ -282,16 +289,6 @@ func StoredEntryTerms(entry []byte) ([]SearchTerm, error) {
 			return nil, err
 		}
 		return SearchTerms(&st), nil
-	}
-	if kind != KindBuild {
-		st, err := ParseEntry(entry)
-		if err != nil {
-			return nil, err
-		}
-		return SearchTerms(st), nil
-	}
-	if val, ok := obj.take("v"); !ok || string(val.raw) != strconv.Itoa(entryVersion) {
-		return nil, entryErrorf("unsupported or missing version, want %d", entryVersion)
 	}
 	envValue, err := obj.required("envelope")
 	if err != nil {

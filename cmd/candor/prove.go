@@ -217,4 +217,3 @@ func runProve(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "%d\n%s: entry %d of %s, proven in its tree of size %d (%s); proof in %s\n", i, about, i, cp.Origin, cp.Size, witnesses, *out)
 	return nil
 }
-
