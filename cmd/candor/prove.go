@@ -8,10 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strings"
 	"time"
-
-	"golang.org/x/mod/sumdb/note"
 
 	"github.com/candorlog/candor/api"
 	logclient "github.com/candorlog/candor/api/client"
@@ -94,12 +91,12 @@ func runCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fmt.Fprintf(stdout, "%s\nsize %d\nroot %s\n", cp.Origin, cp.Size, base64.StdEncoding.EncodeToString(cp.Hash[:]))
 	now := time.Now()
 	for _, w := range v.policy.Witnesses() {
-		n, err := note.Open(signed, note.VerifierList(w.Verifier))
-		if err != nil || len(n.Sigs) == 0 {
+		sig, ok := cosignature(signed, w)
+		if !ok {
 			fmt.Fprintf(stdout, "witness %s: no cosignature\n", w.Name)
 			continue
 		}
-		if t, err := api.CosignatureTime(n.Sigs[0]); err == nil {
+		if t, err := api.CosignatureTime(sig); err == nil {
 			fmt.Fprintf(stdout, "witness %s: cosigned %s (%s ago)\n", w.Name, t.UTC().Format(time.RFC3339), now.Sub(t).Round(time.Second))
 		} else {
 			fmt.Fprintf(stdout, "witness %s: cosigned\n", w.Name)
@@ -210,10 +207,6 @@ func runProve(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if st, err := api.ParseEntry(entry); err == nil {
 		about = describeEntry(st)
 	}
-	witnesses := "the policy asks for no witness cosignature"
-	if names := v.cosigners(cp.Signed); len(names) > 0 {
-		witnesses = "cosigned by " + strings.Join(names, ", ")
-	}
-	fmt.Fprintf(stdout, "%d\n%s: entry %d of %s, proven in its tree of size %d (%s); proof in %s\n", i, about, i, cp.Origin, cp.Size, witnesses, *out)
+	fmt.Fprintf(stdout, "%d\n%s: entry %d of %s, proven in its tree of size %d (%s); proof in %s\n", i, about, i, cp.Origin, cp.Size, v.cosignedBy(cp.Signed), *out)
 	return nil
 }

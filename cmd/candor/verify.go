@@ -104,11 +104,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	default:
 		about = describeEntry(st)
 	}
-	witnesses := "the policy asks for no witness cosignature"
-	if names := v.cosigners(cp.Signed); len(names) > 0 {
-		witnesses = "cosigned by " + strings.Join(names, ", ")
-	}
-	fmt.Fprintf(stdout, "VERIFIED: %s is entry %d of %s, in its tree of size %d (%s).\n", about, bundle.Index, cp.Origin, cp.Size, witnesses)
+	fmt.Fprintf(stdout, "VERIFIED: %s is entry %d of %s, in its tree of size %d (%s).\n", about, bundle.Index, cp.Origin, cp.Size, v.cosignedBy(cp.Signed))
 	return nil
 }
 
@@ -173,16 +169,28 @@ func logVerifier(policyFile, logKey string, maxAge time.Duration, checkpoint []b
 	return &policyVerifier{verifier: v, policy: policy}, nil
 }
 
-// cosigners returns the names of the policy's witnesses whose
-// cosignatures on signed verify, in the policy's order.
-func (v *policyVerifier) cosigners(signed []byte) []string {
+// cosignedBy says which of the policy's witnesses cosigned signed, in the
+// policy's order.
+func (v *policyVerifier) cosignedBy(signed []byte) string {
 	var names []string
 	for _, w := range v.policy.Witnesses() {
-		if n, err := note.Open(signed, note.VerifierList(w.Verifier)); err == nil && len(n.Sigs) > 0 {
+		if _, ok := cosignature(signed, w); ok {
 			names = append(names, w.Name)
 		}
 	}
-	return names
+	if len(names) == 0 {
+		return "the policy asks for no witness cosignature"
+	}
+	return "cosigned by " + strings.Join(names, ", ")
+}
+
+// cosignature returns w's cosignature on signed, if one verifies.
+func cosignature(signed []byte, w api.PolicyWitness) (note.Signature, bool) {
+	n, err := note.Open(signed, note.VerifierList(w.Verifier))
+	if err != nil || len(n.Sigs) == 0 {
+		return note.Signature{}, false
+	}
+	return n.Sigs[0], true
 }
 
 // checkArtifact checks that st is a build statement with the SHA-256
@@ -218,11 +226,10 @@ func checkCommit(ctx context.Context, st api.Statement, spec string) (string, er
 	if st.Kind() != api.KindCommit {
 		return "", fmt.Errorf("the entry is of kind %s, not the signed commit %s", st.Kind(), id)
 	}
-	logged := termValue(st, api.SearchCommit)
-	if logged != id {
+	if logged := termValue(st, api.SearchCommit); logged != id {
 		return "", fmt.Errorf("the entry is the commit %s, not %s (%s)", logged, id, spec)
 	}
-	return fmt.Sprintf("the signed commit %s of %s", id, termValue(st, api.SearchRepository)), nil
+	return describeEntry(st), nil
 }
 
 // splitCommitSpec splits [REPO@]REV: REPO is the longest prefix before an
