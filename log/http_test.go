@@ -1099,6 +1099,6 @@ func TestHTTPMetrics(t *testing.T) {
 
 // Search forwards to the storage's search index, so that the gate hides
 // nothing of it.
-func (s *gatedStorage) Search(ctx context.Context, terms []api.SearchTerm, start, end uint64, limit int) ([]api.SearchHit, error) {
+func (s *gatedStorage) Search(ctx context.Context, terms []api.SearchTerm, start, end uint64, limit int) ([]uint64, error) {
 	return s.Storage.(log.SearchStorage).Search(ctx, terms, start, end, limit)
 }

@@ -135,6 +135,10 @@ type Log struct {
 	// gen is the generation of the last batch whose commit returned.
 	gen atomic.Uint64
 
+	// tail is the state of deferred indexing; nil if the storage indexes
+	// in its commits, or keeps no index.
+	tail *searchTail
+
 	// Owned by the sequencer goroutine.
 	tree    *treeBuilder
 	lastGen uint64              // generation of the last batch built
@@ -269,6 +273,9 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	if err := l.load(ctx); err != nil {
 		return nil, err
 	}
+	if err := l.startIndexer(ctx); err != nil {
+		return nil, fmt.Errorf("couldn't start the search indexer: %w", err)
+	}
 	l.metrics = newMetrics(cfg.Registerer, l)
 	l.metrics.treeSize.Set(float64(l.cur.Load().size))
 	go l.run()
@@ -352,7 +359,8 @@ func (l *Log) Add(ctx context.Context, entry []byte) (Receipt, error) {
 
 // AddWithTerms is Add for an entry that search finds by terms, its
 // api.SearchTerms (api.CanonicalEntryTerms gives both at admission).
-// A duplicate keeps the terms it was first added with.
+// A duplicate keeps the terms it was first added with. The log keeps
+// terms: they must not change after the call.
 func (l *Log) AddWithTerms(ctx context.Context, entry []byte, terms []api.SearchTerm) (Receipt, error) {
 	return l.SubmitWithTerms(ctx, entry, terms).Wait(ctx)
 }
@@ -368,7 +376,7 @@ func (l *Log) Submit(ctx context.Context, entry []byte) *Future {
 }
 
 // SubmitWithTerms is Submit for an entry that search finds by terms, as
-// AddWithTerms. The terms must not change until the Future is done.
+// AddWithTerms. The log keeps terms: they must not change after the call.
 func (l *Log) SubmitWithTerms(ctx context.Context, entry []byte, terms []api.SearchTerm) *Future {
 	if len(entry) > api.MaxEntrySize {
 		return resolved(Receipt{}, api.ErrEntryTooLarge)
@@ -417,6 +425,9 @@ func (l *Log) Close() error {
 		close(l.quit)
 	}
 	<-l.stopped
+	if l.tail != nil {
+		l.tail.stop()
+	}
 	if l.stopWitnessing != nil {
 		l.stopWitnessing()
 		<-l.witnessingDone
@@ -431,6 +442,11 @@ func (l *Log) Close() error {
 func (l *Log) recover(ctx context.Context) {
 	l.resetWindow()
 	if err := l.load(ctx); err != nil {
+		l.logger.Error("couldn't reload the log from storage", "error", err)
+		l.broken.Store(true)
+		return
+	}
+	if err := l.catchUpIndex(ctx); err != nil {
 		l.logger.Error("couldn't reload the log from storage", "error", err)
 		l.broken.Store(true)
 		return

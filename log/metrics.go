@@ -60,6 +60,16 @@ func newMetrics(reg prometheus.Registerer, l *Log) *metrics {
 		if l.witnessing != nil {
 			reg.MustRegister(m.witnessedSize)
 		}
+		if t := l.tail; t != nil {
+			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "candor_log_search_unindexed_entries",
+				Help: "Committed entries the search index does not cover yet (search finds them in memory).",
+			}, func() float64 {
+				t.mu.RLock()
+				defer t.mu.RUnlock()
+				return float64(t.covered - t.indexed)
+			}))
+		}
 	}
 	return m
 }

@@ -9,16 +9,20 @@ import (
 	"runtime"
 	"sync"
 
+	"github.com/transparency-dev/merkle/compact"
+
 	"github.com/candorlog/candor/api"
 )
 
 // Search.
 //
 // Every entry added with its search terms (AddWithTerms; the HTTP API
-// adds every entry so) is indexed under them by a SearchStorage, in the
-// same atomic write as the entry itself: the index never disagrees with
-// the log, even after a crash. It is derived from the entries alone, so
-// Reindex can always rebuild it from them.
+// adds every entry so) is indexed under them by a SearchStorage: in the
+// same atomic write as the entry itself, or, with a DeferredIndexer,
+// after it, off the commit's path (searchtail.go), with the entries in
+// between found in memory. Either way search never disagrees with the
+// log, even after a crash. The index is derived from the entries alone,
+// so Reindex can always rebuild it from them.
 
 // ErrSearchUnavailable means the log cannot search: its storage keeps no
 // search index, or the index is not complete (never built for the
@@ -27,16 +31,16 @@ var ErrSearchUnavailable = errors.New("search is unavailable")
 
 // SearchStorage is a Storage that keeps a search index: Commit indexes
 // every new entry under its LeafIndex.Terms in the same atomic write as
-// the entry. The exported suite in log/storagetest checks these rules.
+// the entry (the log gives none with a DeferredIndexer). The exported
+// suite in log/storagetest checks these rules.
 type SearchStorage interface {
 	Storage
-	// Search returns the entries with an index in [start, end) that were
-	// indexed under every one of terms (at least one), in increasing
-	// order of index, at most limit (> 0) of them, each with its leaf
-	// hash. It reads the index without scanning what it does not return
+	// Search returns the indexes of the entries in [start, end) that
+	// were indexed under every one of terms (at least one), in
+	// increasing order, at most limit (> 0) of them. It reads the index without scanning what it does not return
 	// beyond the terms' own entries. It returns an error wrapping
 	// ErrSearchUnavailable while the index is not complete.
-	Search(ctx context.Context, terms []api.SearchTerm, start, end uint64, limit int) ([]api.SearchHit, error)
+	Search(ctx context.Context, terms []api.SearchTerm, start, end uint64, limit int) ([]uint64, error)
 }
 
 // SearchIndexer is a SearchStorage whose index can be rebuilt (Reindex),
@@ -74,10 +78,29 @@ func (l *Log) Search(ctx context.Context, terms []api.SearchTerm, start uint64, 
 	if start >= size {
 		return nil, 0, nil
 	}
+	// The index covers the entries below indexed, the tail the others.
+	indexed, tail := size, []LeafIndex(nil)
+	if l.tail != nil {
+		indexed, tail = l.tail.view()
+	}
 	// One more than asked tells whether there is a next page, and where.
-	hits, err := ss.Search(ctx, terms, start, size, limit+1)
+	// The index is asked even for none of its entries: it says whether
+	// it is complete.
+	found, err := ss.Search(ctx, terms, start, max(start, min(size, indexed)), limit+1)
 	if err != nil {
 		return nil, 0, fmt.Errorf("couldn't search: %w", err)
+	}
+	hits := make([]api.SearchHit, len(found))
+	nr := nodeReader{r: l.store, cache: l.cache}
+	for i, index := range found {
+		h, err := nr.hash(ctx, compact.NewNodeID(0, index))
+		if err != nil {
+			return nil, 0, fmt.Errorf("couldn't read the leaf hash of entry %d: %w", index, err)
+		}
+		hits[i] = api.SearchHit{Index: index, LeafHash: h}
+	}
+	if len(hits) <= limit && size > indexed {
+		hits = searchTailHits(tail, terms, max(start, indexed), size, limit+1, hits)
 	}
 	if len(hits) > limit {
 		return hits[:limit], hits[limit].Index, nil
@@ -146,7 +169,7 @@ func Reindex(ctx context.Context, s SearchIndexer, progress func(indexed uint64)
 			sem <- struct{}{}
 			wg.Go(func() {
 				defer func() { <-sem }()
-				groups[i], errs[i] = bundleTerms(ctx, s, first+i, size)
+				groups[i], errs[i] = bundleTerms(ctx, s, first+i, 0, size, false)
 			})
 		}
 		wg.Wait()
@@ -175,8 +198,10 @@ func Reindex(ctx context.Context, s SearchIndexer, progress func(indexed uint64)
 }
 
 // bundleTerms reads entry bundle bi of a tree of the given size and
-// returns its entries' leaf hashes and search terms.
-func bundleTerms(ctx context.Context, s Storage, bi, size uint64) ([]LeafIndex, error) {
+// returns the leaf hashes and search terms of its entries from index from
+// on. An entry whose terms can't be read is an error, or if lenient an
+// entry without terms (one added without, with Add).
+func bundleTerms(ctx context.Context, s Storage, bi, from, size uint64, lenient bool) ([]LeafIndex, error) {
 	data, err := s.ReadEntryBundle(ctx, bi)
 	if err != nil {
 		return nil, fmt.Errorf("couldn't read entry bundle %d: %w", bi, err)
@@ -190,14 +215,18 @@ func bundleTerms(ctx context.Context, s Storage, bi, size uint64) ([]LeafIndex, 
 	if uint64(len(entries)) < want {
 		return nil, fmt.Errorf("entry bundle %d has %d entries, want %d", bi, len(entries), want)
 	}
-	leaves := make([]LeafIndex, want)
-	for i, e := range entries[:want] {
-		idx := first + uint64(i)
+	skip := min(want, from-min(from, first))
+	leaves := make([]LeafIndex, 0, want-skip)
+	for i, e := range entries[skip:want] {
+		idx := first + skip + uint64(i)
 		terms, err := api.StoredEntryTerms(e)
 		if err != nil {
-			return nil, fmt.Errorf("couldn't read the search terms of entry %d: %w", idx, err)
+			if !lenient {
+				return nil, fmt.Errorf("couldn't read the search terms of entry %d: %w", idx, err)
+			}
+			terms = nil
 		}
-		leaves[i] = LeafIndex{LeafHash: hasher.HashLeaf(e), Index: idx, Terms: terms}
+		leaves = append(leaves, LeafIndex{LeafHash: hasher.HashLeaf(e), Index: idx, Terms: terms})
 	}
 	return leaves, nil
 }

@@ -27,8 +27,18 @@ import (
 
 // Search forwards to the storage's search index, so that the benchmarks'
 // timing wrapper hides nothing of it.
-func (s *timedStorage) Search(ctx context.Context, terms []api.SearchTerm, start, end uint64, limit int) ([]api.SearchHit, error) {
+func (s *timedStorage) Search(ctx context.Context, terms []api.SearchTerm, start, end uint64, limit int) ([]uint64, error) {
 	return s.Storage.(log.SearchStorage).Search(ctx, terms, start, end, limit)
+}
+
+// IndexedSize and IndexCommitted forward to the storage's deferred
+// indexing, so that the log defers as it does on the storage itself.
+func (s *timedStorage) IndexedSize(ctx context.Context) (uint64, bool, error) {
+	return s.Storage.(log.DeferredIndexer).IndexedSize(ctx)
+}
+
+func (s *timedStorage) IndexCommitted(ctx context.Context, leaves []log.LeafIndex, next uint64) error {
+	return s.Storage.(log.DeferredIndexer).IndexCommitted(ctx, leaves, next)
 }
 
 // The terms of the benchmarks' entries: those of a signed commit, its id

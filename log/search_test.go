@@ -38,12 +38,23 @@ type searchLog struct {
 
 func startSearchLog(t *testing.T, dir string) *searchLog {
 	t.Helper()
+	return startSearchLogOn(t, dir, nil)
+}
+
+// startSearchLogOn is startSearchLog with the storage that wrap makes of
+// the pebble storage (if not nil).
+func startSearchLogOn(t *testing.T, dir string, wrap func(*pebble.Storage) log.Storage) *searchLog {
+	t.Helper()
 	signer, verifier := testKeys()
 	store, err := pebble.Open(dir, pebble.Options{Logger: quiet, CacheBytes: 8 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := log.New(context.Background(), log.Config{Storage: store, Signer: signer, Verifier: verifier, Logger: quiet})
+	var ls log.Storage = store
+	if wrap != nil {
+		ls = wrap(store)
+	}
+	l, err := log.New(context.Background(), log.Config{Storage: ls, Signer: signer, Verifier: verifier, Logger: quiet})
 	if err != nil {
 		store.Close()
 		t.Fatal(err)

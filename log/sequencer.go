@@ -42,6 +42,9 @@ type batch struct {
 	// tiles are the hash tiles the batch grew, expanded, for the tile
 	// cache once the batch is durable.
 	tiles []expandedTile
+	// index are the batch's new entries with their terms, for the search
+	// tail once the batch is durable; nil without deferred indexing.
+	index []LeafIndex
 	done  chan error // the commit's result
 	err   error      // set if the batch could not be built at all
 	stale bool       // the tree was left ahead of storage: reload it
@@ -102,6 +105,9 @@ func (l *Log) run() {
 					return
 				}
 			}
+		}
+		if l.tail != nil {
+			l.tail.waitRoom(l.quit)
 		}
 		b := l.build(ctx, first)
 		b.done = make(chan error, 1)
@@ -240,6 +246,11 @@ fill:
 		b.err, b.stale = err, true
 		return b
 	}
+	if l.tail != nil {
+		// Indexed once committed (searchtail.go).
+		b.index = detach(leaves)
+		leaves = withoutTerms(b.index)
+	}
 	b.commit = &Commit{
 		OldSize:    oldSize,
 		NewSize:    size,
@@ -287,6 +298,9 @@ func (l *Log) finish(b *batch, err error) {
 			// Before the batch's entries are answered: their proofs
 			// need these tiles.
 			l.cache.add(b.tiles)
+			if l.tail != nil {
+				l.tail.add(b.index, b.pub.size)
+			}
 			l.setCommitted(b.pub)
 			l.gen.Store(b.gen)
 			l.metrics.treeSize.Set(float64(b.pub.size))

@@ -71,7 +71,7 @@ func TestReindex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(hits) != 43 || hits[0].Index != 3 || hits[42].Index != 297 {
+	if len(hits) != 43 || hits[0] != 3 || hits[42] != 297 {
 		t.Errorf("after reindex, %v finds %d entries", digest, len(hits))
 	}
 

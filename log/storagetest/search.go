@@ -1,7 +1,6 @@
 package storagetest
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -128,41 +127,27 @@ func checkSearch(t *testing.T, s log.Storage, indexed, end uint64) {
 	for _, q := range searchQueries {
 		for _, r := range ranges {
 			for _, limit := range []int{1, 7, 1000} {
-				var want []api.SearchHit
+				var want []uint64
 				for i := r[0]; i < min(r[1], indexed) && len(want) < limit; i++ {
 					if matches(i, q) {
-						want = append(want, api.SearchHit{Index: i, LeafHash: leafHash(i)})
+						want = append(want, i)
 					}
 				}
 				got, err := ss.Search(ctx, q, r[0], r[1], limit)
 				if err != nil {
 					t.Fatalf("Search(%v, [%d, %d), limit %d) with %d entries indexed: %v", q, r[0], r[1], limit, indexed, err)
 				}
-				if !equalHits(got, want) {
-					t.Fatalf("Search(%v, [%d, %d), limit %d) with %d entries indexed = %v, want %v", q, r[0], r[1], limit, indexed, hitIndexes(got), hitIndexes(want))
+				if !slices.Equal(got, want) {
+					t.Fatalf("Search(%v, [%d, %d), limit %d) with %d entries indexed = %v, want %v", q, r[0], r[1], limit, indexed, got, want)
 				}
 			}
 		}
 	}
 }
 
-func equalHits(a, b []api.SearchHit) bool {
-	return slices.EqualFunc(a, b, func(x, y api.SearchHit) bool {
-		return x.Index == y.Index && bytes.Equal(x.LeafHash, y.LeafHash)
-	})
-}
-
-func hitIndexes(hits []api.SearchHit) []uint64 {
-	idx := make([]uint64, len(hits))
-	for i, h := range hits {
-		idx[i] = h.Index
-	}
-	return idx
-}
-
 // testSearchCopies checks that the hits are the caller's: scribbling on
 // them changes nothing stored, and that the storage kept no reference to
-// the commit's terms.
+// the commit's terms or leaf hashes.
 func testSearchCopies(t *testing.T, s log.SearchStorage) {
 	ctx := context.Background()
 	c := commitFor(0, 300)
@@ -179,8 +164,8 @@ func testSearchCopies(t *testing.T, s log.SearchStorage) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, h := range hits {
-		scribble(h.LeafHash)
+	for i := range hits {
+		hits[i] = 1 << 62
 	}
 	checkSearch(t, s, 300, 300)
 }

@@ -181,6 +181,33 @@ func (h *handle) write(fill func(*pebble.Batch) error) (wait func() error, err e
 	}, nil
 }
 
+// writeNoSync builds a batch with fill and writes it without syncing it:
+// the write of something the database can build again from what it
+// holds durably. It may run concurrently with write.
+func (h *handle) writeNoSync(fill func(*pebble.Batch) error) error {
+	if err := h.writable(); err != nil {
+		return err
+	}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if h.db == nil || h.readOnly {
+		return h.lastErr
+	}
+	b := h.db.NewBatch()
+	defer b.Close()
+	if err := fill(b); err != nil {
+		return err
+	}
+	err := func() (err error) {
+		defer recoverFatal(&err)
+		return h.db.Apply(b, pebble.NoSync)
+	}()
+	if err != nil {
+		h.fail(h.gen, err)
+	}
+	return err
+}
+
 // apply writes b to db's WAL and memtable without waiting for the sync.
 // A commit that pebble cannot even start is logged by pebbleLogger.Fatalf,
 // whose panic becomes the error: the commit pipeline is unlocked then.

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -360,7 +361,31 @@ func (s *Storage) StartCommit(ctx context.Context, c *log.Commit) (wait func() e
 	if size != c.OldSize {
 		return nil, fmt.Errorf("%w: stored size %d, commit expects %d", log.ErrConflict, size, c.OldSize)
 	}
-	syncWait, err := s.h.write(func(b *pebble.Batch) error { return fillBatch(b, c, s.filter) })
+	// A commit that indexes its entries (they carry terms: the log does
+	// not defer indexing, DeferredIndexer) extends what the index covers
+	// if it covered every entry before; the first commit records it.
+	indexed, setIndexed := uint64(0), c.OldSize == 0
+	if slices.ContainsFunc(c.Leaves, func(l log.LeafIndex) bool { return len(l.Terms) > 0 }) {
+		if !setIndexed {
+			covered, known, err := s.IndexedSize(ctx)
+			if err != nil {
+				return nil, err
+			}
+			setIndexed = known && covered == c.OldSize
+		}
+		if setIndexed {
+			indexed = c.NewSize
+		}
+	}
+	syncWait, err := s.h.write(func(b *pebble.Batch) error {
+		if err := fillBatch(b, c, s.filter); err != nil {
+			return err
+		}
+		if setIndexed {
+			return b.Set(indexedKey, binary.BigEndian.AppendUint64(nil, indexed), nil)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("couldn't write the batch: %w", writeError(err))
 	}

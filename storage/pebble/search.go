@@ -8,6 +8,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"math"
 	"slices"
 	"strings"
 
@@ -19,18 +21,27 @@ import (
 
 // The search index.
 //
-// Every (term, entry) pair is one key, written in the batch of the commit
-// that adds the entry:
+// A posting holds the entries of one term among those one write indexes:
 //
-//	's' ‖ param ‖ uvarint len(v) ‖ v ‖ u64 BE index -> leaf hash
+//	's' ‖ param ‖ uvarint len(v) ‖ v ‖ u64 BE last index -> gaps
 //
-// where param is one byte per search parameter and v the term's value,
-// shortened when it is a hash in a canonical spelling (appendTermValue). The keys of one term are
-// contiguous and in log order, so a search of one term is one bounded
-// iteration, and a search of several is a leapfrog join of their
-// iterations: each seeks to the largest index any other is at, until they
-// all agree, so it reads no more than the rarest term's keys (and a seek
-// for each in the others).
+// where param is one byte per search parameter, v the term's value,
+// shortened when it is a hash in a canonical spelling (appendTermValue),
+// and gaps, for every entry before the last, from the last down, the
+// uvarint gap to the index after it (appendPosting). The leaf hashes are
+// the level-0 tiles'. The postings of one term are contiguous and in log
+// order, each keyed by its last entry, so the posting that holds the
+// first entry at or after an index is one seek away; a search of one term
+// is one bounded iteration, and a search of several is a leapfrog join of
+// their iterations: each seeks to the largest index any other is at,
+// until they all agree, so it reads no more than the rarest term's
+// postings (and a seek for each in the others).
+//
+// The log writes postings after the commits of their entries, many
+// commits at once (log.DeferredIndexer, IndexCommitted), with the key
+// 's' 0 that says how many of the log's first entries the index covers,
+// in the same batch. A commit whose entries carry terms writes their
+// postings itself.
 //
 // The key 'S' says whether the index covers every entry: 1 once it does,
 // 0 while a rebuild runs. A database without it covers every entry only
@@ -41,7 +52,12 @@ const (
 	prefixSearchState = 'S'
 )
 
-var searchStateKey = []byte{prefixSearchState}
+var (
+	searchStateKey = []byte{prefixSearchState}
+	// indexedKey holds how many of the log's first entries the index
+	// covers (u64 BE), before every posting.
+	indexedKey = []byte{prefixSearch, 0}
+)
 
 const (
 	searchIncomplete = 0
@@ -120,10 +136,16 @@ func isLowerHex(s string) bool {
 	return true
 }
 
-// fillSearch puts the index keys of leaves in b, in key order: the
-// memtable takes keys in order much faster than scattered ones (each
-// insertion walks the path the one before it warmed up).
+// fillSearch puts the index postings of leaves in b, in key order (the
+// memtable takes keys in order much faster than scattered ones): one key
+// per term and write, holding every entry of leaves with that term.
 func fillSearch(b *pebble.Batch, leaves []log.LeafIndex) error {
+	return eachPosting(leaves, func(key, value []byte) error { return b.Set(key, value, nil) })
+}
+
+// eachPosting calls emit with the key and value of every posting of
+// leaves, in key order.
+func eachPosting(leaves []log.LeafIndex, emit func(key, value []byte) error) error {
 	n := 0
 	for _, l := range leaves {
 		n += len(l.Terms)
@@ -131,38 +153,124 @@ func fillSearch(b *pebble.Batch, leaves []log.LeafIndex) error {
 	if n == 0 {
 		return nil
 	}
-	type kv struct{ key, value []byte }
-	kvs := make([]kv, 0, n)
-	buf := make([]byte, 0, n*64)
+	// The terms' prefixes, each once, in one buffer, found by their hash
+	// (a hash two prefixes share sends the second to byPrefix); and the
+	// posting of every (entry, term) pair, in the order of leaves.
+	type posting struct {
+		off, len     int32 // of the prefix in prefixes
+		count, start int32 // its entries: postingEntries[start:start+count]
+	}
+	var (
+		seed     = maphash.MakeSeed()
+		byHash   = make(map[uint64]int32, n)
+		byPrefix map[string]int32
+		postings = make([]posting, 0, n)
+		prefixes = make([]byte, 0, n*24)
+		pairs    = make([]int32, 0, n) // the posting of each pair
+	)
+	var buf [96]byte
 	for _, l := range leaves {
 		for _, t := range l.Terms {
-			start := len(buf)
-			var err error
-			if buf, err = appendTermPrefix(buf, t); err != nil {
+			p, err := appendTermPrefix(buf[:0], t)
+			if err != nil {
 				return fmt.Errorf("entry %d: %w", l.Index, err)
 			}
-			buf = binary.BigEndian.AppendUint64(buf, l.Index)
-			kvs = append(kvs, kv{value: l.LeafHash, key: buf[start:len(buf):len(buf)]})
+			h := maphash.Bytes(seed, p)
+			j, ok := byHash[h]
+			if ok && !bytes.Equal(prefixes[postings[j].off:postings[j].off+postings[j].len], p) {
+				j, ok = byPrefix[string(p)]
+				if !ok {
+					if byPrefix == nil {
+						byPrefix = make(map[string]int32)
+					}
+					byPrefix[string(p)] = int32(len(postings))
+				}
+			} else if !ok {
+				byHash[h] = int32(len(postings))
+			}
+			if !ok {
+				j = int32(len(postings))
+				postings = append(postings, posting{off: int32(len(prefixes)), len: int32(len(p))})
+				prefixes = append(prefixes, p...)
+			}
+			postings[j].count++
+			pairs = append(pairs, j)
 		}
 	}
-	// The keys may have moved as buf grew: slice them again.
-	off := 0
-	for i := range kvs {
-		k := len(kvs[i].key)
-		kvs[i].key = buf[off : off+k : off+k]
-		off += k
+	// The entries of each posting, in the order of leaves.
+	start := int32(0)
+	for j := range postings {
+		postings[j].start = start
+		start += postings[j].count
+		postings[j].count = 0
 	}
-	slices.SortFunc(kvs, func(a, b kv) int { return bytes.Compare(a.key, b.key) })
-	for _, e := range kvs {
-		if err := b.Set(e.key, e.value, nil); err != nil {
+	entries := make([]int32, len(pairs))
+	k := 0
+	for i, l := range leaves {
+		for range l.Terms {
+			p := &postings[pairs[k]]
+			if c := p.count; c == 0 || entries[p.start+c-1] != int32(i) { // a term given twice counts once
+				entries[p.start+c] = int32(i)
+				p.count++
+			}
+			k++
+		}
+	}
+	prefix := func(p posting) []byte { return prefixes[p.off : p.off+p.len] }
+	slices.SortFunc(postings, func(a, b posting) int { return bytes.Compare(prefix(a), prefix(b)) })
+	var key, value []byte
+	for _, p := range postings {
+		e := entries[p.start : p.start+p.count]
+		key = binary.BigEndian.AppendUint64(append(key[:0], prefix(p)...), leaves[e[len(e)-1]].Index)
+		value = appendPosting(value[:0], leaves, e)
+		if err := emit(key, value); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// loadSearchState sets s.searchComplete from the database.
+// appendPosting appends to b the value of the posting of leaves[entries]
+// (in increasing order of index, at least one), whose key holds the
+// index of the last: for each entry before it, from the last down, the
+// uvarint gap to the index after it. A posting of one entry has an empty
+// value. The leaf hashes are in the level-0 tiles.
+func appendPosting(b []byte, leaves []log.LeafIndex, entries []int32) []byte {
+	next := leaves[entries[len(entries)-1]].Index
+	for k := len(entries) - 2; k >= 0; k-- {
+		at := leaves[entries[k]].Index
+		b = binary.AppendUvarint(b, next-at)
+		next = at
+	}
+	return b
+}
+
+// decodePosting decodes the value v of the posting whose last entry is
+// last into its entries' indexes, in increasing order, reusing the room
+// in idx.
+func decodePosting(last uint64, v []byte, idx []uint64) ([]uint64, error) {
+	idx = append(idx[:0], last)
+	at := last
+	for len(v) > 0 {
+		gap, n := binary.Uvarint(v)
+		if n <= 0 || gap == 0 || gap > at {
+			return nil, fmt.Errorf("malformed search index posting ending at entry %d", last)
+		}
+		at -= gap
+		idx = append(idx, at)
+		v = v[n:]
+	}
+	slices.Reverse(idx)
+	return idx, nil
+}
+
+// loadSearchState sets s.searchComplete from the database, after
+// dropping an index of the format before postings (a key per entry and
+// term, and no indexed size): the log indexes every entry again.
 func (s *Storage) loadSearchState(ctx context.Context) error {
+	if err := s.dropOldIndex(); err != nil {
+		return fmt.Errorf("couldn't drop the search index of an older format: %w", err)
+	}
 	v, err := s.get(searchStateKey)
 	switch {
 	case errors.Is(err, log.ErrNotFound):
@@ -179,8 +287,37 @@ func (s *Storage) loadSearchState(ctx context.Context) error {
 	return nil
 }
 
+// dropOldIndex drops an index of the format before postings.
+func (s *Storage) dropOldIndex() error {
+	if _, known, err := s.IndexedSize(context.Background()); err != nil || known {
+		return err
+	}
+	db, release, err := s.h.read()
+	if err != nil {
+		return err
+	}
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixSearch}, UpperBound: []byte{prefixSearch + 1}})
+	if err != nil {
+		release()
+		return err
+	}
+	old := it.First()
+	err = errors.Join(it.Error(), it.Close())
+	release()
+	if err != nil || !old {
+		return err
+	}
+	s.h.logger.Warn("the search index is of an older format: dropped, the log indexes every entry again as it starts")
+	return s.writeSynced(func(b *pebble.Batch) error {
+		if err := b.DeleteRange([]byte{prefixSearch}, []byte{prefixSearch + 1}, nil); err != nil {
+			return err
+		}
+		return b.Set(indexedKey, binary.BigEndian.AppendUint64(nil, 0), nil)
+	})
+}
+
 // Search implements log.SearchStorage.
-func (s *Storage) Search(ctx context.Context, terms []api.SearchTerm, start, end uint64, limit int) ([]api.SearchHit, error) {
+func (s *Storage) Search(ctx context.Context, terms []api.SearchTerm, start, end uint64, limit int) ([]uint64, error) {
 	if len(terms) == 0 {
 		return nil, fmt.Errorf("%w: no search terms", api.ErrInvalidSearch)
 	}
@@ -208,15 +345,18 @@ func (s *Storage) Search(ctx context.Context, terms []api.SearchTerm, start, end
 		if err != nil {
 			return nil, err
 		}
+		// A posting's key holds its last index: those with a key from
+		// start on hold every entry from start on. Its earlier entries
+		// may be before start, and later ones at or after end.
 		lower := binary.BigEndian.AppendUint64(prefix, start)
-		upper := binary.BigEndian.AppendUint64(prefix[:len(prefix):len(prefix)], end)
+		upper := binary.BigEndian.AppendUint64(prefix[:len(prefix):len(prefix)], math.MaxUint64)
 		it, err := db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 		if err != nil {
 			return nil, err
 		}
-		its[i] = &termIter{it: it, prefix: prefix}
+		its[i] = &termIter{it: it, prefix: prefix, end: end}
 	}
-	var hits []api.SearchHit
+	var hits []uint64
 	// Leapfrog: target is the smallest index every iterator may still be
 	// at; an iterator past it raises it, and a hit is an index all of
 	// them are at.
@@ -237,11 +377,7 @@ func (s *Storage) Search(ctx context.Context, terms []api.SearchTerm, start, end
 				target, agreed = idx, 1
 			}
 		}
-		hit, err := its[0].hit(target)
-		if err != nil {
-			return nil, err
-		}
-		hits = append(hits, hit)
+		hits = append(hits, target)
 		if target == end-1 {
 			break
 		}
@@ -250,51 +386,81 @@ func (s *Storage) Search(ctx context.Context, terms []api.SearchTerm, start, end
 	return hits, nil
 }
 
-// termIter iterates over the index keys of one term.
+// termIter iterates over the entries of one term, below end.
 type termIter struct {
 	it     *pebble.Iterator
 	prefix []byte
+	end    uint64
 	seek   []byte // scratch for seek keys
-	valid  bool   // the iterator is positioned at index at
-	at     uint64
+	value  []byte // the current posting's value
+	// The current posting's entries, and which of them the iterator is
+	// at: it is at none if pos == len(idx).
+	idx []uint64
+	pos int
 }
 
 // seekGE positions the iterator at the term's first entry with an index
 // of at least target, and returns that index, or false if there is none
-// below the upper bound.
+// below end.
 func (t *termIter) seekGE(target uint64) (uint64, bool, error) {
-	if t.valid && t.at >= target {
-		return t.at, true, nil
-	}
-	var ok bool
-	if t.valid && t.at+1 == target {
-		ok = t.it.Next() // the usual case of a single term: no seek
-	} else {
+	if t.pos >= len(t.idx) || t.idx[len(t.idx)-1] < target {
+		// The posting that holds the entry is the first that ends at
+		// or after target.
 		t.seek = binary.BigEndian.AppendUint64(append(t.seek[:0], t.prefix...), target)
-		ok = t.it.SeekGE(t.seek)
+		if !t.it.SeekGE(t.seek) {
+			t.idx, t.pos = t.idx[:0], 0
+			return 0, false, t.it.Error()
+		}
+		k := t.it.Key()
+		if len(k) != len(t.prefix)+8 || !bytes.HasPrefix(k, t.prefix) {
+			return 0, false, fmt.Errorf("malformed search index key %x", k)
+		}
+		v, err := t.it.ValueAndErr()
+		if err != nil {
+			return 0, false, err
+		}
+		t.value = append(t.value[:0], v...)
+		if t.idx, err = decodePosting(binary.BigEndian.Uint64(k[len(t.prefix):]), t.value, t.idx); err != nil {
+			return 0, false, err
+		}
+		t.pos = 0
 	}
-	if !ok {
-		t.valid = false
-		return 0, false, t.it.Error()
+	// The posting's last entry is at or after target.
+	for t.idx[t.pos] < target {
+		t.pos++
 	}
-	k := t.it.Key()
-	if len(k) != len(t.prefix)+8 || !bytes.HasPrefix(k, t.prefix) {
-		return 0, false, fmt.Errorf("malformed search index key %x", k)
+	if t.idx[t.pos] >= t.end {
+		return 0, false, nil
 	}
-	t.at, t.valid = binary.BigEndian.Uint64(k[len(t.prefix):]), true
-	return t.at, true, nil
+	return t.idx[t.pos], true, nil
 }
 
-// hit returns the entry the iterator is at, which is index.
-func (t *termIter) hit(index uint64) (api.SearchHit, error) {
-	v, err := t.it.ValueAndErr()
-	if err != nil {
-		return api.SearchHit{}, err
+// IndexedSize implements log.DeferredIndexer.
+func (s *Storage) IndexedSize(ctx context.Context) (uint64, bool, error) {
+	v, err := s.get(indexedKey)
+	switch {
+	case errors.Is(err, log.ErrNotFound):
+		return 0, false, nil
+	case err != nil:
+		return 0, false, fmt.Errorf("couldn't read the size the search index covers: %w", err)
+	case len(v) != 8:
+		return 0, false, fmt.Errorf("corrupt indexed size %x", v)
 	}
-	if len(v) != api.HashSize {
-		return api.SearchHit{}, fmt.Errorf("search index value of entry %d is %d bytes, want a leaf hash", index, len(v))
+	return binary.BigEndian.Uint64(v), true, nil
+}
+
+// IndexCommitted implements log.DeferredIndexer: the postings and the
+// size they cover in one batch, not synced (the next commit syncs it).
+func (s *Storage) IndexCommitted(ctx context.Context, leaves []log.LeafIndex, next uint64) error {
+	if err := s.h.writeNoSync(func(b *pebble.Batch) error {
+		if err := fillSearch(b, leaves); err != nil {
+			return err
+		}
+		return b.Set(indexedKey, binary.BigEndian.AppendUint64(nil, next), nil)
+	}); err != nil {
+		return fmt.Errorf("couldn't write the index of entries up to %d: %w", next, writeError(err))
 	}
-	return api.SearchHit{Index: index, LeafHash: bytes.Clone(v)}, nil
+	return nil
 }
 
 // ResetSearchIndex implements log.SearchIndexer.
@@ -315,7 +481,14 @@ func (s *Storage) IndexEntries(ctx context.Context, leaves []log.LeafIndex) erro
 
 // FinishSearchIndex implements log.SearchIndexer.
 func (s *Storage) FinishSearchIndex(ctx context.Context) error {
+	_, size, err := s.ReadCheckpoint(ctx)
+	if err != nil {
+		return err
+	}
 	if err := s.writeSynced(func(b *pebble.Batch) error {
+		if err := b.Set(indexedKey, binary.BigEndian.AppendUint64(nil, size), nil); err != nil {
+			return err
+		}
 		return b.Set(searchStateKey, []byte{searchComplete}, nil)
 	}); err != nil {
 		return err

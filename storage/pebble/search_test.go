@@ -3,12 +3,17 @@ package pebble_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
 
 	cpebble "github.com/cockroachdb/pebble/v2"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/api/apitest"
 	"github.com/candorlog/candor/log"
 	"github.com/candorlog/candor/storage/pebble"
 )
@@ -64,7 +69,82 @@ func TestSearchIndexOfOlderDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	hits, err := s.Search(ctx, []api.SearchTerm{term}, 0, 1, 10)
-	if err != nil || len(hits) != 1 || !bytes.Equal(hits[0].LeafHash, leaf) {
+	if err != nil || len(hits) != 1 || hits[0] != 0 {
 		t.Fatalf("Search after the index was rebuilt: %v, %v", hits, err)
+	}
+}
+
+// TestSearchIndexOfOldFormat checks that an index of the format before
+// postings (a key per entry and term, with its leaf hash, and no indexed
+// size) is dropped when the database opens, and that the log indexes
+// every entry again as it starts: searches then find exactly what the
+// entries hold.
+func TestSearchIndexOfOldFormat(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	signer, verifier, _ := apitest.NewNoteKey("example.com/old-format", rand.Reader)
+	start := func() (*pebble.Storage, *log.Log) {
+		s, err := pebble.Open(dir, pebble.Options{Logger: quiet, CacheBytes: 8 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := log.New(ctx, log.Config{Storage: s, Signer: signer, Verifier: verifier, Logger: quiet})
+		if err != nil {
+			s.Close()
+			t.Fatal(err)
+		}
+		return s, l
+	}
+	s, l := start()
+	b := apitest.NewBuildSigner()
+	byTerm := map[api.SearchTerm][]uint64{}
+	for i := range 300 {
+		entry, terms, err := api.CanonicalEntryTerms(b.Submission(fmt.Sprintf("artifact %d", i), fmt.Sprintf("%064x", i%7)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, err := l.AddWithTerms(ctx, entry, terms)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, term := range terms {
+			byTerm[term] = append(byTerm[term], rc.Index)
+		}
+	}
+	l.Close()
+	// What the older format left: its keys, and no indexed size.
+	db := s.DB()
+	if err := db.DeleteRange([]byte{'s'}, []byte{'t'}, cpebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	bogus := api.SearchTerm{Param: api.SearchRepository, Value: "https://example.com/old.git"}
+	oldKey := append([]byte{'s', 'r', byte(1 + len(bogus.Value)), 0}, bogus.Value...)
+	oldKey = binary.BigEndian.AppendUint64(oldKey, 5)
+	if err := db.Set(oldKey, bytes.Repeat([]byte{9}, 32), cpebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s, l = start()
+	defer s.Close()
+	defer l.Close()
+	if indexed, known, err := s.IndexedSize(ctx); err != nil || !known || indexed != 300 {
+		t.Fatalf("IndexedSize after the log started = %d, %t, %v; want 300", indexed, known, err)
+	}
+	if hits, _, err := l.Search(ctx, []api.SearchTerm{bogus}, 0, 10); err != nil || len(hits) != 0 {
+		t.Fatalf("Search of a term of the old index: %v, %v; want none", hits, err)
+	}
+	for term, want := range byTerm {
+		hits, _, err := l.Search(ctx, []api.SearchTerm{term}, 0, api.MaxSearchLimit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make([]uint64, len(hits))
+		for i, h := range hits {
+			got[i] = h.Index
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("Search(%v) = %v, want %v", term, got, want)
+		}
 	}
 }

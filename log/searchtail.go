@@ -1,0 +1,323 @@
+package log
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/candorlog/candor/api"
+)
+
+// Deferred indexing.
+//
+// Indexing an entry in its own commit puts a key per search term in the
+// storage's write on the commit's path, in as many places of its key
+// space as there are terms: on a machine of two cores that costs the
+// append path nearly half its throughput. With a DeferredIndexer the log
+// commits the entries alone and indexes them afterwards, off that path,
+// many commits at once. The entries committed but not yet indexed, the
+// tail, stay in memory (at most maxIndexTail of them; the sequencer waits
+// for the indexer beyond that) and a search reads the index below
+// IndexedSize and the tail above it, so that every committed entry is
+// found from its commit on, as before.
+//
+// The index is derived from the entries, which are durable from their
+// commit: after a crash the log reads the tail's entries again from
+// storage and indexes them before it serves (catchUpIndex). Search never
+// disagrees with the log.
+
+// DeferredIndexer is a SearchStorage whose index the log writes after the
+// commits, rather than in them. Commits then carry no terms.
+type DeferredIndexer interface {
+	SearchStorage
+	// IndexedSize returns how many of the log's first entries the index
+	// covers, and false if the storage has no record of it: a database
+	// whose index was written in its commits, which covers every entry.
+	IndexedSize(ctx context.Context) (uint64, bool, error)
+	// IndexCommitted indexes leaves, committed entries from IndexedSize
+	// on in log order, and sets IndexedSize to next, the size of the tree
+	// they end (the entries in between have no terms), in one atomic
+	// write. It need not be durable: the storage's next durable Commit
+	// makes it durable, and until then a crash loses it whole.
+	IndexCommitted(ctx context.Context, leaves []LeafIndex, next uint64) error
+}
+
+// maxIndexTail bounds the entries committed but not yet indexed. The
+// indexer writes once indexBatch of them wait, or indexDelay after the
+// first, at most maxIndexWrite at once: the fewer writes, the more entries
+// share a posting, and a write costs the commits a short pause.
+const (
+	maxIndexWrite = 1 << 14
+	indexBatch    = 1 << 14
+	indexDelay    = time.Second
+)
+
+// maxIndexTail is a variable for the tests of the wait.
+var maxIndexTail = 1 << 17
+
+// indexRetry is how long the indexer waits after a failed write.
+const indexRetry = time.Second
+
+// searchTail is the state of deferred indexing.
+type searchTail struct {
+	store DeferredIndexer
+
+	mu sync.RWMutex
+	// indexed is IndexedSize; covered is the size of the tree whose
+	// entries are indexed or in leaves, those in [indexed, covered) that
+	// have terms, in log order. The slice's elements never change: a
+	// search may read them after it let go of mu.
+	indexed, covered uint64
+	leaves           []LeafIndex
+	// progress is closed and replaced whenever the indexer wrote.
+	progress chan struct{}
+	writing  sync.Mutex // held by indexAll
+
+	wake     chan struct{} // leaves were added
+	quit     chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
+}
+
+// startIndexer starts deferred indexing if the log's storage is a
+// DeferredIndexer, after indexing the entries committed before it that the
+// index does not cover.
+func (l *Log) startIndexer(ctx context.Context) error {
+	d, ok := l.store.(DeferredIndexer)
+	if !ok {
+		return nil
+	}
+	indexed, known, err := d.IndexedSize(ctx)
+	if err != nil {
+		return err
+	}
+	size := l.cur.Load().size
+	if !known {
+		// Every entry is indexed: record it before the first commit.
+		indexed = size
+		if err := d.IndexCommitted(ctx, nil, size); err != nil {
+			return err
+		}
+	}
+	if indexed > size {
+		return fmt.Errorf("the search index covers %d entries, the log has %d", indexed, size)
+	}
+	t := &searchTail{
+		store: d, indexed: indexed, covered: indexed,
+		progress: make(chan struct{}),
+		wake:     make(chan struct{}, 1),
+		quit:     make(chan struct{}), done: make(chan struct{}),
+	}
+	l.tail = t
+	if err := l.catchUpIndex(ctx); err != nil {
+		return err
+	}
+	// What the log left unindexed when it stopped is indexed before it
+	// serves, so that a log restarted over and over never lets its tail
+	// grow.
+	if err := t.indexAll(ctx); err != nil {
+		return err
+	}
+	go t.run(l)
+	return nil
+}
+
+// catchUpIndex adds to the tail the committed entries it does not cover,
+// read from storage: those the log committed before it started, and
+// those of a batch whose commit failed but landed. It indexes them as it
+// goes, so that the tail stays small however many there are.
+func (l *Log) catchUpIndex(ctx context.Context) error {
+	t := l.tail
+	if t == nil {
+		return nil
+	}
+	size := l.cur.Load().size
+	t.mu.RLock()
+	covered := t.covered
+	t.mu.RUnlock()
+	if covered < size {
+		l.logger.Info("indexing entries for search", "from", covered, "to", size)
+	}
+	for covered < size {
+		bi := covered / api.TileWidth
+		leaves, err := bundleTerms(ctx, t.store, bi, covered, size, true)
+		if err != nil {
+			return fmt.Errorf("couldn't read the entries the search index lacks: %w", err)
+		}
+		next := min(size, (bi+1)*api.TileWidth)
+		t.add(leaves, next)
+		covered = next
+		t.mu.RLock()
+		full := len(t.leaves) >= maxIndexWrite
+		t.mu.RUnlock()
+		if full {
+			if err := t.indexAll(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// add records that the entries below next are committed, leaves (in log
+// order) among them.
+func (t *searchTail) add(leaves []LeafIndex, next uint64) {
+	t.mu.Lock()
+	if next <= t.covered {
+		t.mu.Unlock()
+		return
+	}
+	for _, li := range leaves {
+		if li.Index >= t.covered && len(li.Terms) > 0 {
+			t.leaves = append(t.leaves, li)
+		}
+	}
+	t.covered = next
+	t.mu.Unlock()
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+// waitRoom waits while the tail is full, or until quit is closed.
+func (t *searchTail) waitRoom(quit <-chan struct{}) {
+	for {
+		t.mu.RLock()
+		full, progress := len(t.leaves) >= maxIndexTail, t.progress
+		t.mu.RUnlock()
+		if !full {
+			return
+		}
+		select {
+		case <-progress:
+		case <-quit:
+			return
+		}
+	}
+}
+
+// run indexes the tail as it grows, until stop.
+func (t *searchTail) run(l *Log) {
+	defer close(t.done)
+	ctx := context.Background()
+	var due <-chan time.Time // indexDelay after the first entry waiting
+	for {
+		select {
+		case <-t.quit:
+			// What is left is indexed at the next start.
+			if err := t.indexAll(ctx); err != nil {
+				l.logger.Warn("the search index lags the log: the rest is indexed at the next start", "error", err)
+			}
+			return
+		case <-t.wake:
+			t.mu.RLock()
+			waiting, behind := len(t.leaves), t.covered > t.indexed
+			t.mu.RUnlock()
+			if waiting < indexBatch {
+				if due == nil && behind {
+					due = time.After(indexDelay)
+				}
+				continue
+			}
+		case <-due:
+		}
+		due = nil
+		if err := t.indexAll(ctx); err != nil {
+			l.logger.Error("couldn't index new entries for search; they are found all the same, and indexed again", "error", err)
+			due = time.After(indexRetry)
+		}
+	}
+}
+
+// indexAll indexes the tail, maxIndexWrite entries at a time.
+func (t *searchTail) indexAll(ctx context.Context) error {
+	t.writing.Lock()
+	defer t.writing.Unlock()
+	for {
+		t.mu.RLock()
+		n := min(len(t.leaves), maxIndexWrite)
+		leaves, next := t.leaves[:n], t.covered
+		if n < len(t.leaves) {
+			next = t.leaves[n].Index
+		}
+		indexed := t.indexed
+		t.mu.RUnlock()
+		if next == indexed {
+			return nil
+		}
+		if err := t.store.IndexCommitted(ctx, leaves, next); err != nil {
+			return err
+		}
+		t.mu.Lock()
+		t.leaves = t.leaves[n:]
+		if len(t.leaves) == 0 {
+			t.leaves = nil // let the array go
+		}
+		t.indexed = next
+		close(t.progress)
+		t.progress = make(chan struct{})
+		t.mu.Unlock()
+	}
+}
+
+// stop stops the indexer, after it indexed what it can.
+func (t *searchTail) stop() {
+	t.stopOnce.Do(func() { close(t.quit) })
+	<-t.done
+}
+
+// view returns the size the index covers and the tail's entries.
+func (t *searchTail) view() (uint64, []LeafIndex) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.indexed, t.leaves
+}
+
+// searchTailHits appends to hits the entries of leaves (in log order)
+// with an index in [start, end) that have every one of terms, until it
+// holds limit.
+func searchTailHits(leaves []LeafIndex, terms []api.SearchTerm, start, end uint64, limit int, hits []api.SearchHit) []api.SearchHit {
+	i, _ := slices.BinarySearchFunc(leaves, start, func(li LeafIndex, start uint64) int {
+		switch {
+		case li.Index < start:
+			return -1
+		case li.Index > start:
+			return 1
+		}
+		return 0
+	})
+	for _, li := range leaves[i:] {
+		if len(hits) >= limit || li.Index >= end {
+			break
+		}
+		if !slices.ContainsFunc(terms, func(t api.SearchTerm) bool { return !slices.Contains(li.Terms, t) }) {
+			hits = append(hits, api.SearchHit{Index: li.Index, LeafHash: li.LeafHash})
+		}
+	}
+	return hits
+}
+
+// detach returns leaves with their leaf hashes copied into one array of
+// their own, so that they do not keep their requests, entries included,
+// alive.
+func detach(leaves []LeafIndex) []LeafIndex {
+	out := make([]LeafIndex, len(leaves))
+	hashes := make([]byte, 0, len(leaves)*api.HashSize)
+	for i, li := range leaves {
+		hashes = append(hashes, li.LeafHash...)
+		out[i] = LeafIndex{LeafHash: hashes[len(hashes)-api.HashSize:], Index: li.Index, Terms: li.Terms}
+	}
+	return out
+}
+
+// withoutTerms returns leaves without their terms.
+func withoutTerms(leaves []LeafIndex) []LeafIndex {
+	out := make([]LeafIndex, len(leaves))
+	for i, li := range leaves {
+		out[i] = LeafIndex{LeafHash: li.LeafHash, Index: li.Index}
+	}
+	return out
+}
