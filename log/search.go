@@ -91,7 +91,10 @@ func (l *Log) Search(ctx context.Context, terms []api.SearchTerm, start uint64, 
 		return nil, 0, fmt.Errorf("couldn't search: %w", err)
 	}
 	hits := make([]api.SearchHit, len(found))
-	nr := nodeReader{r: l.store, cache: l.cache}
+	// The level-0 tiles as stored, not expanded into the tile cache: a
+	// search reads tiles from all over the log, proofs those of the right
+	// edge. The hits are in log order: one read serves a tile's hits.
+	nr := nodeReader{r: l.store}
 	for i, index := range found {
 		h, err := nr.hash(ctx, compact.NewNodeID(0, index))
 		if err != nil {

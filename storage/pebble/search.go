@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"math"
 	"slices"
 	"strings"
@@ -153,45 +152,30 @@ func eachPosting(leaves []log.LeafIndex, emit func(key, value []byte) error) err
 	if n == 0 {
 		return nil
 	}
-	// The terms' prefixes, each once, in one buffer, found by their hash
-	// (a hash two prefixes share sends the second to byPrefix); and the
-	// posting of every (entry, term) pair, in the order of leaves.
+	// The terms' prefixes, each once, in one buffer, and the posting of
+	// every (entry, term) pair, in the order of leaves.
 	type posting struct {
 		off, len     int32 // of the prefix in prefixes
-		count, start int32 // its entries: postingEntries[start:start+count]
+		count, start int32 // its entries: entries[start:start+count]
 	}
 	var (
-		seed     = maphash.MakeSeed()
-		byHash   = make(map[uint64]int32, n)
-		byPrefix map[string]int32
+		byTerm   = make(map[api.SearchTerm]int32, n)
 		postings = make([]posting, 0, n)
 		prefixes = make([]byte, 0, n*24)
 		pairs    = make([]int32, 0, n) // the posting of each pair
 	)
-	var buf [96]byte
 	for _, l := range leaves {
 		for _, t := range l.Terms {
-			p, err := appendTermPrefix(buf[:0], t)
-			if err != nil {
-				return fmt.Errorf("entry %d: %w", l.Index, err)
-			}
-			h := maphash.Bytes(seed, p)
-			j, ok := byHash[h]
-			if ok && !bytes.Equal(prefixes[postings[j].off:postings[j].off+postings[j].len], p) {
-				j, ok = byPrefix[string(p)]
-				if !ok {
-					if byPrefix == nil {
-						byPrefix = make(map[string]int32)
-					}
-					byPrefix[string(p)] = int32(len(postings))
-				}
-			} else if !ok {
-				byHash[h] = int32(len(postings))
-			}
+			j, ok := byTerm[t]
 			if !ok {
+				off := len(prefixes)
+				var err error
+				if prefixes, err = appendTermPrefix(prefixes, t); err != nil {
+					return fmt.Errorf("entry %d: %w", l.Index, err)
+				}
 				j = int32(len(postings))
-				postings = append(postings, posting{off: int32(len(prefixes)), len: int32(len(p))})
-				prefixes = append(prefixes, p...)
+				postings = append(postings, posting{off: int32(off), len: int32(len(prefixes) - off)})
+				byTerm[t] = j
 			}
 			postings[j].count++
 			pairs = append(pairs, j)
