@@ -31,6 +31,13 @@ func (s *timedStorage) Search(ctx context.Context, terms []api.SearchTerm, start
 	return s.Storage.(log.SearchStorage).Search(ctx, terms, start, end, limit)
 }
 
+// LeafHashes forwards to the storage's reading of many leaf hashes.
+func (s *timedStorage) LeafHashes(ctx context.Context, indexes []uint64) ([][]byte, error) {
+	return s.Storage.(interface {
+		LeafHashes(context.Context, []uint64) ([][]byte, error)
+	}).LeafHashes(ctx, indexes)
+}
+
 // IndexedSize and IndexCommitted forward to the storage's deferred
 // indexing, so that the log defers as it does on the storage itself.
 func (s *timedStorage) IndexedSize(ctx context.Context) (uint64, bool, error) {
