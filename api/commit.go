@@ -131,16 +131,34 @@ type gitIdentity struct {
 	TZ string `json:"tz"`
 }
 
+// CommitStatement is the Statement of a commit entry.
+type CommitStatement interface {
+	Statement
+	// Commit is the commit id, Repository the repository as submitted.
+	Commit() string
+	Repository() string
+	// AuthorEmail and CommitterEmail are the emails of the commit's
+	// author and committer, as the object has them.
+	AuthorEmail() string
+	CommitterEmail() string
+}
+
 // commitStatement is a verified commit entry.
 type commitStatement struct {
 	commit      string
 	repository  string
 	fingerprint string
+	author      string
+	committer   string
 }
 
 func (s *commitStatement) Kind() string              { return KindCommit }
 func (s *commitStatement) Subjects() []string        { return nil }
 func (s *commitStatement) KeyFingerprints() []string { return []string{s.fingerprint} }
+func (s *commitStatement) Commit() string            { return s.commit }
+func (s *commitStatement) Repository() string        { return s.repository }
+func (s *commitStatement) AuthorEmail() string       { return s.author }
+func (s *commitStatement) CommitterEmail() string    { return s.committer }
 
 func (s *commitStatement) extraSearchTerms() []SearchTerm {
 	return []SearchTerm{{SearchCommit, s.commit}, {SearchRepository, s.repository}}
@@ -279,7 +297,8 @@ func canonicalCommit(obj *jsonObject, now time.Time) ([]byte, Statement, error) 
 			return nil, nil, err
 		}
 	}
-	return entry, &commitStatement{commit: id, repository: repository, fingerprint: key.fingerprint()}, nil
+	return entry, &commitStatement{commit: id, repository: repository, fingerprint: key.fingerprint(),
+		author: co.author.Email, committer: co.committer.Email}, nil
 }
 
 // appendCommitEntry appends the canonical encoding of e to b: exactly what

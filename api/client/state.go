@@ -69,7 +69,9 @@ func (s *MemoryState) Swap(ctx context.Context, origin string, old, new []byte) 
 // FileState is a State in one file, replaced atomically (and synced) at
 // each Swap, so that it survives a crash and a restart. The file is JSON:
 //
-//	{"checkpoints": {"<origin>": "<signed checkpoint>", …}}
+//	{"checkpoints": {"<origin>": "<signed checkpoint>", …}, …}
+//
+// where other keys hold other programs' state (LoadExtra, StoreExtra).
 //
 // Every call reads the file again, so several FileStates of one file in a
 // process see each other's writes; other processes must not write it.
@@ -99,7 +101,7 @@ func NewFileState(path string) (*FileState, error) {
 		return nil, fmt.Errorf("couldn't open the client state: %w", err)
 	}
 	s := &FileState{path: abs}
-	if _, err := s.read(); err != nil {
+	if _, _, err := s.read(); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -112,33 +114,84 @@ func (s *FileState) lock() func() {
 	return mu.Unlock
 }
 
-// read returns the file's checkpoints; none if it does not exist.
-func (s *FileState) read() (map[string]string, error) {
+// read returns the file's checkpoints, and all its top-level values;
+// none if it does not exist.
+func (s *FileState) read() (map[string]string, map[string]json.RawMessage, error) {
+	all := map[string]json.RawMessage{}
 	b, err := os.ReadFile(s.path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return map[string]string{}, nil
+		return map[string]string{}, all, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("couldn't read the client state: %w", err)
+		return nil, nil, fmt.Errorf("couldn't read the client state: %w", err)
 	}
 	if len(b) > maxStateFile {
-		return nil, fmt.Errorf("couldn't read the client state: %s is larger than %d bytes", s.path, maxStateFile)
+		return nil, nil, fmt.Errorf("couldn't read the client state: %s is larger than %d bytes", s.path, maxStateFile)
 	}
 	var f stateFile
 	if err := json.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("couldn't parse the client state in %s: %w", s.path, err)
+		return nil, nil, fmt.Errorf("couldn't parse the client state in %s: %w", s.path, err)
+	}
+	if err := json.Unmarshal(b, &all); err != nil {
+		return nil, nil, fmt.Errorf("couldn't parse the client state in %s: %w", s.path, err)
 	}
 	if f.Checkpoints == nil {
 		f.Checkpoints = map[string]string{}
 	}
-	return f.Checkpoints, nil
+	return f.Checkpoints, all, nil
 }
+
+// write replaces the file with all, synced.
+func (s *FileState) write(all map[string]json.RawMessage) error {
+	b, err := json.MarshalIndent(all, "", "  ")
+	if err != nil {
+		return fmt.Errorf("couldn't encode the client state: %w", err)
+	}
+	if err := atomicfile.Replace(s.path, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("couldn't write the client state: %w", err)
+	}
+	return nil
+}
+
+// LoadExtra returns the value the file keeps under key besides the
+// checkpoints (another program's state, such as a monitor's position),
+// or nil if none.
+func (s *FileState) LoadExtra(key string) (json.RawMessage, error) {
+	if key == checkpointsKey {
+		return nil, fmt.Errorf("client state: %q is the checkpoints' key", key)
+	}
+	unlock := s.lock()
+	defer unlock()
+	_, all, err := s.read()
+	if err != nil {
+		return nil, err
+	}
+	return all[key], nil
+}
+
+// StoreExtra replaces the value under key, atomically and synced, keeping
+// everything else.
+func (s *FileState) StoreExtra(key string, value json.RawMessage) error {
+	if key == checkpointsKey {
+		return fmt.Errorf("client state: %q is the checkpoints' key", key)
+	}
+	unlock := s.lock()
+	defer unlock()
+	_, all, err := s.read()
+	if err != nil {
+		return err
+	}
+	all[key] = value
+	return s.write(all)
+}
+
+const checkpointsKey = "checkpoints"
 
 // Load implements State.
 func (s *FileState) Load(ctx context.Context, origin string) ([]byte, error) {
 	unlock := s.lock()
 	defer unlock()
-	cps, err := s.read()
+	cps, _, err := s.read()
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +209,7 @@ func (s *FileState) Swap(ctx context.Context, origin string, old, new []byte) er
 	}
 	unlock := s.lock()
 	defer unlock()
-	cps, err := s.read()
+	cps, all, err := s.read()
 	if err != nil {
 		return err
 	}
@@ -164,12 +217,10 @@ func (s *FileState) Swap(ctx context.Context, origin string, old, new []byte) er
 		return fmt.Errorf("couldn't store the checkpoint of %q: %w", origin, ErrStateChanged)
 	}
 	cps[origin] = string(new)
-	b, err := json.MarshalIndent(stateFile{Checkpoints: cps}, "", "  ")
+	b, err := json.Marshal(cps)
 	if err != nil {
 		return fmt.Errorf("couldn't encode the client state: %w", err)
 	}
-	if err := atomicfile.Replace(s.path, append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("couldn't write the client state: %w", err)
-	}
-	return nil
+	all[checkpointsKey] = b
+	return s.write(all)
 }

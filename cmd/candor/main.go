@@ -44,6 +44,7 @@ var commands = []command{
 	{"bench", "load-test a running log: submissions, proofs, tiles or entry bundles", runBench},
 	{"prove", "fetch a fresh, verified proof bundle of an entry of a log", runProve},
 	{"checkpoint", "print a log's latest checkpoint and whether it meets a witness policy", runCheckpoint},
+	{"monitor", "follow a log, check every entry again and alert on the ones a watch list names", runMonitor},
 	{"verify", "check offline that a proof bundle logs an artifact or commit under a witness policy", runVerify},
 	{"verify-evidence", "check offline that witness evidence proves a log misbehaved", runVerifyEvidence},
 	{"search", "find a log's entries by commit, repository, digest or key", runSearch},
@@ -87,7 +88,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			}
 		}
 		err := c.run(ctx, args[1:], stdout, stderr)
+		var code *exitCode
 		switch {
+		case errors.As(err, &code):
+			fmt.Fprintf(stderr, "candor %s: %s\n", c.name, code.msg)
+			return code.code
 		case errors.Is(err, flag.ErrHelp):
 			return 0
 		case errors.Is(err, errUsage):
