@@ -1,19 +1,24 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/api/apitest"
 	logclient "github.com/candorlog/candor/api/client"
 )
@@ -214,4 +219,157 @@ func TestMonitorUsage(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, `unknown rule "colour"`) {
 		t.Fatalf("a bad watch list: exit %d\n%s", code, stderr)
 	}
+}
+
+// TestMonitorKill9 kills candor monitor (a process of its own) with
+// SIGKILL three times while it delivers alerts to a slow webhook, then
+// lets it finish: every alert reaches stderr and the webhook, none is
+// skipped, and an alert is delivered again only if the kill cut its own
+// delivery (at most one per kill; the webhook can drop it by its id).
+func TestMonitorKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills processes")
+	}
+	logURL, vkey := newTestLog(t, nil)
+	dir := t.TempDir()
+	policy := writeFile(t, dir, "policy", []byte("log "+vkey+"\nquorum none\n"))
+	c := logclient.New(logURL, nil)
+	watched := apitest.NewBuildSignerFromSeed([]byte("kill9 watched"))
+	other := apitest.NewBuildSignerFromSeed([]byte("kill9 other"))
+	const n = 800
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	sem := make(chan struct{}, 32)
+	for i := range n {
+		s := other
+		if i%8 == 0 {
+			s = watched
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			_, errs[i] = c.Submit(context.Background(), s.Submission(fmt.Sprintf("artifact-%d", i), fmt.Sprintf("%064x", i)))
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]bool{}
+	for i := range uint64(n) {
+		e, err := c.Tile(context.Background(), api.Tile{Level: api.EntriesLevel, Index: i / api.TileWidth, Width: int(min(api.TileWidth, n-i/api.TileWidth*api.TileWidth))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries, err := api.ParseEntryBundle(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := api.ParseEntry(entries[i%api.TileWidth])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(st.KeyFingerprints(), watched.KeyFingerprint()) {
+			want[fmt.Sprintf("example.com/bench-test/%d/key %s", i, watched.KeyFingerprint())] = true
+		}
+	}
+	hook := &slowWebhook{delay: 15 * time.Millisecond}
+	hookSrv := httptest.NewServer(hook)
+	defer hookSrv.Close()
+	watch := writeFile(t, dir, "watch", []byte("key "+watched.KeyFingerprint()+"\n"))
+	state := filepath.Join(dir, "state")
+	args := []string{"monitor", "--log", logURL, "--policy", policy, "--state", state, "--watch", watch, "--webhook", hookSrv.URL, "--interval", "100ms"}
+	var stderrs []string
+	start := func(extra ...string) (*exec.Cmd, *bytes.Buffer) {
+		cmd := exec.Command(os.Args[0], append(args, extra...)...)
+		cmd.Env = append(os.Environ(), "CANDOR_TEST_RUN_AS_CANDOR=1")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd, &stderr
+	}
+	kills := 0
+	for range 3 {
+		cmd, stderr := start()
+		// Kill it while it delivers: after a few more alerts.
+		before := hook.count()
+		deadline := time.Now().Add(20 * time.Second)
+		for hook.count() < before+5+kills*3 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		cmd.Process.Kill()
+		cmd.Wait()
+		kills++
+		stderrs = append(stderrs, stderr.String())
+	}
+	cmd, stderr := start("--once")
+	err := cmd.Wait()
+	stderrs = append(stderrs, stderr.String())
+	// 0 if the earlier runs delivered every alert, 3 if it found some.
+	var exit *exec.ExitError
+	if err != nil && (!errors.As(err, &exit) || exit.ExitCode() != exitAlerts) {
+		t.Fatalf("the last run: %v, want exit 0 or %d\n%s", err, exitAlerts, stderr)
+	}
+	if len(alertLines(stderrs[0])) == 0 || len(alertLines(stderrs[len(stderrs)-1])) >= len(want) {
+		t.Fatalf("the kills did not cut the delivery: %d alerts before the first, %d in the last run of %d",
+			len(alertLines(stderrs[0])), len(alertLines(stderrs[len(stderrs)-1])), len(want))
+	}
+	// stderr: every alert, repeats only of cut deliveries.
+	printed := map[string]int{}
+	for _, s := range stderrs {
+		for _, l := range alertLines(s) {
+			printed[l]++
+		}
+	}
+	if len(printed) != len(want) {
+		t.Fatalf("%d distinct alert lines, want %d", len(printed), len(want))
+	}
+	repeats := 0
+	for _, k := range printed {
+		repeats += k - 1
+	}
+	if repeats > kills {
+		t.Fatalf("%d alerts printed again after %d kills", repeats, kills)
+	}
+	// The webhook: every alert, by id.
+	sent := map[string]int{}
+	for _, id := range hook.ids() {
+		sent[id]++
+	}
+	for id := range want {
+		if sent[id] == 0 {
+			t.Fatalf("alert %s never reached the webhook", id)
+		}
+	}
+	if len(sent) != len(want) {
+		t.Fatalf("the webhook got %d distinct alerts, want %d", len(sent), len(want))
+	}
+	repeats = 0
+	for _, k := range sent {
+		repeats += k - 1
+	}
+	if repeats > kills {
+		t.Fatalf("the webhook got %d repeats after %d kills", repeats, kills)
+	}
+}
+
+// slowWebhook records alerts, taking delay over each.
+type slowWebhook struct {
+	webhookRecorder
+	delay time.Duration
+}
+
+func (w *slowWebhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	time.Sleep(w.delay)
+	w.webhookRecorder.ServeHTTP(rw, r)
+}
+
+func (w *slowWebhook) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.alerts)
 }
