@@ -14,6 +14,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/candorlog/candor/api"
+	logclient "github.com/candorlog/candor/api/client"
 )
 
 // The witness network: what the witness learns from other witnesses
@@ -556,7 +557,7 @@ func (w *Witness) compare(ctx context.Context, l Log, a, b *checkpointView) (Obs
 	}
 	ctx, cancel := context.WithTimeout(ctx, w.tileTimeout)
 	defer cancel()
-	tr := &tileReader{ctx: ctx, hc: w.hc, base: l.URL}
+	tr := &tileReader{ctx: ctx, c: logclient.New(l.URL, w.hc)}
 	root, err := api.InconsistencyRoot(small.c.Size, big.c, tr)
 	if err != nil {
 		w.logger.Warn("couldn't check two checkpoints of a log against each other", "origin", l.Origin,

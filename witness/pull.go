@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/candorlog/candor/api"
+	logclient "github.com/candorlog/candor/api/client"
 	"github.com/candorlog/candor/internal/noredirect"
 )
 
@@ -34,9 +34,6 @@ const (
 	// DefaultPullInterval is the time between two polls of a log when
 	// Source.Interval is zero.
 	DefaultPullInterval = 10 * time.Second
-	// maxPulledCheckpoint bounds a /checkpoint reply: the most the witness
-	// accepts in a whole add-checkpoint request.
-	maxPulledCheckpoint = maxAddCheckpointBody
 	// maxPullAttempts bounds the retries of a poll that races a pushed
 	// checkpoint (a *ConflictError from AddCheckpoint).
 	maxPullAttempts = 3
@@ -279,7 +276,7 @@ func (p *Puller) Poll(ctx context.Context, origin string) (PullResult, error) {
 
 func (p *Puller) poll(ctx context.Context, s Source) (PullResult, error) {
 	l := p.w.logs[s.Origin]
-	signed, err := p.get(ctx, s.URL+"/checkpoint", maxPulledCheckpoint, false)
+	signed, err := p.client(s).Checkpoint(ctx)
 	if err != nil {
 		return PullError, err
 	}
@@ -374,7 +371,7 @@ func checkpointText(signed []byte) string {
 // do not hash to it give an error. That is a broken log, not a proven
 // fork, which only AddCheckpoint can tell.
 func (p *Puller) prove(ctx context.Context, s Source, old uint64, c api.Checkpoint) ([][]byte, error) {
-	tr := &tileReader{ctx: ctx, hc: p.hc, base: s.URL}
+	tr := &tileReader{ctx: ctx, c: p.client(s)}
 	hr := tlog.TileHashReader(tlog.Tree{N: int64(c.Size), Hash: c.Hash}, tr)
 	pr, err := tlog.ProveTree(int64(c.Size), int64(old), hr)
 	if err != nil {
@@ -390,43 +387,11 @@ func (p *Puller) prove(ctx context.Context, s Source, old uint64, c api.Checkpoi
 	return out, nil
 }
 
-// get fetches u with the Puller's client: see fetch.
-func (p *Puller) get(ctx context.Context, u string, max int64, exact bool) ([]byte, error) {
-	return fetch(ctx, p.hc, u, max, exact)
-}
-
-// fetch gets u and returns the body of a 200 reply of at most max bytes,
-// or of exactly max bytes if exact.
-func fetch(ctx context.Context, hc *http.Client, u string, max int64, exact bool) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, fmt.Errorf("couldn't make the request: %w", err)
-	}
-	req.Header.Set("User-Agent", "candor-witness")
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("couldn't fetch %s: %w", u, err)
-	}
-	defer resp.Body.Close()
-	if err := noredirect.Check(resp); err != nil {
-		return nil, fmt.Errorf("couldn't fetch %s: %w", u, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("couldn't fetch %s: %s", u, resp.Status)
-	}
-	if resp.ContentLength > max {
-		return nil, fmt.Errorf("couldn't fetch %s: reply of %d bytes is longer than %d bytes", u, resp.ContentLength, max)
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
-	switch {
-	case err != nil:
-		return nil, fmt.Errorf("couldn't read %s: %w", u, err)
-	case int64(len(b)) > max:
-		return nil, fmt.Errorf("couldn't read %s: reply is longer than %d bytes", u, max)
-	case exact && int64(len(b)) != max:
-		return nil, fmt.Errorf("couldn't read %s: reply is %d bytes, want %d", u, len(b), max)
-	}
-	return b, nil
+// client returns the client of the log of s, with the Puller's HTTP
+// client, which follows no redirects, and a checkpoint no larger than
+// the witness takes in a request.
+func (p *Puller) client(s Source) *logclient.Client {
+	return logclient.New(s.URL, p.hc).WithCheckpointLimit(maxAddCheckpointBody)
 }
 
 // tileReader reads c2sp.org/tlog-tiles hash tiles for tlog.TileHashReader,
@@ -436,8 +401,7 @@ func fetch(ctx context.Context, hc *http.Client, u string, max int64, exact bool
 // and the gossip's consistency checks (network.go) share it.
 type tileReader struct {
 	ctx   context.Context
-	hc    *http.Client
-	base  string
+	c     *logclient.Client
 	err   error
 	tiles []api.EvidenceTile
 }
@@ -458,7 +422,7 @@ func (r *tileReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 			r.err = fmt.Errorf("tlog asked for more than %d tiles", api.MaxEvidenceTiles)
 			return nil, r.err
 		}
-		b, err := fetch(r.ctx, r.hc, r.base+"/"+at.Path(), int64(t.W*api.HashSize), true)
+		b, err := r.c.Tile(r.ctx, at)
 		if err != nil {
 			r.err = err
 			return nil, err

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/internal/noredirect"
 )
 
 const (
@@ -48,6 +49,8 @@ const (
 type Client struct {
 	base string
 	hc   *http.Client
+	// maxCheckpoint bounds a /checkpoint reply.
+	maxCheckpoint int64
 }
 
 // New returns a client of the log served at baseURL (such as
@@ -57,7 +60,7 @@ func New(baseURL string, httpClient *http.Client) *Client {
 	if httpClient == nil {
 		httpClient = http.DefaultClient
 	}
-	return &Client{base: strings.TrimRight(baseURL, "/"), hc: httpClient}
+	return &Client{base: strings.TrimRight(baseURL, "/"), hc: httpClient, maxCheckpoint: maxCheckpointSize}
 }
 
 // StatusError is returned for a reply with an unexpected status code.
@@ -86,7 +89,16 @@ func (c *Client) Checkpoint(ctx context.Context) ([]byte, error) {
 	if c == nil {
 		return nil, ErrOffline
 	}
-	return c.get(ctx, "checkpoint", maxCheckpointSize)
+	return c.get(ctx, "checkpoint", c.maxCheckpoint)
+}
+
+// WithCheckpointLimit returns a copy of c that refuses a checkpoint of more
+// than n bytes (default: 1 MiB), such as one larger than a witness would
+// take in a request.
+func (c *Client) WithCheckpointLimit(n int64) *Client {
+	cc := *c
+	cc.maxCheckpoint = n
+	return &cc
 }
 
 // Tile returns tile t: the hashes of a Merkle tree tile, or an entry
@@ -100,7 +112,13 @@ func (c *Client) Tile(ctx context.Context, t api.Tile) ([]byte, error) {
 	if t.Level < api.EntriesLevel || t.Width < 1 || t.Width > api.TileWidth {
 		return nil, fmt.Errorf("couldn't fetch tile: invalid tile %+v", t)
 	}
-	data, err := c.get(ctx, t.Path(), maxTileSize)
+	// A hash tile is read no further than its size: a log that answers
+	// with more costs its clients nothing.
+	max := int64(maxTileSize)
+	if t.Level != api.EntriesLevel {
+		max = int64(t.Width * api.HashSize)
+	}
+	data, err := c.get(ctx, t.Path(), max)
 	if err != nil {
 		return nil, err
 	}
@@ -162,8 +180,15 @@ func (c *Client) get(ctx context.Context, path string, max int64) ([]byte, error
 		return nil, fmt.Errorf("couldn't fetch %s: %w", u, err)
 	}
 	defer resp.Body.Close()
+	// With an http.Client that follows no redirects, a 3xx says so.
+	if err := noredirect.Check(resp); err != nil {
+		return nil, fmt.Errorf("couldn't fetch %s: %w", u, err)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, statusError(req, resp)
+	}
+	if resp.ContentLength > max {
+		return nil, fmt.Errorf("couldn't fetch %s: reply of %d bytes is longer than %d bytes", u, resp.ContentLength, max)
 	}
 	b, err := readAll(resp.Body, max)
 	if err != nil {
