@@ -95,10 +95,12 @@ func (l *Log) startIndexer(ctx context.Context) error {
 	}
 	size := l.cur.Load().size
 	if !known {
-		// Every entry is indexed: record it before the first commit.
+		// Every entry is indexed: record it before the first commit. If
+		// the storage takes no write now (a full disk), the next index
+		// write records it.
 		indexed = size
 		if err := d.IndexCommitted(ctx, nil, size); err != nil {
-			return err
+			l.logger.Warn("couldn't record the size the search index covers", "error", err)
 		}
 	}
 	if indexed > size {
@@ -116,11 +118,16 @@ func (l *Log) startIndexer(ctx context.Context) error {
 	}
 	// What the log left unindexed when it stopped is indexed before it
 	// serves, so that a log restarted over and over never lets its tail
-	// grow.
-	if err := t.indexAll(ctx); err != nil {
-		return err
-	}
+	// grow. If the storage takes no write now (a full disk), the log
+	// serves all the same, and the indexer tries again.
 	go t.run(l)
+	if err := t.indexAll(ctx); err != nil {
+		l.logger.Warn("couldn't index the entries the log left unindexed; they are found all the same", "error", err)
+		select {
+		case t.wake <- struct{}{}:
+		default:
+		}
+	}
 	return nil
 }
 
@@ -154,7 +161,8 @@ func (l *Log) catchUpIndex(ctx context.Context) error {
 		t.mu.RUnlock()
 		if full {
 			if err := t.indexAll(ctx); err != nil {
-				return err
+				// Found from memory meanwhile; the indexer tries again.
+				l.logger.Warn("couldn't index entries the search index lacks", "error", err)
 			}
 		}
 	}

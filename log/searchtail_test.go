@@ -73,6 +73,16 @@ func TestSearchDeferredIndexLost(t *testing.T) {
 	}
 	s.stop()
 
+	// Started again while the index takes no write (as on a full disk):
+	// it serves, and finds everything.
+	s = startSearchLogOn(t, dir, func(p *pebble.Storage) log.Storage {
+		fault = &indexFault{Storage: p}
+		fault.fail.Store(true)
+		return fault
+	})
+	checkSearchAgainstScan(t, s, "restarted with the index behind")
+	s.stop()
+
 	s = startSearchLog(t, dir)
 	if indexed, known, err := s.store.IndexedSize(ctx); err != nil || !known || indexed != size {
 		t.Fatalf("after a restart IndexedSize = %d, %t, %v; want %d", indexed, known, err, size)
