@@ -171,7 +171,11 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	for {
-		err := m.step(ctx, signed)
+		// Alerts the webhook refused earlier are sent again first.
+		err := m.deliverPending(ctx)
+		if err == nil {
+			err = m.step(ctx, signed)
+		}
 		signed = nil
 		var fork *logclient.ForkError
 		switch {
@@ -378,6 +382,7 @@ func (m *monitor) deliverPending(ctx context.Context) error {
 	if len(m.st.Pending) == 0 {
 		return nil
 	}
+	webhookDown := false
 	for _, a := range m.st.Pending {
 		if !a.Printed {
 			fmt.Fprintln(m.stderr, a.line())
@@ -386,10 +391,12 @@ func (m *monitor) deliverPending(ctx context.Context) error {
 				return err
 			}
 		}
-		if !a.Sent && m.webhook != "" {
+		if !a.Sent && m.webhook != "" && !webhookDown {
 			if err := m.send(ctx, a); err != nil {
-				// Kept pending: sent again at the next delivery.
+				// Kept pending, with the others not yet sent: sent again
+				// at the next delivery.
 				fmt.Fprintf(m.stderr, "candor monitor: couldn't send alert %s to the webhook: %v\n", a.ID, err)
+				webhookDown = true
 				continue
 			}
 			a.Sent = true

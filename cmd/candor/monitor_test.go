@@ -373,3 +373,38 @@ func (w *slowWebhook) count() int {
 	defer w.mu.Unlock()
 	return len(w.alerts)
 }
+
+// TestMonitorWebhookDown checks that alerts a webhook refused for a whole
+// run are kept in the state, and sent (not printed again) by the next
+// run once the webhook is back.
+func TestMonitorWebhookDown(t *testing.T) {
+	logURL, vkey := newTestLog(t, nil)
+	dir := t.TempDir()
+	policy := writeFile(t, dir, "policy", []byte("log "+vkey+"\nquorum none\n"))
+	c := logclient.New(logURL, nil)
+	s := apitest.NewBuildSigner()
+	for i := range 20 {
+		if _, err := c.Submit(context.Background(), s.Submission(fmt.Sprintf("a%d", i), fmt.Sprintf("%064x", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hook := &webhookRecorder{fail: 1 << 30}
+	hookSrv := httptest.NewServer(hook)
+	defer hookSrv.Close()
+	watch := writeFile(t, dir, "watch", []byte("key "+s.KeyFingerprint()+"\n"))
+	args := []string{"monitor", "--log", logURL, "--policy", policy, "--state", filepath.Join(dir, "state"), "--watch", watch, "--webhook", hookSrv.URL, "--once"}
+	code, _, stderr := runCandor(t, args...)
+	if code != exitAlerts || len(alertLines(stderr)) != 20 || !strings.Contains(stderr, "couldn't send alert") {
+		t.Fatalf("with the webhook down: exit %d\n%s", code, stderr)
+	}
+	hook.mu.Lock()
+	hook.fail = 0
+	hook.mu.Unlock()
+	code, _, stderr = runCandor(t, args...)
+	if code != 0 || len(alertLines(stderr)) != 0 {
+		t.Fatalf("with the webhook back: exit %d\n%s", code, stderr)
+	}
+	if got := len(hook.ids()); got != 20 {
+		t.Fatalf("the webhook got %d alerts, want 20", got)
+	}
+}
