@@ -190,9 +190,26 @@ func (c *Client) get(ctx context.Context, path string, max int64) ([]byte, error
 	if resp.ContentLength > max {
 		return nil, fmt.Errorf("couldn't fetch %s: reply of %d bytes is longer than %d bytes", u, resp.ContentLength, max)
 	}
-	b, err := readAll(resp.Body, max)
+	b, err := readAllSized(resp.Body, max, resp.ContentLength)
 	if err != nil {
 		return nil, fmt.Errorf("couldn't read %s: %w", u, err)
+	}
+	return b, nil
+}
+
+// readAllSized is readAll into a buffer of the size the reply announced
+// (n, -1 if unknown), so that a large body is not copied as it grows.
+func readAllSized(r io.Reader, max, n int64) ([]byte, error) {
+	if n < 0 || n > max {
+		return readAll(r, max)
+	}
+	b := make([]byte, n, n+1)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, err
+	}
+	// Nothing may follow what was announced.
+	if k, _ := r.Read(b[n : n+1]); k > 0 {
+		return nil, fmt.Errorf("reply is longer than its Content-Length of %d bytes", n)
 	}
 	return b, nil
 }

@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"iter"
@@ -145,8 +146,12 @@ func (v *Verifier) fullBundle(ctx context.Context, cp Checkpoint, hr tlog.HashRe
 		return nil, fmt.Errorf("couldn't read entry bundle %d: %d entries, want %d: %v", k, len(entries), t.Width, err)
 	}
 	hashes := make([]byte, 0, api.TileWidth*api.HashSize)
+	h := sha256.New()
 	for _, e := range entries {
-		hashes = append(hashes, LeafHash(e)...)
+		h.Reset()
+		h.Write([]byte{rfc6962.RFC6962LeafHashPrefix})
+		h.Write(e)
+		hashes = h.Sum(hashes)
 	}
 	// The tile's two halves, then the bundle's root.
 	lt := tlog.Tile{H: api.TileHeight, L: 0, N: int64(k), W: api.TileWidth}
