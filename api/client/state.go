@@ -71,7 +71,7 @@ func (s *MemoryState) Swap(ctx context.Context, origin string, old, new []byte) 
 //
 //	{"checkpoints": {"<origin>": "<signed checkpoint>", …}, …}
 //
-// where other keys hold other programs' state (LoadExtra, StoreExtra).
+// where other keys hold other programs' state (LoadExtra, UpdateExtra).
 //
 // Every call reads the file again, so several FileStates of one file in a
 // process see each other's writes; other processes must not write it.
@@ -169,15 +169,21 @@ func (s *FileState) LoadExtra(key string) (json.RawMessage, error) {
 	return all[key], nil
 }
 
-// StoreExtra replaces the value under key, atomically and synced, keeping
-// everything else.
-func (s *FileState) StoreExtra(key string, value json.RawMessage) error {
+// UpdateExtra replaces the value under key with what update makes of it
+// (nil if none), atomically and synced, keeping everything else: one
+// read and one write of the file under its lock, so that two updates
+// never lose each other's changes.
+func (s *FileState) UpdateExtra(key string, update func(old json.RawMessage) (json.RawMessage, error)) error {
 	if key == checkpointsKey {
 		return fmt.Errorf("client state: %q is the checkpoints' key", key)
 	}
 	unlock := s.lock()
 	defer unlock()
 	_, all, err := s.read()
+	if err != nil {
+		return err
+	}
+	value, err := update(all[key])
 	if err != nil {
 		return err
 	}

@@ -231,22 +231,17 @@ func (m *monitor) load() error {
 // save writes the monitor's position and pending alerts to its state
 // file, keeping the other logs' and programs' state.
 func (m *monitor) save() error {
-	all := map[string]monitorState{}
-	raw, err := m.state.LoadExtra(monitorKey)
-	if err != nil {
-		return err
-	}
-	if raw != nil {
-		if err := json.Unmarshal(raw, &all); err != nil {
-			return fmt.Errorf("--state: the monitor's state: %w", err)
+	err := m.state.UpdateExtra(monitorKey, func(raw json.RawMessage) (json.RawMessage, error) {
+		all := map[string]monitorState{}
+		if raw != nil {
+			if err := json.Unmarshal(raw, &all); err != nil {
+				return nil, fmt.Errorf("--state: the monitor's state: %w", err)
+			}
 		}
-	}
-	all[m.origin] = m.st
-	b, err := json.Marshal(all)
+		all[m.origin] = m.st
+		return json.Marshal(all)
+	})
 	if err != nil {
-		return err
-	}
-	if err := m.state.StoreExtra(monitorKey, b); err != nil {
 		return err
 	}
 	m.lastSave = time.Now()
@@ -294,8 +289,7 @@ func (m *monitor) scan(ctx context.Context, cp logclient.Checkpoint) error {
 			progressbar.OptionThrottle(200*time.Millisecond),
 			progressbar.OptionClearOnFinish())
 	}
-	check := func(e logclient.Entry) []logclient.Finding { return m.check(e) }
-	err := m.v.Scan(ctx, cp, start, cp.Size, m.workers, check, func(next uint64, findings []logclient.Finding) error {
+	err := m.v.Scan(ctx, cp, start, cp.Size, m.workers, m.check, func(next uint64, findings []logclient.Finding) error {
 		if bar != nil {
 			bar.Set64(int64(next - start))
 		}
