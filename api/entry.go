@@ -52,6 +52,9 @@ var (
 	// ErrUnknownKind is returned for an entry whose kind the log doesn't
 	// know. It maps to HTTP 400.
 	ErrUnknownKind = errors.New("unknown entry kind")
+	// ErrUnknownVersion is wrapped by the *EntryError of an entry whose
+	// version ("v") this code doesn't know. It maps to HTTP 400.
+	ErrUnknownVersion = errors.New("unknown entry version")
 	// ErrEntryTooLarge is returned when the canonical entry would be larger
 	// than MaxEntrySize. It maps to HTTP 413.
 	ErrEntryTooLarge = errors.New("entry too large")
@@ -124,6 +127,13 @@ func ParseEntry(entry []byte) (Statement, error) {
 	return st, nil
 }
 
+// UnknownEntry reports whether err, from ParseEntry, says that the entry
+// is of a kind or a version this code does not know, rather than wrong: a
+// newer log may hold such entries rightly.
+func UnknownEntry(err error) bool {
+	return errors.Is(err, ErrUnknownKind) || errors.Is(err, ErrUnknownVersion)
+}
+
 // canonicalize decodes a submission or an entry, verifies it and returns
 // its canonical bytes and the statement. It dispatches on kind. now is
 // the time of admission, zero when re-verifying a stored entry: an entry
@@ -140,7 +150,7 @@ func canonicalize(body []byte, now time.Time) ([]byte, Statement, error) {
 	if val, ok := obj.take("v"); ok {
 		var v int
 		if err := json.Unmarshal(val.raw, &v); err != nil || v != entryVersion {
-			return nil, nil, entryErrorf("unsupported version %.20s, want %d", val.raw, entryVersion)
+			return nil, nil, &EntryError{Reason: fmt.Sprintf("unsupported version %.20s, want %d", val.raw, entryVersion), Err: ErrUnknownVersion}
 		}
 	}
 	var (

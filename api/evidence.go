@@ -11,8 +11,11 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -28,6 +31,15 @@ import (
 //	  "tiles": [{"level": L, "index": N, "width": W, "hashes": "<base64>"}, …]
 //	}
 //
+// or, for an entry the log should have refused:
+//
+//	{
+//	  "kind": "bad-entry",
+//	  "origin": "<the log's origin>",
+//	  "checkpoint": "<signed note>",
+//	  "entry": {"index": N, "data": "<base64>", "proof": ["<base64>", …]}
+//	}
+//
 // The checkpoints are signed notes of the log. Anyone holding only the
 // log's verifier key can check evidence offline with Verify:
 //
@@ -41,7 +53,14 @@ import (
 //     smaller checkpoint's root: the log signed two trees of which one is
 //     not a prefix of the other.
 //
-// Both are irrefutable: no honest log ever signs such a pair.
+//   - bad-entry: a checkpoint of the log, an entry, its index and its
+//     inclusion proof in the checkpoint's tree, and the entry does not
+//     pass admission from its bytes (ParseEntry): its signature does not
+//     verify, it is not canonical, it is malformed. An entry of a kind or
+//     version this code does not know proves nothing (it may be newer).
+//
+// All are irrefutable: no honest log ever signs such a pair, or a tree
+// holding such an entry.
 //
 // A piece of evidence is its log's origin and the texts of its two
 // checkpoints (ID): what else it carries can vary without proving anything
@@ -57,16 +76,34 @@ type Evidence struct {
 	Kind string `json:"kind"`
 	// Origin is the log's origin.
 	Origin string `json:"origin"`
-	// Checkpoints are the two signed checkpoints. In canonical evidence,
-	// each is the checkpoint text, a blank line and the log's signature
-	// line, in canonical base64; the smaller size comes first, and at the
-	// same size the text that is first in byte order.
-	Checkpoints [2]string `json:"checkpoints"`
+	// Checkpoints are the two signed checkpoints of an equivocation or an
+	// inconsistency. In canonical evidence, each is the checkpoint text, a
+	// blank line and the log's signature line, in canonical base64; the
+	// smaller size comes first, and at the same size the text that is
+	// first in byte order.
+	Checkpoints [2]string `json:"checkpoints,omitzero"`
 	// Tiles are, for an inconsistency, the hash tiles the log served that
 	// prove the larger tree's hash at the smaller size. In canonical
 	// evidence, they are the tiles tlog reads to compute it, no others,
 	// by level, index and width.
 	Tiles []EvidenceTile `json:"tiles,omitempty"`
+	// Checkpoint is, for a bad entry, the signed checkpoint whose tree
+	// holds it; in canonical evidence, its text and the log's signature
+	// line, as in Checkpoints.
+	Checkpoint string `json:"checkpoint,omitempty"`
+	// Entry is, for a bad entry, the entry and its inclusion proof.
+	Entry *EvidenceEntry `json:"entry,omitempty"`
+}
+
+// EvidenceEntry is an entry of a log with its inclusion proof.
+type EvidenceEntry struct {
+	// Index is the entry's index in the log.
+	Index uint64 `json:"index"`
+	// Data is the entry's bytes, as the log's entry bundle holds them.
+	Data []byte `json:"data"`
+	// Proof is the RFC 6962 inclusion proof of the entry's leaf hash at
+	// Index in the tree of the evidence's checkpoint.
+	Proof [][]byte `json:"proof"`
 }
 
 // EvidenceTile is a c2sp.org/tlog-tiles hash tile.
@@ -81,7 +118,11 @@ type EvidenceTile struct {
 const (
 	EvidenceEquivocation  = "equivocation"
 	EvidenceInconsistency = "inconsistency"
+	EvidenceBadEntry      = "bad-entry"
 )
+
+// EvidenceKinds are the kinds of Evidence.
+var EvidenceKinds = []string{EvidenceEquivocation, EvidenceInconsistency, EvidenceBadEntry}
 
 // Bounds of an evidence document.
 const (
@@ -124,6 +165,15 @@ func NewInconsistency(origin string, small, big []byte, tiles []EvidenceTile) Ev
 	return Evidence{Kind: EvidenceInconsistency, Origin: origin, Checkpoints: [2]string{string(small), string(big)}, Tiles: tiles}
 }
 
+// NewBadEntry returns the evidence that the tree of checkpoint, a signed
+// checkpoint of origin, holds data at index, an entry that does not pass
+// admission, with proof its inclusion proof. It does not verify them, nor
+// make them canonical: see Canonical.
+func NewBadEntry(origin string, checkpoint []byte, index uint64, data []byte, proof [][]byte) Evidence {
+	return Evidence{Kind: EvidenceBadEntry, Origin: origin, Checkpoint: string(checkpoint),
+		Entry: &EvidenceEntry{Index: index, Data: data, Proof: proof}}
+}
+
 // Marshal encodes the evidence as JSON.
 func (e Evidence) Marshal() ([]byte, error) {
 	b, err := json.MarshalIndent(e, "", "  ")
@@ -141,9 +191,26 @@ func (e Evidence) Marshal() ([]byte, error) {
 // its canonical form, have one ID, and two witnesses that catch the same
 // pair of checkpoints give the same ID.
 //
+// A bad entry's ID is the hex SHA-256 of its origin, the entry's index
+// and its leaf hash: the same entry proven in the trees of two
+// checkpoints is one piece of evidence (whose canonical forms differ by
+// their checkpoint).
+//
 // ID does not verify the evidence: it is meaningful for evidence that
 // Verify accepts.
 func (e Evidence) ID() string {
+	if e.Kind == EvidenceBadEntry {
+		var data []byte
+		var index uint64
+		if e.Entry != nil {
+			data, index = e.Entry.Data, e.Entry.Index
+		}
+		h := sha256.New()
+		for _, s := range []string{"candor bad-entry evidence", e.Origin, strconv.FormatUint(index, 10), string(rfc6962.DefaultHasher.HashLeaf(data))} {
+			fmt.Fprintf(h, "%d:%s", len(s), s)
+		}
+		return hex.EncodeToString(h.Sum(nil))
+	}
 	a, b := noteText(e.Checkpoints[0]), noteText(e.Checkpoints[1])
 	if b < a {
 		a, b = b, a
@@ -182,6 +249,12 @@ func ParseEvidence(b []byte) (Evidence, error) {
 	if dec.More() {
 		return Evidence{}, fmt.Errorf("%w: data after the evidence", ErrInvalidEvidence)
 	}
+	if e.Kind == EvidenceBadEntry {
+		return e, parseBadEntry(e)
+	}
+	if e.Checkpoint != "" || e.Entry != nil {
+		return Evidence{}, fmt.Errorf("%w: %s evidence carries no entry", ErrInvalidEvidence, e.Kind)
+	}
 	switch e.Kind {
 	case EvidenceEquivocation:
 		if len(e.Tiles) > 0 {
@@ -205,6 +278,30 @@ func ParseEvidence(b []byte) (Evidence, error) {
 		}
 	}
 	return e, nil
+}
+
+// maxInclusionProof bounds the hashes of an inclusion proof: one per level
+// of a tree of 2^63 leaves.
+const maxInclusionProof = 63
+
+// parseBadEntry checks the form of bad-entry evidence.
+func parseBadEntry(e Evidence) error {
+	switch {
+	case e.Checkpoints != [2]string{} || len(e.Tiles) > 0:
+		return fmt.Errorf("%w: bad-entry evidence carries one checkpoint and no tiles", ErrInvalidEvidence)
+	case e.Checkpoint == "" || len(e.Checkpoint) > maxEvidenceCheckpoint:
+		return fmt.Errorf("%w: the checkpoint is empty or longer than %d bytes", ErrInvalidEvidence, maxEvidenceCheckpoint)
+	case e.Entry == nil:
+		return fmt.Errorf("%w: bad-entry evidence without its entry", ErrInvalidEvidence)
+	case len(e.Entry.Proof) > maxInclusionProof:
+		return fmt.Errorf("%w: an inclusion proof of %d hashes, more than %d", ErrInvalidEvidence, len(e.Entry.Proof), maxInclusionProof)
+	}
+	for i, h := range e.Entry.Proof {
+		if len(h) != HashSize {
+			return fmt.Errorf("%w: hash %d of the inclusion proof is %d bytes, want %d", ErrInvalidEvidence, i, len(h), HashSize)
+		}
+	}
+	return nil
 }
 
 // Verify checks that the evidence proves that the log whose verifier is v
@@ -249,19 +346,16 @@ func (e Evidence) Canonical(v note.Verifier) (Evidence, [2]Checkpoint, error) {
 	if v.Name() != e.Origin {
 		return Evidence{}, cps, fmt.Errorf("%w: the key is for %q, the evidence is about %q", ErrInvalidEvidence, v.Name(), e.Origin)
 	}
+	if e.Kind == EvidenceBadEntry {
+		return e.canonicalBadEntry(v)
+	}
 	var signed, texts [2]string
 	for i, s := range e.Checkpoints {
-		c, n, err := OpenCheckpoint([]byte(s), e.Origin, v)
+		sc, c, err := canonicalCheckpoint(s, e.Origin, v)
 		if err != nil {
 			return Evidence{}, cps, fmt.Errorf("%w: checkpoint %d: %w", ErrInvalidEvidence, i, err)
 		}
-		j := slices.IndexFunc(n.Sigs, func(s note.Signature) bool { return s.Name == v.Name() && s.Hash == v.KeyHash() })
-		sig, ok := canonicalSignature(n.Sigs[j]) // OpenCheckpoint checked there is one
-		if !ok {
-			return Evidence{}, cps, fmt.Errorf("%w: checkpoint %d: malformed signature", ErrInvalidEvidence, i)
-		}
-		cps[i], texts[i] = c, n.Text
-		signed[i] = string(appendSignatureLine([]byte(n.Text+"\n"), sig))
+		cps[i], texts[i], signed[i] = c, noteText(sc), sc
 	}
 	if cps[0].Size > cps[1].Size || cps[0].Size == cps[1].Size && texts[0] > texts[1] {
 		cps[0], cps[1] = cps[1], cps[0]
@@ -290,6 +384,66 @@ func (e Evidence) Canonical(v note.Verifier) (Evidence, [2]Checkpoint, error) {
 		return Evidence{}, cps, fmt.Errorf("%w: unknown kind %q", ErrInvalidEvidence, e.Kind)
 	}
 	return out, cps, nil
+}
+
+// canonicalBadEntry is Canonical for a bad entry: it checks that the
+// checkpoint is signed by v, that the entry is at its index in the
+// checkpoint's tree, and that it does not pass admission for a reason this
+// code knows. Both returned checkpoints are the evidence's.
+func (e Evidence) canonicalBadEntry(v note.Verifier) (Evidence, [2]Checkpoint, error) {
+	var cps [2]Checkpoint
+	if err := parseBadEntry(e); err != nil {
+		return Evidence{}, cps, err
+	}
+	signed, c, err := canonicalCheckpoint(e.Checkpoint, e.Origin, v)
+	if err != nil {
+		return Evidence{}, cps, fmt.Errorf("%w: the checkpoint: %w", ErrInvalidEvidence, err)
+	}
+	cps = [2]Checkpoint{c, c}
+	ent := e.Entry
+	if ent.Index >= c.Size {
+		return Evidence{}, cps, fmt.Errorf("%w: bad entry: index %d is not in the tree of size %d", ErrInvalidEvidence, ent.Index, c.Size)
+	}
+	leaf := rfc6962.DefaultHasher.HashLeaf(ent.Data)
+	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, ent.Index, c.Size, leaf, ent.Proof, c.Hash[:]); err != nil {
+		return Evidence{}, cps, fmt.Errorf("%w: bad entry: the entry is not at index %d of the tree of size %d: %w", ErrInvalidEvidence, ent.Index, c.Size, err)
+	}
+	_, perr := ParseEntry(ent.Data)
+	switch {
+	case perr == nil:
+		return Evidence{}, cps, fmt.Errorf("%w: bad entry: entry %d passes admission", ErrInvalidEvidence, ent.Index)
+	case UnknownEntry(perr):
+		return Evidence{}, cps, fmt.Errorf("%w: bad entry: entry %d may be valid for a newer version: %w", ErrInvalidEvidence, ent.Index, perr)
+	}
+	out := Evidence{Kind: e.Kind, Origin: e.Origin, Checkpoint: signed,
+		Entry: &EvidenceEntry{Index: ent.Index, Data: bytes.Clone(ent.Data), Proof: slices.Clone(ent.Proof)}}
+	return out, cps, nil
+}
+
+// BadEntryReason returns why the entry of bad-entry evidence does not
+// pass admission, or nil if it does (or e is of another kind).
+func (e Evidence) BadEntryReason() error {
+	if e.Kind != EvidenceBadEntry || e.Entry == nil {
+		return nil
+	}
+	_, err := ParseEntry(e.Entry.Data)
+	return err
+}
+
+// canonicalCheckpoint opens a signed checkpoint of origin with v and
+// returns it as its text, a blank line and the one signature line of v,
+// its base64 canonical.
+func canonicalCheckpoint(s, origin string, v note.Verifier) (string, Checkpoint, error) {
+	c, n, err := OpenCheckpoint([]byte(s), origin, v)
+	if err != nil {
+		return "", Checkpoint{}, err
+	}
+	j := slices.IndexFunc(n.Sigs, func(s note.Signature) bool { return s.Name == v.Name() && s.Hash == v.KeyHash() })
+	sig, ok := canonicalSignature(n.Sigs[j]) // OpenCheckpoint checked there is one
+	if !ok {
+		return "", Checkpoint{}, errors.New("malformed signature")
+	}
+	return string(appendSignatureLine([]byte(n.Text+"\n"), sig)), c, nil
 }
 
 // canonicalSignature returns s with the canonical base64 encoding of its
@@ -321,6 +475,12 @@ func (e Evidence) VerifyCanonical(v note.Verifier) ([2]Checkpoint, error) {
 // sameAs returns nil if e is c, the canonical form of e, or says how it
 // differs.
 func (e Evidence) sameAs(c Evidence) error {
+	if e.Kind == EvidenceBadEntry {
+		if e.Checkpoint != c.Checkpoint {
+			return errors.New("the checkpoint must carry only the log's signature line, in canonical base64")
+		}
+		return nil // the entry and its proof are what verified
+	}
 	for i, s := range e.Checkpoints {
 		if s == c.Checkpoints[0] || s == c.Checkpoints[1] {
 			continue

@@ -365,3 +365,108 @@ func FuzzParseEvidence(f *testing.F) {
 		}
 	})
 }
+
+func TestEvidenceBadEntry(t *testing.T) {
+	const origin = "example.com/log"
+	s, v, _ := apitest.NewNoteKey(origin, rand.Reader)
+	good, err := api.CanonicalEntry(apitest.NewBuildSigner().Submission("a", strings.Repeat("ab", 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := bytes.Replace(good, []byte(`"sig":"`), []byte(`"sig":"A`), 1)
+	entries := [][]byte{good, []byte("not json"), forged, []byte(`{"kind":"image","v":1}`), []byte(`{"kind":"build","v":2}`), good}
+	var tr testTree
+	for i, e := range entries {
+		hs, err := tlog.StoredHashes(int64(i), e, tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr = append(tr, hs...)
+	}
+	root, err := tlog.TreeHash(int64(len(entries)), tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := api.SignCheckpoint(api.Checkpoint{Origin: origin, Size: uint64(len(entries)), Hash: root}, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evidence := func(i int) api.Evidence {
+		p, err := tlog.ProveRecord(int64(len(entries)), int64(i), tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		proof := make([][]byte, len(p))
+		for j := range p {
+			proof[j] = p[j][:]
+		}
+		return api.NewBadEntry(origin, cp, uint64(i), entries[i], proof)
+	}
+	for _, i := range []int{1, 2} {
+		e := evidence(i)
+		enc, err := e.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := api.ParseEvidence(enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cps, err := got.VerifyCanonical(v)
+		if err != nil {
+			t.Fatalf("entry %d: VerifyCanonical = %v", i, err)
+		}
+		if cps[0].Size != uint64(len(entries)) || got.BadEntryReason() == nil {
+			t.Errorf("entry %d: checkpoints %v, reason %v", i, cps, got.BadEntryReason())
+		}
+		// A cosigned checkpoint is the same piece of evidence, not in
+		// canonical form.
+		cosigned := e
+		cosigned.Checkpoint += "— other.example/w AAAAAAAA\n"
+		if cosigned.ID() != e.ID() {
+			t.Error("a cosignature changes the ID")
+		}
+		if _, err := cosigned.VerifyCanonical(v); !errors.Is(err, api.ErrNotCanonical) {
+			t.Errorf("entry %d with a cosignature line: VerifyCanonical = %v, want ErrNotCanonical", i, err)
+		}
+	}
+	if evidence(1).ID() == evidence(2).ID() {
+		t.Error("two entries have one ID")
+	}
+	wrongIndex := evidence(1)
+	wrongIndex.Entry.Index = 2
+	moved := evidence(2)
+	moved.Entry.Data = entries[1]
+	otherLog := evidence(1)
+	otherLog.Origin = "example.com/other"
+	withTiles := evidence(1)
+	withTiles.Tiles = []api.EvidenceTile{tr.tile(t, 0, 0, 1)}
+	for name, bad := range map[string]api.Evidence{
+		"valid entry":        evidence(0),
+		"valid entry too":    evidence(5),
+		"unknown kind":       evidence(3),
+		"unknown version":    evidence(4),
+		"wrong index":        wrongIndex,
+		"not the entry":      moved,
+		"other origin":       otherLog,
+		"with tiles":         withTiles,
+		"unsigned":           api.NewBadEntry(origin, []byte(strings.SplitAfter(string(cp), "\n\n")[0]+"— example.com/log AAAAAAAA\n"), 1, entries[1], evidence(1).Entry.Proof),
+		"beyond the tree":    api.NewBadEntry(origin, cp, 6, entries[1], evidence(1).Entry.Proof),
+		"two checkpoints":    {Kind: api.EvidenceBadEntry, Origin: origin, Checkpoints: [2]string{string(cp), string(cp)}, Entry: evidence(1).Entry},
+		"as an equivocation": {Kind: api.EvidenceEquivocation, Origin: origin, Checkpoints: [2]string{string(cp), string(cp)}, Entry: evidence(1).Entry},
+		"without entry":      {Kind: api.EvidenceBadEntry, Origin: origin, Checkpoint: string(cp)},
+		"short proof hash":   api.NewBadEntry(origin, cp, 1, entries[1], [][]byte{{1, 2}}),
+		"no proof":           api.NewBadEntry(origin, cp, 1, entries[1], nil),
+	} {
+		if _, err := bad.Verify(v); !errors.Is(err, api.ErrInvalidEvidence) {
+			t.Errorf("%s: Verify = %v, want ErrInvalidEvidence", name, err)
+		}
+		if enc, err := bad.Marshal(); err == nil {
+			if e, err := api.ParseEvidence(enc); err == nil {
+				if _, err := e.Verify(v); !errors.Is(err, api.ErrInvalidEvidence) {
+					t.Errorf("%s, encoded: Verify = %v, want ErrInvalidEvidence", name, err)
+				}
+			}
+		}
+	}
+}

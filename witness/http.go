@@ -137,7 +137,7 @@ func status(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, httplimit.ErrTooManyFromClient):
 		return http.StatusTooManyRequests
-	case errors.Is(err, ErrNoSpace):
+	case errors.Is(err, ErrNoSpace), errors.Is(err, ErrNotAudited):
 		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError

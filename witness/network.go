@@ -207,7 +207,7 @@ func newNetwork(ctx context.Context, cfg Config, self note.Verifier) (*network, 
 	}
 	// Every counter is present from the start, at zero.
 	for _, l := range cfg.Logs {
-		for _, kind := range []string{api.EvidenceEquivocation, api.EvidenceInconsistency} {
+		for _, kind := range api.EvidenceKinds {
 			n.evidenceTotal.WithLabelValues(l.Origin, kind)
 		}
 		n.evidenceDropped.WithLabelValues(l.Origin)
@@ -701,6 +701,9 @@ func (w *Witness) recordLocked(ctx context.Context, l Log, e api.Evidence) (Obse
 	}
 	id := e.ID()
 	detail := fmt.Sprintf("%s: checkpoints of size %d and %d", e.Kind, cps[0].Size, cps[1].Size)
+	if e.Kind == api.EvidenceBadEntry {
+		detail = fmt.Sprintf("%s: entry %d of the tree of size %d", e.Kind, e.Entry.Index, cps[0].Size)
+	}
 	w.net.mu.Lock()
 	known := w.net.evidenceIDs[id]
 	full := len(w.net.evidence[e.Origin]) >= MaxEvidencePerLog

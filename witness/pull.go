@@ -62,6 +62,10 @@ const (
 	// PullRefused: the witness holds evidence that the log misbehaved,
 	// and cosigns nothing more for it until an operator clears it.
 	PullRefused PullResult = "refused"
+	// PullAuditing: the witness audits the log (Log.Audit) and has not
+	// checked every entry of the log's checkpoint yet; it goes on from
+	// where it stopped at the next poll, without backing off.
+	PullAuditing PullResult = "auditing"
 	// PullError: the log could not be read (network, status, size, tiles
 	// of the wrong length), or the witness failed.
 	PullError PullResult = "error"
@@ -135,7 +139,7 @@ func NewPuller(w *Witness, cfg PullerConfig) (*Puller, error) {
 		logger:     cfg.Logger,
 		pulls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "candor_witness_pull_total",
-			Help: "Polls of logs in pull mode, by origin and result (cosigned, unchanged, behind, unverified, inconsistent, refused, error).",
+			Help: "Polls of logs in pull mode, by origin and result (cosigned, unchanged, behind, unverified, inconsistent, refused, auditing, error).",
 		}, []string{"origin", "result"}),
 	}
 	for _, s := range cfg.Sources {
@@ -150,7 +154,7 @@ func NewPuller(w *Witness, cfg PullerConfig) (*Puller, error) {
 			return nil, fmt.Errorf("witness: pull source %q: %w", s.Origin, err)
 		}
 		s.URL = base
-		for _, r := range []PullResult{PullCosigned, PullUnchanged, PullBehind, PullUnverified, PullInconsistent, PullRefused, PullError} {
+		for _, r := range []PullResult{PullCosigned, PullUnchanged, PullBehind, PullUnverified, PullInconsistent, PullRefused, PullAuditing, PullError} {
 			p.pulls.WithLabelValues(s.Origin, string(r)) // present from the start, at zero
 		}
 		if s.Interval < 0 {
@@ -209,7 +213,7 @@ func (p *Puller) run(ctx context.Context, s Source) {
 			return
 		}
 		delay := s.Interval
-		if err != nil {
+		if err != nil && res != PullAuditing {
 			failures++
 			delay = backoff(s.Interval, p.maxBackoff, failures)
 			p.logger.Debug("next poll", "origin", s.Origin, "result", res, "failures", failures, "in", delay)
@@ -247,7 +251,8 @@ func backoff(interval, limit time.Duration, failures int) time.Duration {
 // it, and if it is larger than the one the witness cosigned, proves their
 // consistency from the log's tiles and hands both to AddCheckpoint. It
 // returns the result and, unless the result is PullCosigned, PullUnchanged
-// or PullBehind, an error saying why.
+// or PullBehind, an error saying why. For an audited log, PullAuditing is
+// progress: its error (wrapping ErrNotAudited) says how far the audit got.
 //
 // A checkpoint that is inconsistent with the cosigned one gives an error
 // wrapping ErrInconsistent, and one not signed by the log's key an error
@@ -326,6 +331,9 @@ func (p *Puller) poll(ctx context.Context, s Source) (PullResult, error) {
 			continue
 		case errors.Is(err, ErrMisbehaved):
 			return PullRefused, err
+		case errors.Is(err, ErrNotAudited):
+			p.logger.Info("auditing the log's entries before cosigning", "origin", s.Origin, "size", c.Size, "detail", err)
+			return PullAuditing, err
 		case errors.Is(err, ErrInconsistent):
 			p.inconsistent(ctx, s, old, stored, signed, err)
 			return PullInconsistent, err

@@ -28,6 +28,7 @@ import (
 // monitoring path over HTTP.
 type pullWitness struct {
 	*testWitness
+	w   *witness.Witness
 	p   *witness.Puller
 	reg *prometheus.Registry
 }
@@ -36,11 +37,19 @@ type pullWitness struct {
 // tweak, if not nil, adjusts the PullerConfig.
 func newPullWitness(t testing.TB, logs []*testLog, sources []witness.Source, tweak func(*witness.PullerConfig)) *pullWitness {
 	t.Helper()
-	state, err := pebble.OpenWitnessState(t.TempDir(), pebble.Options{Logger: quiet, CacheBytes: 8 << 20})
+	return startPullWitness(t, t.TempDir(), newCosignerKey(t), false, logs, sources, tweak)
+}
+
+// startPullWitness starts a witness on the state in dir, with the cosigner
+// key skey, as newPullWitness does; with audit, it audits every log (the
+// audit's position kept in the state, as candor-witness does).
+func startPullWitness(t testing.TB, dir, skey string, audit bool, logs []*testLog, sources []witness.Source, tweak func(*witness.PullerConfig)) *pullWitness {
+	t.Helper()
+	state, err := pebble.OpenWitnessState(dir, pebble.Options{Logger: quiet, CacheBytes: 8 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cosigner, err := api.NewCosigner(newCosignerKey(t), nil)
+	cosigner, err := api.NewCosigner(skey, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,13 +61,14 @@ func newPullWitness(t testing.TB, logs []*testLog, sources []witness.Source, twe
 	for _, l := range logs {
 		// As candor-witness does: a pulled log's URL is also the one the
 		// witness reads tiles from to check checkpoints against each other.
-		wl = append(wl, witness.Log{Origin: l.origin, Verifier: l.verifier, URL: urls[l.origin]})
-	}
-	w, err := witness.New(witness.Config{Cosigner: cosigner, Logs: wl, State: state, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
+		wl = append(wl, witness.Log{Origin: l.origin, Verifier: l.verifier, URL: urls[l.origin], Audit: audit})
 	}
 	reg := prometheus.NewRegistry()
+	w, err := witness.New(witness.Config{Cosigner: cosigner, Logs: wl, State: state, Evidence: state, Audit: state, Logger: quiet, Registerer: reg})
+	if err != nil {
+		state.Close()
+		t.Fatal(err)
+	}
 	cfg := witness.PullerConfig{Sources: sources, Logger: quiet, Registerer: reg}
 	if tweak != nil {
 		tweak(&cfg)
@@ -74,7 +84,7 @@ func newPullWitness(t testing.TB, logs []*testLog, sources []witness.Source, twe
 	srv := httptest.NewServer(h)
 	tw := &testWitness{url: srv.URL, vkey: cosigner.VerifierKey(), verifier: cosigner.Verifier(), srv: srv, closeState: state.Close}
 	t.Cleanup(func() { tw.close(t) })
-	return &pullWitness{testWitness: tw, p: p, reg: reg}
+	return &pullWitness{testWitness: tw, w: w, p: p, reg: reg}
 }
 
 // served returns the bytes the witness serves at the monitoring path of

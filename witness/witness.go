@@ -86,6 +86,9 @@ type Log struct {
 	// peers and clients show it against each other, from the log's tiles
 	// (network.go). Optional.
 	URL string
+	// Audit, with a URL, has the witness check every entry of the log
+	// before it cosigns a tree that holds it (audit.go).
+	Audit bool
 }
 
 // Config configures a Witness. Cosigner and State are required.
@@ -117,6 +120,10 @@ type Config struct {
 	// candor_witness_cosigned_size and
 	// candor_witness_last_cosigned_timestamp_seconds.
 	Registerer prometheus.Registerer
+	// Audit keeps the position of the audit of the logs with Log.Audit.
+	// Default: in memory only, so that a restarted witness audits them
+	// again from the start.
+	Audit AuditState
 	// CheckSpace, if set, says whether the disk has room for the state:
 	// nil, or why not. While it fails, AddCheckpoint refuses, with
 	// ErrNoSpace, a checkpoint it would have to store, and Ready fails.
@@ -138,6 +145,7 @@ type Witness struct {
 	net         *network
 	hc          *http.Client
 	tileTimeout time.Duration
+	auditors    map[string]*auditor // by origin, of the logs with Audit
 }
 
 // New returns a witness.
@@ -163,6 +171,9 @@ func New(cfg Config) (*Witness, error) {
 		if _, ok := w.logs[l.Origin]; ok {
 			return nil, fmt.Errorf("witness: log %q is configured twice", l.Origin)
 		}
+		if l.Audit && l.URL == "" {
+			return nil, fmt.Errorf("witness: log %q: auditing a log needs its URL", l.Origin)
+		}
 		if l.URL != "" {
 			base, err := CheckPullURL(l.URL)
 			if err != nil {
@@ -178,6 +189,20 @@ func New(cfg Config) (*Witness, error) {
 	// A log's tiles are read from its URL, and from nowhere a reply points.
 	w.hc = noredirect.Client(cfg.Client)
 	w.tileTimeout = time.Minute
+	if cfg.Audit == nil {
+		cfg.Audit = &memAudit{}
+	}
+	w.auditors = make(map[string]*auditor)
+	for _, l := range w.logs {
+		if !l.Audit {
+			continue
+		}
+		a, err := newAuditor(context.Background(), w, l, cfg.Audit)
+		if err != nil {
+			return nil, fmt.Errorf("witness: log %q: %w", l.Origin, err)
+		}
+		w.auditors[l.Origin] = a
+	}
 	var self note.Verifier
 	if vkey := cosignerVerifierKey(cfg.Cosigner); vkey != "" {
 		v, err := api.NewNoteVerifier(vkey)
@@ -193,6 +218,11 @@ func New(cfg Config) (*Witness, error) {
 	if cfg.Registerer != nil {
 		if err := cfg.Registerer.Register(&cosignCollector{w: w, self: self}); err != nil {
 			return nil, fmt.Errorf("witness: couldn't register the metrics: %w", err)
+		}
+		if len(w.auditors) > 0 {
+			if err := cfg.Registerer.Register(auditCollector{w: w}); err != nil {
+				return nil, fmt.Errorf("witness: couldn't register the audit metrics: %w", err)
+			}
 		}
 	}
 	return w, nil
@@ -289,7 +319,9 @@ func parseStored(stored []byte) (api.Checkpoint, error) {
 //
 // The checks run in the order of c2sp.org/tlog-witness: origin (404), log
 // signature (403), old size at most the size (400), old size is the
-// cosigned size (409), then consistency (422).
+// cosigned size (409), then consistency (422). For an audited log, the
+// audit of the tree's entries comes before the old size is compared
+// (ErrNotAudited, 503; or ErrMisbehaved, 422, if it found evidence).
 func (w *Witness) AddCheckpoint(ctx context.Context, req api.AddCheckpointRequest) ([]byte, error) {
 	c, text, logSigs, err := w.open(req.Checkpoint)
 	if err != nil {
@@ -297,6 +329,16 @@ func (w *Witness) AddCheckpoint(ctx context.Context, req api.AddCheckpointReques
 	}
 	if req.OldSize > c.Size {
 		return nil, fmt.Errorf("%w: old size %d is larger than the checkpoint's size %d", ErrBadRequest, req.OldSize, c.Size)
+	}
+	if a := w.auditors[c.Origin]; a != nil {
+		// Check the tree's entries first, outside the origin's lock: the
+		// audit may take the request's whole time.
+		if w.misbehaved(c.Origin) {
+			return nil, fmt.Errorf("%w: %q", ErrMisbehaved, c.Origin)
+		}
+		if err := a.ensure(ctx, req.Checkpoint, c); err != nil {
+			return nil, err
+		}
 	}
 	unlock := w.lock(c.Origin)
 	defer unlock()

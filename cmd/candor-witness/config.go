@@ -118,6 +118,11 @@ type LogConfig struct {
 	// PollInterval overrides the global PollInterval for this log.
 	// Optional; only with URL.
 	PollInterval time.Duration `yaml:"pollInterval"`
+	// Audit has the witness read and check every entry of the log (its
+	// hashes into the tree and its admission rules, as candor monitor
+	// does) before it cosigns a tree that holds it; an entry that fails
+	// is evidence. Needs URL. Optional.
+	Audit bool `yaml:"audit"`
 }
 
 func defaults() Config {
@@ -169,6 +174,9 @@ func (c Config) validate() error {
 			if _, err := witness.CheckPullURL(l.URL); err != nil {
 				errs = append(errs, fmt.Errorf("logs[%d]: %w", i, err))
 			}
+		}
+		if l.Audit && l.URL == "" {
+			errs = append(errs, fmt.Errorf("logs[%d]: audit needs a url to read the entries from", i))
 		}
 		switch {
 		case l.PollInterval != 0 && l.URL == "":

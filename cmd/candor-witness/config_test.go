@@ -91,9 +91,10 @@ func TestConfigRejects(t *testing.T) {
 		{"log url relative", log + "    url: log.example.com/tiles\n", nil, "http or https"},
 		{"log url with a query", log + "    url: https://log.example.com/?x=1\n", nil, "no query or fragment"},
 		{"log pollInterval without url", log + "    pollInterval: 1s\n", nil, "needs a url"},
+		{"log audit without url", log + "    audit: true\n", nil, "audit needs a url"},
 		{"log pollInterval too short", log + "    url: https://log.example.com\n    pollInterval: 1ms\n", nil, "want between 100ms"},
 		{"pollInterval not a duration", log + "pollInterval: 10\n", nil, `line 4: pollInterval: "10" is not a duration`},
-		{"misspelt log key", log + "    ur1: https://log.example.com\n", nil, "logs[0].ur1: unknown key (want origin, key, url or pollInterval)"},
+		{"misspelt log key", log + "    ur1: https://log.example.com\n", nil, "logs[0].ur1: unknown key (want origin, key, url, pollInterval or audit)"},
 		{"poll-interval flag without a unit", log, []string{"--data", "/d", "--poll-interval", "5"}, "a number with a unit, such as"},
 		{"origin with a scheme", "logs:\n  - origin: https://log.example.com\n    key: " + logKey + "\n", nil, "schemeless"},
 		{"name with a scheme", log, []string{"--data", "/d", "--name", "https://w.example.com"}, "schemeless"},
@@ -138,10 +139,14 @@ logs:
     key: `+logKey+`
     url: http://127.0.0.1:8080
     pollInterval: 500ms
+    audit: true
 `)
 	c, err := load("--config", path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(c.Logs) != 3 || c.Logs[0].Audit || c.Logs[1].Audit || !c.Logs[2].Audit {
+		t.Errorf("the logs audited are %+v, want only example.com/fast", c.Logs)
 	}
 	want := []witness.Source{
 		{Origin: "example.com/pulled", URL: "https://log.example.com/tiles/", Interval: 30 * time.Second},
@@ -186,9 +191,12 @@ func TestWitnessLogs(t *testing.T) {
 		{"example.com/log", cosignerKey, false},
 		{"example.com/log", "not a key", false},
 	} {
-		_, err := Config{Logs: []LogConfig{{Origin: tc.origin, Key: tc.key}}}.witnessLogs()
+		logs, err := Config{Logs: []LogConfig{{Origin: tc.origin, Key: tc.key, URL: "http://127.0.0.1:1", Audit: true}}}.witnessLogs()
 		if (err == nil) != tc.ok {
 			t.Errorf("witnessLogs(%q, %q) = %v, want ok=%v", tc.origin, tc.key, err, tc.ok)
+		}
+		if err == nil && (len(logs) != 1 || !logs[0].Audit || logs[0].URL == "") {
+			t.Errorf("witnessLogs(%q, %q) = %+v, want the log audited from its url", tc.origin, tc.key, logs)
 		}
 	}
 }

@@ -101,7 +101,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) (err error) {
 		return err
 	}
 	go space.Run(ctx)
-	w, err := witness.New(witness.Config{Cosigner: cosigner, Logs: logs, State: state, Evidence: state,
+	w, err := witness.New(witness.Config{Cosigner: cosigner, Logs: logs, State: state, Evidence: state, Audit: state,
 		Peers: peers, Logger: logger, Registerer: reg, CheckSpace: space.Check})
 	if err != nil {
 		return err
@@ -177,7 +177,7 @@ func (c Config) witnessLogs() ([]witness.Log, error) {
 		if v.Name() != l.Origin {
 			return nil, fmt.Errorf("logs[%d]: the key is named %q, not the origin %q", i, v.Name(), l.Origin)
 		}
-		logs = append(logs, witness.Log{Origin: l.Origin, Verifier: v, URL: l.URL})
+		logs = append(logs, witness.Log{Origin: l.Origin, Verifier: v, URL: l.URL, Audit: l.Audit})
 	}
 	return logs, nil
 }

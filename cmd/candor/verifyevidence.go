@@ -75,6 +75,9 @@ func runVerifyEvidence(ctx context.Context, args []string, stdout, stderr io.Wri
 	case api.EvidenceEquivocation:
 		fmt.Fprintf(stdout, "VERIFIED: the log %s equivocated: it signed two different trees of size %d (roots %x and %x).\n",
 			e.Origin, cps[0].Size, cps[0].Hash, cps[1].Hash)
+	case api.EvidenceBadEntry:
+		fmt.Fprintf(stdout, "VERIFIED: the log %s holds at index %d of its tree of size %d an entry it should have refused: %v\n",
+			e.Origin, e.Entry.Index, cps[0].Size, e.BadEntryReason())
 	default:
 		fmt.Fprintf(stdout, "VERIFIED: the log %s signed inconsistent checkpoints: the tree of size %d is not a prefix of its tree of size %d (proven by %d of its tiles).\n",
 			e.Origin, cps[0].Size, cps[1].Size, len(e.Tiles))

@@ -20,6 +20,7 @@ import (
 const (
 	prefixWitnessCheckpoint = 'w' // 'w' ‖ origin -> signed, cosigned checkpoint
 	prefixWitnessEvidence   = 'e' // 'e' ‖ uint16 len(origin) ‖ origin ‖ id -> evidence
+	prefixWitnessAudit      = 'a' // 'a' ‖ origin -> u64 BE next ‖ signed checkpoint
 )
 
 // WitnessState is a witness's state in one pebble database. It implements
@@ -32,6 +33,7 @@ type WitnessState struct {
 var (
 	_ witness.State         = (*WitnessState)(nil)
 	_ witness.EvidenceStore = (*WitnessState)(nil)
+	_ witness.AuditState    = (*WitnessState)(nil)
 )
 
 // OpenWitnessState opens (creating if needed) the witness database in dir.
@@ -207,4 +209,34 @@ func (s *WitnessState) count(ctx context.Context, lower, upper []byte) (int, err
 		n++
 	}
 	return n, it.Close()
+}
+
+// LoadAudit implements witness.AuditState.
+func (s *WitnessState) LoadAudit(ctx context.Context, origin string) ([]byte, uint64, error) {
+	v, err := s.h.get(append([]byte{prefixWitnessAudit}, origin...))
+	if errors.Is(err, log.ErrNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("couldn't read the audit position of %q: %w", origin, err)
+	}
+	if len(v) < 8 {
+		return nil, 0, fmt.Errorf("malformed audit position of %q: %d bytes", origin, len(v))
+	}
+	return v[8:], binary.BigEndian.Uint64(v), nil
+}
+
+// StoreAudit implements witness.AuditState.
+func (s *WitnessState) StoreAudit(ctx context.Context, origin string, checkpoint []byte, next uint64) error {
+	if len(checkpoint) == 0 {
+		return errors.New("witness state: refusing to store an audit position without its checkpoint")
+	}
+	v := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(checkpoint)), next)
+	v = append(v, checkpoint...)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.set(append([]byte{prefixWitnessAudit}, origin...), v); err != nil {
+		return fmt.Errorf("couldn't write the audit position of %q: %w", origin, err)
+	}
+	return nil
 }
