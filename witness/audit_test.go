@@ -264,6 +264,44 @@ func TestAuditCandorLog(t *testing.T) {
 	w = startPullWitness(t, dir, skey, true, []*testLog{l}, sources, nil)
 	check(w)
 	w.poll(t, l, witness.PullRefused, witness.ErrMisbehaved)
+
+	// Given to a witness that does not audit (POST /v1/evidence), the
+	// evidence is verified and stored, and that witness refuses the log
+	// too.
+	enc, err := w.evidenceOf(t, l)[0].Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := newPullWitness(t, []*testLog{l}, sources, nil)
+	other.poll(t, l, witness.PullCosigned, nil) // it does not audit: it cosigns the bad entry
+	for i, want := range []bool{true, false} {
+		r, err := postPath(other.url+"/v1/evidence", enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var reply witness.AddEvidenceReply
+		if err := json.Unmarshal(r.body, &reply); r.code != http.StatusOK || err != nil || reply.Stored != want {
+			t.Fatalf("POST /v1/evidence (%d) = %v, want 200 and stored %v", i, r, want)
+		}
+	}
+	if evs := other.evidenceOf(t, l); len(evs) != 1 || evs[0].Kind != api.EvidenceBadEntry {
+		t.Fatalf("the other witness holds %+v", evs)
+	}
+	lg.addValid(t, l, "e", 5400)
+	other.poll(t, l, witness.PullRefused, witness.ErrMisbehaved)
+	for _, tc := range []struct {
+		body string
+		code int
+	}{
+		{"{}", http.StatusBadRequest},
+		{strings.Replace(string(enc), `"index": 5200`, `"index": 5201`, 1), http.StatusBadRequest},
+		{strings.ReplaceAll(string(enc), l.origin, "example.com/unknown"), http.StatusNotFound},
+		{strings.Repeat(" ", api.MaxEvidenceSize+1), http.StatusRequestEntityTooLarge},
+	} {
+		if r, err := postPath(other.url+"/v1/evidence", []byte(tc.body)); err != nil || r.code != tc.code {
+			t.Errorf("POST /v1/evidence %.40q = %v, want %d", tc.body, r, tc.code)
+		}
+	}
 }
 
 // TestAuditUnknownKind: an entry of a kind the witness does not know may

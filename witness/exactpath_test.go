@@ -70,7 +70,7 @@ func TestHTTPExactPaths(t *testing.T) {
 		}
 	}
 	add := string(addBody(0, nil, cp))
-	for _, target := range []string{"/%61dd-checkpoint", "//add-checkpoint", "/./add-checkpoint", "/v1/gossip/%63heckpoint", "/v1//gossip/checkpoint"} {
+	for _, target := range []string{"/%61dd-checkpoint", "//add-checkpoint", "/./add-checkpoint", "/v1/gossip/%63heckpoint", "/v1//gossip/checkpoint", "/v1/%65vidence"} {
 		if resp, body := rawRequest(t, addr, "POST", target, add); resp.StatusCode != http.StatusNotFound {
 			t.Errorf("POST %s: %d %q, want 404", target, resp.StatusCode, body)
 		}
@@ -81,7 +81,7 @@ func TestHTTPExactPaths(t *testing.T) {
 		{"PUT", "/add-checkpoint", "POST"},
 		{"GET", "/v1/gossip/checkpoint", "POST"},
 		{"POST", cpPath, "GET, HEAD"},
-		{"DELETE", "/v1/evidence", "GET, HEAD"},
+		{"DELETE", "/v1/evidence", "GET, HEAD, POST"},
 		{"POST", "/healthz", "GET, HEAD"},
 	} {
 		resp, body := rawRequest(t, addr, tc.method, tc.target, "")

@@ -48,6 +48,7 @@ type HandlerOptions struct {
 //	POST /add-checkpoint                        c2sp.org/tlog-witness
 //	GET  /<hex SHA-256 of origin>/checkpoint    the latest cosigned checkpoint
 //	GET  /v1/evidence                           evidence the witness holds (JSON)
+//	POST /v1/evidence                           a client gives evidence it made (JSON reply)
 //	POST /v1/gossip/checkpoint                  a client shows a checkpoint (JSON reply)
 //	GET  /healthz                               "ok"
 //	GET  /readyz                                "ready", or 503 and why not
@@ -96,6 +97,7 @@ func NewHandler(w *Witness, o HandlerOptions) (http.Handler, error) {
 	route("POST /add-checkpoint", "add-checkpoint", h.addCheckpoint)
 	route("GET /{originHash}/checkpoint", "checkpoint", h.checkpoint)
 	route("GET /v1/evidence", "evidence", h.listEvidence)
+	route("POST /v1/evidence", "add-evidence", h.addEvidence)
 	route("POST /v1/gossip/checkpoint", "gossip", h.gossipCheckpoint)
 	route("GET /healthz", "healthz", func(rw http.ResponseWriter, r *http.Request) { io.WriteString(rw, "ok\n") })
 	route("GET /readyz", "readyz", h.readyz)
@@ -188,7 +190,7 @@ func (h *handler) addCheckpoint(rw http.ResponseWriter, r *http.Request) {
 // serveAddCheckpoint decodes the request, hands it to the witness and
 // writes the reply; it returns the status code.
 func (h *handler) serveAddCheckpoint(rw http.ResponseWriter, r *http.Request) int {
-	body, release, err := h.readBody(rw, r)
+	body, release, err := h.readBody(rw, r, maxAddCheckpointBody)
 	if err != nil {
 		return h.fail(rw, r, err)
 	}
@@ -208,13 +210,14 @@ func (h *handler) serveAddCheckpoint(rw http.ResponseWriter, r *http.Request) in
 }
 
 // readBody takes a place for the client's address and reads the body of
-// r within the body timeout; release gives the place back.
-func (h *handler) readBody(rw http.ResponseWriter, r *http.Request) (body []byte, release func(), err error) {
+// r, at most limit bytes, within the body timeout; release gives the place
+// back.
+func (h *handler) readBody(rw http.ResponseWriter, r *http.Request, limit int64) (body []byte, release func(), err error) {
 	release, err = h.perClient.Acquire(rw, r)
 	if err != nil {
 		return nil, nil, err
 	}
-	body, err = httplimit.ReadBody(rw, r, maxAddCheckpointBody, h.bodyTimeout)
+	body, err = httplimit.ReadBody(rw, r, limit, h.bodyTimeout)
 	if err != nil {
 		release()
 		return nil, nil, fmt.Errorf("couldn't read the body: %w", err)
@@ -279,7 +282,7 @@ type GossipReply struct {
 // gossipCheckpoint lets any client show the witness a checkpoint it was
 // served: the witness compares it with what it holds.
 func (h *handler) gossipCheckpoint(rw http.ResponseWriter, r *http.Request) {
-	body, release, err := h.readBody(rw, r)
+	body, release, err := h.readBody(rw, r, maxAddCheckpointBody)
 	if err != nil {
 		h.fail(rw, r, err)
 		return
@@ -291,6 +294,40 @@ func (h *handler) gossipCheckpoint(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(rw, http.StatusOK, GossipReply{Result: o.Result, Detail: o.Detail, Evidence: o.Evidence})
+}
+
+// AddEvidenceReply is the JSON reply of POST /v1/evidence.
+type AddEvidenceReply struct {
+	// ID is the evidence's ID (api.Evidence.ID).
+	ID string `json:"id"`
+	// Stored is set if the witness stored the evidence, and announces it
+	// to its peers; not if it held that piece already, or held as many
+	// as it keeps about the log.
+	Stored bool `json:"stored"`
+}
+
+// addEvidence lets any client give the witness evidence of a log's
+// misbehaviour, such as a monitor that caught a fork or a bad entry: the
+// witness verifies it with the log's key, stores and gossips it, and
+// cosigns nothing more for the log. Evidence that proves nothing is 400.
+func (h *handler) addEvidence(rw http.ResponseWriter, r *http.Request) {
+	body, release, err := h.readBody(rw, r, api.MaxEvidenceSize)
+	if err != nil {
+		h.fail(rw, r, err)
+		return
+	}
+	defer release()
+	e, err := api.ParseEvidence(body)
+	if err != nil {
+		h.fail(rw, r, err)
+		return
+	}
+	stored, err := h.w.AddEvidence(r.Context(), body)
+	if err != nil {
+		h.fail(rw, r, err)
+		return
+	}
+	writeJSON(rw, http.StatusOK, AddEvidenceReply{ID: e.ID(), Stored: stored})
 }
 
 func writeJSON(rw http.ResponseWriter, code int, v any) {

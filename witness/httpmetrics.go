@@ -49,7 +49,7 @@ type httpMetrics struct {
 }
 
 // The handlers of the witness's HTTP metrics.
-var httpHandlers = []string{"add-checkpoint", "checkpoint", "evidence", "gossip", "healthz", "readyz"}
+var httpHandlers = []string{"add-checkpoint", "add-evidence", "checkpoint", "evidence", "gossip", "healthz", "readyz"}
 
 func newHTTPMetrics() *httpMetrics {
 	m := &httpMetrics{

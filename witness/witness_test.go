@@ -225,7 +225,12 @@ func post(t testing.TB, url string, body []byte) reply {
 }
 
 func postErr(url string, body []byte) (reply, error) {
-	resp, err := http.Post(url+"/add-checkpoint", "text/plain", bytes.NewReader(body))
+	return postPath(url+"/add-checkpoint", body)
+}
+
+// postPath posts body to url.
+func postPath(url string, body []byte) (reply, error) {
+	resp, err := http.Post(url, "text/plain", bytes.NewReader(body))
 	if err != nil {
 		return reply{}, err
 	}
