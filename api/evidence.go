@@ -52,7 +52,6 @@ import (
 //     tree hash at the smaller size that they give must differ from the
 //     smaller checkpoint's root: the log signed two trees of which one is
 //     not a prefix of the other.
-//
 //   - bad-entry: a checkpoint of the log, an entry, its index and its
 //     inclusion proof in the checkpoint's tree, and the entry does not
 //     pass admission from its bytes (ParseEntry): its signature does not
@@ -63,8 +62,8 @@ import (
 // holding such an entry.
 //
 // A piece of evidence is its log's origin and the texts of its two
-// checkpoints (ID): what else it carries can vary without proving anything
-// more. Witnesses store, serve and announce it only in its canonical form
+// checkpoints, or for a bad entry its log's origin, index and entry (ID):
+// what else it carries can vary without proving anything more. Witnesses store, serve and announce it only in its canonical form
 // (Canonical), which is a function of the misbehaviour alone: each
 // checkpoint is its text and the log's one signature line, the smaller
 // size first, and an inconsistency carries only the tiles that prove it.

@@ -173,23 +173,19 @@ func (a *auditor) scan(ctx context.Context, from, end uint64) error {
 	a.mu.Lock()
 	cp := a.cp
 	a.mu.Unlock()
-	var (
-		badMu sync.Mutex
-		bad   = make(map[uint64][]byte) // index -> entry, of the faults found
-	)
 	check := func(e logclient.Entry) []logclient.Finding {
 		_, err := api.ParseEntry(e.Data)
 		if err == nil {
 			return nil
 		}
-		badMu.Lock()
-		bad[e.Index] = e.Data
-		badMu.Unlock()
-		return []logclient.Finding{{Index: e.Index, LeafHash: logclient.LeafHash(e.Data), Fault: err}}
+		return []logclient.Finding{{Index: e.Index, LeafHash: logclient.LeafHash(e.Data), Fault: err, Entry: e.Data}}
 	}
 	var found error
 	report := func(next uint64, findings []logclient.Finding) error {
-		for _, f := range findings {
+		if len(findings) > 0 {
+			// The first finding stops the audit: the entries before it
+			// passed.
+			f := findings[0]
 			a.mu.Lock()
 			a.next = f.Index
 			a.mu.Unlock()
@@ -201,7 +197,7 @@ func (a *auditor) scan(ctx context.Context, from, end uint64) error {
 				found = a.blocked
 				return found
 			}
-			found = a.badEntry(ctx, cp, f, bad[f.Index])
+			found = a.badEntry(ctx, cp, f)
 			return found
 		}
 		a.mu.Lock()
@@ -225,13 +221,13 @@ func (a *auditor) scan(ctx context.Context, from, end uint64) error {
 
 // badEntry records the evidence of f, an entry of the tree of cp that
 // fails admission, and returns an error wrapping ErrMisbehaved.
-func (a *auditor) badEntry(ctx context.Context, cp logclient.Checkpoint, f logclient.Finding, data []byte) error {
+func (a *auditor) badEntry(ctx context.Context, cp logclient.Checkpoint, f logclient.Finding) error {
 	a.w.logger.Error("AN ENTRY OF THE LOG FAILS ADMISSION", "origin", a.l.Origin, "index", f.Index, "error", f.Fault)
 	b, err := a.v.ProveInclusion(ctx, cp, f.Index, f.LeafHash)
 	if err != nil {
 		return fmt.Errorf("%w: couldn't prove the inclusion of the failing entry %d: %w", ErrNotAudited, f.Index, err)
 	}
-	if err := a.record(ctx, api.NewBadEntry(a.l.Origin, cp.Signed, f.Index, data, b.Hashes)); err != nil {
+	if err := a.record(ctx, api.NewBadEntry(a.l.Origin, cp.Signed, f.Index, f.Entry, b.Hashes)); err != nil {
 		return err
 	}
 	return fmt.Errorf("%w: %q: entry %d fails admission: %w", ErrMisbehaved, a.l.Origin, f.Index, f.Fault)

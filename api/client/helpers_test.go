@@ -296,3 +296,9 @@ func newTestWitness(tb testing.TB, key logKey, logURL string) *testWitness {
 	tb.Cleanup(srv.Close)
 	return &testWitness{w: w, url: srv.URL}
 }
+
+// size returns the size of the log's latest checkpoint.
+func (c *candorLog) size() int {
+	_, n := c.log.Checkpoint()
+	return int(n)
+}

@@ -19,6 +19,9 @@ type Finding struct {
 	// Fault, if not nil, is why the entry should not be in the log: it
 	// does not pass admission again from its bytes (api.ParseEntry).
 	Fault error
+	// Entry is, with a Fault, the entry's bytes: with its inclusion
+	// proof, evidence (api.NewBadEntry).
+	Entry []byte
 	// Summary describes the entry in one line.
 	Summary string
 }

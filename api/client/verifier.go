@@ -280,6 +280,36 @@ func (v *Verifier) accept(ctx context.Context, signed []byte) (Checkpoint, error
 	return Checkpoint{}, fmt.Errorf("couldn't store the verified checkpoint: %w %d times", ErrStateChanged, maxSwapAttempts)
 }
 
+// Compare checks a checkpoint signed by the log, obtained by other means
+// (such as the one a witness cosigned), against the last verified one,
+// without storing it and without the policy: only the log's signature
+// counts, since any two checkpoints the log signed must be consistent.
+// It returns nil if there is no last verified checkpoint, or if the two
+// are consistent (the smaller one proven a prefix of the larger by the
+// log's tiles), and otherwise a *ForkError as Update does: ErrRollback
+// and ErrUnproven when the tiles the log serves prove nothing either way,
+// ErrEquivocation and ErrInconsistent, with evidence, when they prove a
+// fork.
+func (v *Verifier) Compare(ctx context.Context, signed []byte) error {
+	c, _, err := api.OpenCheckpoint(signed, v.origin, v.logV)
+	if err != nil {
+		return fmt.Errorf("couldn't verify the checkpoint of %q: %w", v.origin, err)
+	}
+	if c.Size > math.MaxInt64 {
+		return fmt.Errorf("couldn't verify the checkpoint of %q: %w: size %d is too large", v.origin, api.ErrInvalidCheckpoint, c.Size)
+	}
+	old, ok, err := v.Latest(ctx)
+	if err != nil || !ok {
+		return err
+	}
+	err = v.consistent(ctx, old, Checkpoint{Checkpoint: c, Signed: signed})
+	var fork *ForkError
+	if errors.As(err, &fork) && errors.Is(fork.Reason, ErrRollback) && fork.Err == nil {
+		return nil // the tiles prove it a prefix of the verified tree
+	}
+	return err
+}
+
 // consistent checks that cp does not go backwards or sideways from old.
 func (v *Verifier) consistent(ctx context.Context, old, cp Checkpoint) error {
 	fork := func(reason error, tiles []api.EvidenceTile, err error) error {

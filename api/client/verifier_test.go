@@ -638,3 +638,68 @@ func TestOfflineVerifier(t *testing.T) {
 		}
 	}
 }
+
+// TestCompare compares checkpoints signed by the log with the last
+// verified one, without storing them: consistent ones pass, forks the
+// log's tiles prove come with evidence, and what the tiles cannot reach
+// is ErrUnproven without evidence.
+func TestCompare(t *testing.T) {
+	ctx := context.Background()
+	key := newLogKey("example.com/compare")
+	a, b := newCandorLog(t, key), newCandorLog(t, key)
+	a.add(t, entries("a", 0, 300)...)
+	small := a.checkpoint()
+	a.add(t, entries("a", 300, 300)...)
+	b.add(t, entries("b", 0, 300)...)
+	_, c, _ := serveLog(t, a.handler)
+	v := newVerifier(t, c, key, client.VerifierConfig{})
+	if err := v.Compare(ctx, small); err != nil {
+		t.Fatalf("Compare() with nothing verified = %v", err)
+	}
+	if _, err := v.Accept(ctx, small); err != nil {
+		t.Fatal(err)
+	}
+	big := a.checkpoint()
+	if err := v.Compare(ctx, big); err != nil {
+		t.Errorf("Compare(a larger, consistent tree) = %v", err)
+	}
+	checkLatest(t, v, 300)
+	if _, err := v.Update(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// In order: b grows from 300 to 600, then to 700.
+	for _, want := range []struct {
+		name   string
+		grow   int // entries b gets first
+		signed []byte
+		reason error
+		proven bool
+	}{
+		{"the same tree", 0, big, nil, false},
+		{"a prefix", 0, small, nil, false},
+		{"another tree, smaller", 0, b.checkpoint(), client.ErrInconsistent, true},
+		{"another tree, same size", 300, nil, client.ErrEquivocation, true},
+		{"another tree, unreachable", 100, nil, client.ErrUnproven, false},
+	} {
+		signed := want.signed
+		if want.grow > 0 {
+			b.add(t, entries("b", b.size(), want.grow)...)
+			signed = b.checkpoint()
+		}
+		err := v.Compare(ctx, signed)
+		if want.reason == nil {
+			if err != nil {
+				t.Errorf("%s: Compare() = %v", want.name, err)
+			}
+			continue
+		}
+		fe := forkError(t, err, want.reason)
+		if _, eerr := fe.Evidence(); (eerr == nil) != want.proven {
+			t.Errorf("%s: Evidence() = %v, want evidence %v", want.name, eerr, want.proven)
+		}
+	}
+	checkLatest(t, v, 600)
+	if err := v.Compare(ctx, badSignature(big)); err == nil {
+		t.Error("Compare() of a checkpoint the log did not sign passed")
+	}
+}

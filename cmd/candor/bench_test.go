@@ -30,6 +30,14 @@ import (
 func newTestLog(t testing.TB, wrap func(http.Handler) http.Handler) (string, string) {
 	t.Helper()
 	signer, verifier, vkey := apitest.NewNoteKey("example.com/bench-test", rand.Reader)
+	url, _ := newTestLogWithKey(t, signer, verifier, wrap)
+	return url, vkey
+}
+
+// newTestLogWithKey serves a new log on pebble that signs with signer, and
+// returns its URL and engine. Two logs with one key are a log that forked.
+func newTestLogWithKey(t testing.TB, signer note.Signer, verifier note.Verifier, wrap func(http.Handler) http.Handler) (string, *log.Log) {
+	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
 	store, err := pebble.Open(t.TempDir(), pebble.Options{Logger: logger})
 	if err != nil {
@@ -47,7 +55,7 @@ func newTestLog(t testing.TB, wrap func(http.Handler) http.Handler) (string, str
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return srv.URL, vkey
+	return srv.URL, l
 }
 
 func testConfig(url, mode string, count int) benchConfig {

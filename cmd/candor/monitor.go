@@ -101,8 +101,12 @@ type monitor struct {
 	webhook  string
 	hc       *http.Client
 	stderr   io.Writer
-	evidence string // where fork evidence is written: <state>.evidence-<time>
+	evidence string // where evidence is written: <state>.evidence-<id>
 	progress bool   // show a progress bar while catching up
+	// witnesses are the URLs of the policy's witnesses that have one:
+	// the monitor shows them its checkpoints, compares theirs, and gives
+	// them the evidence it finds.
+	witnesses []string
 
 	st              monitorState
 	alerts, faults  int
@@ -128,7 +132,9 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			"Follows the log from the position in --state: verifies every new checkpoint under the\n"+
 			"policy and against the last one, re-hashes every entry into the tree, checks every\n"+
 			"entry's admission rules again, and alerts on the entries the watch list names.\n"+
-			"Alerts and faults go to stderr, one line each, and to --webhook.")
+			"Alerts and faults go to stderr, one line each, and to --webhook. Each new checkpoint\n"+
+			"is shown to the policy's witnesses that have a URL, theirs are compared with it, and\n"+
+			"the evidence of a fork or of an entry the log should have refused is given to them.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -159,6 +165,11 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	m.v, m.origin = pv.verifier, pv.verifier.Origin()
+	for _, w := range pv.policy.Witnesses() {
+		if w.URL != "" {
+			m.witnesses = append(m.witnesses, w.URL)
+		}
+	}
 	if m.state, err = logclient.NewFileState(o.state); err != nil {
 		return fmt.Errorf("--state: %w", err)
 	}
@@ -176,14 +187,23 @@ func runMonitor(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err == nil {
 			err = m.step(ctx, signed)
 		}
+		if err == nil {
+			err = m.crossCheck(ctx)
+		}
 		signed = nil
 		var fork *logclient.ForkError
+		var held *witnessEvidence
 		switch {
 		case errors.As(err, &fork):
 			if ferr := m.forkFault(ctx, fork); ferr != nil {
 				return ferr
 			}
 			return &exitCode{code: exitFaults, msg: fmt.Sprintf("the log %s forked: %v", m.origin, fork)}
+		case errors.As(err, &held):
+			if ferr := m.witnessFault(ctx, held); ferr != nil {
+				return ferr
+			}
+			return &exitCode{code: exitFaults, msg: held.Error()}
 		case err != nil && (*once || ctx.Err() != nil):
 			return err
 		case err != nil:
@@ -318,7 +338,7 @@ func (m *monitor) check(e logclient.Entry) []logclient.Finding {
 		if !m.audit {
 			return nil
 		}
-		return []logclient.Finding{{Index: e.Index, LeafHash: logclient.LeafHash(e.Data), Fault: err,
+		return []logclient.Finding{{Index: e.Index, LeafHash: logclient.LeafHash(e.Data), Fault: err, Entry: e.Data,
 			Summary: "the log holds an entry it should have refused"}}
 	}
 	rules := m.watch.Match(st)
@@ -358,6 +378,9 @@ func (m *monitor) report(ctx context.Context, cp logclient.Checkpoint, next uint
 		if f.Fault != nil {
 			a.Type, a.Fault = "fault", f.Fault.Error()
 			a.ID = fmt.Sprintf("%s/%d/fault", m.origin, f.Index)
+			if !api.UnknownEntry(f.Fault) {
+				a.Evidence = m.badEntryEvidence(ctx, cp, f)
+			}
 			m.faults++
 		} else {
 			a.ID = fmt.Sprintf("%s/%d/%s", m.origin, f.Index, f.Rule)
@@ -452,17 +475,125 @@ func (m *monitor) post(ctx context.Context, body []byte) error {
 }
 
 // forkFault reports a checkpoint that does not extend the last verified
-// one, with the evidence, if it proves the fork, written to a file.
+// one, with the evidence, if it proves the fork, written to a file and
+// given to the witnesses.
 func (m *monitor) forkFault(ctx context.Context, fork *logclient.ForkError) error {
 	a := &monitorAlert{Type: "fault", Origin: m.origin, Fault: fork.Error(), Size: fork.New.Size,
 		ID: fmt.Sprintf("%s/fork/%d/%x", m.origin, fork.New.Size, fork.New.Hash[:8])}
 	if ev, err := fork.Evidence(); err == nil {
-		text, err := ev.Marshal()
-		if err == nil {
-			path := m.evidence + ev.ID()[:16]
-			if err := os.WriteFile(path, text, 0o600); err == nil {
-				a.Evidence = path
+		if text, err := ev.Marshal(); err == nil {
+			a.Evidence = m.keepEvidence(ctx, ev.ID(), text)
+		}
+	}
+	m.faults++
+	m.st.Pending = append(m.st.Pending, a)
+	if err := m.save(); err != nil {
+		return err
+	}
+	return m.deliverPending(ctx)
+}
+
+// badEntryEvidence makes the evidence that the tree of cp holds the entry
+// of f, which fails admission, and keeps it (keepEvidence). It returns the
+// evidence's file, or "" if it could not be made, which it prints.
+func (m *monitor) badEntryEvidence(ctx context.Context, cp logclient.Checkpoint, f logclient.Finding) string {
+	b, err := m.v.ProveInclusion(ctx, cp, f.Index, f.LeafHash)
+	if err != nil {
+		fmt.Fprintf(m.stderr, "candor monitor: couldn't make the evidence of entry %d: %v\n", f.Index, err)
+		return ""
+	}
+	ev := api.NewBadEntry(m.origin, cp.Signed, f.Index, f.Entry, b.Hashes)
+	text, err := ev.Marshal()
+	if err != nil {
+		return ""
+	}
+	return m.keepEvidence(ctx, ev.ID(), text)
+}
+
+// keepEvidence writes evidence to <state>.evidence-<id> and gives it to
+// the witnesses, and returns the file ("" if it could not be written).
+// Failures are printed: the fault is reported all the same.
+func (m *monitor) keepEvidence(ctx context.Context, id string, text []byte) string {
+	path := m.evidence + id[:16]
+	if err := os.WriteFile(path, text, 0o600); err != nil {
+		fmt.Fprintf(m.stderr, "candor monitor: couldn't write the evidence: %v\n", err)
+		path = ""
+	}
+	for _, u := range m.witnesses {
+		if _, err := logclient.GiveEvidence(ctx, m.hc, u, text); err != nil {
+			fmt.Fprintf(m.stderr, "candor monitor: couldn't give the evidence to the witness %s: %v\n", u, err)
+		}
+	}
+	return path
+}
+
+// witnessEvidence is a witness's answer that it holds evidence against
+// the log, to the checkpoint the monitor showed it.
+type witnessEvidence struct {
+	witness  string
+	detail   string
+	evidence []byte // the evidence the checkpoint completed, if any
+}
+
+func (e *witnessEvidence) Error() string {
+	return fmt.Sprintf("the witness %s holds evidence that the log misbehaved: %s", e.witness, e.detail)
+}
+
+// crossCheck shows the last verified checkpoint to the policy's witnesses
+// that have a URL, and compares the checkpoint each serves with it, so
+// that a log showing the monitor another tree than the witnesses is
+// caught by one side or the other: a witness that holds evidence against
+// the log gives a *witnessEvidence, and a witness's checkpoint that the
+// log's tiles prove a fork a *logclient.ForkError. What cannot be
+// compared (a witness down, a checkpoint the log's tiles do not reach)
+// is printed and left for the next poll.
+func (m *monitor) crossCheck(ctx context.Context) error {
+	cp, ok, err := m.v.Latest(ctx)
+	if err != nil || !ok {
+		return err
+	}
+	for _, u := range m.witnesses {
+		r, err := logclient.ShowWitness(ctx, m.hc, u, cp.Signed)
+		if err != nil {
+			fmt.Fprintf(m.stderr, "candor monitor: couldn't show the checkpoint to the witness %s: %v\n", u, err)
+			continue
+		}
+		if r.Result == "evidence" {
+			return &witnessEvidence{witness: u, detail: r.Detail, evidence: r.Evidence}
+		}
+		signed, err := logclient.WitnessCheckpoint(ctx, m.hc, u, m.origin)
+		if err != nil {
+			fmt.Fprintf(m.stderr, "candor monitor: couldn't read the checkpoint of the witness %s: %v\n", u, err)
+			continue
+		}
+		if signed == nil {
+			continue
+		}
+		err = m.v.Compare(ctx, signed)
+		var fork *logclient.ForkError
+		switch {
+		case err == nil:
+		case errors.As(err, &fork):
+			if _, eerr := fork.Evidence(); eerr == nil {
+				return fork
 			}
+			fmt.Fprintf(m.stderr, "candor monitor: couldn't compare the checkpoint of the witness %s with the log's: %v\n", u, err)
+		default:
+			fmt.Fprintf(m.stderr, "candor monitor: the checkpoint of the witness %s: %v\n", u, err)
+		}
+	}
+	return nil
+}
+
+// witnessFault reports that a witness holds evidence against the log,
+// with the evidence, if the witness sent it, kept (keepEvidence).
+func (m *monitor) witnessFault(ctx context.Context, held *witnessEvidence) error {
+	a := &monitorAlert{Type: "fault", Origin: m.origin, Fault: held.Error(),
+		ID: fmt.Sprintf("%s/witness-evidence/%s", m.origin, held.witness)}
+	if held.evidence != nil {
+		if ev, err := api.ParseEvidence(held.evidence); err == nil {
+			a.Evidence = m.keepEvidence(ctx, ev.ID(), held.evidence)
+			a.ID = fmt.Sprintf("%s/evidence/%s", m.origin, ev.ID())
 		}
 	}
 	m.faults++
