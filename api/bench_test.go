@@ -120,6 +120,40 @@ func BenchmarkEd25519Verify(b *testing.B) {
 	}
 }
 
+// BenchmarkECDSAP256Verify is the signature check of an image entry signed
+// as cosign signs with its default key, ECDSA P-256 over the payload's
+// SHA-256, alone: the bound of the log's rate of image submissions.
+func BenchmarkECDSAP256Verify(b *testing.B) {
+	s := apitest.NewImageSigner()
+	payload := s.Payload("registry.example.com/app", "sha256:"+testDigest)
+	sig := s.Sign(payload)
+	k, err := parsePublicKey(0, s.PublicKey())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, ok := verifySignature(k, payload, sig); !ok {
+		b.Fatal("the signature doesn't verify")
+	}
+	b.ReportAllocs()
+	defer reportCPU(b)()
+	for b.Loop() {
+		verifySignature(k, payload, sig)
+	}
+}
+
+// BenchmarkCanonicalImage is CanonicalEntry of an image submission signed
+// as cosign signs with its default key.
+func BenchmarkCanonicalImage(b *testing.B) {
+	body := apitest.NewImageSigner().Submission("registry.example.com/app", "sha256:"+testDigest)
+	b.ReportAllocs()
+	defer reportCPU(b)()
+	for b.Loop() {
+		if _, err := CanonicalEntry(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkInTotoStatement is the check of the Statement in the payload of
 // BenchmarkCanonicalEntry/apitest alone.
 func BenchmarkInTotoStatement(b *testing.B) {

@@ -56,7 +56,13 @@ func (k testKey) fingerprint(t testing.TB) string {
 // sign signs the DSSE PAE of an in-toto payload.
 func (k testKey) sign(t testing.TB, payload []byte) []byte {
 	t.Helper()
-	msg := dsse.PAE(inTotoPayloadType, payload)
+	return k.signMsg(t, dsse.PAE(inTotoPayloadType, payload))
+}
+
+// signMsg signs msg as cosign and DSSE do: Ed25519 over msg, ECDSA over
+// its SHA-256 (P-384: SHA-384), RSA over its SHA-256.
+func (k testKey) signMsg(t testing.TB, msg []byte) []byte {
+	t.Helper()
 	var (
 		sig []byte
 		err error
@@ -439,7 +445,7 @@ func TestBuildRejected(t *testing.T) {
 		{"v0.1 no digest", testSubmission{payload: []byte(`{"_type":"https://in-toto.io/Statement/v0.1","subject":[{"name":"a"}],"predicateType":"p"}`), signers: ed}, nil, "digest required"},
 		{"v0.1 no predicate type", testSubmission{payload: []byte(`{"_type":"https://in-toto.io/Statement/v0.1","subject":[{"name":"a","digest":{"sha256":"` + testDigest + `"}}]}`), signers: ed}, nil, "predicate type required"},
 		{"wrong statement type", testSubmission{payload: bytes.Replace(stmt, []byte("Statement/v1"), []byte("Statement/v2"), 1), signers: ed}, nil, "in-toto Statement of type"},
-		{"unknown kind", testSubmission{kind: "image", payload: stmt, signers: ed}, ErrUnknownKind, `unknown entry kind: "image"`},
+		{"unknown kind", testSubmission{kind: "sbom", payload: stmt, signers: ed}, ErrUnknownKind, `unknown entry kind: "sbom"`},
 		{"oversize entry", testSubmission{payload: statementV1(slices.Repeat([]string{strings.Repeat("n", 100), testDigest}, 280)...), signers: ed}, ErrEntryTooLarge, "canonical entry is"},
 		{"oversize payload", testSubmission{payload: statementV1(slices.Repeat([]string{strings.Repeat("n", 100), testDigest}, 600)...), signers: ed}, ErrEntryTooLarge, "payload is"},
 	} {

@@ -162,6 +162,8 @@ func canonicalize(body []byte, now time.Time) ([]byte, Statement, error) {
 		entry, st, err = canonicalBuild(obj)
 	case KindCommit:
 		entry, st, err = canonicalCommit(obj, now)
+	case KindImage:
+		entry, st, err = canonicalImage(obj, !now.IsZero())
 	default:
 		return nil, nil, fmt.Errorf("%w: %q", ErrUnknownKind, kind)
 	}

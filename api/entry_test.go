@@ -54,7 +54,7 @@ func TestEntryDecoding(t *testing.T) {
 		{"kind not a string", `{"kind":1}`, nil, `bad field "kind"`},
 		{"empty kind", `{"kind":""}`, nil, `empty field "kind"`},
 		{"duplicate kind", `{"kind":"build","kind":"build"}`, nil, `duplicate field "kind"`},
-		{"unknown kind", `{"kind":"image"}`, ErrUnknownKind, `unknown entry kind: "image"`},
+		{"unknown kind", `{"kind":"sbom"}`, ErrUnknownKind, `unknown entry kind: "sbom"`},
 		{"unknown kind with fields", `{"kind":"Build","envelope":{}}`, ErrUnknownKind, `"Build"`},
 		{"version 2", `{"kind":"build","v":2}`, nil, "unsupported version 2, want 1"},
 		{"version string", `{"kind":"build","v":"1"}`, nil, `unsupported version "1", want 1`},
@@ -192,6 +192,8 @@ func fuzzSeeds(f *testing.F) [][]byte {
 		apitest.NewCommitSignerFromSeed([]byte("fuzz")).Submission("https://example.com/r.git", "fuzz"),
 		[]byte(`{"kind":"commit","objectFormat":"sha1","commit":"","object":"","repository":"r","publicKey":""}`),
 		[]byte(`{"kind":"build","kind":"x"}`),
+		apitest.NewImageSigner().Submission("registry.example.com/app", "sha256:"+testDigest),
+		[]byte(`{"kind":"image","v":1,"image":"r","digest":"sha256:","payload":"","signature":"","keyFingerprint":"","publicKey":""}`),
 		[]byte(`{}`),
 	)
 	return append(seeds, commitEntrySeeds(f)...)
@@ -217,6 +219,8 @@ func checkAccepted(t *testing.T, entry []byte) {
 		checkAcceptedBuild(t, entry, st)
 	case KindCommit:
 		checkAcceptedCommit(t, entry, st)
+	case KindImage:
+		checkAcceptedImage(t, entry, st)
 	default:
 		t.Fatalf("Kind() = %q", st.Kind())
 	}

@@ -374,7 +374,7 @@ func TestEvidenceBadEntry(t *testing.T) {
 		t.Fatal(err)
 	}
 	forged := bytes.Replace(good, []byte(`"sig":"`), []byte(`"sig":"A`), 1)
-	entries := [][]byte{good, []byte("not json"), forged, []byte(`{"kind":"image","v":1}`), []byte(`{"kind":"build","v":2}`), good}
+	entries := [][]byte{good, []byte("not json"), forged, []byte(`{"kind":"sbom","v":1}`), []byte(`{"kind":"build","v":2}`), good}
 	var tr testTree
 	for i, e := range entries {
 		hs, err := tlog.StoredHashes(int64(i), e, tr)

@@ -36,10 +36,19 @@ const (
 	// ssh-keygen -l prints it), the lowercase hex fingerprint of an
 	// OpenPGP key.
 	SearchKey = "key"
+	// SearchImage is the manifest digest of a container image whose
+	// signature an entry holds, "sha256:<hex>".
+	SearchImage = "image"
+	// SearchIdentity is a subject alternative name of the certificate
+	// that signed an entry (an email, a URI), exactly as it is.
+	SearchIdentity = "identity"
+	// SearchIssuer is the OIDC issuer that the certificate that signed an
+	// entry names (Fulcio's extension), exactly as it is.
+	SearchIssuer = "issuer"
 )
 
 // SearchParams are the search parameters, in the order they are encoded.
-var SearchParams = []string{SearchCommit, SearchRepository, SearchDigest, SearchKey}
+var SearchParams = []string{SearchCommit, SearchRepository, SearchDigest, SearchKey, SearchImage, SearchIdentity, SearchIssuer}
 
 // maxSearchValue bounds the length of one search term's value.
 const maxSearchValue = 1024
@@ -112,11 +121,17 @@ func ParseSearchTerm(param, value string) (SearchTerm, error) {
 			return bad("want 40 or 64 hex digits")
 		}
 		return SearchTerm{param, v}, nil
-	case SearchRepository:
+	case SearchRepository, SearchIdentity, SearchIssuer:
 		if !utf8.ValidString(value) || strings.ContainsFunc(value, isControl) {
 			return bad("want printable UTF-8")
 		}
 		return SearchTerm{param, value}, nil
+	case SearchImage:
+		v := strings.ToLower(value)
+		if !isImageDigest(v) {
+			return bad("want sha256: and 64 hex digits, the image manifest's digest")
+		}
+		return SearchTerm{param, v}, nil
 	case SearchDigest:
 		// As the build kind reads in-toto subjects: a known hash's hex
 		// digest in lowercase, any other algorithm's value as it is.

@@ -89,11 +89,21 @@ func mixedSubmissions(n int) [][]byte {
 	for i := range 3 {
 		committers = append(committers, apitest.NewCommitSignerFromSeed(fmt.Appendf(nil, "search committer %d", i)))
 	}
+	imagers := []*apitest.ImageSigner{apitest.NewImageSigner(),
+		apitest.NewImageSignerWithCertificate("release@example.com", "https://accounts.example.com"),
+		apitest.NewImageSignerWithCertificate("https://github.com/org/repo/.github/workflows/release.yml@refs/heads/main", "https://token.actions.githubusercontent.com")}
 	rng := mrand.New(mrand.NewPCG(1, 2))
 	salt := make([]byte, 4)
 	rand.Read(salt)
 	subs := make([][]byte, n)
 	for i := range subs {
+		if rng.IntN(3) == 0 {
+			s := imagers[rng.IntN(len(imagers))]
+			repo := fmt.Sprintf("registry.example.com/team/app-%d", rng.IntN(3))
+			d := sha256Sum(fmt.Appendf(nil, "image %x %d", salt, rng.IntN(40)))
+			subs[i] = s.Submission(repo, "sha256:"+hex.EncodeToString(d))
+			continue
+		}
 		if rng.IntN(4) == 0 {
 			c := committers[rng.IntN(len(committers))]
 			repo := fmt.Sprintf("https://git.example.com/project-%d.git", rng.IntN(4))
@@ -226,7 +236,7 @@ func randomQueries(byTerm map[api.SearchTerm][]uint64, n int) []url.Values {
 				t = api.SearchTerm{Param: api.SearchDigest, Value: "sha256:" + strings.Repeat("0", 64)}
 			}
 			v := t.Value
-			if rng.IntN(2) == 0 && t.Param != api.SearchRepository {
+			if rng.IntN(2) == 0 && t.Param != api.SearchRepository && t.Param != api.SearchIdentity && t.Param != api.SearchIssuer {
 				v = strings.ToUpper(v[:1]) + v[1:] // as some clients spell it
 				if t.Param == api.SearchDigest {
 					v = "sha256:" + strings.ToUpper(strings.TrimPrefix(t.Value, "sha256:"))
@@ -284,7 +294,7 @@ func TestSearchAgainstScan(t *testing.T) {
 	if len(leaves) != 600 {
 		t.Fatalf("%d entries, want 600", len(leaves))
 	}
-	queries := randomQueries(byTerm, 150)
+	queries := randomQueries(byTerm, 250)
 	answers := make([][]api.SearchHit, len(queries))
 	var found, multiPage int
 	foundBy := map[string]int{}

@@ -40,8 +40,9 @@ type benchConfig struct {
 	// candor-log listens by default.
 	URL string
 	// Kind is the kind of the entries submit mode makes: build (in-toto
-	// Statements in DSSE envelopes signed with Ed25519 keys) or commit
-	// (git commits signed with SSH Ed25519 keys). Default: build.
+	// Statements in DSSE envelopes signed with Ed25519 keys), commit (git
+	// commits signed with SSH Ed25519 keys) or image (cosign signatures
+	// of container images with ECDSA P-256 keys). Default: build.
 	Kind string
 	// Mode is submit (POST /v1/entries), proofs (GET /v1/proof/inclusion
 	// of random entries), tiles (GET the hash tiles, one level after the
@@ -84,7 +85,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.URL, "url", "http://localhost:8080", "the log's base `URL`")
 	fs.StringVar(&c.Mode, "mode", "submit", "submit, proofs, tiles or bundles")
-	fs.StringVar(&c.Kind, "kind", api.KindBuild, "submit: the kind of the entries, build or commit")
+	fs.StringVar(&c.Kind, "kind", api.KindBuild, "submit: the kind of the entries, build, commit or image")
 	fs.IntVar(&c.Concurrency, "concurrency", 64, "most requests in flight")
 	fs.Float64Var(&c.Rate, "rate", 0, "target requests/s, sent on a fixed schedule (0: as fast as possible)")
 	fs.IntVar(&c.Count, "count", 100000, "number of requests")
@@ -140,9 +141,9 @@ func (c *benchConfig) check() error {
 		errs = append(errs, fmt.Errorf("--mode %q: want submit, proofs, tiles or bundles", c.Mode))
 	}
 	switch c.Kind {
-	case api.KindBuild, api.KindCommit:
+	case api.KindBuild, api.KindCommit, api.KindImage:
 	default:
-		errs = append(errs, fmt.Errorf("--kind %q: want %s or %s", c.Kind, api.KindBuild, api.KindCommit))
+		errs = append(errs, fmt.Errorf("--kind %q: want %s, %s or %s", c.Kind, api.KindBuild, api.KindCommit, api.KindImage))
 	}
 	if c.URL == "" {
 		errs = append(errs, errors.New("--url is required"))
@@ -501,6 +502,12 @@ func submitJobs(kind string, n, signers int) ([]job, error) {
 				sign = func(i int) []byte {
 					return signer.Submission(repository, fmt.Sprintf("candor bench %s %d", runID, i))
 				}
+			case api.KindImage:
+				signer := apitest.NewImageSigner()
+				repository := "candor.invalid/candor-bench/" + runID
+				sign = func(i int) []byte {
+					return signer.Submission(repository, fmt.Sprintf("sha256:%s%048x", runID, i))
+				}
 			default:
 				signer := apitest.NewBuildSigner()
 				sign = func(i int) []byte {
@@ -511,8 +518,8 @@ func submitJobs(kind string, n, signers int) ([]job, error) {
 			}
 			for i := s; i < n; i += signers {
 				body := sign(i)
-				// A build submission is its canonical entry; a commit
-				// submission leaves out what the log reads from it.
+				// A build submission is its canonical entry; a commit or
+				// an image submission leaves out what the log derives.
 				entry := body
 				if kind != api.KindBuild {
 					var err error

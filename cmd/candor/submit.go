@@ -28,6 +28,8 @@ import (
 //
 //	candor submit commit [--repo DIR] --key FILE [--repository NAME] [<rev>]
 //	candor submit build --key FILE [--key FILE ...] envelope.json
+//	candor submit image --key FILE REGISTRY/REPOSITORY@sha256:HEX
+//	candor submit image --payload FILE --signature FILE (--key FILE | --cert FILE)
 //
 // It sends the submission to the log (--log or CANDOR_LOG), retries while
 // the log answers 429 or 503 (after the Retry-After it asks for), waits for
@@ -313,6 +315,10 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
   candor submit build --key FILE [--key FILE ...] envelope.json
         log a DSSE envelope holding an in-toto Statement; one PEM public
         key per signature
+  candor submit image --key cosign.pub REGISTRY/REPOSITORY@sha256:HEX
+  candor submit image --payload FILE --signature FILE (--key FILE | --cert FILE)
+        log cosign's signatures of a container image, from its registry
+        or from files
 
 The log is --log URL or $CANDOR_LOG. The proof bundle is written to --out,
 by default beside the envelope (envelope.json.tlog-proof) or, for a
@@ -328,6 +334,8 @@ for the flags.`)
 		return runSubmitCommit(ctx, args[1:], stdout, stderr)
 	case "build":
 		return runSubmitBuild(ctx, args[1:], stdout, stderr)
+	case "image":
+		return runSubmitImage(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		usage()
 		return flag.ErrHelp

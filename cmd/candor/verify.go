@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 
@@ -32,12 +33,13 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	maxAge := fs.Duration("max-age", 0, "count only cosignatures made within this `duration` (0: any age)")
 	artifact := fs.String("artifact", "", "check that the entry is a build attestation with this `file`'s SHA-256 digest among its subjects")
 	commit := fs.String("commit", "", "check that the entry is the signed commit `[REPO@]REV` as git resolves it (REPO: a directory, default .)")
+	image := fs.String("image", "", "check that the entry is a signature of the image `REGISTRY/REPOSITORY@sha256:HEX`")
 	entryFile := fs.String("entry", "", "the canonical entry `file`, for a bundle that does not carry it")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: candor verify --bundle FILE --policy FILE [--max-age D] (--artifact FILE | --commit [REPO@]REV | --entry FILE)\n\n"+
+		fmt.Fprintln(stderr, "usage: candor verify --bundle FILE --policy FILE [--max-age D] (--artifact FILE | --commit [REPO@]REV | --image REF@DIGEST | --entry FILE)\n\n"+
 			"Checks offline that the bundle's entry is in the log under a checkpoint that the\n"+
 			"policy accepts (the log's signature and its witnesses' quorum), and that the\n"+
-			"entry is about the artifact or commit. Exits 0 only if all of it holds.")
+			"entry is about the artifact, commit or image. Exits 0 only if all of it holds.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -46,7 +48,13 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	if *bundleFile == "" || *policyFile == "" || *artifact != "" && *commit != "" || *artifact == "" && *commit == "" && *entryFile == "" {
+	about := 0
+	for _, f := range []string{*artifact, *commit, *image} {
+		if f != "" {
+			about++
+		}
+	}
+	if *bundleFile == "" || *policyFile == "" || about > 1 || about == 0 && *entryFile == "" {
 		fs.Usage()
 		return errUsage
 	}
@@ -91,20 +99,24 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("NOT VERIFIED: the logged entry does not verify: %w", err)
 	}
-	var about string
+	var what string
 	switch {
 	case *artifact != "":
-		if about, err = checkArtifact(st, *artifact); err != nil {
+		if what, err = checkArtifact(st, *artifact); err != nil {
 			return fmt.Errorf("NOT VERIFIED: %w", err)
 		}
 	case *commit != "":
-		if about, err = checkCommit(ctx, st, *commit); err != nil {
+		if what, err = checkCommit(ctx, st, *commit); err != nil {
+			return fmt.Errorf("NOT VERIFIED: %w", err)
+		}
+	case *image != "":
+		if what, err = checkImage(st, *image); err != nil {
 			return fmt.Errorf("NOT VERIFIED: %w", err)
 		}
 	default:
-		about = describeEntry(st)
+		what = describeEntry(st)
 	}
-	fmt.Fprintf(stdout, "VERIFIED: %s is entry %d of %s, in its tree of size %d (%s).\n", about, bundle.Index, cp.Origin, cp.Size, v.cosignedBy(cp.Signed))
+	fmt.Fprintf(stdout, "VERIFIED: %s is entry %d of %s, in its tree of size %d (%s).\n", what, bundle.Index, cp.Origin, cp.Size, v.cosignedBy(cp.Signed))
 	return nil
 }
 
@@ -232,6 +244,32 @@ func checkCommit(ctx context.Context, st api.Statement, spec string) (string, er
 	return describeEntry(st), nil
 }
 
+// imageStatement is what verify reads of an image entry.
+type imageStatement interface {
+	ImageDigest() string
+	ImageRepository() string
+}
+
+// checkImage checks that st is a signature of the image ref,
+// REGISTRY/REPOSITORY@sha256:HEX: of its digest and its repository.
+func checkImage(st api.Statement, ref string) (string, error) {
+	d, err := name.NewDigest(ref)
+	if err != nil {
+		return "", fmt.Errorf("--image %q is not an image reference with a digest (REGISTRY/REPOSITORY@sha256:HEX): %w", ref, err)
+	}
+	is, ok := st.(imageStatement)
+	if !ok {
+		return "", fmt.Errorf("the entry is of kind %s, not a signature of the image %s", st.Kind(), ref)
+	}
+	if is.ImageDigest() != d.DigestStr() {
+		return "", fmt.Errorf("the entry signs the image manifest %s, not %s", is.ImageDigest(), d.DigestStr())
+	}
+	if is.ImageRepository() != d.Context().Name() {
+		return "", fmt.Errorf("the entry signs an image of %s, not of %s", is.ImageRepository(), d.Context().Name())
+	}
+	return describeEntry(st), nil
+}
+
 // splitCommitSpec splits [REPO@]REV: REPO is the longest prefix before an
 // @ that is a directory, so that revisions such as main@{1} still work.
 func splitCommitSpec(spec string) (dir, rev string) {
@@ -264,6 +302,11 @@ func describeEntry(st api.Statement) string {
 		return fmt.Sprintf("the signed commit %s of %s", termValue(st, api.SearchCommit), termValue(st, api.SearchRepository))
 	case api.KindBuild:
 		return "the build attestation of " + strings.Join(st.Subjects(), ", ")
+	case api.KindImage:
+		if is, ok := st.(imageStatement); ok {
+			return fmt.Sprintf("the signature of the image %s@%s by key %s", is.ImageRepository(), is.ImageDigest(), st.KeyFingerprints()[0])
+		}
+		return "the image signature"
 	default:
 		return "the " + st.Kind() + " entry"
 	}

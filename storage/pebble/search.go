@@ -74,6 +74,12 @@ func searchParamCode(param string) (byte, bool) {
 		return 'd', true
 	case api.SearchKey:
 		return 'k', true
+	case api.SearchImage:
+		return 'm', true
+	case api.SearchIdentity:
+		return 'i', true
+	case api.SearchIssuer:
+		return 'o', true
 	}
 	return 0, false
 }

@@ -1,0 +1,286 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/candorlog/candor/api"
+)
+
+// The annotations cosign puts on the layers of a signature image (the
+// legacy format, a manifest tagged sha256-<hex>.sig beside the image).
+const (
+	cosignSignatureAnnotation   = "dev.cosignproject.cosign/signature"
+	cosignCertificateAnnotation = "dev.sigstore.cosign/certificate"
+	// maxSignatureLayers bounds the signatures read from one image.
+	maxSignatureLayers = 64
+)
+
+// imageSignature is one cosign signature of an image.
+type imageSignature struct {
+	payload     []byte
+	signature   string // base64, as cosign writes it
+	certificate string // PEM, or empty
+}
+
+// runSubmitImage is "candor submit image": it logs cosign's signatures of
+// an image, read from its registry, or one signature from the files
+// cosign sign --output-payload and --output-signature write.
+func runSubmitImage(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o submitOptions
+	fs := flag.NewFlagSet("candor submit image", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o.register(fs)
+	keyFile := fs.String("key", "", "the signer's PEM public `file` (cosign.pub)")
+	certFile := fs.String("cert", "", "the signer's PEM certificate `file`, instead of --key (files only; from a registry, the certificate cosign attached is used when there is no --key)")
+	payloadFile := fs.String("payload", "", "the signed payload `file` (cosign sign --output-payload), instead of reading the registry")
+	sigFile := fs.String("signature", "", "the signature `file` (cosign sign --output-signature: base64), with --payload")
+	image := fs.String("image", "", "with --payload: the image `reference` (default: the payload's docker-reference and digest)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, `usage: candor submit image [flags] REGISTRY/REPOSITORY@sha256:HEX --key cosign.pub
+       candor submit image [flags] --payload FILE --signature FILE (--key FILE | --cert FILE)
+
+Logs cosign's signatures of a container image: read from its registry (the
+sha256-<hex>.sig tag cosign pushes beside the image; every signature that
+verifies with --key, or, without --key, with the certificate cosign
+attached), or one signature from files. The proof bundle is written to
+--out, by default sha256-<hex>.tlog-proof in the current directory (with
+-<n> after the first signature of several), or beside the payload file.`)
+		fs.PrintDefaults()
+	}
+	ref, err := parseWithFile(fs, args)
+	if err != nil {
+		return err
+	}
+	var subs [][]byte
+	var outs []string
+	switch {
+	case *payloadFile != "":
+		if ref != "" || *sigFile == "" || (*keyFile == "") == (*certFile == "") {
+			fs.Usage()
+			return errUsage
+		}
+		body, err := imageSubmissionFromFiles(*payloadFile, *sigFile, *keyFile, *certFile, *image)
+		if err != nil {
+			return err
+		}
+		subs, outs = [][]byte{body}, []string{*payloadFile + proofSuffix}
+	case ref != "":
+		if *certFile != "" || *sigFile != "" || *image != "" {
+			fs.Usage()
+			return errUsage
+		}
+		if subs, err = imageSubmissionsFromRegistry(ctx, ref, *keyFile, stderr); err != nil {
+			return err
+		}
+		d, _ := name.NewDigest(ref) // parsed already
+		for i := range subs {
+			out := strings.Replace(d.DigestStr(), ":", "-", 1)
+			if i > 0 {
+				out += fmt.Sprintf("-%d", i+1)
+			}
+			outs = append(outs, out+proofSuffix)
+		}
+	default:
+		fs.Usage()
+		return errUsage
+	}
+	if o.out != "" {
+		if len(subs) > 1 {
+			return fmt.Errorf("--out names one file, and the image has %d signatures to log: leave it out", len(subs))
+		}
+		outs[0] = o.out
+	}
+	s, err := o.submitter(stderr)
+	if err != nil {
+		return err
+	}
+	for i, body := range subs {
+		l, err := s.submit(ctx, body)
+		if err != nil {
+			return err
+		}
+		if err := l.report(stdout, "image signature", outs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// imageSubmissionFromFiles returns the body of an image submission of the
+// signature in sigFile over the payload in payloadFile, with the key or
+// the certificate.
+func imageSubmissionFromFiles(payloadFile, sigFile, keyFile, certFile, image string) ([]byte, error) {
+	payload, err := readInput(payloadFile)
+	if err != nil {
+		return nil, err
+	}
+	sig, err := readInput(sigFile)
+	if err != nil {
+		return nil, err
+	}
+	var p struct {
+		Critical struct {
+			Identity struct {
+				DockerReference string `json:"docker-reference"`
+			} `json:"identity"`
+			Image struct {
+				DockerManifestDigest string `json:"docker-manifest-digest"`
+			} `json:"image"`
+		} `json:"critical"`
+	}
+	if err := json.Unmarshal(payload, &p); err != nil {
+		return nil, fmt.Errorf("%s is not a cosign payload: %w", payloadFile, err)
+	}
+	digest := p.Critical.Image.DockerManifestDigest
+	if image == "" {
+		image = p.Critical.Identity.DockerReference + "@" + digest
+	} else if d, err := name.NewDigest(image); err == nil {
+		digest = d.DigestStr()
+	}
+	signed := imageSignature{payload: payload, signature: strings.TrimSpace(string(sig))}
+	var key string
+	if keyFile != "" {
+		if key, err = readPEMPublicKey(keyFile); err != nil {
+			return nil, err
+		}
+	} else {
+		cert, err := readInput(certFile)
+		if err != nil {
+			return nil, err
+		}
+		signed.certificate = string(cert)
+	}
+	return imageSubmission(image, digest, signed, key)
+}
+
+// imageSubmissionsFromRegistry reads the cosign signatures of the image
+// ref (REPOSITORY@sha256:HEX) from its registry and returns the bodies of
+// the submissions of those that verify with the key in keyFile or, without
+// one, with their certificate. Those that do not are named on stderr; none
+// at all is an error.
+func imageSubmissionsFromRegistry(ctx context.Context, ref, keyFile string, stderr io.Writer) ([][]byte, error) {
+	d, err := name.NewDigest(ref)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not an image reference with a digest (REGISTRY/REPOSITORY@sha256:HEX): %w", ref, err)
+	}
+	var key string
+	if keyFile != "" {
+		if key, err = readPEMPublicKey(keyFile); err != nil {
+			return nil, err
+		}
+	}
+	sigs, err := readCosignSignatures(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	var subs [][]byte
+	for i, s := range sigs {
+		if key == "" && s.certificate == "" {
+			fmt.Fprintf(stderr, "candor submit image: signature %d of %s has no certificate: give the signer's --key\n", i+1, ref)
+			continue
+		}
+		body, err := imageSubmission(d.Context().Name()+"@"+d.DigestStr(), d.DigestStr(), s, key)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := api.CanonicalEntry(body); err != nil {
+			fmt.Fprintf(stderr, "candor submit image: signature %d of %s is not logged: %v\n", i+1, ref, err)
+			continue
+		}
+		subs = append(subs, body)
+	}
+	if len(subs) == 0 {
+		what := "with --key " + keyFile
+		if key == "" {
+			what = "with its certificate"
+		}
+		return nil, fmt.Errorf("none of the %d signatures of %s verifies %s", len(sigs), ref, what)
+	}
+	return subs, nil
+}
+
+// readCosignSignatures reads the signatures cosign pushed for the image
+// d: the layers of the manifest tagged sha256-<hex>.sig in its
+// repository, each a payload with its signature (and certificate) in
+// annotations.
+func readCosignSignatures(ctx context.Context, d name.Digest) ([]imageSignature, error) {
+	tag := d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1) + ".sig")
+	img, err := remote.Image(tag, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain))
+	var terr *transport.Error
+	if errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound {
+		return nil, fmt.Errorf("%s has no cosign signature (no %s)", d, tag)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("couldn't read the signatures of %s (%s): %w", d, tag, err)
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return nil, fmt.Errorf("couldn't read the signatures of %s: %w", d, err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("couldn't read the signatures of %s: %w", d, err)
+	}
+	if len(layers) != len(m.Layers) || len(layers) > maxSignatureLayers {
+		return nil, fmt.Errorf("the signature image of %s has %d layers, want 1 to %d", d, len(layers), maxSignatureLayers)
+	}
+	var sigs []imageSignature
+	for i, l := range layers {
+		sig, ok := m.Layers[i].Annotations[cosignSignatureAnnotation]
+		if !ok {
+			continue
+		}
+		rc, err := l.Compressed()
+		if err != nil {
+			return nil, fmt.Errorf("couldn't read signature %d of %s: %w", i+1, d, err)
+		}
+		payload, err := io.ReadAll(io.LimitReader(rc, maxInputSize+1))
+		rc.Close()
+		if err != nil {
+			return nil, fmt.Errorf("couldn't read signature %d of %s: %w", i+1, d, err)
+		}
+		if len(payload) > maxInputSize {
+			return nil, fmt.Errorf("signature %d of %s has a payload of more than %d bytes", i+1, d, maxInputSize)
+		}
+		sigs = append(sigs, imageSignature{payload: payload, signature: sig, certificate: m.Layers[i].Annotations[cosignCertificateAnnotation]})
+	}
+	if len(sigs) == 0 {
+		return nil, fmt.Errorf("%s has no cosign signature (%s holds none)", d, tag)
+	}
+	return sigs, nil
+}
+
+// imageSubmission returns the body of an image submission (api/image.go)
+// of s with the PEM public key, or with s's certificate if key is empty.
+func imageSubmission(image, digest string, s imageSignature, key string) ([]byte, error) {
+	sig, err := base64.StdEncoding.DecodeString(s.signature)
+	if err != nil {
+		return nil, fmt.Errorf("the signature is not base64: %w", err)
+	}
+	m := map[string]string{
+		"kind":      api.KindImage,
+		"image":     image,
+		"digest":    digest,
+		"payload":   base64.StdEncoding.EncodeToString(s.payload),
+		"signature": base64.StdEncoding.EncodeToString(sig),
+	}
+	if key != "" {
+		m["publicKey"] = key
+	} else {
+		m["certificate"] = s.certificate
+	}
+	return json.Marshal(m)
+}
