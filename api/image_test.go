@@ -22,8 +22,8 @@ import (
 )
 
 const (
-	testImageRepository  = "registry.example.com/team/app"
-	testImageDigest = "sha256:" + testDigest
+	testImageRepository = "registry.example.com/team/app"
+	testImageDigest     = "sha256:" + testDigest
 )
 
 // cosignPayloadOf returns cosign's payload for the image, with optional
