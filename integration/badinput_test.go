@@ -72,6 +72,22 @@ func TestBadInputChangesNothing(t *testing.T) {
 	}
 
 	fresh := sub(signer, "bad/base")
+	imager := apitest.NewImageSigner()
+	imageDigest := "sha256:" + strings.Repeat("ab", 32)
+	image := imager.Submission("registry.example.com/app", imageDigest)
+	withField := func(b []byte, field string, value any) []byte {
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		m[field] = value
+		out, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	otherDigest := "sha256:" + strings.Repeat("cd", 32)
 	tooBigEntry := signer.Submission(strings.Repeat("n", api.MaxEntrySize), strings.Repeat("ab", 32))
 	for _, tc := range []struct {
 		name string
@@ -103,6 +119,11 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{name: "two submissions", body: append(bytes.Clone(fresh), sub(signer, "bad/second")...), code: 400},
 		{name: "duplicate field", body: bytes.Replace(fresh, []byte(`{"kind":"build",`), []byte(`{"kind":"build","kind":"build",`), 1), code: 400},
 		{name: "invalid UTF-8", body: append(bytes.Clone(fresh[:len(fresh)-2]), []byte(",\"x\":\"\xff\"]}")...), code: 400},
+		{name: "image: payload of another digest", body: withField(withField(image, "digest", otherDigest), "image", "registry.example.com/app"), code: 400},
+		{name: "image: signature by another key", body: withField(image, "publicKey", apitest.NewImageSigner().PublicKey()), code: 400},
+		{name: "image: malformed reference", body: withField(image, "image", "registry.example.com/App@@"), code: 400},
+		{name: "image: truncated reference", body: withField(image, "image", "registry.example.com/app@sha256:abab"), code: 400},
+		{name: "image: key and certificate", body: withField(image, "certificate", "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"), code: 400},
 		{name: "gzip encoding", body: fresh, hdr: http.Header{"Content-Encoding": {"gzip"}}, code: 415},
 	} {
 		code, hdr, body, err := srv.do(ctx, http.MethodPost, "/v1/entries", tc.body, tc.hdr)
