@@ -2,18 +2,19 @@
 //
 //	candor submit commit [--repo DIR] --key FILE [<rev>]
 //	candor submit build --key FILE envelope.json
-//	                                 log a signed commit or a build attestation
-//	                                 and keep its proof bundle
+//	candor submit image --key FILE REGISTRY/REPOSITORY@sha256:HEX
+//	                                 log a signed commit, a build attestation or
+//	                                 an image signature and keep its proof bundle
 //	candor bench --url URL [flags]   load-test a running log
 //	candor prove --log URL --policy FILE (--index N | --leaf-hash H | --commit ID | --digest ALG:HEX)
 //	                                 fetch a fresh, verified proof bundle of an entry
 //	candor checkpoint --log URL --policy FILE
 //	                                 print the latest checkpoint and check it against the policy
-//	candor verify --bundle FILE --policy FILE (--artifact FILE | --commit [REPO@]REV | --entry FILE)
+//	candor verify --bundle FILE --policy FILE (--artifact FILE | --commit [REPO@]REV | --image REF@DIGEST | --entry FILE)
 //	                                 check a proof bundle offline under a witness policy
 //	candor verify-evidence FILE --log-key VKEY
 //	                                 check evidence of log misbehaviour offline
-//	candor search --log URL [--commit ID] [--repository NAME] [--digest ALG:HEX] [--key FP]
+//	candor search --log URL [--commit ID] [--repository NAME] [--digest ALG:HEX] [--key FP] [--image DIGEST] [--identity SAN] [--issuer URL]
 //	                                 find a log's entries by their terms
 //
 // Run "candor <command> -h" for a command's flags.
@@ -40,12 +41,12 @@ type command struct {
 }
 
 var commands = []command{
-	{"submit", "log a signed git commit or a build attestation, and keep its proof", runSubmit},
+	{"submit", "log a signed git commit, a build attestation or an image signature, and keep its proof", runSubmit},
 	{"bench", "load-test a running log: submissions, proofs, tiles or entry bundles", runBench},
 	{"prove", "fetch a fresh, verified proof bundle of an entry of a log", runProve},
 	{"checkpoint", "print a log's latest checkpoint and whether it meets a witness policy", runCheckpoint},
 	{"monitor", "follow a log, check every entry again and alert on the ones a watch list names", runMonitor},
-	{"verify", "check offline that a proof bundle logs an artifact or commit under a witness policy", runVerify},
+	{"verify", "check offline that a proof bundle logs an artifact, commit or image under a witness policy", runVerify},
 	{"verify-evidence", "check offline that witness evidence proves a log misbehaved", runVerifyEvidence},
 	{"search", "find a log's entries by commit, repository, digest or key", runSearch},
 }

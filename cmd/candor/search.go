@@ -35,7 +35,7 @@ func runSearch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	limit := fs.Int("limit", 0, "print at most `N` hits (default: all of them)")
 	timeout := fs.Duration("timeout", 30*time.Second, "bound on each request")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: candor search --log URL [--commit ID] [--repository NAME] [--digest ALG:HEX] [--key FINGERPRINT] [--limit N]\n\nPrints \"<index> <leaf hash>\" for every entry of the log's published tree\nthat carries all the given terms, in log order.")
+		fmt.Fprintln(stderr, "usage: candor search --log URL [--commit ID] [--repository NAME] [--digest ALG:HEX] [--key FINGERPRINT] [--image sha256:HEX] [--identity SAN] [--issuer URL] [--limit N]\n\nPrints \"<index> <leaf hash>\" for every entry of the log's published tree\nthat carries all the given terms, in log order.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
