@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 )
 
 // The image kind.
@@ -35,6 +36,14 @@ import (
 //	             "type":"cosign container image signature"},
 //	 "optional":{<annotations>} | null}
 //
+// or, in place of payload and signature, the signature as cosign makes it
+// by default since v3, in a Sigstore bundle ("bundle": the bundle's JSON,
+// bundle.go): a DSSE envelope of an in-toto Statement of predicate type
+// https://sigstore.dev/cosign/sign/v1 whose subjects include the digest,
+// with its certificate, or with a key hint and the key given as
+// publicKey. A stored entry of that form holds the envelope itself
+// ("envelope", as a build entry's, with its one signature).
+//
 // The log checks that the signature verifies over the payload bytes with
 // the key (the certificate's key: Ed25519, ECDSA P-256 with SHA-256 or
 // P-384 with SHA-384, or RSA of 2048 to 8192 bits with PKCS #1 v1.5 or PSS
@@ -52,8 +61,10 @@ import (
 //	 "publicKey":"<PEM>"}
 //
 // or, with a certificate, "certificate":"<PEM>", "identities":[...] and
-// "issuer":"..." in place of "publicKey", in that order, as json.Marshal
-// writes imageEntry. The repository is the image's, normalized as
+// "issuer":"..." in place of "publicKey"; and for a bundle,
+// "envelope":{"payloadType","payload","signatures":[{"sig"}]} in place of
+// "payload" and "signature"; in that order, as json.Marshal writes
+// imageEntry. The repository is the image's, normalized as
 // go-containerregistry names it (index.docker.io/library/ubuntu for
 // ubuntu); the payload is kept verbatim (it is what was signed); an
 // ECDSA signature is re-encoded in DER with low S; the key and the
@@ -93,17 +104,30 @@ var (
 // imageEntry is the canonical encoding of an image entry, as json.Marshal
 // writes it.
 type imageEntry struct {
-	Kind           string   `json:"kind"`
-	V              int      `json:"v"`
-	Image          string   `json:"image"`
-	Digest         string   `json:"digest"`
-	Payload        []byte   `json:"payload"`
-	Signature      []byte   `json:"signature"`
-	KeyFingerprint string   `json:"keyFingerprint"`
-	PublicKey      string   `json:"publicKey,omitempty"`
-	Certificate    string   `json:"certificate,omitempty"`
-	Identities     []string `json:"identities,omitempty"`
-	Issuer         string   `json:"issuer,omitempty"`
+	Kind           string         `json:"kind"`
+	V              int            `json:"v"`
+	Image          string         `json:"image"`
+	Digest         string         `json:"digest"`
+	Payload        []byte         `json:"payload,omitempty"`
+	Signature      []byte         `json:"signature,omitempty"`
+	Envelope       *imageEnvelope `json:"envelope,omitempty"`
+	KeyFingerprint string         `json:"keyFingerprint"`
+	PublicKey      string         `json:"publicKey,omitempty"`
+	Certificate    string         `json:"certificate,omitempty"`
+	Identities     []string       `json:"identities,omitempty"`
+	Issuer         string         `json:"issuer,omitempty"`
+}
+
+// imageEnvelope is the DSSE envelope of an image signature made in a
+// Sigstore bundle.
+type imageEnvelope struct {
+	PayloadType string             `json:"payloadType"`
+	Payload     []byte             `json:"payload"`
+	Signatures  []imageEnvelopeSig `json:"signatures"`
+}
+
+type imageEnvelopeSig struct {
+	Sig []byte `json:"sig"`
 }
 
 // imageStatement is a verified image entry.
@@ -157,12 +181,14 @@ func canonicalImage(obj *jsonObject, now bool) ([]byte, Statement, error) {
 	if err := obj.requiredString("digest", &digest); err != nil {
 		return nil, nil, err
 	}
-	if err := obj.requiredString("payload", &payload64); err != nil {
+	if err := obj.optionalString("payload", &payload64); err != nil {
 		return nil, nil, err
 	}
-	if err := obj.requiredString("signature", &sig64); err != nil {
+	if err := obj.optionalString("signature", &sig64); err != nil {
 		return nil, nil, err
 	}
+	envValue, hasEnvelope := obj.take("envelope")
+	bundleValue, hasBundle := obj.take("bundle")
 	if err := obj.optionalString("publicKey", &keyPEM); err != nil {
 		return nil, nil, err
 	}
@@ -178,8 +204,14 @@ func canonicalImage(obj *jsonObject, now bool) ([]byte, Statement, error) {
 	if err := obj.done(); err != nil {
 		return nil, nil, err
 	}
-	if (keyPEM == "") == (certPEM == "") {
-		return nil, nil, entryErrorf("want exactly one of publicKey and certificate")
+	forms := 0
+	for _, has := range []bool{payload64 != "" || sig64 != "", hasEnvelope, hasBundle} {
+		if has {
+			forms++
+		}
+	}
+	if forms != 1 {
+		return nil, nil, entryErrorf("want the signature as payload and signature, as envelope, or as bundle: exactly one of them")
 	}
 	if !isImageDigest(digest) {
 		return nil, nil, entryErrorf("digest %.100q is not sha256: and 64 lowercase hex digits", digest)
@@ -188,24 +220,67 @@ func canonicalImage(obj *jsonObject, now bool) ([]byte, Statement, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if len(payload64) > base64.StdEncoding.EncodedLen(maxImagePayload) {
-		return nil, nil, fmt.Errorf("%w: payload is over %d bytes, limit %d", ErrEntryTooLarge, base64.StdEncoding.DecodedLen(len(payload64))-2, maxImagePayload)
+	e := imageEntry{Kind: KindImage, V: entryVersion, Image: repository, Digest: digest}
+	// msg and sig are what the key must verify.
+	var msg, sig []byte
+	var env *dsseEnvelope
+	switch {
+	case hasBundle:
+		b, err := parseSigstoreBundle(bundleValue)
+		if err != nil {
+			return nil, nil, err
+		}
+		if b.certPEM != "" {
+			if keyPEM != "" || certPEM != "" {
+				return nil, nil, entryErrorf("the bundle carries its certificate: give no publicKey or certificate")
+			}
+			certPEM = b.certPEM
+		}
+		env = b.envelope
+	case hasEnvelope:
+		d, err := decodeEnvelope(envValue)
+		if err != nil {
+			return nil, nil, err
+		}
+		env = &dsseEnvelope{payloadType: d.PayloadType}
+		if env.payload, err = decodeBase64(d.Payload); err != nil {
+			return nil, nil, &EntryError{Reason: "envelope payload is not base64", Err: err}
+		}
+		for i, s := range d.Signatures {
+			b, err := decodeBase64(s.Sig)
+			if err != nil {
+				return nil, nil, &EntryError{Reason: fmt.Sprintf("envelope signature %d is not base64", i), Err: err}
+			}
+			env.sigs = append(env.sigs, b)
+		}
+	default:
+		if len(payload64) > base64.StdEncoding.EncodedLen(maxImagePayload) {
+			return nil, nil, fmt.Errorf("%w: payload is over %d bytes, limit %d", ErrEntryTooLarge, base64.StdEncoding.DecodedLen(len(payload64))-2, maxImagePayload)
+		}
+		payload, err := decodeBase64(payload64)
+		if err != nil {
+			return nil, nil, &EntryError{Reason: "payload is not base64", Err: err}
+		}
+		if len(payload) > maxImagePayload {
+			return nil, nil, fmt.Errorf("%w: payload is %d bytes, limit %d", ErrEntryTooLarge, len(payload), maxImagePayload)
+		}
+		if err := checkCosignPayload(payload, repository, digest); err != nil {
+			return nil, nil, err
+		}
+		if sig, err = decodeBase64(sig64); err != nil {
+			return nil, nil, &EntryError{Reason: "signature is not base64", Err: err}
+		}
+		msg, e.Payload = payload, payload
 	}
-	payload, err := decodeBase64(payload64)
-	if err != nil {
-		return nil, nil, &EntryError{Reason: "payload is not base64", Err: err}
+	if env != nil {
+		if err := checkDSSEImage(env, digest); err != nil {
+			return nil, nil, err
+		}
+		msg, sig = dsse.PAE(env.payloadType, env.payload), env.sigs[0]
 	}
-	if len(payload) > maxImagePayload {
-		return nil, nil, fmt.Errorf("%w: payload is %d bytes, limit %d", ErrEntryTooLarge, len(payload), maxImagePayload)
+	if (keyPEM == "") == (certPEM == "") {
+		return nil, nil, entryErrorf("want exactly one of publicKey and certificate")
 	}
-	if err := checkCosignPayload(payload, repository, digest); err != nil {
-		return nil, nil, err
-	}
-	sig, err := decodeBase64(sig64)
-	if err != nil {
-		return nil, nil, &EntryError{Reason: "signature is not base64", Err: err}
-	}
-	e := imageEntry{Kind: KindImage, V: entryVersion, Image: repository, Digest: digest, Payload: payload}
 	st := &imageStatement{repository: repository, digest: digest}
 	var key *publicKey
 	if keyPEM != "" {
@@ -227,7 +302,7 @@ func canonicalImage(obj *jsonObject, now bool) ([]byte, Statement, error) {
 		}
 		st.identities, st.issuer = e.Identities, e.Issuer
 	}
-	canonicalSig, ok := verifySignature(key, payload, sig)
+	canonicalSig, ok := verifySignature(key, msg, sig)
 	if !ok {
 		what := "publicKey"
 		if certPEM != "" {
@@ -235,7 +310,11 @@ func canonicalImage(obj *jsonObject, now bool) ([]byte, Statement, error) {
 		}
 		return nil, nil, entryErrorf("signature doesn't verify over the payload with %s", what)
 	}
-	e.Signature = canonicalSig
+	if env != nil {
+		e.Envelope = &imageEnvelope{PayloadType: env.payloadType, Payload: env.payload, Signatures: []imageEnvelopeSig{{Sig: canonicalSig}}}
+	} else {
+		e.Signature = canonicalSig
+	}
 	e.KeyFingerprint = key.fingerprint
 	st.fingerprint = key.fingerprint
 	entry, err := json.Marshal(&e)
@@ -307,13 +386,9 @@ type cosignPayload struct {
 // payload of an image of repository with digest, with bounded optional
 // annotations.
 func checkCosignPayload(payload []byte, repository, digest string) error {
-	dec := json.NewDecoder(bytes.NewReader(payload))
 	var p cosignPayload
-	if err := dec.Decode(&p); err != nil {
+	if err := json.Unmarshal(payload, &p); err != nil {
 		return &EntryError{Reason: "payload is not cosign's simple signing JSON", Err: err}
-	}
-	if dec.More() {
-		return entryErrorf("payload has data after its JSON")
 	}
 	switch {
 	case p.Critical.Type != cosignSignatureType:

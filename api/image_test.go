@@ -19,6 +19,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 )
 
 const (
@@ -121,7 +123,14 @@ func checkAcceptedImage(t *testing.T, entry []byte, st Statement) {
 	if b, err := json.Marshal(&e); err != nil || !bytes.Equal(b, entry) {
 		t.Fatalf("json.Marshal of the decoded entry is\n%s, %v\nwant\n%s", b, err, entry)
 	}
-	if err := checkCosignPayload(e.Payload, e.Image, e.Digest); err != nil {
+	if e.Envelope != nil {
+		if e.Payload != nil || e.Signature != nil || len(e.Envelope.Signatures) != 1 {
+			t.Fatalf("an entry with an envelope and a payload, or not one signature: %s", entry)
+		}
+		if err := checkDSSEImage(&dsseEnvelope{payloadType: e.Envelope.PayloadType, payload: e.Envelope.Payload, sigs: [][]byte{e.Envelope.Signatures[0].Sig}}, e.Digest); err != nil {
+			t.Fatalf("the entry's envelope: %v", err)
+		}
+	} else if err := checkCosignPayload(e.Payload, e.Image, e.Digest); err != nil {
 		t.Fatalf("the entry's payload: %v", err)
 	}
 	is := st.(*imageStatement)
@@ -331,4 +340,117 @@ func mustP256() crypto.Signer {
 		panic(err)
 	}
 	return k
+}
+
+// cosignStatement returns the in-toto Statement cosign signs for an image
+// in a Sigstore bundle.
+func cosignStatement(digest, predicateType string) []byte {
+	hex := strings.TrimPrefix(digest, "sha256:")
+	return []byte(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"digest":{"sha256":"` + hex + `"},"annotations":{}}],"predicateType":"` + predicateType + `","predicate":{}}`)
+}
+
+// sigstoreBundleOf returns a Sigstore bundle v0.3 of a DSSE envelope of
+// statement signed by k, with the verification material: a key hint, or
+// the certificate (PEM) if not empty.
+func sigstoreBundleOf(t testing.TB, k testKey, statement []byte, certPEM string) map[string]any {
+	t.Helper()
+	sig := k.signMsg(t, dsse.PAE(inTotoPayloadType, statement))
+	vm := map[string]any{"publicKey": map[string]string{"hint": "aGludA=="}}
+	if certPEM != "" {
+		block, _ := pem.Decode([]byte(certPEM))
+		vm = map[string]any{"certificate": map[string]string{"rawBytes": base64.StdEncoding.EncodeToString(block.Bytes)}}
+	}
+	return map[string]any{
+		"mediaType":            "application/vnd.dev.sigstore.bundle.v0.3+json",
+		"verificationMaterial": vm,
+		"dsseEnvelope": map[string]any{
+			"payload":     base64.StdEncoding.EncodeToString(statement),
+			"payloadType": inTotoPayloadType,
+			"signatures":  []map[string]string{{"sig": base64.StdEncoding.EncodeToString(sig)}},
+		},
+	}
+}
+
+// bundleSubmission returns an image submission of a bundle.
+func bundleSubmission(t testing.TB, bundle map[string]any, key string) []byte {
+	t.Helper()
+	m := map[string]any{"kind": KindImage, "image": testImageRepository + "@" + testImageDigest, "digest": testImageDigest, "bundle": bundle}
+	if key != "" {
+		m["publicKey"] = key
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestImageBundle takes cosign's image signatures in Sigstore bundles, as
+// cosign v3 makes them by default: a DSSE envelope of an in-toto
+// Statement about the image, with a key hint (the key given beside) or a
+// certificate.
+func TestImageBundle(t *testing.T) {
+	ks := keys(t)
+	statement := cosignStatement(testImageDigest, cosignSignPredicate)
+	withKey, err := CanonicalEntry(bundleSubmission(t, sigstoreBundleOf(t, ks.p256, statement, ""), ks.p256.pem(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAccepted(t, withKey)
+	var e imageEntry
+	if err := json.Unmarshal(withKey, &e); err != nil || e.Envelope == nil || e.Payload != nil || !bytes.Equal(e.Envelope.Payload, statement) {
+		t.Fatalf("entry %s, %v", withKey, err)
+	}
+	cert := testCertificate(t, ks.p256, []string{"ci@example.com"}, nil, "https://issuer.example.com", time.Now())
+	withCert, err := CanonicalEntry(bundleSubmission(t, sigstoreBundleOf(t, ks.p256, statement, cert), ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAccepted(t, withCert)
+	st, err := ParseEntry(withCert)
+	if err != nil || !slices.Equal(st.(*imageStatement).Identities(), []string{"ci@example.com"}) {
+		t.Fatalf("ParseEntry = %v, %v", st, err)
+	}
+
+	otherDigest := "sha256:" + strings.Repeat("ab", 32)
+	twoSigs := sigstoreBundleOf(t, ks.p256, statement, "")
+	env := twoSigs["dsseEnvelope"].(map[string]any)
+	env["signatures"] = append(env["signatures"].([]map[string]string), env["signatures"].([]map[string]string)[0])
+	for _, tc := range []struct {
+		name string
+		body []byte
+		want string
+	}{
+		{"unknown media type", bundleSubmission(t, func() map[string]any {
+			b := sigstoreBundleOf(t, ks.p256, statement, "")
+			b["mediaType"] = "application/vnd.dev.sigstore.bundle.v9+json"
+			return b
+		}(), ks.p256.pem(t)), "media type"},
+		{"no verification material", bundleSubmission(t, func() map[string]any {
+			b := sigstoreBundleOf(t, ks.p256, statement, "")
+			delete(b, "verificationMaterial")
+			return b
+		}(), ks.p256.pem(t)), "no verification material"},
+		{"a hint and no key", bundleSubmission(t, sigstoreBundleOf(t, ks.p256, statement, ""), ""), "exactly one of publicKey and certificate"},
+		{"a certificate and a key", bundleSubmission(t, sigstoreBundleOf(t, ks.p256, statement, cert), ks.p256.pem(t)), "carries its certificate"},
+		{"signed by another key", bundleSubmission(t, sigstoreBundleOf(t, ks.p384, statement, ""), ks.p256.pem(t)), "doesn't verify"},
+		{"certificate of another key", bundleSubmission(t, sigstoreBundleOf(t, ks.p384, statement, cert), ""), "doesn't verify"},
+		{"statement about another image", bundleSubmission(t, sigstoreBundleOf(t, ks.p256, cosignStatement(otherDigest, cosignSignPredicate), ""), ks.p256.pem(t)), "not about"},
+		{"another predicate", bundleSubmission(t, sigstoreBundleOf(t, ks.p256, cosignStatement(testImageDigest, "https://slsa.dev/provenance/v1"), ""), ks.p256.pem(t)), "predicate type"},
+		{"two signatures", bundleSubmission(t, twoSigs, ks.p256.pem(t)), "2 signatures"},
+		{"a message signature", bundleSubmission(t, map[string]any{
+			"mediaType":            "application/vnd.dev.sigstore.bundle.v0.3+json",
+			"verificationMaterial": map[string]any{"publicKey": map[string]string{"hint": "aGludA=="}},
+			"messageSignature":     map[string]any{"messageDigest": map[string]string{"algorithm": "SHA2_256", "digest": "aGludA=="}, "signature": "aGludA=="},
+		}, ks.p256.pem(t)), "message signature"},
+		{"not a bundle", []byte(`{"kind":"image","image":"r","digest":"` + testImageDigest + `","bundle":{"mediaType":1},"publicKey":"x"}`), "not a Sigstore bundle"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := CanonicalEntry(tc.body)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("CanonicalEntry = %v, want an error saying %q", err, tc.want)
+			}
+			checkRejected(t, err)
+		})
+	}
 }

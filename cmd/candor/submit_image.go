@@ -2,17 +2,22 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
@@ -28,12 +33,18 @@ const (
 	maxSignatureLayers = 64
 )
 
-// imageSignature is one cosign signature of an image.
+// imageSignature is one cosign signature of an image: a payload with its
+// signature (and certificate), or a Sigstore bundle.
 type imageSignature struct {
 	payload     []byte
 	signature   string // base64, as cosign writes it
 	certificate string // PEM, or empty
+	bundle      json.RawMessage
 }
+
+// sigstoreBundleType is the artifact type of the Sigstore bundles cosign
+// pushes as referrers of an image (its default format since v3).
+const sigstoreBundleType = "application/vnd.dev.sigstore.bundle.v0.3+json"
 
 // runSubmitImage is "candor submit image": it logs cosign's signatures of
 // an image, read from its registry, or one signature from the files
@@ -52,10 +63,11 @@ func runSubmitImage(ctx context.Context, args []string, stdout, stderr io.Writer
 		fmt.Fprintln(stderr, `usage: candor submit image [flags] REGISTRY/REPOSITORY@sha256:HEX --key cosign.pub
        candor submit image [flags] --payload FILE --signature FILE (--key FILE | --cert FILE)
 
-Logs cosign's signatures of a container image: read from its registry (the
-sha256-<hex>.sig tag cosign pushes beside the image; every signature that
-verifies with --key, or, without --key, with the certificate cosign
-attached), or one signature from files. The proof bundle is written to
+Logs cosign's signatures of a container image: read from its registry
+(the Sigstore bundles cosign pushes as referrers of the image, and the
+signatures of the sha256-<hex>.sig tag of its older format; every signature
+that verifies with --key, or, without --key, with the certificate it
+carries), or one signature from files. The proof bundle is written to
 --out, by default sha256-<hex>.tlog-proof in the current directory (with
 -<n> after the first signature of several), or beside the payload file.`)
 		fs.PrintDefaults()
@@ -196,9 +208,19 @@ func imageSubmissionsFromRegistry(ctx context.Context, ref, keyFile string, stde
 		if err != nil {
 			return nil, err
 		}
-		if _, err := api.CanonicalEntry(body); err != nil {
+		entry, err := api.CanonicalEntry(body)
+		if err != nil {
 			fmt.Fprintf(stderr, "candor submit image: signature %d of %s is not logged: %v\n", i+1, ref, err)
 			continue
+		}
+		if key != "" {
+			// A bundle with a certificate verifies with the certificate's
+			// key, which must be --key.
+			st, err := api.ParseEntry(entry)
+			if err != nil || !slices.Contains(st.KeyFingerprints(), pemFingerprint(key)) {
+				fmt.Fprintf(stderr, "candor submit image: signature %d of %s is not logged: it is not by --key %s\n", i+1, ref, keyFile)
+				continue
+			}
 		}
 		subs = append(subs, body)
 	}
@@ -213,17 +235,25 @@ func imageSubmissionsFromRegistry(ctx context.Context, ref, keyFile string, stde
 }
 
 // readCosignSignatures reads the signatures cosign pushed for the image
-// d: the layers of the manifest tagged sha256-<hex>.sig in its
-// repository, each a payload with its signature (and certificate) in
-// annotations.
+// d: the Sigstore bundles among its referrers (the OCI referrers API, or
+// its fallback tag sha256-<hex>), and the layers of the manifest tagged
+// sha256-<hex>.sig in its repository, each a payload with its signature
+// (and certificate) in annotations.
 func readCosignSignatures(ctx context.Context, d name.Digest) ([]imageSignature, error) {
-	tag := d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1) + ".sig")
-	img, err := remote.Image(tag, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain))
-	var terr *transport.Error
-	if errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound {
-		return nil, fmt.Errorf("%s has no cosign signature (no %s)", d, tag)
-	}
+	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)}
+	bundles, err := readSigstoreBundles(d, opts)
 	if err != nil {
+		return nil, err
+	}
+	tag := d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1) + ".sig")
+	img, err := remote.Image(tag, opts...)
+	var terr *transport.Error
+	switch {
+	case errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound && len(bundles) > 0:
+		return bundles, nil
+	case errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound:
+		return nil, fmt.Errorf("%s has no cosign signature (no Sigstore bundle among its referrers, no %s)", d, tag)
+	case err != nil:
 		return nil, fmt.Errorf("couldn't read the signatures of %s (%s): %w", d, tag, err)
 	}
 	m, err := img.Manifest()
@@ -237,23 +267,15 @@ func readCosignSignatures(ctx context.Context, d name.Digest) ([]imageSignature,
 	if len(layers) != len(m.Layers) || len(layers) > maxSignatureLayers {
 		return nil, fmt.Errorf("the signature image of %s has %d layers, want 1 to %d", d, len(layers), maxSignatureLayers)
 	}
-	var sigs []imageSignature
+	sigs := bundles
 	for i, l := range layers {
 		sig, ok := m.Layers[i].Annotations[cosignSignatureAnnotation]
 		if !ok {
 			continue
 		}
-		rc, err := l.Compressed()
+		payload, err := readLayer(l)
 		if err != nil {
 			return nil, fmt.Errorf("couldn't read signature %d of %s: %w", i+1, d, err)
-		}
-		payload, err := io.ReadAll(io.LimitReader(rc, maxInputSize+1))
-		rc.Close()
-		if err != nil {
-			return nil, fmt.Errorf("couldn't read signature %d of %s: %w", i+1, d, err)
-		}
-		if len(payload) > maxInputSize {
-			return nil, fmt.Errorf("signature %d of %s has a payload of more than %d bytes", i+1, d, maxInputSize)
 		}
 		sigs = append(sigs, imageSignature{payload: payload, signature: sig, certificate: m.Layers[i].Annotations[cosignCertificateAnnotation]})
 	}
@@ -263,9 +285,69 @@ func readCosignSignatures(ctx context.Context, d name.Digest) ([]imageSignature,
 	return sigs, nil
 }
 
+// readSigstoreBundles reads the Sigstore bundles among the referrers of
+// the image d.
+func readSigstoreBundles(d name.Digest, opts []remote.Option) ([]imageSignature, error) {
+	idx, err := remote.Referrers(d, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't read the referrers of %s: %w", d, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("couldn't read the referrers of %s: %w", d, err)
+	}
+	var out []imageSignature
+	for _, desc := range im.Manifests {
+		if desc.ArtifactType != sigstoreBundleType {
+			continue
+		}
+		if len(out) == maxSignatureLayers {
+			return nil, fmt.Errorf("%s has more than %d Sigstore bundles", d, maxSignatureLayers)
+		}
+		img, err := remote.Image(d.Context().Digest(desc.Digest.String()), opts...)
+		if err != nil {
+			return nil, fmt.Errorf("couldn't read the Sigstore bundle %s of %s: %w", desc.Digest, d, err)
+		}
+		layers, err := img.Layers()
+		if err != nil || len(layers) != 1 {
+			return nil, fmt.Errorf("the Sigstore bundle %s of %s has %d layers, want 1 (%v)", desc.Digest, d, len(layers), err)
+		}
+		b, err := readLayer(layers[0])
+		if err != nil {
+			return nil, fmt.Errorf("couldn't read the Sigstore bundle %s of %s: %w", desc.Digest, d, err)
+		}
+		if !json.Valid(b) {
+			return nil, fmt.Errorf("the Sigstore bundle %s of %s is not JSON", desc.Digest, d)
+		}
+		out = append(out, imageSignature{bundle: b})
+	}
+	return out, nil
+}
+
+// readLayer reads a layer's bytes as they are stored, at most
+// maxInputSize.
+func readLayer(l v1.Layer) ([]byte, error) {
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, maxInputSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxInputSize {
+		return nil, fmt.Errorf("more than %d bytes", maxInputSize)
+	}
+	return b, nil
+}
+
 // imageSubmission returns the body of an image submission (api/image.go)
 // of s with the PEM public key, or with s's certificate if key is empty.
 func imageSubmission(image, digest string, s imageSignature, key string) ([]byte, error) {
+	if s.bundle != nil {
+		return bundleSubmission(image, digest, s.bundle, key)
+	}
 	sig, err := base64.StdEncoding.DecodeString(s.signature)
 	if err != nil {
 		return nil, fmt.Errorf("the signature is not base64: %w", err)
@@ -283,4 +365,37 @@ func imageSubmission(image, digest string, s imageSignature, key string) ([]byte
 		m["certificate"] = s.certificate
 	}
 	return json.Marshal(m)
+}
+
+// bundleSubmission returns the body of an image submission of a Sigstore
+// bundle, with the PEM public key if the bundle only hints at its key.
+func bundleSubmission(image, digest string, bundle json.RawMessage, key string) ([]byte, error) {
+	var vm struct {
+		VerificationMaterial struct {
+			Certificate          json.RawMessage `json:"certificate"`
+			X509CertificateChain json.RawMessage `json:"x509CertificateChain"`
+		} `json:"verificationMaterial"`
+	}
+	if err := json.Unmarshal(bundle, &vm); err != nil {
+		return nil, fmt.Errorf("the Sigstore bundle: %w", err)
+	}
+	m := map[string]any{"kind": api.KindImage, "image": image, "digest": digest, "bundle": bundle}
+	if vm.VerificationMaterial.Certificate == nil && vm.VerificationMaterial.X509CertificateChain == nil {
+		if key == "" {
+			return nil, errors.New("the Sigstore bundle names its key by a hint only: give the signer's --key")
+		}
+		m["publicKey"] = key
+	}
+	return json.Marshal(m)
+}
+
+// pemFingerprint returns the fingerprint of a PEM public key as the log
+// spells it, sha256:<hex> of its DER.
+func pemFingerprint(key string) string {
+	block, _ := pem.Decode([]byte(key))
+	if block == nil {
+		return ""
+	}
+	h := sha256.Sum256(block.Bytes)
+	return "sha256:" + hex.EncodeToString(h[:])
 }

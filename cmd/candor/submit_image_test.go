@@ -92,22 +92,44 @@ func errorsAs(err error, target **exec.ExitError) bool {
 	return ok
 }
 
+// cosignOffline writes, in dir, the files that keep cosign off the
+// network: an empty trusted root (so that it fetches none from Sigstore's
+// TUF repository) and a signing configuration without services.
+func cosignOffline(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "trusted-root.json"), []byte(`{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "signing-config.json"), []byte(`{"mediaType":"application/vnd.dev.sigstore.signingconfig.v0.2+json","rekorTlogConfig":{},"tsaConfig":{}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // cosignSign signs ref with the key in dir/cosign.key as cosign signs
 // without a transparency log, in its classic format: a sha256-<hex>.sig
 // image beside the signed one.
 func cosignSign(t *testing.T, dir, ref string, extra ...string) {
 	t.Helper()
-	args := append([]string{"sign", "--key", "cosign.key", "--tlog-upload=false", "--use-signing-config=false", "--new-bundle-format=false", "-y"}, extra...)
+	args := append([]string{"sign", "--key", "cosign.key", "--tlog-upload=false", "--use-signing-config=false", "--new-bundle-format=false", "--trusted-root", "trusted-root.json", "-y"}, extra...)
 	if code, out := cosign(t, dir, append(args, ref)...); code != 0 {
 		t.Fatalf("cosign sign %s: exit %d\n%s", ref, code, out)
 	}
 }
 
-// cosignVerifies reports whether cosign verify accepts ref's signatures
-// with the key file.
-func cosignVerifies(t *testing.T, dir, key, ref string) bool {
+// cosignSignBundle signs ref as cosign v3 signs by default, without a
+// transparency log: a Sigstore bundle pushed as a referrer of the image.
+func cosignSignBundle(t *testing.T, dir, ref string) {
 	t.Helper()
-	code, _ := cosign(t, dir, "verify", "--key", key, "--insecure-ignore-tlog", "--new-bundle-format=false", ref)
+	if code, out := cosign(t, dir, "sign", "--key", "cosign.key", "--signing-config", "signing-config.json", "--trusted-root", "trusted-root.json", "-y", ref); code != 0 {
+		t.Fatalf("cosign sign %s: exit %d\n%s", ref, code, out)
+	}
+}
+
+// cosignVerifies reports whether cosign verify accepts ref's signatures
+// with the key file, in the format given (new: Sigstore bundles).
+func cosignVerifies(t *testing.T, dir, key, ref string, bundles bool) bool {
+	t.Helper()
+	code, _ := cosign(t, dir, "verify", "--key", key, "--insecure-ignore-tlog", fmt.Sprintf("--new-bundle-format=%v", bundles), "--trusted-root", "trusted-root.json", ref)
 	return code == 0
 }
 
@@ -162,6 +184,7 @@ func TestSubmitImageCosign(t *testing.T) {
 	signed, other := pushRandomImage(t, repo), pushImage(t, repo+":other", mustRandom(t))
 	dir, otherDir := t.TempDir(), t.TempDir()
 	for _, d := range []string{dir, otherDir} {
+		cosignOffline(t, d)
 		if code, out := cosign(t, d, "generate-key-pair"); code != 0 {
 			t.Fatalf("cosign generate-key-pair: exit %d\n%s", code, out)
 		}
@@ -179,7 +202,7 @@ func TestSubmitImageCosign(t *testing.T) {
 	}
 
 	// Valid: both take it.
-	if !cosignVerifies(t, dir, "cosign.pub", signed) {
+	if !cosignVerifies(t, dir, "cosign.pub", signed, false) {
 		t.Fatal("cosign verify refuses its own signature")
 	}
 	if code, out := submit(signed, "--key", filepath.Join(dir, "cosign.pub"), "--out", bundle); code != 0 {
@@ -197,7 +220,7 @@ func TestSubmitImageCosign(t *testing.T) {
 	}
 
 	// Another key: neither takes it.
-	if cosignVerifies(t, dir, otherKey, signed) {
+	if cosignVerifies(t, dir, otherKey, signed, false) {
 		t.Error("cosign verify accepts the signature with another key")
 	}
 	if code, out := submit(signed, "--key", otherKey); code != 1 || !strings.Contains(out, "none of the 1 signatures") {
@@ -212,7 +235,7 @@ func TestSubmitImageCosign(t *testing.T) {
 	if err := remote.Write(sigTag(t, other), sigImg); err != nil {
 		t.Fatal(err)
 	}
-	if cosignVerifies(t, dir, "cosign.pub", other) {
+	if cosignVerifies(t, dir, "cosign.pub", other, false) {
 		t.Error("cosign verify accepts a signature of another image")
 	}
 	if code, out := submit(other, "--key", filepath.Join(dir, "cosign.pub")); code != 1 || !strings.Contains(out, "payload signs digest") {
@@ -251,7 +274,7 @@ func TestSubmitImageCosign(t *testing.T) {
 	if err := remote.Write(sigTag(t, third), forged); err != nil {
 		t.Fatal(err)
 	}
-	if cosignVerifies(t, dir, "cosign.pub", third) {
+	if cosignVerifies(t, dir, "cosign.pub", third, false) {
 		t.Error("cosign verify accepts a changed payload")
 	}
 	if code, out := submit(third, "--key", filepath.Join(dir, "cosign.pub")); code != 1 || !strings.Contains(out, "doesn't verify") {
@@ -266,6 +289,46 @@ func TestSubmitImageCosign(t *testing.T) {
 	}
 	if code, stdout, stderr := runCandor(t, "verify", "--bundle", filepath.Join(dir, "payload.json.tlog-proof"), "--policy", policy, "--image", other); code != 0 {
 		t.Fatalf("candor verify --image of the signature from files: exit %d\n%s%s", code, stdout, stderr)
+	}
+}
+
+// TestSubmitImageCosignBundle signs an image as cosign v3 does by default
+// (a Sigstore bundle, pushed as a referrer of the image), and checks that
+// cosign verify and the log agree on it: the log takes the bundle with the
+// signer's key, and refuses it with another key, which cosign refuses too.
+func TestSubmitImageCosignBundle(t *testing.T) {
+	regSrv := httptest.NewServer(registry.New(registry.Logger(stdlog.New(io.Discard, "", 0))))
+	defer regSrv.Close()
+	repo := strings.TrimPrefix(regSrv.URL, "http://") + "/team/app"
+	signed := pushRandomImage(t, repo)
+	dir, otherDir := t.TempDir(), t.TempDir()
+	for _, d := range []string{dir, otherDir} {
+		cosignOffline(t, d)
+		if code, out := cosign(t, d, "generate-key-pair"); code != 0 {
+			t.Fatalf("cosign generate-key-pair: exit %d\n%s", code, out)
+		}
+	}
+	cosignSignBundle(t, dir, signed)
+	logURL, vkey := newTestLog(t, nil)
+	policy := writeFile(t, dir, "policy", []byte("log "+vkey+"\nquorum none\n"))
+	bundle := filepath.Join(dir, "signed.tlog-proof")
+
+	if !cosignVerifies(t, dir, "cosign.pub", signed, true) {
+		t.Fatal("cosign verify refuses its own bundle")
+	}
+	code, stdout, stderr := runCandor(t, "submit", "image", "--log", logURL, "--key", filepath.Join(dir, "cosign.pub"), "--out", bundle, signed)
+	if code != 0 {
+		t.Fatalf("candor submit image of a bundle: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if code, stdout, stderr := runCandor(t, "verify", "--bundle", bundle, "--policy", policy, "--image", signed); code != 0 {
+		t.Fatalf("candor verify --image: exit %d\n%s%s", code, stdout, stderr)
+	}
+	otherKey := filepath.Join(otherDir, "cosign.pub")
+	if cosignVerifies(t, dir, otherKey, signed, true) {
+		t.Error("cosign verify accepts the bundle with another key")
+	}
+	if code, stdout, stderr := runCandor(t, "submit", "image", "--log", logURL, "--key", otherKey, signed); code != 1 || !strings.Contains(stdout+stderr, "none of the 1 signatures") {
+		t.Errorf("candor submit image of a bundle with another key: exit %d\n%s%s", code, stdout, stderr)
 	}
 }
 
