@@ -12,6 +12,7 @@ import (
 	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"math/big"
 	"slices"
@@ -59,6 +60,23 @@ const (
 type buildStatement struct {
 	subjects     []string
 	fingerprints []string
+	identities   []string // of a certificate
+	issuer       string
+}
+
+// Identities returns the signing certificate's subject alternative names,
+// sorted; none for a build signed with plain keys.
+func (s *buildStatement) Identities() []string { return slices.Clone(s.identities) }
+
+func (s *buildStatement) extraSearchTerms() []SearchTerm {
+	var terms []SearchTerm
+	for _, id := range s.identities {
+		terms = append(terms, SearchTerm{SearchIdentity, id})
+	}
+	if s.issuer != "" {
+		terms = append(terms, SearchTerm{SearchIssuer, s.issuer})
+	}
+	return terms
 }
 
 func (s *buildStatement) Kind() string              { return KindBuild }
@@ -74,21 +92,82 @@ type buildSigner struct {
 
 // canonicalBuild decodes the fields of a build submission or entry (kind
 // and v already taken), verifies it and returns its canonical encoding.
-func canonicalBuild(obj *jsonObject) ([]byte, Statement, error) {
-	envValue, err := obj.required("envelope")
+func canonicalBuild(obj *jsonObject, now bool) ([]byte, Statement, error) {
+	envValue, hasEnvelope := obj.take("envelope")
+	hasEnvelope = hasEnvelope && !envValue.isNull()
+	bundleValue, hasBundle := obj.take("bundle")
+	hasBundle = hasBundle && !bundleValue.isNull()
+	if !hasEnvelope && !hasBundle {
+		return nil, nil, entryErrorf("missing field %q (or a Sigstore %q)", obj.field("envelope"), obj.field("bundle"))
+	}
+	pems, err := obj.optionalStrings("publicKeys")
 	if err != nil {
 		return nil, nil, err
 	}
-	pems, err := obj.requiredStrings("publicKeys")
-	if err != nil {
+	var certPEM string
+	if err := obj.optionalString("certificate", &certPEM); err != nil {
 		return nil, nil, err
+	}
+	if hasEnvelope && pems == nil && certPEM == "" {
+		return nil, nil, entryErrorf("missing field %q", obj.field("publicKeys"))
+	}
+	derived := make(map[string]jsonValue, 2)
+	for _, name := range []string{"identities", "issuer"} {
+		if v, ok := obj.take(name); ok {
+			derived[name] = v
+		}
 	}
 	if err := obj.done(); err != nil {
 		return nil, nil, err
 	}
-	env, err := decodeEnvelope(envValue)
-	if err != nil {
-		return nil, nil, err
+	var env *dsse.Envelope
+	switch {
+	case hasEnvelope && hasBundle:
+		return nil, nil, entryErrorf("want the signed statement as envelope or as bundle: not both")
+	case hasBundle:
+		b, err := parseSigstoreBundle(bundleValue)
+		if err != nil {
+			return nil, nil, err
+		}
+		if b.certPEM != "" {
+			if certPEM != "" || len(pems) > 0 {
+				return nil, nil, entryErrorf("the bundle carries its certificate: give no publicKeys or certificate")
+			}
+			certPEM = b.certPEM
+		}
+		env = &dsse.Envelope{PayloadType: b.envelope.payloadType, Payload: base64.StdEncoding.EncodeToString(b.envelope.payload)}
+		for _, sig := range b.envelope.sigs {
+			env.Signatures = append(env.Signatures, dsse.Signature{Sig: base64.StdEncoding.EncodeToString(sig)})
+		}
+	default:
+		if env, err = decodeEnvelope(envValue); err != nil {
+			return nil, nil, err
+		}
+	}
+	var cert *signingCertificate
+	if certPEM != "" {
+		if len(env.Signatures) != 1 {
+			return nil, nil, entryErrorf("envelope has %d signatures, and a certificate signs one", len(env.Signatures))
+		}
+		if cert, err = parseSigningCertificate(certPEM); err != nil {
+			return nil, nil, err
+		}
+		// A stored entry also lists the certificate's key.
+		if len(pems) > 0 {
+			k, err := parsePublicKey(0, pems[0])
+			if err != nil {
+				return nil, nil, err
+			}
+			if len(pems) != 1 || !bytes.Equal(k.der, cert.key.der) {
+				return nil, nil, entryErrorf("publicKeys must be the certificate's key alone, or absent")
+			}
+		}
+		pems = []string{string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: cert.key.der}))}
+	} else if len(derived) > 0 {
+		return nil, nil, entryErrorf("identities and issuer come with a certificate")
+	}
+	if pems == nil {
+		return nil, nil, entryErrorf("missing field %q", "publicKeys")
 	}
 
 	if env.PayloadType != inTotoPayloadType {
@@ -170,7 +249,41 @@ func canonicalBuild(obj *jsonObject) ([]byte, Statement, error) {
 		st.fingerprints[i] = s.key.fingerprint
 	}
 	slices.Sort(st.fingerprints)
-	return appendBuildEntry(nil, env.PayloadType, payload, signers), st, nil
+	entry := appendBuildEntry(nil, env.PayloadType, payload, signers)
+	if cert != nil {
+		st.identities, st.issuer = cert.identities, cert.issuer
+		if len(derived) > 0 && now {
+			if err := checkCertificateDerived(cert, derived); err != nil {
+				return nil, nil, err
+			}
+		}
+		entry = appendCertificateFields(entry[:len(entry)-1], cert)
+		entry = append(entry, '}')
+	}
+	return entry, st, nil
+}
+
+// appendCertificateFields appends the fields of a signing certificate to
+// an entry's JSON object: ,"certificate":"<PEM>" and, if not empty,
+// ,"identities":[...] and ,"issuer":"...", as json.Marshal writes them.
+func appendCertificateFields(b []byte, c *signingCertificate) []byte {
+	b = append(b, `,"certificate":`...)
+	b = appendJSONString(b, c.pem)
+	if len(c.identities) > 0 {
+		b = append(b, `,"identities":[`...)
+		for i, id := range c.identities {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, id)
+		}
+		b = append(b, ']')
+	}
+	if c.issuer != "" {
+		b = append(b, `,"issuer":`...)
+		b = appendJSONString(b, c.issuer)
+	}
+	return b
 }
 
 // appendBuildEntry appends the canonical encoding of a build entry with

@@ -568,10 +568,13 @@ func highS(t testing.TB, curve elliptic.Curve, sig []byte) []byte {
 // writes it, field order the encoding's: the reference appendBuildEntry is
 // checked against, and what tests decode entries with.
 type buildEntry struct {
-	Kind       string        `json:"kind"`
-	V          int           `json:"v"`
-	Envelope   buildEnvelope `json:"envelope"`
-	PublicKeys []string      `json:"publicKeys"`
+	Kind        string        `json:"kind"`
+	V           int           `json:"v"`
+	Envelope    buildEnvelope `json:"envelope"`
+	PublicKeys  []string      `json:"publicKeys"`
+	Certificate string        `json:"certificate,omitempty"`
+	Identities  []string      `json:"identities,omitempty"`
+	Issuer      string        `json:"issuer,omitempty"`
 }
 
 // buildEnvelope is a DSSE envelope as stored: like dsse.Envelope, but with

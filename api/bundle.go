@@ -75,7 +75,7 @@ func parseSigstoreBundle(v jsonValue) (*sigstoreBundle, error) {
 	env := b.GetDsseEnvelope()
 	if env == nil {
 		if b.GetMessageSignature() != nil {
-			return nil, entryErrorf("bundle holds a message signature, which signs a blob, not an image: want a DSSE envelope")
+			return nil, entryErrorf("bundle holds a message signature, which the log does not take: want a DSSE envelope")
 		}
 		return nil, entryErrorf("bundle has no content")
 	}

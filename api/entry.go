@@ -159,7 +159,7 @@ func canonicalize(body []byte, now time.Time) ([]byte, Statement, error) {
 	)
 	switch kind {
 	case KindBuild:
-		entry, st, err = canonicalBuild(obj)
+		entry, st, err = canonicalBuild(obj, !now.IsZero())
 	case KindCommit:
 		entry, st, err = canonicalCommit(obj, now)
 	case KindImage:
@@ -682,6 +682,22 @@ func (o *jsonObject) requiredStrings(name string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return o.stringsOf(name, v)
+}
+
+// optionalStrings removes the member name, if present, and decodes it as
+// an array of strings; nil if it is absent or null.
+func (o *jsonObject) optionalStrings(name string) ([]string, error) {
+	v, ok := o.take(name)
+	if !ok || v.isNull() {
+		return nil, nil
+	}
+	return o.stringsOf(name, v)
+}
+
+// stringsOf decodes v, the value of the member name, as an array of
+// strings.
+func (o *jsonObject) stringsOf(name string, v jsonValue) ([]string, error) {
 	if v.isArray() && v.walked {
 		ss := make([]string, len(v.elems))
 		i := 0

@@ -289,17 +289,12 @@ func canonicalImage(obj *jsonObject, now bool) ([]byte, Statement, error) {
 		}
 		e.PublicKey = string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: key.der}))
 	} else {
-		var cert *x509.Certificate
-		if cert, key, err = parseImageCertificate(certPEM); err != nil {
+		cert, err := parseSigningCertificate(certPEM)
+		if err != nil {
 			return nil, nil, err
 		}
-		e.Certificate = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}))
-		if e.Identities, err = certificateIdentities(cert); err != nil {
-			return nil, nil, err
-		}
-		if e.Issuer, err = certificateIssuer(cert); err != nil {
-			return nil, nil, err
-		}
+		key = cert.key
+		e.Certificate, e.Identities, e.Issuer = cert.pem, cert.identities, cert.issuer
 		st.identities, st.issuer = e.Identities, e.Issuer
 	}
 	canonicalSig, ok := verifySignature(key, msg, sig)
@@ -408,9 +403,43 @@ func checkCosignPayload(payload []byte, repository, digest string) error {
 	return nil
 }
 
-// parseImageCertificate parses a PEM certificate and its public key, which
+// signingCertificate is the certificate that signed an entry, as entries
+// record it.
+type signingCertificate struct {
+	pem        string // re-encoded from its DER
+	key        *publicKey
+	identities []string
+	issuer     string
+}
+
+// parseSigningCertificate parses a PEM certificate, its key, its subject
+// alternative names and its Fulcio OIDC issuer.
+func parseSigningCertificate(s string) (*signingCertificate, error) {
+	cert, key, err := parseCertificate(s)
+	if err != nil {
+		return nil, err
+	}
+	c := &signingCertificate{pem: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})), key: key}
+	if c.identities, err = certificateIdentities(cert); err != nil {
+		return nil, err
+	}
+	if c.issuer, err = certificateIssuer(cert); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// checkCertificateDerived checks the identities and issuer a submission
+// carries against the certificate's.
+func checkCertificateDerived(c *signingCertificate, derived map[string]jsonValue) error {
+	e := imageEntry{Identities: c.identities, Issuer: c.issuer}
+	delete(derived, "keyFingerprint")
+	return checkImageDerived(&e, derived)
+}
+
+// parseCertificate parses a PEM certificate and its public key, which
 // must be of a type and size a public key may be.
-func parseImageCertificate(s string) (*x509.Certificate, *publicKey, error) {
+func parseCertificate(s string) (*x509.Certificate, *publicKey, error) {
 	if len(s) > maxImageCertificate {
 		return nil, nil, entryErrorf("certificate is %d bytes, limit %d", len(s), maxImageCertificate)
 	}

@@ -454,3 +454,91 @@ func TestImageBundle(t *testing.T) {
 		})
 	}
 }
+
+// buildBundleSubmission returns a build submission of a bundle, with
+// publicKeys if keys are given.
+func buildBundleSubmission(t testing.TB, bundle map[string]any, keys ...string) []byte {
+	t.Helper()
+	m := map[string]any{"kind": KindBuild, "bundle": bundle}
+	if len(keys) > 0 {
+		m["publicKeys"] = keys
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestBuildBundle takes build attestations in Sigstore bundles, as cosign
+// attest --bundle and hosted forges' artifact attestations publish them:
+// with a key hint (the key given as publicKeys) or a certificate, whose
+// identities and issuer are recorded and searchable.
+func TestBuildBundle(t *testing.T) {
+	ks := keys(t)
+	stmt := statementV1("app.tar.gz", testDigest)
+	hinted, err := CanonicalEntry(buildBundleSubmission(t, sigstoreBundleOf(t, ks.p256, stmt, ""), ks.p256.pem(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAccepted(t, hinted)
+	// The same envelope and key as a plain build submission: one entry.
+	plain := testSubmission{payload: stmt, signers: []testKey{ks.p256}}
+	if _, err := CanonicalEntry(plain.encode(t)); err != nil {
+		t.Fatal(err)
+	}
+
+	cert := testCertificate(t, ks.p256, nil, []string{"https://github.com/org/repo/.github/workflows/build.yml@refs/tags/v1"}, "https://token.actions.githubusercontent.com", time.Now())
+	withCert, err := CanonicalEntry(buildBundleSubmission(t, sigstoreBundleOf(t, ks.p256, stmt, cert)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAccepted(t, withCert)
+	var e buildEntry
+	if err := json.Unmarshal(withCert, &e); err != nil || e.Certificate == "" || len(e.PublicKeys) != 1 || e.PublicKeys[0] != ks.p256.pem(t) {
+		t.Fatalf("entry %s, %v", withCert, err)
+	}
+	st, err := ParseEntry(withCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	terms := SearchTerms(st)
+	for _, want := range []SearchTerm{{SearchIdentity, "https://github.com/org/repo/.github/workflows/build.yml@refs/tags/v1"}, {SearchIssuer, "https://token.actions.githubusercontent.com"}, {SearchDigest, "sha256:" + testDigest}} {
+		if !slices.Contains(terms, want) {
+			t.Errorf("SearchTerms = %v, want %v among them", terms, want)
+		}
+	}
+	stored, err := StoredEntryTerms(withCert)
+	if err != nil || !slices.Equal(stored, terms) {
+		t.Errorf("StoredEntryTerms = %v, %v; want %v", stored, err, terms)
+	}
+
+	for _, tc := range []struct {
+		name string
+		body []byte
+		want string
+	}{
+		{"a hint and no key", buildBundleSubmission(t, sigstoreBundleOf(t, ks.p256, stmt, "")), "publicKeys"},
+		{"a certificate and keys", buildBundleSubmission(t, sigstoreBundleOf(t, ks.p256, stmt, cert), ks.p256.pem(t)), "carries its certificate"},
+		{"certificate of another key", buildBundleSubmission(t, sigstoreBundleOf(t, ks.p384, stmt, cert)), "doesn't verify"},
+		{"envelope and bundle", func() []byte {
+			m := map[string]any{}
+			if err := json.Unmarshal(plain.encode(t), &m); err != nil {
+				t.Fatal(err)
+			}
+			m["bundle"] = sigstoreBundleOf(t, ks.p256, stmt, "")
+			b, _ := json.Marshal(m)
+			return b
+		}(), "not both"},
+		{"stored with another key beside its certificate", bytes.Replace(withCert, []byte(strings.ReplaceAll(ks.p256.pem(t), "\n", `\n`)), []byte(strings.ReplaceAll(ks.p384.pem(t), "\n", `\n`)), 1), "certificate's key alone"},
+		{"lying identities", bytes.Replace(withCert, []byte(`"identities":["https://github.com/org`), []byte(`"identities":["https://gitlab.com/org`), 1), `field "identities"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := CanonicalEntry(tc.body)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("CanonicalEntry = %v, want an error saying %q", err, tc.want)
+			}
+			checkRejected(t, err)
+		})
+	}
+}

@@ -313,6 +313,19 @@ func StoredEntryTerms(entry []byte) ([]SearchTerm, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A build signed under a certificate carries it with its derived
+	// identities and issuer.
+	var certPEM, issuer string
+	if err := obj.optionalString("certificate", &certPEM); err != nil {
+		return nil, err
+	}
+	identities, err := obj.optionalStrings("identities")
+	if err != nil {
+		return nil, err
+	}
+	if err := obj.optionalString("issuer", &issuer); err != nil {
+		return nil, err
+	}
 	if err := obj.done(); err != nil {
 		return nil, err
 	}
@@ -328,7 +341,7 @@ func StoredEntryTerms(entry []byte) ([]SearchTerm, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &buildStatement{subjects: subjects, fingerprints: make([]string, len(pems))}
+	st := &buildStatement{subjects: subjects, fingerprints: make([]string, len(pems)), identities: identities, issuer: issuer}
 	for i, p := range pems {
 		k, err := parsePublicKey(i, p)
 		if err != nil {

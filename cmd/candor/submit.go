@@ -30,6 +30,7 @@ import (
 //	candor submit build --key FILE [--key FILE ...] envelope.json
 //	candor submit image --key FILE REGISTRY/REPOSITORY@sha256:HEX
 //	candor submit image --payload FILE --signature FILE (--key FILE | --cert FILE)
+//	candor submit bundle [--key FILE] [--image REF@DIGEST] FILE
 //
 // It sends the submission to the log (--log or CANDOR_LOG), retries while
 // the log answers 429 or 503 (after the Retry-After it asks for), waits for
@@ -319,6 +320,9 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
   candor submit image --payload FILE --signature FILE (--key FILE | --cert FILE)
         log cosign's signatures of a container image, from its registry
         or from files
+  candor submit bundle [--key FILE] [--image REF@DIGEST] bundle.json
+        log a Sigstore bundle: a build attestation, or with --image a
+        signature of that image
 
 The log is --log URL or $CANDOR_LOG. The proof bundle is written to --out,
 by default beside the envelope (envelope.json.tlog-proof) or, for a
@@ -336,6 +340,8 @@ for the flags.`)
 		return runSubmitBuild(ctx, args[1:], stdout, stderr)
 	case "image":
 		return runSubmitImage(ctx, args[1:], stdout, stderr)
+	case "bundle":
+		return runSubmitBundle(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		usage()
 		return flag.ErrHelp

@@ -399,3 +399,85 @@ func pemFingerprint(key string) string {
 	h := sha256.Sum256(block.Bytes)
 	return "sha256:" + hex.EncodeToString(h[:])
 }
+
+// runSubmitBundle is "candor submit bundle": it logs a Sigstore bundle, as
+// cosign writes it with --bundle: a build attestation, or with --image a
+// signature of that image.
+func runSubmitBundle(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o submitOptions
+	var keys stringsFlag
+	fs := flag.NewFlagSet("candor submit bundle", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o.register(fs)
+	fs.Var(&keys, "key", "the signer's PEM public key `file`, for a bundle that only hints at its key (a bundle with a certificate needs none)")
+	image := fs.String("image", "", "log the bundle as a signature of this image, `REGISTRY/REPOSITORY@sha256:HEX` (default: as a build attestation)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, `usage: candor submit bundle [--key FILE] [--image REF@DIGEST] [flags] FILE
+
+Logs a Sigstore bundle (application/vnd.dev.sigstore.bundle.v0.3+json, as
+cosign writes it with --bundle, and as hosted forges publish artifact
+attestations) holding a DSSE envelope: as a build attestation, or with
+--image as a signature of that image. The proof bundle is written beside
+it, as FILE`+proofSuffix+`.`)
+		fs.PrintDefaults()
+	}
+	file, err := parseWithFile(fs, args)
+	if err != nil {
+		return err
+	}
+	if file == "" {
+		fs.Usage()
+		return errUsage
+	}
+	bundle, err := readInput(file)
+	if err != nil {
+		return err
+	}
+	if !json.Valid(bundle) {
+		return fmt.Errorf("%s is not a JSON Sigstore bundle", file)
+	}
+	pems := make([]string, len(keys))
+	for i, k := range keys {
+		if pems[i], err = readPEMPublicKey(k); err != nil {
+			return err
+		}
+	}
+	var body []byte
+	if *image != "" {
+		d, err := name.NewDigest(*image)
+		if err != nil {
+			return fmt.Errorf("--image %q is not an image reference with a digest (REGISTRY/REPOSITORY@sha256:HEX): %w", *image, err)
+		}
+		if len(pems) > 1 {
+			return errors.New("an image signature has one signer: give at most one --key")
+		}
+		key := ""
+		if len(pems) == 1 {
+			key = pems[0]
+		}
+		if body, err = bundleSubmission(d.Context().Name()+"@"+d.DigestStr(), d.DigestStr(), bundle, key); err != nil {
+			return err
+		}
+	} else {
+		m := map[string]any{"kind": api.KindBuild, "bundle": json.RawMessage(bundle)}
+		if len(pems) > 0 {
+			m["publicKeys"] = pems
+		}
+		if body, err = json.Marshal(m); err != nil {
+			return err
+		}
+	}
+	out := o.out
+	if out == "" {
+		out = file + proofSuffix
+	}
+	s, err := o.submitter(stderr)
+	if err != nil {
+		return err
+	}
+	l, err := s.submit(ctx, body)
+	if err != nil {
+		return err
+	}
+	return l.report(stdout, "bundle "+file, out)
+}

@@ -340,3 +340,65 @@ func mustRandom(t *testing.T) v1.Image {
 	}
 	return img
 }
+
+// TestSubmitBundleCosign logs a build attestation that the real cosign
+// wrote as a Sigstore bundle (cosign attest-blob --bundle), and checks that
+// cosign verify-blob-attestation and the log agree: the bundle with the
+// signer's key is logged, and candor verify --artifact proves it for the
+// attested file and not for another; with another key neither takes it;
+// a bundle of an unknown media type is refused.
+func TestSubmitBundleCosign(t *testing.T) {
+	dir, otherDir := t.TempDir(), t.TempDir()
+	for _, d := range []string{dir, otherDir} {
+		cosignOffline(t, d)
+		if code, out := cosign(t, d, "generate-key-pair"); code != 0 {
+			t.Fatalf("cosign generate-key-pair: exit %d\n%s", code, out)
+		}
+	}
+	blob := writeFile(t, dir, "app.tar.gz", []byte("the artifact"))
+	other := writeFile(t, dir, "other.tar.gz", []byte("another artifact"))
+	writeFile(t, dir, "predicate.json", []byte(`{"buildDefinition":{"buildType":"https://example.com/build/v1"}}`))
+	if code, out := cosign(t, dir, "attest-blob", "--key", "cosign.key", "--predicate", "predicate.json", "--type", "slsaprovenance1",
+		"--bundle", "app.bundle", "--signing-config", "signing-config.json", "--trusted-root", "trusted-root.json", "-y", blob); code != 0 {
+		t.Fatalf("cosign attest-blob: exit %d\n%s", code, out)
+	}
+	verifies := func(key, file string) bool {
+		code, _ := cosign(t, dir, "verify-blob-attestation", "--key", key, "--bundle", "app.bundle", "--insecure-ignore-tlog",
+			"--trusted-root", "trusted-root.json", "--type", "slsaprovenance1", file)
+		return code == 0
+	}
+	logURL, vkey := newTestLog(t, nil)
+	policy := writeFile(t, dir, "policy", []byte("log "+vkey+"\nquorum none\n"))
+	bundle := filepath.Join(dir, "app.bundle")
+
+	if !verifies("cosign.pub", blob) {
+		t.Fatal("cosign refuses its own attestation")
+	}
+	if code, stdout, stderr := runCandor(t, "submit", "bundle", "--log", logURL, "--key", filepath.Join(dir, "cosign.pub"), bundle); code != 0 {
+		t.Fatalf("candor submit bundle: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if code, stdout, stderr := runCandor(t, "verify", "--bundle", bundle+proofSuffix, "--policy", policy, "--artifact", blob); code != 0 {
+		t.Fatalf("candor verify --artifact: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if verifies("cosign.pub", other) {
+		t.Error("cosign verifies the attestation for another file")
+	}
+	if code, _, _ := runCandor(t, "verify", "--bundle", bundle+proofSuffix, "--policy", policy, "--artifact", other); code != 1 {
+		t.Errorf("candor verify --artifact of another file: exit %d", code)
+	}
+	otherKey := filepath.Join(otherDir, "cosign.pub")
+	if verifies(otherKey, blob) {
+		t.Error("cosign verifies the attestation with another key")
+	}
+	if code, stdout, stderr := runCandor(t, "submit", "bundle", "--log", logURL, "--key", otherKey, "--out", filepath.Join(dir, "x"), bundle); code != 1 || !strings.Contains(stdout+stderr, "doesn't verify") {
+		t.Errorf("candor submit bundle with another key: exit %d\n%s%s", code, stdout, stderr)
+	}
+	b, err := os.ReadFile(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unknown := writeFile(t, dir, "unknown.bundle", []byte(strings.Replace(string(b), "bundle.v0.3+json", "bundle.v9+json", 1)))
+	if code, stdout, stderr := runCandor(t, "submit", "bundle", "--log", logURL, "--key", filepath.Join(dir, "cosign.pub"), unknown); code != 1 || !strings.Contains(stdout+stderr, "media type") {
+		t.Errorf("candor submit bundle of an unknown media type: exit %d\n%s%s", code, stdout, stderr)
+	}
+}
