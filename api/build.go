@@ -62,7 +62,12 @@ type buildStatement struct {
 	fingerprints []string
 	identities   []string // of a certificate
 	issuer       string
+	certificate  []byte // DER, of a build signed under a certificate
 }
+
+// SigningCertificate returns the DER of the certificate that signed, or
+// nil.
+func (s *buildStatement) SigningCertificate() []byte { return s.certificate }
 
 // Identities returns the signing certificate's subject alternative names,
 // sorted; none for a build signed with plain keys.
@@ -251,7 +256,7 @@ func canonicalBuild(obj *jsonObject, now bool) ([]byte, Statement, error) {
 	slices.Sort(st.fingerprints)
 	entry := appendBuildEntry(nil, env.PayloadType, payload, signers)
 	if cert != nil {
-		st.identities, st.issuer = cert.identities, cert.issuer
+		st.identities, st.issuer, st.certificate = cert.identities, cert.issuer, cert.der
 		if len(derived) > 0 && now {
 			if err := checkCertificateDerived(cert, derived); err != nil {
 				return nil, nil, err

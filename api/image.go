@@ -137,7 +137,12 @@ type imageStatement struct {
 	fingerprint string
 	identities  []string
 	issuer      string
+	certificate []byte // DER, of an entry signed under a certificate
 }
+
+// SigningCertificate returns the DER of the certificate that signed, or
+// nil.
+func (s *imageStatement) SigningCertificate() []byte { return s.certificate }
 
 func (s *imageStatement) Kind() string              { return KindImage }
 func (s *imageStatement) Subjects() []string        { return []string{s.digest} }
@@ -295,7 +300,7 @@ func canonicalImage(obj *jsonObject, now bool) ([]byte, Statement, error) {
 		}
 		key = cert.key
 		e.Certificate, e.Identities, e.Issuer = cert.pem, cert.identities, cert.issuer
-		st.identities, st.issuer = e.Identities, e.Issuer
+		st.identities, st.issuer, st.certificate = e.Identities, e.Issuer, cert.der
 	}
 	canonicalSig, ok := verifySignature(key, msg, sig)
 	if !ok {
@@ -407,6 +412,7 @@ func checkCosignPayload(payload []byte, repository, digest string) error {
 // record it.
 type signingCertificate struct {
 	pem        string // re-encoded from its DER
+	der        []byte
 	key        *publicKey
 	identities []string
 	issuer     string
@@ -419,7 +425,7 @@ func parseSigningCertificate(s string) (*signingCertificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &signingCertificate{pem: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})), key: key}
+	c := &signingCertificate{pem: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})), der: cert.Raw, key: key}
 	if c.identities, err = certificateIdentities(cert); err != nil {
 		return nil, err
 	}

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	intoto "github.com/in-toto/attestation/go/v1"
@@ -250,17 +249,6 @@ func (r *SearchResponse) AppendJSON(b []byte) []byte {
 		b = appendJSONString(b, r.Cursor)
 	}
 	return append(b, '}')
-}
-
-// CanonicalEntryTerms is CanonicalEntry that also returns the entry's
-// search terms (SearchTerms of its statement), so that admission parses
-// the submission once.
-func CanonicalEntryTerms(body []byte) ([]byte, []SearchTerm, error) {
-	entry, st, err := canonicalize(body, time.Now())
-	if err != nil {
-		return nil, nil, err
-	}
-	return entry, SearchTerms(st), nil
 }
 
 // StoredEntryTerms returns the search terms of an entry that a log

@@ -55,6 +55,12 @@ type HandlerOptions struct {
 	// the reply is 202 Accepted (an api.PendingEntryResponse). Zero: reply at
 	// once. Unused without a Witnessing.
 	WitnessWait time.Duration
+	// TrustedRoot, if set, is the Sigstore trusted root whose certificate
+	// authorities must have issued the certificates that sign entries,
+	// valid when the log takes them: an entry signed under any other
+	// certificate is refused (400). Entries signed with plain keys are
+	// not concerned. Optional.
+	TrustedRoot *api.TrustedRoot
 }
 
 type handler struct {
@@ -65,6 +71,7 @@ type handler struct {
 	perClient   *httplimit.Limiter
 	logger      *slog.Logger
 	witnessWait time.Duration
+	trustedRoot *api.TrustedRoot
 	rejected    *prometheus.CounterVec // candor_http_client_errors_total
 }
 
@@ -87,7 +94,7 @@ func NewHandler(l *Log, o HandlerOptions) http.Handler {
 		o.Logger = slog.Default()
 	}
 	h := &handler{log: l, maxBody: o.MaxBodyBytes, bodyTimeout: o.BodyTimeout, inFlight: make(chan struct{}, o.MaxInFlight),
-		perClient: httplimit.NewLimiter(o.MaxInFlightPerClient), logger: o.Logger, witnessWait: o.WitnessWait,
+		perClient: httplimit.NewLimiter(o.MaxInFlightPerClient), logger: o.Logger, witnessWait: o.WitnessWait, trustedRoot: o.TrustedRoot,
 		rejected: newClientErrors()}
 
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -275,11 +282,20 @@ func (h *handler) addEntry(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, errTooManyRequests)
 		return
 	}
-	entry, terms, err := api.CanonicalEntryTerms(body)
+	entry, st, err := api.AdmitEntry(body)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
+	if h.trustedRoot != nil {
+		if cs, ok := st.(api.CertificateStatement); ok && cs.SigningCertificate() != nil {
+			if err := h.trustedRoot.VerifyCertificate(cs.SigningCertificate(), time.Now()); err != nil {
+				h.fail(w, r, err)
+				return
+			}
+		}
+	}
+	terms := api.SearchTerms(st)
 	rc, err := h.log.AddWithTerms(r.Context(), entry, terms)
 	if err != nil {
 		h.fail(w, r, err)

@@ -358,7 +358,7 @@ func (l *Log) Add(ctx context.Context, entry []byte) (Receipt, error) {
 }
 
 // AddWithTerms is Add for an entry that search finds by terms, its
-// api.SearchTerms (api.CanonicalEntryTerms gives both at admission).
+// api.SearchTerms (api.AdmitEntry gives the statement they come from at admission).
 // A duplicate keeps the terms it was first added with. The log keeps
 // terms: they must not change after the call.
 func (l *Log) AddWithTerms(ctx context.Context, entry []byte, terms []api.SearchTerm) (Receipt, error) {

@@ -7,15 +7,12 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/asn1"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
-	"net/url"
-	"strings"
 	"time"
 )
 
@@ -37,20 +34,7 @@ func NewImageSignerWithCertificate(identity, issuer string) *ImageSigner {
 	s := NewImageSigner()
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sigstore-intermediate"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(23 * time.Hour)}
-	if strings.Contains(identity, "@") && !strings.Contains(identity, "://") {
-		tmpl.EmailAddresses = []string{identity}
-	} else {
-		u, err := url.Parse(identity)
-		if err != nil {
-			panic(fmt.Sprintf("apitest: identity %q: %v", identity, err))
-		}
-		tmpl.URIs = []*url.URL{u}
-	}
-	v2, err := asn1.MarshalWithParams(issuer, "utf8")
-	if err != nil {
-		panic(err)
-	}
-	tmpl.ExtraExtensions = []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 57264, 1, 8}, Value: v2}}
+	setIdentity(tmpl, identity, issuer)
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &s.key.PublicKey, s.key)
 	if err != nil {
 		panic(fmt.Sprintf("apitest: couldn't make a certificate: %v", err))

@@ -84,6 +84,12 @@ type Config struct {
 	// WitnessRetryMax is the longest wait before retrying a witness that
 	// failed (the wait doubles from 100ms). Only with policy. Default: 10s.
 	WitnessRetryMax time.Duration `yaml:"witnessRetryMax"`
+	// TrustedRoot is a Sigstore trusted_root.json: with it, an entry signed
+	// under a certificate is taken only if the certificate chains to one
+	// of its certificate authorities, valid when the log takes it.
+	// Optional: without it the log checks no certificate chain, and
+	// records what the certificates say.
+	TrustedRoot string `yaml:"trustedRoot"`
 }
 
 // defaults returns the configuration with every default set.
@@ -127,6 +133,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (Config, error) {
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
 	fs.StringVar(&c.Policy, "policy", "", "c2sp.org/tlog-policy `file`: publish only checkpoints its witnesses cosigned")
+	fs.StringVar(&c.TrustedRoot, "trusted-root", "", "Sigstore trusted_root.json `file`: take only certificates its certificate authorities issued")
 	cli.DurationVar(fs, &c.WitnessWait, "witness-wait", c.WitnessWait, "how long a submission waits for a cosigned checkpoint before 202")
 	cli.DurationVar(fs, &c.WitnessTimeout, "witness-timeout", c.WitnessTimeout, "timeout of one add-checkpoint request")
 	cli.DurationVar(fs, &c.WitnessRetryMax, "witness-retry-max", c.WitnessRetryMax, "longest wait before retrying a failing witness")

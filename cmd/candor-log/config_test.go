@@ -130,3 +130,30 @@ func TestConfigRejects(t *testing.T) {
 		})
 	}
 }
+
+// TestServeRefusesBadTrustedRoot: a trusted root that is missing or is not
+// a Sigstore trusted root with a certificate authority refuses the start.
+func TestServeRefusesBadTrustedRoot(t *testing.T) {
+	for name, root := range map[string]string{
+		"missing":                  "",
+		"not JSON":                 "trusted",
+		"another media type":       `{"mediaType":"application/json"}`,
+		"no certificate authority": `{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`,
+	} {
+		dir := t.TempDir()
+		file := filepath.Join(dir, "trusted_root.json")
+		if root != "" {
+			if err := os.WriteFile(file, []byte(root), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var out bytes.Buffer
+		err := serve(context.Background(), []string{"--data", filepath.Join(dir, "data"), "--origin", "log.test/log", "--listen", "127.0.0.1:0", "--trusted-root", file, "--log-level", "error"}, &out)
+		if err == nil || !strings.Contains(err.Error(), "trustedRoot") {
+			t.Errorf("%s trusted root: serve returned %v, want an error about trustedRoot", name, err)
+		}
+		if strings.Contains(out.String(), "listening") {
+			t.Errorf("%s trusted root: the log listened", name)
+		}
+	}
+}

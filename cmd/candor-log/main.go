@@ -71,6 +71,17 @@ func serve(ctx context.Context, args []string, stdout io.Writer) (err error) {
 		}
 		collector, policySummary = coll, summary
 	}
+	var trustedRoot *api.TrustedRoot
+	if c.TrustedRoot != "" {
+		b, err := os.ReadFile(c.TrustedRoot)
+		if err != nil {
+			return fmt.Errorf("trustedRoot: %w", err)
+		}
+		if trustedRoot, err = api.ParseTrustedRoot(b); err != nil {
+			return fmt.Errorf("trustedRoot %s: %w", c.TrustedRoot, err)
+		}
+		logger.Info("taking only certificates that these certificate authorities issued", "trusted_root", c.TrustedRoot, "certificate_authorities", trustedRoot.CertificateAuthorities())
+	}
 	if err := os.MkdirAll(c.Data, 0o700); err != nil {
 		return fmt.Errorf("couldn't create the data directory: %w", err)
 	}
@@ -120,6 +131,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) (err error) {
 		Logger:       logger,
 		Registerer:   reg,
 		WitnessWait:  c.WitnessWait,
+		TrustedRoot:  trustedRoot,
 
 		MaxInFlightPerClient: c.MaxInFlightPerClient,
 		BodyTimeout:          c.BodyTimeout,

@@ -35,10 +35,11 @@ func TestReindex(t *testing.T) {
 	}
 	s := apitest.NewBuildSignerFromSeed([]byte("reindex"))
 	for i := range 300 {
-		entry, terms, err := api.CanonicalEntryTerms(s.Submission(fmt.Sprintf("a%d", i), strings.Repeat(fmt.Sprintf("%02x", i%7), 32)))
+		entry, st, err := api.AdmitEntry(s.Submission(fmt.Sprintf("a%d", i), strings.Repeat(fmt.Sprintf("%02x", i%7), 32)))
 		if err != nil {
 			t.Fatal(err)
 		}
+		terms := api.SearchTerms(st)
 		if _, err := l.AddWithTerms(ctx, entry, terms); err != nil {
 			t.Fatal(err)
 		}

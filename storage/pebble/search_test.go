@@ -99,10 +99,11 @@ func TestSearchIndexOfOldFormat(t *testing.T) {
 	b := apitest.NewBuildSigner()
 	byTerm := map[api.SearchTerm][]uint64{}
 	for i := range 300 {
-		entry, terms, err := api.CanonicalEntryTerms(b.Submission(fmt.Sprintf("artifact %d", i), fmt.Sprintf("%064x", i%7)))
+		entry, st, err := api.AdmitEntry(b.Submission(fmt.Sprintf("artifact %d", i), fmt.Sprintf("%064x", i%7)))
 		if err != nil {
 			t.Fatal(err)
 		}
+		terms := api.SearchTerms(st)
 		rc, err := l.AddWithTerms(ctx, entry, terms)
 		if err != nil {
 			t.Fatal(err)
