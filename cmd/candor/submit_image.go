@@ -18,8 +18,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/candorlog/candor/api"
 )
@@ -59,6 +63,7 @@ func runSubmitImage(ctx context.Context, args []string, stdout, stderr io.Writer
 	payloadFile := fs.String("payload", "", "the signed payload `file` (cosign sign --output-payload), instead of reading the registry")
 	sigFile := fs.String("signature", "", "the signature `file` (cosign sign --output-signature: base64), with --payload")
 	image := fs.String("image", "", "with --payload: the image `reference` (default: the payload's docker-reference and digest)")
+	attach := fs.Bool("attach", false, "from a registry: also push each proof bundle to it, as an OCI artifact referring to the image (artifact type "+proofArtifactType+")")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, `usage: candor submit image [flags] REGISTRY/REPOSITORY@sha256:HEX --key cosign.pub
        candor submit image [flags] --payload FILE --signature FILE (--key FILE | --cert FILE)
@@ -69,7 +74,9 @@ signatures of the sha256-<hex>.sig tag of its older format; every signature
 that verifies with --key, or, without --key, with the certificate it
 carries), or one signature from files. The proof bundle is written to
 --out, by default sha256-<hex>.tlog-proof in the current directory (with
--<n> after the first signature of several), or beside the payload file.`)
+-<n> after the first signature of several), or beside the payload file;
+with --attach it is also pushed to the registry, as a referrer of the image,
+so that whoever finds the image's signatures finds their proofs.`)
 		fs.PrintDefaults()
 	}
 	ref, err := parseWithFile(fs, args)
@@ -115,6 +122,9 @@ carries), or one signature from files. The proof bundle is written to
 		}
 		outs[0] = o.out
 	}
+	if *attach && ref == "" {
+		return errors.New("--attach pushes the proof to the image's registry: give the image as REGISTRY/REPOSITORY@sha256:HEX")
+	}
 	s, err := o.submitter(stderr)
 	if err != nil {
 		return err
@@ -127,8 +137,50 @@ carries), or one signature from files. The proof bundle is written to
 		if err := l.report(stdout, "image signature", outs[i]); err != nil {
 			return err
 		}
+		if *attach {
+			d, _ := name.NewDigest(ref)
+			at, err := attachProof(ctx, d, l.bundle)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "proof attached to %s as %s\n", d.Context().Name(), at)
+		}
 	}
 	return nil
+}
+
+// proofArtifactType is the artifact type of the proof bundles candor
+// submit image --attach pushes beside an image.
+const proofArtifactType = "application/vnd.candorlog.tlog-proof.v1"
+
+// attachProof pushes a proof bundle to the registry of the image d as an
+// OCI artifact whose subject is the image: a referrer, listed by the OCI
+// referrers API (or its fallback tag), so that a verifier who looks for
+// the image's signatures finds their proofs too. It returns the
+// artifact's digest.
+func attachProof(ctx context.Context, d name.Digest, proof []byte) (string, error) {
+	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)}
+	subject, err := remote.Head(d, opts...)
+	if err != nil {
+		return "", fmt.Errorf("couldn't attach the proof: couldn't read %s: %w", d, err)
+	}
+	img, err := mutate.Append(empty.Image, mutate.Addendum{Layer: static.NewLayer(proof, proofArtifactType)})
+	if err != nil {
+		return "", fmt.Errorf("couldn't attach the proof: %w", err)
+	}
+	img = mutate.ConfigMediaType(mutate.MediaType(img, types.OCIManifestSchema1), proofArtifactType)
+	with, ok := mutate.Subject(img, *subject).(v1.Image)
+	if !ok {
+		return "", errors.New("couldn't attach the proof: the artifact is not an image")
+	}
+	dig, err := with.Digest()
+	if err != nil {
+		return "", fmt.Errorf("couldn't attach the proof: %w", err)
+	}
+	if err := remote.Write(d.Context().Digest(dig.String()), with, opts...); err != nil {
+		return "", fmt.Errorf("couldn't attach the proof to %s: %w", d, err)
+	}
+	return dig.String(), nil
 }
 
 // imageSubmissionFromFiles returns the body of an image submission of the

@@ -316,9 +316,51 @@ func TestSubmitImageCosignBundle(t *testing.T) {
 	if !cosignVerifies(t, dir, "cosign.pub", signed, true) {
 		t.Fatal("cosign verify refuses its own bundle")
 	}
-	code, stdout, stderr := runCandor(t, "submit", "image", "--log", logURL, "--key", filepath.Join(dir, "cosign.pub"), "--out", bundle, signed)
-	if code != 0 {
-		t.Fatalf("candor submit image of a bundle: exit %d\n%s%s", code, stdout, stderr)
+	code, stdout, stderr := runCandor(t, "submit", "image", "--log", logURL, "--key", filepath.Join(dir, "cosign.pub"), "--out", bundle, "--attach", signed)
+	if code != 0 || !strings.Contains(stdout, "proof attached to") {
+		t.Fatalf("candor submit image --attach of a bundle: exit %d\n%s%s", code, stdout, stderr)
+	}
+	// The proof is in the registry, a referrer of the image beside
+	// cosign's bundle, byte for byte the file written.
+	d, err := name.NewDigest(signed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := remote.Referrers(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	written, err := os.ReadFile(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var attached, bundles int
+	for _, desc := range im.Manifests {
+		switch desc.ArtifactType {
+		case sigstoreBundleType:
+			bundles++
+		case proofArtifactType:
+			attached++
+			img, err := remote.Image(d.Context().Digest(desc.Digest.String()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			layers, err := img.Layers()
+			if err != nil || len(layers) != 1 {
+				t.Fatalf("the attached proof has %d layers, %v", len(layers), err)
+			}
+			b, err := readLayer(layers[0])
+			if err != nil || string(b) != string(written) {
+				t.Fatalf("the attached proof is %q, %v; want the file written", b, err)
+			}
+		}
+	}
+	if attached != 1 || bundles != 1 {
+		t.Fatalf("the image has %d proofs and %d Sigstore bundles as referrers, want 1 and 1", attached, bundles)
 	}
 	if code, stdout, stderr := runCandor(t, "verify", "--bundle", bundle, "--policy", policy, "--image", signed); code != 0 {
 		t.Fatalf("candor verify --image: exit %d\n%s%s", code, stdout, stderr)
