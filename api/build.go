@@ -102,7 +102,9 @@ func canonicalBuild(obj *jsonObject, now bool) ([]byte, Statement, error) {
 	hasEnvelope = hasEnvelope && !envValue.isNull()
 	bundleValue, hasBundle := obj.take("bundle")
 	hasBundle = hasBundle && !bundleValue.isNull()
-	if !hasEnvelope && !hasBundle {
+	msgValue, hasMessage := obj.take("message")
+	hasMessage = hasMessage && !msgValue.isNull()
+	if !hasEnvelope && !hasBundle && !hasMessage {
 		return nil, nil, entryErrorf("missing field %q (or a Sigstore %q)", obj.field("envelope"), obj.field("bundle"))
 	}
 	pems, err := obj.optionalStrings("publicKeys")
@@ -126,9 +128,15 @@ func canonicalBuild(obj *jsonObject, now bool) ([]byte, Statement, error) {
 		return nil, nil, err
 	}
 	var env *dsse.Envelope
+	var msg *messageSignature
 	switch {
-	case hasEnvelope && hasBundle:
-		return nil, nil, entryErrorf("want the signed statement as envelope or as bundle: not both")
+	case hasEnvelope && hasBundle || hasMessage && (hasEnvelope || hasBundle):
+		return nil, nil, entryErrorf("want the signed statement as envelope, as bundle or as message: one of them")
+	case hasMessage:
+		if msg, err = decodeMessage(obj, msgValue); err != nil {
+			return nil, nil, err
+		}
+		return canonicalBuildMessage(msg, pems, certPEM, derived, now)
 	case hasBundle:
 		b, err := parseSigstoreBundle(bundleValue)
 		if err != nil {
@@ -140,6 +148,9 @@ func canonicalBuild(obj *jsonObject, now bool) ([]byte, Statement, error) {
 			}
 			certPEM = b.certPEM
 		}
+		if b.message != nil {
+			return canonicalBuildMessage(b.message, pems, certPEM, derived, now)
+		}
 		env = &dsse.Envelope{PayloadType: b.envelope.payloadType, Payload: base64.StdEncoding.EncodeToString(b.envelope.payload)}
 		for _, sig := range b.envelope.sigs {
 			env.Signatures = append(env.Signatures, dsse.Signature{Sig: base64.StdEncoding.EncodeToString(sig)})
@@ -149,30 +160,12 @@ func canonicalBuild(obj *jsonObject, now bool) ([]byte, Statement, error) {
 			return nil, nil, err
 		}
 	}
-	var cert *signingCertificate
-	if certPEM != "" {
-		if len(env.Signatures) != 1 {
-			return nil, nil, entryErrorf("envelope has %d signatures, and a certificate signs one", len(env.Signatures))
-		}
-		if cert, err = parseSigningCertificate(certPEM); err != nil {
-			return nil, nil, err
-		}
-		// A stored entry also lists the certificate's key.
-		if len(pems) > 0 {
-			k, err := parsePublicKey(0, pems[0])
-			if err != nil {
-				return nil, nil, err
-			}
-			if len(pems) != 1 || !bytes.Equal(k.der, cert.key.der) {
-				return nil, nil, entryErrorf("publicKeys must be the certificate's key alone, or absent")
-			}
-		}
-		pems = []string{string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: cert.key.der}))}
-	} else if len(derived) > 0 {
-		return nil, nil, entryErrorf("identities and issuer come with a certificate")
+	if certPEM != "" && len(env.Signatures) != 1 {
+		return nil, nil, entryErrorf("envelope has %d signatures, and a certificate signs one", len(env.Signatures))
 	}
-	if pems == nil {
-		return nil, nil, entryErrorf("missing field %q", "publicKeys")
+	cert, pems, err := signerOf(certPEM, pems, derived)
+	if err != nil {
+		return nil, nil, err
 	}
 
 	if env.PayloadType != inTotoPayloadType {
@@ -264,6 +257,110 @@ func canonicalBuild(obj *jsonObject, now bool) ([]byte, Statement, error) {
 		}
 		entry = appendCertificateFields(entry[:len(entry)-1], cert)
 		entry = append(entry, '}')
+	}
+	return entry, st, nil
+}
+
+// signerOf resolves the signers of a build: the certificate, if certPEM
+// is not empty, and then pems, if not empty, must be its key alone (as a
+// stored entry lists it), or the public keys. It returns the certificate
+// and the PEM keys.
+func signerOf(certPEM string, pems []string, derived map[string]jsonValue) (*signingCertificate, []string, error) {
+	if certPEM == "" {
+		if len(derived) > 0 {
+			return nil, nil, entryErrorf("identities and issuer come with a certificate")
+		}
+		if pems == nil {
+			return nil, nil, entryErrorf("missing field %q", "publicKeys")
+		}
+		return nil, pems, nil
+	}
+	cert, err := parseSigningCertificate(certPEM)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(pems) > 0 {
+		k, err := parsePublicKey(0, pems[0])
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(pems) != 1 || !bytes.Equal(k.der, cert.key.der) {
+			return nil, nil, entryErrorf("publicKeys must be the certificate's key alone, or absent")
+		}
+	}
+	return cert, []string{string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: cert.key.der}))}, nil
+}
+
+// buildMessageEntry is the canonical encoding of a build entry of a
+// message signature, as json.Marshal writes it.
+type buildMessageEntry struct {
+	Kind        string       `json:"kind"`
+	V           int          `json:"v"`
+	Message     buildMessage `json:"message"`
+	PublicKeys  []string     `json:"publicKeys"`
+	Certificate string       `json:"certificate,omitempty"`
+	Identities  []string     `json:"identities,omitempty"`
+	Issuer      string       `json:"issuer,omitempty"`
+}
+
+// buildMessage is a message signature: an artifact's digest,
+// "<alg>:<hex>", and a signature of it.
+type buildMessage struct {
+	Digest    string `json:"digest"`
+	Signature []byte `json:"signature"`
+}
+
+// decodeMessage decodes the message field of a stored build entry.
+func decodeMessage(obj *jsonObject, v jsonValue) (*messageSignature, error) {
+	var m buildMessage
+	if err := obj.unmarshal("message", v, &m); err != nil {
+		return nil, err
+	}
+	_, sum, err := parseMessageDigest(m.Digest)
+	if err != nil {
+		return nil, err
+	}
+	return &messageSignature{digest: m.Digest, sum: sum, sig: m.Signature}, nil
+}
+
+// canonicalBuildMessage verifies a build of a message signature, as cosign
+// sign-blob makes it: one signer's signature of an artifact's digest. Its
+// statement's subject is the digest.
+func canonicalBuildMessage(m *messageSignature, pems []string, certPEM string, derived map[string]jsonValue, now bool) ([]byte, Statement, error) {
+	cert, pems, err := signerOf(certPEM, pems, derived)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(pems) != 1 {
+		return nil, nil, entryErrorf("a message signature has one signer, and there are %d public keys", len(pems))
+	}
+	key, err := parsePublicKey(0, pems[0])
+	if err != nil {
+		return nil, nil, err
+	}
+	h, sum, err := parseMessageDigest(m.digest)
+	if err != nil {
+		return nil, nil, err
+	}
+	sig, err := verifyDigest(key, h, sum, m.sig)
+	if err != nil {
+		return nil, nil, err
+	}
+	e := buildMessageEntry{Kind: KindBuild, V: entryVersion, Message: buildMessage{Digest: m.digest, Signature: sig},
+		PublicKeys: []string{string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: key.der}))}}
+	st := &buildStatement{subjects: []string{m.digest}, fingerprints: []string{key.fingerprint}}
+	if cert != nil {
+		e.Certificate, e.Identities, e.Issuer = cert.pem, cert.identities, cert.issuer
+		st.identities, st.issuer, st.certificate = cert.identities, cert.issuer, cert.der
+		if len(derived) > 0 && now {
+			if err := checkCertificateDerived(cert, derived); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	entry, err := json.Marshal(&e)
+	if err != nil {
+		return nil, nil, fmt.Errorf("couldn't encode a build entry: %w", err)
 	}
 	return entry, st, nil
 }

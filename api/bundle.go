@@ -1,9 +1,16 @@
 package api
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"strings"
 
 	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -30,6 +37,8 @@ type sigstoreBundle struct {
 	// envelope is the DSSE envelope of a bundle with one; nil for a
 	// message signature.
 	envelope *dsseEnvelope
+	// message is the message signature of a bundle with one.
+	message *messageSignature
 	// certPEM is the signing certificate, re-encoded from its DER; empty
 	// for a bundle whose key is only hinted at.
 	certPEM string
@@ -42,8 +51,28 @@ type dsseEnvelope struct {
 	sigs        [][]byte
 }
 
+// messageSignature is a signature of an artifact by its digest, as cosign
+// sign-blob makes it.
+type messageSignature struct {
+	// digest is "<alg>:<hex>", alg sha256, sha384 or sha512.
+	digest string
+	sum    []byte
+	sig    []byte
+}
+
+// The hash algorithms of message signatures, by their names in Sigstore
+// bundles.
+var messageHashes = map[string]struct {
+	name string
+	hash crypto.Hash
+}{
+	"SHA2_256": {"sha256", crypto.SHA256},
+	"SHA2_384": {"sha384", crypto.SHA384},
+	"SHA2_512": {"sha512", crypto.SHA512},
+}
+
 // parseSigstoreBundle parses the JSON of a Sigstore bundle that holds a
-// DSSE envelope.
+// DSSE envelope or a message signature.
 func parseSigstoreBundle(v jsonValue) (*sigstoreBundle, error) {
 	var b protobundle.Bundle
 	if err := (protojson.UnmarshalOptions{}).Unmarshal(v.raw, &b); err != nil {
@@ -73,10 +102,16 @@ func parseSigstoreBundle(v jsonValue) (*sigstoreBundle, error) {
 		return nil, entryErrorf("bundle has no verification material (a public key hint, a certificate or a certificate chain)")
 	}
 	env := b.GetDsseEnvelope()
-	if env == nil {
-		if b.GetMessageSignature() != nil {
-			return nil, entryErrorf("bundle holds a message signature, which the log does not take: want a DSSE envelope")
+	if ms := b.GetMessageSignature(); ms != nil {
+		h, ok := messageHashes[ms.GetMessageDigest().GetAlgorithm().String()]
+		if !ok || len(ms.GetMessageDigest().GetDigest()) != h.hash.Size() {
+			return nil, entryErrorf("bundle message digest is %s of %d bytes, want SHA2_256, SHA2_384 or SHA2_512", ms.GetMessageDigest().GetAlgorithm(), len(ms.GetMessageDigest().GetDigest()))
 		}
+		sum := ms.GetMessageDigest().GetDigest()
+		out.message = &messageSignature{digest: h.name + ":" + hex.EncodeToString(sum), sum: sum, sig: ms.GetSignature()}
+		return out, nil
+	}
+	if env == nil {
 		return nil, entryErrorf("bundle has no content")
 	}
 	out.envelope = &dsseEnvelope{payloadType: env.GetPayloadType(), payload: env.GetPayload()}
@@ -121,3 +156,48 @@ func checkDSSEImage(env *dsseEnvelope, digest string) error {
 // cosignSignPredicate is the predicate type of the in-toto Statement that
 // cosign signs for an image in a Sigstore bundle.
 const cosignSignPredicate = "https://sigstore.dev/cosign/sign/v1"
+
+// parseMessageDigest parses the "<alg>:<hex>" digest of a stored message
+// signature.
+func parseMessageDigest(digest string) (crypto.Hash, []byte, error) {
+	alg, hexSum, _ := strings.Cut(digest, ":")
+	for _, h := range messageHashes {
+		if h.name == alg {
+			sum, err := hex.DecodeString(hexSum)
+			if err != nil || len(sum) != h.hash.Size() || hex.EncodeToString(sum) != hexSum {
+				break
+			}
+			return h.hash, sum, nil
+		}
+	}
+	return 0, nil, entryErrorf("message digest %.100q is not sha256, sha384 or sha512 and its lowercase hex", digest)
+}
+
+// verifyDigest checks sig, a signature of the artifact whose digest (under
+// h) is sum, with k, and returns it in canonical form (ECDSA: DER, low S).
+// Ed25519 signs the artifact itself, not its digest: such a signature
+// cannot be checked from the digest, and is refused.
+func verifyDigest(k *publicKey, h crypto.Hash, sum, sig []byte) ([]byte, error) {
+	switch pub := k.pub.(type) {
+	case *ecdsa.PublicKey:
+		if pub.Curve == elliptic.P256() && h != crypto.SHA256 || pub.Curve == elliptic.P384() && h != crypto.SHA384 {
+			return nil, entryErrorf("message digest is %s, and an ECDSA %s key signs %s digests", h, pub.Curve.Params().Name, map[bool]string{true: "SHA-256", false: "SHA-384"}[pub.Curve == elliptic.P256()])
+		}
+		if !ecdsa.VerifyASN1(pub, sum, sig) {
+			return nil, entryErrorf("message signature doesn't verify with the key")
+		}
+		canonical, err := lowSSignature(pub.Curve, sig)
+		if err != nil {
+			return nil, &EntryError{Reason: "message signature is malformed", Err: err}
+		}
+		return canonical, nil
+	case *rsa.PublicKey:
+		if rsa.VerifyPKCS1v15(pub, h, sum, sig) == nil || rsa.VerifyPSS(pub, h, sum, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto, Hash: h}) == nil {
+			return sig, nil
+		}
+		return nil, entryErrorf("message signature doesn't verify with the key")
+	case ed25519.PublicKey:
+		return nil, entryErrorf("an Ed25519 message signature signs the artifact itself, not its digest: the log cannot check it (sign an in-toto statement in a DSSE envelope instead)")
+	}
+	return nil, entryErrorf("message signature by a key of an unknown type")
+}

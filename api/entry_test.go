@@ -229,6 +229,19 @@ func checkAccepted(t *testing.T, entry []byte) {
 // checkAcceptedBuild is checkAccepted for a build entry.
 func checkAcceptedBuild(t *testing.T, entry []byte, st Statement) {
 	t.Helper()
+	if bytes.Contains(entry, []byte(`"message":`)) {
+		var e buildMessageEntry
+		if err := json.Unmarshal(entry, &e); err != nil {
+			t.Fatalf("an accepted entry doesn't decode as a buildMessageEntry: %v", err)
+		}
+		if b, err := json.Marshal(e); err != nil || !bytes.Equal(b, entry) {
+			t.Fatalf("json.Marshal of the decoded entry is\n%s, %v\nwant\n%s", b, err, entry)
+		}
+		if !slices.Equal(st.Subjects(), []string{e.Message.Digest}) || len(st.KeyFingerprints()) != 1 {
+			t.Fatalf("statement of %s: subjects %v, keys %v", entry, st.Subjects(), st.KeyFingerprints())
+		}
+		return
+	}
 	// The canonical encoding is encoding/json's of buildEntry.
 	var e buildEntry
 	if err := json.Unmarshal(entry, &e); err != nil {

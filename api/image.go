@@ -235,6 +235,9 @@ func canonicalImage(obj *jsonObject, now bool) ([]byte, Statement, error) {
 		if err != nil {
 			return nil, nil, err
 		}
+		if b.message != nil {
+			return nil, nil, entryErrorf("bundle holds a message signature, which signs a blob, not an image: want a DSSE envelope")
+		}
 		if b.certPEM != "" {
 			if keyPEM != "" || certPEM != "" {
 				return nil, nil, entryErrorf("the bundle carries its certificate: give no publicKey or certificate")

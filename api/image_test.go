@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -441,7 +445,7 @@ func TestImageBundle(t *testing.T) {
 		{"a message signature", bundleSubmission(t, map[string]any{
 			"mediaType":            "application/vnd.dev.sigstore.bundle.v0.3+json",
 			"verificationMaterial": map[string]any{"publicKey": map[string]string{"hint": "aGludA=="}},
-			"messageSignature":     map[string]any{"messageDigest": map[string]string{"algorithm": "SHA2_256", "digest": "aGludA=="}, "signature": "aGludA=="},
+			"messageSignature":     map[string]any{"messageDigest": map[string]string{"algorithm": "SHA2_256", "digest": base64.StdEncoding.EncodeToString(make([]byte, 32))}, "signature": "aGludA=="},
 		}, ks.p256.pem(t)), "message signature"},
 		{"not a bundle", []byte(`{"kind":"image","image":"r","digest":"` + testImageDigest + `","bundle":{"mediaType":1},"publicKey":"x"}`), "not a Sigstore bundle"},
 	} {
@@ -529,9 +533,98 @@ func TestBuildBundle(t *testing.T) {
 			m["bundle"] = sigstoreBundleOf(t, ks.p256, stmt, "")
 			b, _ := json.Marshal(m)
 			return b
-		}(), "not both"},
+		}(), "one of them"},
 		{"stored with another key beside its certificate", bytes.Replace(withCert, []byte(strings.ReplaceAll(ks.p256.pem(t), "\n", `\n`)), []byte(strings.ReplaceAll(ks.p384.pem(t), "\n", `\n`)), 1), "certificate's key alone"},
 		{"lying identities", bytes.Replace(withCert, []byte(`"identities":["https://github.com/org`), []byte(`"identities":["https://gitlab.com/org`), 1), `field "identities"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := CanonicalEntry(tc.body)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("CanonicalEntry = %v, want an error saying %q", err, tc.want)
+			}
+			checkRejected(t, err)
+		})
+	}
+}
+
+// messageBundleOf returns a Sigstore bundle v0.3 of k's signature of the
+// artifact's digest, as cosign sign-blob --bundle writes it.
+func messageBundleOf(t testing.TB, k testKey, artifact []byte, certPEM string) map[string]any {
+	t.Helper()
+	sum := sha256.Sum256(artifact)
+	var sig []byte
+	var err error
+	switch priv := k.priv.(type) {
+	case *ecdsa.PrivateKey:
+		sig, err = ecdsa.SignASN1(rand.Reader, priv, sum[:])
+	case *rsa.PrivateKey:
+		sig, err = rsa.SignPKCS1v15(rand.Reader, priv, crypto.SHA256, sum[:])
+	case ed25519.PrivateKey:
+		sig = ed25519.Sign(priv, artifact)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := map[string]any{"publicKey": map[string]string{"hint": "aGludA=="}}
+	if certPEM != "" {
+		block, _ := pem.Decode([]byte(certPEM))
+		vm = map[string]any{"certificate": map[string]string{"rawBytes": base64.StdEncoding.EncodeToString(block.Bytes)}}
+	}
+	return map[string]any{
+		"mediaType":            "application/vnd.dev.sigstore.bundle.v0.3+json",
+		"verificationMaterial": vm,
+		"messageSignature": map[string]any{
+			"messageDigest": map[string]string{"algorithm": "SHA2_256", "digest": base64.StdEncoding.EncodeToString(sum[:])},
+			"signature":     base64.StdEncoding.EncodeToString(sig),
+		},
+	}
+}
+
+// TestBuildMessageSignature takes an artifact's signature by its digest,
+// as cosign sign-blob --bundle makes it: a build entry whose subject is
+// the digest; Ed25519, which signs the artifact and not its digest, is
+// refused.
+func TestBuildMessageSignature(t *testing.T) {
+	ks := keys(t)
+	artifact := []byte("app.tar.gz contents")
+	sum := sha256.Sum256(artifact)
+	digest := "sha256:" + hex.EncodeToString(sum[:])
+	for _, k := range []testKey{ks.p256, ks.rsa2048} {
+		entry, err := CanonicalEntry(buildBundleSubmission(t, messageBundleOf(t, k, artifact, ""), k.pem(t)))
+		if err != nil {
+			t.Fatalf("%s: %v", k.name, err)
+		}
+		checkAccepted(t, entry)
+		st, err := ParseEntry(entry)
+		if err != nil || !slices.Equal(st.Subjects(), []string{digest}) {
+			t.Fatalf("%s: %v, %v", k.name, st, err)
+		}
+		if terms, err := StoredEntryTerms(entry); err != nil || !slices.Contains(terms, SearchTerm{SearchDigest, digest}) {
+			t.Errorf("%s: StoredEntryTerms = %v, %v", k.name, terms, err)
+		}
+	}
+	cert := testCertificate(t, ks.p256, []string{"ci@example.com"}, nil, "https://issuer.example.com", time.Now())
+	withCert, err := CanonicalEntry(buildBundleSubmission(t, messageBundleOf(t, ks.p256, artifact, cert)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAccepted(t, withCert)
+
+	otherDigest := messageBundleOf(t, ks.p256, artifact, "")
+	otherDigest["messageSignature"].(map[string]any)["messageDigest"] = map[string]string{"algorithm": "SHA2_256", "digest": base64.StdEncoding.EncodeToString(make([]byte, 32))}
+	sha384 := messageBundleOf(t, ks.p256, artifact, "")
+	sha384["messageSignature"].(map[string]any)["messageDigest"] = map[string]string{"algorithm": "SHA2_384", "digest": base64.StdEncoding.EncodeToString(make([]byte, 48))}
+	for _, tc := range []struct {
+		name string
+		body []byte
+		want string
+	}{
+		{"Ed25519", buildBundleSubmission(t, messageBundleOf(t, ks.ed25519, artifact, ""), ks.ed25519.pem(t)), "cannot check it"},
+		{"another digest", buildBundleSubmission(t, otherDigest, ks.p256.pem(t)), "doesn't verify"},
+		{"another key", buildBundleSubmission(t, messageBundleOf(t, ks.p256, artifact, ""), ks.p384.pem(t)), "SHA-384"},
+		{"P-256 over SHA-384", buildBundleSubmission(t, sha384, ks.p256.pem(t)), "SHA-256"},
+		{"two keys", buildBundleSubmission(t, messageBundleOf(t, ks.p256, artifact, ""), ks.p256.pem(t), ks.p384.pem(t)), "one signer"},
+		{"an image", bundleSubmission(t, messageBundleOf(t, ks.p256, artifact, ""), ks.p256.pem(t)), "signs a blob, not an image"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := CanonicalEntry(tc.body)

@@ -293,6 +293,15 @@ func StoredEntryTerms(entry []byte) ([]SearchTerm, error) {
 		}
 		return SearchTerms(&st), nil
 	}
+	if _, ok := obj.take("message"); ok {
+		// A message signature: one signature to check, as fast as
+		// reading it.
+		st, err := ParseEntry(entry)
+		if err != nil {
+			return nil, err
+		}
+		return SearchTerms(st), nil
+	}
 	envValue, err := obj.required("envelope")
 	if err != nil {
 		return nil, err

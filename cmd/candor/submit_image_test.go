@@ -388,7 +388,8 @@ func mustRandom(t *testing.T) v1.Image {
 // cosign verify-blob-attestation and the log agree: the bundle with the
 // signer's key is logged, and candor verify --artifact proves it for the
 // attested file and not for another; with another key neither takes it;
-// a bundle of an unknown media type is refused.
+// a bundle of an unknown media type is refused. Then the same for a
+// signature of the file by its digest (cosign sign-blob --bundle).
 func TestSubmitBundleCosign(t *testing.T) {
 	dir, otherDir := t.TempDir(), t.TempDir()
 	for _, d := range []string{dir, otherDir} {
@@ -435,6 +436,29 @@ func TestSubmitBundleCosign(t *testing.T) {
 	if code, stdout, stderr := runCandor(t, "submit", "bundle", "--log", logURL, "--key", otherKey, "--out", filepath.Join(dir, "x"), bundle); code != 1 || !strings.Contains(stdout+stderr, "doesn't verify") {
 		t.Errorf("candor submit bundle with another key: exit %d\n%s%s", code, stdout, stderr)
 	}
+	// A signature of the artifact by its digest, as cosign sign-blob
+	// --bundle makes it.
+	if code, out := cosign(t, dir, "sign-blob", "--key", "cosign.key", "--bundle", "blob.bundle", "--signing-config", "signing-config.json",
+		"--trusted-root", "trusted-root.json", "-y", blob); code != 0 {
+		t.Fatalf("cosign sign-blob: exit %d\n%s", code, out)
+	}
+	if code, out := cosign(t, dir, "verify-blob", "--key", "cosign.pub", "--bundle", "blob.bundle", "--insecure-ignore-tlog", "--trusted-root", "trusted-root.json", blob); code != 0 {
+		t.Fatalf("cosign verify-blob: exit %d\n%s", code, out)
+	}
+	blobBundle := filepath.Join(dir, "blob.bundle")
+	if code, stdout, stderr := runCandor(t, "submit", "bundle", "--log", logURL, "--key", filepath.Join(dir, "cosign.pub"), blobBundle); code != 0 {
+		t.Fatalf("candor submit bundle of cosign sign-blob's bundle: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if code, stdout, stderr := runCandor(t, "verify", "--bundle", blobBundle+proofSuffix, "--policy", policy, "--artifact", blob); code != 0 {
+		t.Fatalf("candor verify --artifact of a message signature: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if code, _ := cosign(t, dir, "verify-blob", "--key", "cosign.pub", "--bundle", "blob.bundle", "--insecure-ignore-tlog", "--trusted-root", "trusted-root.json", other); code == 0 {
+		t.Error("cosign verify-blob accepts the signature for another file")
+	}
+	if code, _, _ := runCandor(t, "verify", "--bundle", blobBundle+proofSuffix, "--policy", policy, "--artifact", other); code != 1 {
+		t.Errorf("candor verify --artifact of another file: exit %d", code)
+	}
+
 	b, err := os.ReadFile(bundle)
 	if err != nil {
 		t.Fatal(err)
