@@ -635,3 +635,59 @@ func TestBuildMessageSignature(t *testing.T) {
 		})
 	}
 }
+
+// FuzzSigstoreBundle fuzzes the Sigstore bundle parser behind build and
+// image submissions: whatever bundle it is given goes in a build
+// submission with a key, and in an image submission.
+func FuzzSigstoreBundle(f *testing.F) {
+	k := testKey{name: "p256", priv: mustP256()}
+	stmt := statementV1("app.tar.gz", testDigest)
+	for _, b := range []map[string]any{
+		sigstoreBundleOf(f, k, stmt, ""),
+		sigstoreBundleOf(f, k, cosignStatement(testImageDigest, cosignSignPredicate), ""),
+		messageBundleOf(f, k, []byte("artifact"), ""),
+		sigstoreBundleOf(f, k, stmt, testCertificate(f, k, []string{"a@example.com"}, nil, "https://issuer.example.com", time.Now())),
+	} {
+		raw, err := json.Marshal(b)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(raw)
+	}
+	key := k.pem(f)
+	f.Fuzz(func(t *testing.T, bundle []byte) {
+		if !json.Valid(bundle) {
+			return
+		}
+		for _, body := range [][]byte{
+			fmt.Appendf(nil, `{"kind":"build","bundle":%s,"publicKeys":[%q]}`, bundle, key),
+			fmt.Appendf(nil, `{"kind":"build","bundle":%s}`, bundle),
+			fmt.Appendf(nil, `{"kind":"image","image":%q,"digest":%q,"bundle":%s,"publicKey":%q}`, testImageRepository, testImageDigest, bundle, key),
+		} {
+			entry, err := CanonicalEntry(body)
+			if err != nil {
+				checkRejected(t, err)
+				continue
+			}
+			checkAccepted(t, entry)
+		}
+	})
+}
+
+// FuzzParseTrustedRoot fuzzes the trusted root parser.
+func FuzzParseTrustedRoot(f *testing.F) {
+	f.Add([]byte(`{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1","certificateAuthorities":[{"uri":"u","certChain":{"certificates":[{"rawBytes":"AA=="}]},"validFor":{"start":"2024-01-01T00:00:00Z"}}]}`))
+	f.Add([]byte(`{"mediaType":"application/vnd.dev.sigstore.trustedroot.v0.2+json"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tr, err := ParseTrustedRoot(b)
+		if err != nil {
+			return
+		}
+		if len(tr.CertificateAuthorities()) == 0 {
+			t.Fatal("a trusted root without certificate authorities parsed")
+		}
+		if err := tr.VerifyCertificate([]byte("not a certificate"), time.Now()); err == nil {
+			t.Fatal("garbage verified")
+		}
+	})
+}
