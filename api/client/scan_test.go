@@ -122,6 +122,12 @@ identity builder@example.com
 	if got := fmt.Sprint(w.Match(commit)); got != fmt.Sprintf("[key %s repository https://example.com/r.git author test@candor.invalid]", c.KeyFingerprint()) {
 		t.Errorf("the commit matches %s", got)
 	}
+	// An image signature under a certificate matches by its manifest
+	// digest (as an image and as a digest) and its identity.
+	image := parse(apitest.NewImageSignerWithCertificate("builder@example.com", "https://issuer.example.com").Submission("registry.example.com/app", "sha256:"+digest))
+	if got := fmt.Sprint(w.Match(image)); got != fmt.Sprintf("[digest sha256:%s image sha256:%s identity builder@example.com]", digest, digest) {
+		t.Errorf("the image signature matches %s", got)
+	}
 	var none *client.Watch
 	if none.Match(build) != nil || none.Len() != 0 {
 		t.Error("a nil watch list matches")
