@@ -381,6 +381,12 @@ func runSubmitBuild(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
+	return o.submitBeside(ctx, body, file, "build "+file, stdout, stderr)
+}
+
+// submitBeside submits body, read from file, and writes the proof bundle
+// to --out, by default beside file.
+func (o *submitOptions) submitBeside(ctx context.Context, body []byte, file, what string, stdout, stderr io.Writer) error {
 	out := o.out
 	if out == "" {
 		out = file + proofSuffix
@@ -393,7 +399,7 @@ func runSubmitBuild(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	return l.report(stdout, "build "+file, out)
+	return l.report(stdout, what, out)
 }
 
 // parseWithFile parses flags and one positional argument, which may come

@@ -519,17 +519,5 @@ it, as FILE`+proofSuffix+`.`)
 			return err
 		}
 	}
-	out := o.out
-	if out == "" {
-		out = file + proofSuffix
-	}
-	s, err := o.submitter(stderr)
-	if err != nil {
-		return err
-	}
-	l, err := s.submit(ctx, body)
-	if err != nil {
-		return err
-	}
-	return l.report(stdout, "bundle "+file, out)
+	return o.submitBeside(ctx, body, file, "bundle "+file, stdout, stderr)
 }
