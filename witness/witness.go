@@ -117,12 +117,15 @@ type Config struct {
 	// Registerer, if set, receives candor_witness_evidence_total,
 	// candor_witness_evidence_dropped_total,
 	// candor_witness_observed_checkpoints_total,
-	// candor_witness_cosigned_size and
-	// candor_witness_last_cosigned_timestamp_seconds.
+	// candor_witness_cosigned_size,
+	// candor_witness_last_cosigned_timestamp_seconds and, with audited
+	// logs, candor_witness_audited_entries and
+	// candor_witness_audit_lag_entries.
 	Registerer prometheus.Registerer
-	// Audit keeps the position of the audit of the logs with Log.Audit.
-	// Default: in memory only, so that a restarted witness audits them
-	// again from the start.
+	// Audit keeps the position of the audit of the logs with Log.Audit
+	// (witness/statetest.RunAudit checks an implementation). Default: in
+	// memory only, so that a restarted witness audits them again from the
+	// start.
 	Audit AuditState
 	// CheckSpace, if set, says whether the disk has room for the state:
 	// nil, or why not. While it fails, AddCheckpoint refuses, with

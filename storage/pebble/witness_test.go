@@ -42,3 +42,13 @@ func TestWitnessEvidence(t *testing.T) {
 		return s, s.Close
 	})
 }
+
+func TestWitnessAudit(t *testing.T) {
+	statetest.RunAudit(t, func(t *testing.T, dir string) (witness.AuditState, func() error) {
+		s, err := pebble.OpenWitnessState(dir, pebble.Options{Logger: quiet, CacheBytes: 8 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, s.Close
+	})
+}

@@ -265,3 +265,46 @@ func RunEvidence(t *testing.T, open func(t *testing.T, dir string) (witness.Evid
 		t.Fatalf("ClearEvidence of an origin without evidence = %d, %v; want 0, nil", n, err)
 	}
 }
+
+// RunAudit checks an AuditState. open opens (creating if needed) the
+// store kept in dir and returns it with the function that closes it; the
+// suite closes every store it opens.
+func RunAudit(t *testing.T, open func(t *testing.T, dir string) (witness.AuditState, func() error)) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, closeStore := open(t, dir)
+	check := func(origin, want string, wantNext uint64) {
+		t.Helper()
+		cp, next, err := s.LoadAudit(ctx, origin)
+		if err != nil || string(cp) != want || next != wantNext || (want == "") != (cp == nil) {
+			t.Fatalf("LoadAudit(%q) = %q, %d, %v; want %q, %d", origin, cp, next, err, want, wantNext)
+		}
+	}
+	check("example.com/log", "", 0)
+	for _, p := range []struct {
+		origin, cp string
+		next       uint64
+	}{
+		{"example.com/log", "cp1", 0}, {"example.com/log", "cp2", 1 << 40}, {"example.com/lo", "other", 7},
+	} {
+		cp := []byte(p.cp)
+		if err := s.StoreAudit(ctx, p.origin, cp, p.next); err != nil {
+			t.Fatalf("StoreAudit(%q) = %v", p.origin, err)
+		}
+		cp[0] = 'Z' // the store must not keep it
+	}
+	check("example.com/log", "cp2", 1<<40)
+	check("example.com/lo", "other", 7)
+	if err := closeStore(); err != nil {
+		t.Fatalf("closing: %v", err)
+	}
+	s, closeStore = open(t, dir)
+	defer func() {
+		if err := closeStore(); err != nil {
+			t.Errorf("closing: %v", err)
+		}
+	}()
+	check("example.com/log", "cp2", 1<<40)
+	check("example.com/lo", "other", 7)
+	check("example.com/log2", "", 0)
+}
