@@ -62,13 +62,14 @@ func runSubmitImage(ctx context.Context, args []string, stdout, stderr io.Writer
 	certFile := fs.String("cert", "", "the signer's PEM certificate `file`, instead of --key (files only; from a registry, the certificate cosign attached is used when there is no --key)")
 	payloadFile := fs.String("payload", "", "the signed payload `file` (cosign sign --output-payload), instead of reading the registry")
 	sigFile := fs.String("signature", "", "the signature `file` (cosign sign --output-signature: base64), with --payload")
-	image := fs.String("image", "", "with --payload: the image `reference` (default: the payload's docker-reference and digest)")
+	imageFlag := fs.String("image", "", "with --payload: the image `reference` (default: the payload's docker-reference and digest)")
 	attach := fs.Bool("attach", false, "from a registry: also push each proof bundle to it, as an OCI artifact referring to the image (artifact type "+proofArtifactType+")")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, `usage: candor submit image [flags] REGISTRY/REPOSITORY@sha256:HEX --key cosign.pub
+		fmt.Fprintln(stderr, `usage: candor submit image [flags] REGISTRY/REPOSITORY@sha256:HEX|REGISTRY/REPOSITORY:TAG --key cosign.pub
        candor submit image [flags] --payload FILE --signature FILE (--key FILE | --cert FILE)
 
-Logs cosign's signatures of a container image: read from its registry
+Logs cosign's signatures of a container image (a tag is resolved to the
+digest it names now): read from its registry
 (the Sigstore bundles cosign pushes as referrers of the image, and the
 signatures of the sha256-<hex>.sig tag of its older format; every signature
 that verifies with --key, or, without --key, with the certificate it
@@ -85,28 +86,31 @@ so that whoever finds the image's signatures finds their proofs.`)
 	}
 	var subs [][]byte
 	var outs []string
+	var image name.Digest // from a registry
 	switch {
 	case *payloadFile != "":
 		if ref != "" || *sigFile == "" || (*keyFile == "") == (*certFile == "") {
 			fs.Usage()
 			return errUsage
 		}
-		body, err := imageSubmissionFromFiles(*payloadFile, *sigFile, *keyFile, *certFile, *image)
+		body, err := imageSubmissionFromFiles(*payloadFile, *sigFile, *keyFile, *certFile, *imageFlag)
 		if err != nil {
 			return err
 		}
 		subs, outs = [][]byte{body}, []string{*payloadFile + proofSuffix}
 	case ref != "":
-		if *certFile != "" || *sigFile != "" || *image != "" {
+		if *certFile != "" || *sigFile != "" || *imageFlag != "" {
 			fs.Usage()
 			return errUsage
 		}
-		if subs, err = imageSubmissionsFromRegistry(ctx, ref, *keyFile, stderr); err != nil {
+		if image, err = resolveImage(ctx, ref, stderr); err != nil {
 			return err
 		}
-		d, _ := name.NewDigest(ref) // parsed already
+		if subs, err = imageSubmissionsFromRegistry(ctx, image, *keyFile, stderr); err != nil {
+			return err
+		}
 		for i := range subs {
-			out := strings.Replace(d.DigestStr(), ":", "-", 1)
+			out := strings.Replace(image.DigestStr(), ":", "-", 1)
 			if i > 0 {
 				out += fmt.Sprintf("-%d", i+1)
 			}
@@ -138,12 +142,11 @@ so that whoever finds the image's signatures finds their proofs.`)
 			return err
 		}
 		if *attach {
-			d, _ := name.NewDigest(ref)
-			at, err := attachProof(ctx, d, l.bundle)
+			at, err := attachProof(ctx, image, l.bundle)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "proof attached to %s as %s\n", d.Context().Name(), at)
+			fmt.Fprintf(stdout, "proof attached to %s as %s\n", image.Context().Name(), at)
 		}
 	}
 	return nil
@@ -230,17 +233,35 @@ func imageSubmissionFromFiles(payloadFile, sigFile, keyFile, certFile, image str
 	return imageSubmission(image, digest, signed, key)
 }
 
+// resolveImage returns the image ref names: itself if it has a digest, or
+// the manifest its tag names now, which it says on stderr (the signatures
+// are of that digest, whatever the tag names later).
+func resolveImage(ctx context.Context, ref string, stderr io.Writer) (name.Digest, error) {
+	if d, err := name.NewDigest(ref); err == nil {
+		return d, nil
+	}
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		return name.Digest{}, fmt.Errorf("%q is not an image reference (REGISTRY/REPOSITORY@sha256:HEX, or a tag): %w", ref, err)
+	}
+	desc, err := remote.Head(tag, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain))
+	if err != nil {
+		return name.Digest{}, fmt.Errorf("couldn't resolve %s to a digest: %w", tag, err)
+	}
+	d := tag.Context().Digest(desc.Digest.String())
+	fmt.Fprintf(stderr, "candor submit image: %s is %s\n", tag, d)
+	return d, nil
+}
+
 // imageSubmissionsFromRegistry reads the cosign signatures of the image
-// ref (REPOSITORY@sha256:HEX) from its registry and returns the bodies of
+// d from its registry and returns the bodies of
 // the submissions of those that verify with the key in keyFile or, without
 // one, with their certificate. Those that do not are named on stderr; none
 // at all is an error.
-func imageSubmissionsFromRegistry(ctx context.Context, ref, keyFile string, stderr io.Writer) ([][]byte, error) {
-	d, err := name.NewDigest(ref)
-	if err != nil {
-		return nil, fmt.Errorf("%q is not an image reference with a digest (REGISTRY/REPOSITORY@sha256:HEX): %w", ref, err)
-	}
+func imageSubmissionsFromRegistry(ctx context.Context, d name.Digest, keyFile string, stderr io.Writer) ([][]byte, error) {
+	ref := d.String()
 	var key string
+	var err error
 	if keyFile != "" {
 		if key, err = readPEMPublicKey(keyFile); err != nil {
 			return nil, err

@@ -205,7 +205,8 @@ func TestSubmitImageCosign(t *testing.T) {
 	if !cosignVerifies(t, dir, "cosign.pub", signed, false) {
 		t.Fatal("cosign verify refuses its own signature")
 	}
-	if code, out := submit(signed, "--key", filepath.Join(dir, "cosign.pub"), "--out", bundle); code != 0 {
+	// By its tag: resolved to the digest it names.
+	if code, out := submit(repo+":latest", "--key", filepath.Join(dir, "cosign.pub"), "--out", bundle); code != 0 || !strings.Contains(out, repo+":latest is "+signed) {
 		t.Fatalf("candor submit image: exit %d\n%s", code, out)
 	}
 	if code, stdout, stderr := runCandor(t, "verify", "--bundle", bundle, "--policy", policy, "--image", signed); code != 0 || !strings.Contains(stdout, "VERIFIED: the signature of the image "+signed) {
