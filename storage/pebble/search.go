@@ -2,15 +2,16 @@ package pebble
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -112,8 +113,8 @@ const (
 // long, and the index costs the append path less.
 func appendTermValue(b []byte, t api.SearchTerm) []byte {
 	v := t.Value
-	if rest, ok := strings.CutPrefix(v, "sha256:"); ok && len(rest) == 64 && isLowerHex(rest) {
-		if d, err := hex.AppendDecode(append(b, valueSHA256Hex), []byte(rest)); err == nil {
+	if rest, ok := strings.CutPrefix(v, "sha256:"); ok && len(rest) == 64 {
+		if d, ok := appendLowerHex(append(b, valueSHA256Hex), rest); ok {
 			return d
 		}
 	}
@@ -123,8 +124,8 @@ func appendTermValue(b []byte, t api.SearchTerm) []byte {
 			return d
 		}
 	}
-	if (t.Param == api.SearchCommit || t.Param == api.SearchKey) && len(v)%2 == 0 && len(v) > 0 && isLowerHex(v) {
-		if d, err := hex.AppendDecode(append(b, valueHex), []byte(v)); err == nil {
+	if (t.Param == api.SearchCommit || t.Param == api.SearchKey) && len(v)%2 == 0 && len(v) > 0 {
+		if d, ok := appendLowerHex(append(b, valueHex), v); ok {
 			return d
 		}
 	}
@@ -132,14 +133,38 @@ func appendTermValue(b []byte, t api.SearchTerm) []byte {
 	return append(b, v...)
 }
 
-func isLowerHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
+// appendLowerHex appends the bytes s spells in lowercase hex to b, and
+// false if s is anything else (uppercase digits included: they are kept as
+// they are, a value of their own).
+func appendLowerHex(b []byte, s string) ([]byte, bool) {
+	if len(s)%2 != 0 {
+		return b, false
 	}
-	return true
+	n := len(b)
+	for i := 0; i < len(s); i += 2 {
+		hi, lo := lowerHexValue[s[i]], lowerHexValue[s[i+1]]
+		if hi|lo == 0xff {
+			return b[:n], false
+		}
+		b = append(b, hi<<4|lo)
+	}
+	return b, true
 }
+
+// lowerHexValue maps a lowercase hex digit to its value, everything else
+// to 0xff.
+var lowerHexValue = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for c := byte('0'); c <= '9'; c++ {
+		t[c] = c - '0'
+	}
+	for c := byte('a'); c <= 'f'; c++ {
+		t[c] = c - 'a' + 10
+	}
+	return t
+}()
 
 // fillSearch puts the index postings of leaves in b, in key order (the
 // memtable takes keys in order much faster than scattered ones): one key
@@ -160,16 +185,9 @@ func eachPosting(leaves []log.LeafIndex, emit func(key, value []byte) error) err
 	}
 	// The terms' prefixes, each once, in one buffer, and the posting of
 	// every (entry, term) pair, in the order of leaves.
-	type posting struct {
-		off, len     int32 // of the prefix in prefixes
-		count, start int32 // its entries: entries[start:start+count]
-	}
-	var (
-		byTerm   = make(map[api.SearchTerm]int32, n)
-		postings = make([]posting, 0, n)
-		prefixes = make([]byte, 0, n*24)
-		pairs    = make([]int32, 0, n) // the posting of each pair
-	)
+	sc := postingScratchPool.Get().(*postingScratch)
+	defer sc.release()
+	byTerm, postings, prefixes, pairs := sc.byTerm, sc.postings[:0], sc.prefixes[:0], sc.pairs[:0]
 	for _, l := range leaves {
 		for _, t := range l.Terms {
 			j, ok := byTerm[t]
@@ -194,7 +212,8 @@ func eachPosting(leaves []log.LeafIndex, emit func(key, value []byte) error) err
 		start += postings[j].count
 		postings[j].count = 0
 	}
-	entries := make([]int32, len(pairs))
+	entries := slices.Grow(sc.entries[:0], len(pairs))[:len(pairs)]
+	sc.postings, sc.prefixes, sc.pairs, sc.entries = postings, prefixes, pairs, entries
 	k := 0
 	for i, l := range leaves {
 		for range l.Terms {
@@ -206,10 +225,23 @@ func eachPosting(leaves []log.LeafIndex, emit func(key, value []byte) error) err
 			k++
 		}
 	}
+	// The postings in the order of their keys: sorted by the first 8
+	// bytes of their prefixes, then by the whole.
 	prefix := func(p posting) []byte { return prefixes[p.off : p.off+p.len] }
-	slices.SortFunc(postings, func(a, b posting) int { return bytes.Compare(prefix(a), prefix(b)) })
+	order := slices.Grow(sc.order[:0], len(postings))
+	for j, p := range postings {
+		order = append(order, postingOrder{head: keyHead(prefix(p)), j: int32(j)})
+	}
+	sc.order = order
+	slices.SortFunc(order, func(a, b postingOrder) int {
+		if c := cmp.Compare(a.head, b.head); c != 0 {
+			return c
+		}
+		return bytes.Compare(prefix(postings[a.j]), prefix(postings[b.j]))
+	})
 	var key, value []byte
-	for _, p := range postings {
+	for _, o := range order {
+		p := postings[o.j]
 		e := entries[p.start : p.start+p.count]
 		key = binary.BigEndian.AppendUint64(append(key[:0], prefix(p)...), leaves[e[len(e)-1]].Index)
 		value = appendPosting(value[:0], leaves, e)
@@ -218,6 +250,52 @@ func eachPosting(leaves []log.LeafIndex, emit func(key, value []byte) error) err
 		}
 	}
 	return nil
+}
+
+// posting is a term's posting in an index write: its key's prefix, at
+// off in the write's prefixes, and its entries, entries[start:start+count].
+type posting struct {
+	off, len     int32
+	count, start int32
+}
+
+// postingOrder is a posting, postings[j], with the head of its prefix, to
+// sort by.
+type postingOrder struct {
+	head uint64
+	j    int32
+}
+
+// keyHead returns the first 8 bytes of a key, big-endian, padded with
+// zeros: keys whose heads differ are in the order of their heads.
+func keyHead(k []byte) uint64 {
+	if len(k) >= 8 {
+		return binary.BigEndian.Uint64(k)
+	}
+	var b [8]byte
+	copy(b[:], k)
+	return binary.BigEndian.Uint64(b[:])
+}
+
+// postingScratch is the memory of one index write, kept for the next: a
+// write of the log's deferred indexer has tens of thousands of terms.
+type postingScratch struct {
+	byTerm   map[api.SearchTerm]int32
+	postings []posting
+	prefixes []byte
+	pairs    []int32 // the posting of each (entry, term) pair
+	entries  []int32
+	order    []postingOrder
+}
+
+var postingScratchPool = sync.Pool{New: func() any {
+	return &postingScratch{byTerm: make(map[api.SearchTerm]int32)}
+}}
+
+// release returns sc to the pool, without the strings of its terms.
+func (sc *postingScratch) release() {
+	clear(sc.byTerm)
+	postingScratchPool.Put(sc)
 }
 
 // appendPosting appends to b the value of the posting of leaves[entries]
