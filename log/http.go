@@ -61,10 +61,22 @@ type HandlerOptions struct {
 	// certificate is refused (400). Entries signed with plain keys are
 	// not concerned. Optional.
 	TrustedRoot *api.TrustedRoot
+	// Adder, if set, takes the admitted submissions in the log's stead: a
+	// log whose entries another system stores and sequences (a Trillian
+	// tree, which the log mirrors: storage/trillian) adds them there and
+	// answers once the log has them. Default: the log.
+	Adder Adder
+}
+
+// Adder adds an admitted entry to a log, under the rules of
+// Log.AddWithTerms, and returns once the log has published it.
+type Adder interface {
+	AddWithTerms(ctx context.Context, entry []byte, terms []api.SearchTerm) (Receipt, error)
 }
 
 type handler struct {
 	log         *Log
+	adder       Adder
 	maxBody     int64
 	bodyTimeout time.Duration
 	inFlight    chan struct{}
@@ -93,7 +105,10 @@ func NewHandler(l *Log, o HandlerOptions) http.Handler {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	h := &handler{log: l, maxBody: o.MaxBodyBytes, bodyTimeout: o.BodyTimeout, inFlight: make(chan struct{}, o.MaxInFlight),
+	if o.Adder == nil {
+		o.Adder = l
+	}
+	h := &handler{log: l, adder: o.Adder, maxBody: o.MaxBodyBytes, bodyTimeout: o.BodyTimeout, inFlight: make(chan struct{}, o.MaxInFlight),
 		perClient: httplimit.NewLimiter(o.MaxInFlightPerClient), logger: o.Logger, witnessWait: o.WitnessWait, trustedRoot: o.TrustedRoot,
 		rejected: newClientErrors()}
 
@@ -296,7 +311,7 @@ func (h *handler) addEntry(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	terms := api.SearchTerms(st)
-	rc, err := h.log.AddWithTerms(r.Context(), entry, terms)
+	rc, err := h.adder.AddWithTerms(r.Context(), entry, terms)
 	if err != nil {
 		h.fail(w, r, err)
 		return

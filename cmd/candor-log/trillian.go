@@ -1,0 +1,50 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/candorlog/candor/storage/trillian"
+)
+
+// trillianCmd is "candor-log trillian init": it creates the tree a log
+// runs on with a Trillian log server's admin API, and prints its ID.
+func trillianCmd(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 || args[0] != "init" {
+		return errors.New("trillian: usage: candor-log trillian init --trillian HOST:PORT [--plaintext | --ca FILE [--server-name NAME]] [--name NAME]")
+	}
+	fs := flag.NewFlagSet("candor-log trillian init", flag.ContinueOnError)
+	var o trillian.Options
+	fs.StringVar(&o.Address, "trillian", "", "`address` (host:port) of the Trillian log server's gRPC API (required)")
+	fs.BoolVar(&o.Plaintext, "plaintext", false, "connect without TLS (a server on loopback or a private network only)")
+	fs.StringVar(&o.CAFile, "ca", "", "PEM `file` of the authorities that issue the server's certificate (default: the system's)")
+	fs.StringVar(&o.ServerName, "server-name", "", "`name` the server's certificate must hold (default: the address's host)")
+	name := fs.String("name", "candor", "the tree's display `name` in Trillian")
+	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the server")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("trillian init: unexpected arguments %q", fs.Args())
+	}
+	if o.Address == "" {
+		return errors.New("trillian init: --trillian is required")
+	}
+	conn, err := trillian.Dial(o)
+	if err != nil {
+		return fmt.Errorf("trillian init: %w", err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	tree, err := trillian.CreateTree(ctx, conn, *name, "a Candor transparency log")
+	if err != nil {
+		return fmt.Errorf("trillian init: %w", err)
+	}
+	fmt.Fprintf(stdout, "created tree %d (%s) on %s: an empty log, sequenced by Trillian's signers\n", tree.TreeId, tree.DisplayName, o.Address)
+	return nil
+}

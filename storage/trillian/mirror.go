@@ -1,0 +1,377 @@
+package trillian
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	tpb "github.com/google/trillian"
+	"github.com/google/trillian/types"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/log"
+)
+
+// The log on Trillian.
+//
+// Trillian's log servers take the entries (QueueLeaf) and its signer, the
+// one elected among several, orders them into its tree, in its database.
+// Every candor-log front end mirrors that tree, in Trillian's order, into
+// a log.Log of its own (the embedded storage, a cache that can be deleted
+// and rebuilt from Trillian): it reads the new leaves, appends them to its
+// log, and checks that its root is Trillian's at that size before it goes
+// on. The log signs its checkpoints with the log's key and serves tiles,
+// entry bundles, proofs and search from the mirror, as the embedded log
+// does. A submission is admitted by the front end, queued in Trillian, and
+// answered once the mirror has published it: then Trillian holds it
+// durably, sequenced, and the proof is from a checkpoint of the log.
+//
+// Every front end mirrors the same sequence, so their checkpoints are of
+// one tree: any two are consistent.
+
+// MirrorConfig configures a Mirror.
+type MirrorConfig struct {
+	// Log is the mirror: a log that only the Mirror adds entries to.
+	Log *log.Log
+	// Client is the Trillian log server's API.
+	Client tpb.TrillianLogClient
+	// TreeID is the Trillian tree the log runs on.
+	TreeID int64
+	// PollInterval is how often the mirror asks Trillian for a new root
+	// while no submission waits. Default: 1s. A submission makes it ask at
+	// once, and every 50ms while submissions wait.
+	PollInterval time.Duration
+	// AddWait bounds the wait of a submission for Trillian to sequence it
+	// and the mirror to publish it; then it gets 503 (the entry stays
+	// queued: submitted again, it gets its proof). Default: 30s.
+	AddWait time.Duration
+	// Logger. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// fetchLeaves is the most leaves read from Trillian at once.
+const fetchLeaves = 1024
+
+// waitingPoll is how often the mirror asks Trillian for a new root while
+// submissions wait.
+const waitingPoll = 50 * time.Millisecond
+
+// Mirror follows a Trillian tree into a log, and adds the log's
+// submissions to Trillian (it is the log handler's log.Adder).
+type Mirror struct {
+	cfg     MirrorConfig
+	hasher  *rfc6962.Hasher
+	poke    chan struct{}
+
+	mu       sync.Mutex
+	progress chan struct{} // closed and replaced when the mirror grows or fails
+	failed   error         // why the mirror stopped following, if it did
+	waiting  int           // submissions waiting for the mirror
+}
+
+// NewMirror checks that the log is a mirror of the Trillian tree (its
+// tree is the start of Trillian's) and returns the Mirror, which follows
+// the tree once Run runs.
+func NewMirror(ctx context.Context, cfg MirrorConfig) (*Mirror, error) {
+	if cfg.Log == nil || cfg.Client == nil || cfg.TreeID == 0 {
+		return nil, errors.New("a Trillian mirror needs a log, a Trillian client and a tree ID")
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = time.Second
+	}
+	if cfg.AddWait <= 0 {
+		cfg.AddWait = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	m := &Mirror{cfg: cfg, hasher: rfc6962.DefaultHasher, poke: make(chan struct{}, 1), progress: make(chan struct{})}
+	root, err := LatestRoot(ctx, cfg.Client, cfg.TreeID)
+	if err != nil {
+		return nil, err
+	}
+	size, hash, err := m.localRoot()
+	if err != nil {
+		return nil, err
+	}
+	if err := m.checkPrefix(ctx, size, hash, root); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// localRoot returns the size and root hash of the log's checkpoint.
+func (m *Mirror) localRoot() (uint64, []byte, error) {
+	cp, size := m.cfg.Log.Checkpoint()
+	if size == 0 {
+		return 0, m.hasher.EmptyRoot(), nil
+	}
+	// The log's own checkpoint, signed here: its text is what comes
+	// before the blank line.
+	i := bytes.Index(cp, []byte("\n\n"))
+	if i < 0 {
+		return 0, nil, errors.New("the mirror's checkpoint is not a signed note")
+	}
+	c, err := api.ParseCheckpoint(cp[:i+1])
+	if err != nil {
+		return 0, nil, fmt.Errorf("the mirror's checkpoint: %w", err)
+	}
+	return c.Size, c.Hash[:], nil
+}
+
+// checkPrefix checks that the tree of the given size and root is the start
+// of Trillian's tree at root.
+func (m *Mirror) checkPrefix(ctx context.Context, size uint64, hash []byte, root *types.LogRootV1) error {
+	switch {
+	case size > root.TreeSize:
+		return fmt.Errorf("the mirror has %d entries, Trillian's tree %d only %d: was Trillian's database restored from an older backup? Delete the mirror to follow the tree as it is", size, m.cfg.TreeID, root.TreeSize)
+	case size == 0:
+		return nil
+	case size == root.TreeSize:
+		if !bytes.Equal(hash, root.RootHash) {
+			return fmt.Errorf("the mirror's root at size %d is %x, Trillian's tree %d has %x: the mirror is of another tree", size, hash, m.cfg.TreeID, root.RootHash)
+		}
+		return nil
+	}
+	resp, err := m.cfg.Client.GetConsistencyProof(ctx, &tpb.GetConsistencyProofRequest{
+		LogId: m.cfg.TreeID, FirstTreeSize: int64(size), SecondTreeSize: int64(root.TreeSize),
+	})
+	if err != nil {
+		return fmt.Errorf("couldn't get Trillian's consistency proof from %d to %d: %w", size, root.TreeSize, err)
+	}
+	if resp.Proof == nil {
+		return fmt.Errorf("Trillian returned no consistency proof from %d to %d", size, root.TreeSize)
+	}
+	if err := proof.VerifyConsistency(m.hasher, size, root.TreeSize, resp.Proof.Hashes, hash, root.RootHash); err != nil {
+		return fmt.Errorf("the mirror's tree of %d entries is not the start of Trillian's tree %d: %w", size, m.cfg.TreeID, err)
+	}
+	return nil
+}
+
+// Run follows Trillian's tree into the log until ctx ends, or the tree is
+// one the log cannot mirror (an entry that is not a Candor entry, a
+// duplicate entry, a root that is not the mirror's): then it returns why,
+// and submissions fail with it.
+func (m *Mirror) Run(ctx context.Context) error {
+	for {
+		err := m.follow(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var stop *stopError
+		if errors.As(err, &stop) {
+			m.fail(stop.err)
+			m.cfg.Logger.Error("the log stopped following its Trillian tree", "tree", m.cfg.TreeID, "error", stop.err)
+			return stop.err
+		}
+		if err != nil {
+			m.cfg.Logger.Warn("couldn't follow the Trillian tree; trying again", "tree", m.cfg.TreeID, "error", err)
+		}
+		m.mu.Lock()
+		poll := m.cfg.PollInterval
+		if m.waiting > 0 {
+			poll = waitingPoll
+		}
+		m.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-m.poke:
+		case <-time.After(poll):
+		}
+	}
+}
+
+// stopError is an error after which the mirror cannot go on.
+type stopError struct{ err error }
+
+func (e *stopError) Error() string { return e.err.Error() }
+
+// follow reads Trillian's latest root and appends the leaves the log lacks.
+func (m *Mirror) follow(ctx context.Context) error {
+	root, err := LatestRoot(ctx, m.cfg.Client, m.cfg.TreeID)
+	if err != nil {
+		return err
+	}
+	size, hash, err := m.localRoot()
+	if err != nil {
+		return &stopError{err}
+	}
+	if size >= root.TreeSize {
+		if err := m.checkPrefix(ctx, size, hash, root); err != nil {
+			return &stopError{err}
+		}
+		return nil
+	}
+	for size < root.TreeSize {
+		n := min(root.TreeSize-size, fetchLeaves)
+		resp, err := m.cfg.Client.GetLeavesByRange(ctx, &tpb.GetLeavesByRangeRequest{
+			LogId: m.cfg.TreeID, StartIndex: int64(size), Count: int64(n),
+		})
+		if err != nil {
+			return fmt.Errorf("couldn't read leaves %d to %d: %w", size, size+n, err)
+		}
+		if len(resp.Leaves) == 0 {
+			return fmt.Errorf("Trillian returned no leaves from %d of its %d", size, root.TreeSize)
+		}
+		if err := m.append(ctx, size, resp.Leaves); err != nil {
+			return err
+		}
+		size += uint64(len(resp.Leaves))
+		m.signal()
+	}
+	_, hash, err = m.localRoot()
+	if err != nil {
+		return &stopError{err}
+	}
+	if !bytes.Equal(hash, root.RootHash) {
+		return &stopError{fmt.Errorf("the mirror's root at size %d is %x, Trillian's tree %d has %x", size, hash, m.cfg.TreeID, root.RootHash)}
+	}
+	return nil
+}
+
+// append appends leaves, those of Trillian's tree from index from on, to
+// the log, in order, and waits until it published them.
+func (m *Mirror) append(ctx context.Context, from uint64, leaves []*tpb.LogLeaf) error {
+	futures := make([]*log.Future, len(leaves))
+	for i, leaf := range leaves {
+		idx := from + uint64(i)
+		if leaf.LeafIndex != int64(idx) {
+			return fmt.Errorf("Trillian returned leaf %d where %d was asked for", leaf.LeafIndex, idx)
+		}
+		if !bytes.Equal(leaf.MerkleLeafHash, m.hasher.HashLeaf(leaf.LeafValue)) {
+			return &stopError{fmt.Errorf("Trillian's leaf %d has hash %x, its value hashes to %x", idx, leaf.MerkleLeafHash, m.hasher.HashLeaf(leaf.LeafValue))}
+		}
+		// What the log's front ends admitted; anything else in the tree
+		// was put there by something else, and the log stops there
+		// rather than publish it.
+		st, err := api.ParseEntry(leaf.LeafValue)
+		if err != nil {
+			return &stopError{fmt.Errorf("entry %d of Trillian's tree %d is not one the log takes: %w", idx, m.cfg.TreeID, err)}
+		}
+		futures[i] = m.cfg.Log.SubmitWithTerms(ctx, leaf.LeafValue, api.SearchTerms(st))
+	}
+	for i, f := range futures {
+		idx := from + uint64(i)
+		r, err := f.Wait(ctx)
+		if err != nil {
+			return fmt.Errorf("couldn't append entry %d to the mirror: %w", idx, err)
+		}
+		if r.Index != idx {
+			return &stopError{fmt.Errorf("entry %d of Trillian's tree %d is entry %d again: the log holds each entry once", idx, m.cfg.TreeID, r.Index)}
+		}
+	}
+	return nil
+}
+
+// signal wakes the submissions waiting for the mirror.
+func (m *Mirror) signal() {
+	m.mu.Lock()
+	close(m.progress)
+	m.progress = make(chan struct{})
+	m.mu.Unlock()
+}
+
+// fail records why the mirror stopped, and wakes the waiting submissions.
+func (m *Mirror) fail(err error) {
+	m.mu.Lock()
+	m.failed = err
+	close(m.progress)
+	m.progress = make(chan struct{})
+	m.mu.Unlock()
+}
+
+// AddWithTerms implements log.Adder: it queues the entry in Trillian and
+// waits until the log has published it. The terms are the log's own: the
+// mirror reads them from the entry.
+func (m *Mirror) AddWithTerms(ctx context.Context, entry []byte, _ []api.SearchTerm) (log.Receipt, error) {
+	if err := m.stopped(); err != nil {
+		return log.Receipt{}, err
+	}
+	leafHash := m.hasher.HashLeaf(entry)
+	// Already published: a duplicate, as the embedded log answers it.
+	if r, ok, err := m.published(ctx, leafHash); err != nil || ok {
+		r.Duplicate = ok
+		return r, err
+	}
+	resp, err := m.cfg.Client.QueueLeaf(ctx, &tpb.QueueLeafRequest{LogId: m.cfg.TreeID, Leaf: &tpb.LogLeaf{
+		LeafValue: entry, LeafIdentityHash: leafHash,
+	}})
+	if err != nil {
+		if status.Code(err) == codes.ResourceExhausted {
+			return log.Receipt{}, fmt.Errorf("%w: Trillian: %v", log.ErrOverloaded, err)
+		}
+		return log.Receipt{}, fmt.Errorf("%w: couldn't queue the entry in Trillian: %v", log.ErrUnavailable, err)
+	}
+	duplicate := resp.QueuedLeaf != nil && resp.QueuedLeaf.Status != nil && codes.Code(resp.QueuedLeaf.Status.Code) == codes.AlreadyExists
+	m.mu.Lock()
+	m.waiting++
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		m.waiting--
+		m.mu.Unlock()
+	}()
+	select {
+	case m.poke <- struct{}{}:
+	default:
+	}
+	deadline := time.NewTimer(m.cfg.AddWait)
+	defer deadline.Stop()
+	for {
+		m.mu.Lock()
+		progress := m.progress
+		m.mu.Unlock()
+		r, ok, err := m.published(ctx, leafHash)
+		if err != nil {
+			return log.Receipt{}, err
+		}
+		if ok {
+			r.Duplicate = duplicate
+			return r, nil
+		}
+		if err := m.stopped(); err != nil {
+			return log.Receipt{}, err
+		}
+		select {
+		case <-progress:
+		case <-ctx.Done():
+			return log.Receipt{}, ctx.Err()
+		case <-deadline.C:
+			return log.Receipt{}, fmt.Errorf("%w: Trillian queued the entry but the log has not published it within %s; submit it again for its proof", log.ErrUnavailable, m.cfg.AddWait)
+		}
+	}
+}
+
+// published returns the receipt of the entry with the leaf hash if the log
+// has published it.
+func (m *Mirror) published(ctx context.Context, leafHash []byte) (log.Receipt, bool, error) {
+	idx, err := m.cfg.Log.LookupLeaf(ctx, leafHash)
+	switch {
+	case errors.Is(err, log.ErrNotFound):
+		return log.Receipt{}, false, nil
+	case err != nil:
+		return log.Receipt{}, false, err
+	}
+	cp, size := m.cfg.Log.Checkpoint()
+	return log.Receipt{Index: idx, LeafHash: leafHash, Size: size, Checkpoint: cp}, true, nil
+}
+
+// stopped returns why the mirror stopped following, as an error for a
+// submission, or nil.
+func (m *Mirror) stopped() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.failed != nil {
+		return fmt.Errorf("%w: the log stopped following its Trillian tree: %v", log.ErrUnavailable, m.failed)
+	}
+	return nil
+}

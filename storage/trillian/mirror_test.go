@@ -1,0 +1,292 @@
+package trillian_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	tpb "github.com/google/trillian"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/api/apitest"
+	"github.com/candorlog/candor/log"
+	"github.com/candorlog/candor/storage/pebble"
+	"github.com/candorlog/candor/storage/trillian"
+	"github.com/candorlog/candor/storage/trillian/trilliantest"
+)
+
+const testOrigin = "example.com/candor-on-trillian"
+
+// frontEnd is a candor-log front end on a Trillian tree: a log mirroring
+// the tree in a directory of its own, its Mirror and its HTTP API.
+type frontEnd struct {
+	t      *testing.T
+	dir    string
+	store  *pebble.Storage
+	log    *log.Log
+	mirror *trillian.Mirror
+	srv    *httptest.Server
+	cancel context.CancelFunc
+	ran    chan error
+}
+
+type trillianTree struct {
+	env      *trilliantest.Env
+	client   tpb.TrillianLogClient
+	treeID   int64
+	signer   note.Signer
+	verifier note.Verifier
+}
+
+func newTrillianTree(t *testing.T) *trillianTree {
+	t.Helper()
+	env := trilliantest.Start(t, trilliantest.Options{SequencerInterval: 20 * time.Millisecond})
+	conn, err := trillian.Dial(trillian.Options{Address: env.Addr, Plaintext: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	tree, err := trillian.CreateTree(context.Background(), conn, "test", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, verifier, _ := apitest.NewNoteKey(testOrigin, rand.Reader)
+	return &trillianTree{env: env, client: tpb.NewTrillianLogClient(conn), treeID: tree.TreeId, signer: signer, verifier: verifier}
+}
+
+// start starts a front end with its mirror in dir.
+func (tt *trillianTree) start(t *testing.T, dir string) (*frontEnd, error) {
+	t.Helper()
+	quiet := slog.New(slog.DiscardHandler)
+	store, err := pebble.Open(filepath.Join(dir, "db"), pebble.Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	l, err := log.New(ctx, log.Config{Storage: store, Signer: tt.signer, Verifier: tt.verifier, Logger: quiet})
+	if err != nil {
+		store.Close()
+		t.Fatal(err)
+	}
+	m, err := trillian.NewMirror(ctx, trillian.MirrorConfig{Log: l, Client: tt.client, TreeID: tt.treeID, Logger: quiet, AddWait: 20 * time.Second})
+	if err != nil {
+		l.Close()
+		store.Close()
+		return nil, err
+	}
+	fe := &frontEnd{t: t, dir: dir, store: store, log: l, mirror: m, ran: make(chan error, 1)}
+	runCtx, cancel := context.WithCancel(ctx)
+	fe.cancel = cancel
+	go func() { fe.ran <- m.Run(runCtx) }()
+	fe.srv = httptest.NewServer(log.NewHandler(l, log.HandlerOptions{Logger: quiet, Adder: m}))
+	t.Cleanup(fe.stop)
+	return fe, nil
+}
+
+func (fe *frontEnd) stop() {
+	if fe.cancel == nil {
+		return
+	}
+	fe.srv.Close()
+	fe.cancel()
+	<-fe.ran
+	fe.log.Close()
+	fe.store.Close()
+	fe.cancel = nil
+}
+
+// submit posts an entry and returns the status and reply.
+func (fe *frontEnd) submit(body []byte) (int, api.AddEntryResponse, string) {
+	resp, err := http.Post(fe.srv.URL+"/v1/entries", "application/json", bytes.NewReader(body))
+	if err != nil {
+		fe.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var r api.AddEntryResponse
+	if resp.StatusCode < 300 {
+		if err := json.Unmarshal(b, &r); err != nil {
+			fe.t.Fatalf("reply %q: %v", b, err)
+		}
+	}
+	return resp.StatusCode, r, string(b)
+}
+
+// checkpoint returns the front end's published checkpoint, verified.
+func (fe *frontEnd) checkpoint(tt *trillianTree) api.Checkpoint {
+	cp, _ := fe.log.Checkpoint()
+	c, _, err := api.OpenCheckpoint(cp, testOrigin, tt.verifier)
+	if err != nil {
+		fe.t.Fatal(err)
+	}
+	return c
+}
+
+// TestMirror runs two front ends on one Trillian tree (a real log server
+// and signer on MariaDB): entries submitted to either, concurrently, get
+// proofs from the log's checkpoints; both mirror the one tree, whose root
+// is Trillian's; a duplicate gets the first entry's index; a front end
+// restarted goes on from its mirror, and one whose mirror was deleted
+// rebuilds it.
+func TestMirror(t *testing.T) {
+	tt := newTrillianTree(t)
+	a, err := tt.start(t, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := tt.start(t, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := apitest.NewBuildSigner()
+	const n = 60
+	bodies := make([][]byte, n)
+	for i := range bodies {
+		bodies[i] = s.Submission(fmt.Sprintf("artifact-%d", i), fmt.Sprintf("%064x", i))
+	}
+	var wg sync.WaitGroup
+	replies := make([]api.AddEntryResponse, n)
+	for i := range bodies {
+		fe := []*frontEnd{a, b}[i%2]
+		wg.Go(func() {
+			code, r, msg := fe.submit(bodies[i])
+			if code != http.StatusCreated {
+				t.Errorf("submission %d: %d %s", i, code, msg)
+				return
+			}
+			replies[i] = r
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	seen := map[uint64]bool{}
+	for i, r := range replies {
+		entry, _, err := api.AdmitEntry(bodies[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := api.ParseProofBundle([]byte(r.Proof))
+		if err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+		if _, err := api.VerifyProofBundle(p, rfc6962.DefaultHasher.HashLeaf(entry), testOrigin, tt.verifier); err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+		if seen[r.Index] || r.Index >= n {
+			t.Fatalf("reply %d: index %d", i, r.Index)
+		}
+		seen[r.Index] = true
+	}
+	// Both mirrors reach Trillian's tree, and its root.
+	root := waitMirrors(t, tt, n, a, b)
+	// A duplicate, sent to the other front end: the first entry's index.
+	code, r, msg := b.submit(bodies[0])
+	if code != http.StatusOK || r.Index != replies[0].Index {
+		t.Fatalf("duplicate: %d %s, index %d; want 200 and index %d", code, msg, r.Index, replies[0].Index)
+	}
+	// Restarted, a front end goes on from its mirror; one whose mirror
+	// is gone rebuilds it from Trillian.
+	a.stop()
+	b.stop()
+	if a, err = tt.start(t, a.dir); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = tt.start(t, t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	if code, r, msg := a.submit(s.Submission("after-restart", fmt.Sprintf("%064x", n))); code != http.StatusCreated || r.Index != n {
+		t.Fatalf("after restart: %d %s, index %d; want 201 and index %d", code, msg, r.Index, n)
+	}
+	if got := waitMirrors(t, tt, n+1, a, b); got.TreeSize != n+1 || root.TreeSize != n {
+		t.Fatalf("roots %d, %d", root.TreeSize, got.TreeSize)
+	}
+}
+
+// waitMirrors waits until the front ends mirror Trillian's tree of at
+// least size entries, checks that their checkpoints are its root, and
+// returns it.
+func waitMirrors(t *testing.T, tt *trillianTree, size uint64, fes ...*frontEnd) trillianRoot {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		root, err := trillian.LatestRoot(ctx, tt.client, tt.treeID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := root.TreeSize >= size
+		for _, fe := range fes {
+			if c := fe.checkpoint(tt); c.Size != root.TreeSize {
+				done = false
+			} else if !bytes.Equal(c.Hash[:], root.RootHash) {
+				t.Fatalf("front end %s: root %x at size %d, Trillian's %x", fe.dir, c.Hash, c.Size, root.RootHash)
+			}
+		}
+		if done {
+			return trillianRoot{TreeSize: root.TreeSize, RootHash: root.RootHash}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the front ends did not mirror Trillian's tree of %d entries", root.TreeSize)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type trillianRoot struct {
+	TreeSize uint64
+	RootHash []byte
+}
+
+// TestMirrorForeignEntry: an entry put in the tree by something other than
+// the log stops the mirror before it, and submissions get 503 saying why.
+func TestMirrorForeignEntry(t *testing.T) {
+	tt := newTrillianTree(t)
+	fe, err := tt.start(t, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := apitest.NewBuildSigner()
+	if code, _, msg := fe.submit(s.Submission("first", strings.Repeat("01", 32))); code != http.StatusCreated {
+		t.Fatalf("%d %s", code, msg)
+	}
+	junk := []byte("not a candor entry")
+	if _, err := tt.client.QueueLeaf(context.Background(), &tpb.QueueLeafRequest{LogId: tt.treeID, Leaf: &tpb.LogLeaf{
+		LeafValue: junk, LeafIdentityHash: rfc6962.DefaultHasher.HashLeaf(junk),
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-fe.ran:
+		fe.ran <- err // for stop
+		if err == nil || !strings.Contains(err.Error(), "entry 1 of Trillian's tree") {
+			t.Fatalf("the mirror stopped with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the mirror went on past a foreign entry")
+	}
+	if c := fe.checkpoint(tt); c.Size != 1 {
+		t.Errorf("the log published size %d", c.Size)
+	}
+	code, _, msg := fe.submit(s.Submission("second", strings.Repeat("02", 32)))
+	if code != http.StatusServiceUnavailable || !strings.Contains(msg, "stopped following") {
+		t.Errorf("a submission after the mirror stopped: %d %s", code, msg)
+	}
+	// A new front end refuses nothing at start (the tree's start is
+	// fine), and stops at the same entry.
+	fe.stop()
+}

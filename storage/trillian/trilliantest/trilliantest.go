@@ -1,0 +1,114 @@
+// Package trilliantest runs Trillian's real log server and log signer,
+// from the Trillian module's own packages, in the test's process, on a
+// private MariaDB (internal/mariadbtest) loaded with Trillian's schema
+// from the module. The gRPC server listens on loopback.
+package trilliantest
+
+import (
+	"context"
+	"database/sql"
+	"flag"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	tpb "github.com/google/trillian"
+	"github.com/google/trillian/extension"
+	tlog "github.com/google/trillian/log"
+	"github.com/google/trillian/quota"
+	"github.com/google/trillian/server"
+	"github.com/google/trillian/server/admin"
+	"github.com/google/trillian/server/interceptor"
+	"github.com/google/trillian/storage/mysql"
+	"github.com/google/trillian/storage/testdb"
+	"github.com/google/trillian/util/clock"
+	"google.golang.org/grpc"
+	"k8s.io/klog/v2"
+
+	"github.com/candorlog/candor/internal/mariadbtest"
+)
+
+// Env is a Trillian log server and log signer on one database.
+type Env struct {
+	// Addr is the gRPC address of the log and admin servers.
+	Addr string
+	// DB is Trillian's database.
+	DB *sql.DB
+	// MariaDB is the server DB is on.
+	MariaDB *mariadbtest.Server
+}
+
+// Options are the signer's settings; zero values take trillian_log_signer's
+// defaults.
+type Options struct {
+	// SequencerInterval is how often the signer integrates queued leaves
+	// (default 100ms).
+	SequencerInterval time.Duration
+	// BatchSize is the most leaves it integrates at once (default 1000).
+	BatchSize int
+}
+
+var quietKlog sync.Once
+
+// Start starts MariaDB, creates Trillian's database in it, and runs a log
+// server and a log signer on it until the test ends. It skips the test
+// where MariaDB is not installed (fails under CI).
+func Start(t testing.TB, o Options) *Env {
+	t.Helper()
+	if o.SequencerInterval == 0 {
+		o.SequencerInterval = 100 * time.Millisecond
+	}
+	if o.BatchSize == 0 {
+		o.BatchSize = 1000
+	}
+	quietKlog.Do(func() {
+		// Trillian logs with klog, to stderr by default: only its
+		// errors, to the test's output.
+		fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+		klog.InitFlags(fs)
+		fs.Set("logtostderr", "false")
+		fs.Set("stderrthreshold", "ERROR")
+		klog.SetOutput(io.Discard)
+	})
+	maria := mariadbtest.Start(t)
+	// testdb creates a database of a new name and loads the schema that
+	// comes with the module.
+	t.Setenv(testdb.MySQLURIEnv, maria.DSN("")) // ends with "/"
+	ctx := context.Background()
+	db, done, err := testdb.NewTrillianDB(ctx, testdb.DriverMySQL)
+	if err != nil {
+		t.Fatalf("couldn't create Trillian's database: %v", err)
+	}
+	t.Cleanup(func() { done(context.Background()) })
+	registry := extension.Registry{
+		AdminStorage: mysql.NewAdminStorage(db),
+		LogStorage:   mysql.NewLogStorage(db, nil),
+		QuotaManager: quota.Noop(),
+	}
+	srv := grpc.NewServer(grpc.UnaryInterceptor(interceptor.ErrorWrapper))
+	tpb.RegisterTrillianAdminServer(srv, admin.New(registry, nil))
+	tpb.RegisterTrillianLogServer(srv, server.NewTrillianLogRPCServer(registry, clock.System))
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signerCtx, cancel := context.WithCancel(ctx)
+	signer := tlog.NewOperationManager(tlog.OperationInfo{
+		Registry:    registry,
+		BatchSize:   o.BatchSize,
+		NumWorkers:  1,
+		RunInterval: o.SequencerInterval,
+		TimeSource:  clock.System,
+	}, tlog.NewSequencerManager(registry, 0))
+	var wg sync.WaitGroup
+	wg.Go(func() { signer.OperationLoop(signerCtx) })
+	wg.Go(func() { srv.Serve(lis) })
+	t.Cleanup(func() {
+		cancel()
+		srv.Stop()
+		wg.Wait()
+	})
+	return &Env{Addr: lis.Addr().String(), DB: db, MariaDB: maria}
+}
