@@ -67,9 +67,9 @@ const waitingPoll = 50 * time.Millisecond
 // Mirror follows a Trillian tree into a log, and adds the log's
 // submissions to Trillian (it is the log handler's log.Adder).
 type Mirror struct {
-	cfg     MirrorConfig
-	hasher  *rfc6962.Hasher
-	poke    chan struct{}
+	cfg    MirrorConfig
+	hasher *rfc6962.Hasher
+	poke   chan struct{}
 
 	mu       sync.Mutex
 	progress chan struct{} // closed and replaced when the mirror grows or fails
