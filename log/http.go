@@ -69,9 +69,22 @@ type HandlerOptions struct {
 }
 
 // Adder adds an admitted entry to a log, under the rules of
-// Log.AddWithTerms, and returns once the log has published it.
+// Log.AddWithTerms, and returns once the log has published it. An Adder
+// that also has a method Ready() error takes part in /readyz; one with a
+// method Sync(context.Context) error is called before /checkpoint is
+// served, to bring the log up to date with the system that sequences its
+// entries (several front ends of one log then never serve a checkpoint
+// older than one another served before).
 type Adder interface {
 	AddWithTerms(ctx context.Context, entry []byte, terms []api.SearchTerm) (Receipt, error)
+}
+
+// adderReady returns what the Adder's Ready says, if it has one.
+func (h *handler) adderReady() error {
+	if r, ok := h.adder.(interface{ Ready() error }); ok && h.adder != Adder(h.log) {
+		return r.Ready()
+	}
+	return nil
 }
 
 type handler struct {
@@ -149,10 +162,13 @@ func NewHandler(l *Log, o HandlerOptions) http.Handler {
 	route("/readyz", "readyz", get, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Has("verbose") {
 			s := l.ReadyStatus()
+			if err := h.adderReady(); s.Ready && err != nil {
+				s.Ready, s.Error = false, err.Error()
+			}
 			writeJSON(w, map[bool]int{true: http.StatusOK, false: http.StatusServiceUnavailable}[s.Ready], s)
 			return
 		}
-		if err := l.Ready(); err != nil {
+		if err := errors.Join(l.Ready(), h.adderReady()); err != nil {
 			h.fail(w, r, err)
 			return
 		}
@@ -238,6 +254,12 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 func (h *handler) checkpoint(w http.ResponseWriter, r *http.Request) {
+	if s, ok := h.adder.(interface{ Sync(context.Context) error }); ok && h.adder != Adder(h.log) {
+		if err := s.Sync(r.Context()); err != nil {
+			h.fail(w, r, err)
+			return
+		}
+	}
 	cp, _ := h.log.Checkpoint()
 	if cp == nil {
 		h.fail(w, r, ErrNoCheckpoint)

@@ -90,6 +90,41 @@ type Config struct {
 	// Optional: without it the log checks no certificate chain, and
 	// records what the certificates say.
 	TrustedRoot string `yaml:"trustedRoot"`
+
+	// Storage is where the log's entries are stored and sequenced:
+	// "pebble" (the default), the embedded database in data, or
+	// "trillian", a Trillian tree (see Trillian), which every front end
+	// mirrors into its data directory and serves from there.
+	Storage string `yaml:"storage"`
+	// Trillian is the tree the log runs on, with storage: trillian.
+	Trillian TrillianConfig `yaml:"trillian"`
+}
+
+// TrillianConfig is the Trillian tree a log runs on.
+type TrillianConfig struct {
+	// Address is the Trillian log server's gRPC address, host:port.
+	// Required with storage: trillian.
+	Address string `yaml:"address"`
+	// TreeID is the tree's ID, as "candor-log trillian init" printed it.
+	// Required with storage: trillian.
+	TreeID int64 `yaml:"treeID"`
+	// Plaintext connects without TLS: a server on loopback or on a
+	// private network only.
+	Plaintext bool `yaml:"plaintext"`
+	// CA is a PEM file of the authorities that issue the server's TLS
+	// certificate. Default: the system's.
+	CA string `yaml:"ca"`
+	// ServerName is the name the server's certificate must hold.
+	// Default: the address's host.
+	ServerName string `yaml:"serverName"`
+	// PollInterval is how often an idle front end asks Trillian for new
+	// entries (other front ends' submissions); while its own submissions
+	// wait, it asks every 50ms. Default: 1s.
+	PollInterval time.Duration `yaml:"pollInterval"`
+	// AddWait bounds how long a submission waits for Trillian to sequence
+	// it; then it gets 503 (it stays queued: sent again, it gets its
+	// proof). Default: 30s.
+	AddWait time.Duration `yaml:"addWait"`
 }
 
 // defaults returns the configuration with every default set.
@@ -111,6 +146,9 @@ func defaults() Config {
 		WitnessWait:     5 * time.Second,
 		WitnessTimeout:  10 * time.Second,
 		WitnessRetryMax: 10 * time.Second,
+
+		Storage:  "pebble",
+		Trillian: TrillianConfig{PollInterval: time.Second, AddWait: 30 * time.Second},
 	}
 }
 
@@ -137,6 +175,14 @@ func loadConfig(fs *flag.FlagSet, args []string) (Config, error) {
 	cli.DurationVar(fs, &c.WitnessWait, "witness-wait", c.WitnessWait, "how long a submission waits for a cosigned checkpoint before 202")
 	cli.DurationVar(fs, &c.WitnessTimeout, "witness-timeout", c.WitnessTimeout, "timeout of one add-checkpoint request")
 	cli.DurationVar(fs, &c.WitnessRetryMax, "witness-retry-max", c.WitnessRetryMax, "longest wait before retrying a failing witness")
+	fs.StringVar(&c.Storage, "storage", c.Storage, "pebble (embedded) or trillian (a Trillian tree, see --trillian)")
+	fs.StringVar(&c.Trillian.Address, "trillian", "", "Trillian log server `address` (host:port), with --storage trillian")
+	fs.Int64Var(&c.Trillian.TreeID, "trillian-tree", 0, "Trillian tree `id`, as candor-log trillian init printed it")
+	fs.BoolVar(&c.Trillian.Plaintext, "trillian-plaintext", false, "connect to Trillian without TLS (loopback or a private network only)")
+	fs.StringVar(&c.Trillian.CA, "trillian-ca", "", "PEM `file` of the authorities that issue Trillian's TLS certificate (default: the system's)")
+	fs.StringVar(&c.Trillian.ServerName, "trillian-server-name", "", "`name` Trillian's certificate must hold (default: the address's host)")
+	cli.DurationVar(fs, &c.Trillian.PollInterval, "trillian-poll", c.Trillian.PollInterval, "how often an idle front end asks Trillian for new entries")
+	cli.DurationVar(fs, &c.Trillian.AddWait, "trillian-add-wait", c.Trillian.AddWait, "longest wait of a submission for Trillian to sequence it (503 beyond)")
 	if err := cli.ParseConfig(fs, args, &c, "YAML configuration `file`"); err != nil {
 		return c, err
 	}
@@ -188,6 +234,31 @@ func (c Config) validate() error {
 	}
 	if c.WitnessRetryMax < 100*time.Millisecond || c.WitnessRetryMax > time.Hour {
 		errs = append(errs, fmt.Errorf("witnessRetryMax %v: want between 100ms and 1h", c.WitnessRetryMax))
+	}
+	switch c.Storage {
+	case "pebble":
+		if c.Trillian.Address != "" || c.Trillian.TreeID != 0 {
+			errs = append(errs, errors.New("trillian: set, but storage is pebble: add storage: trillian"))
+		}
+	case "trillian":
+		t := c.Trillian
+		if t.Address == "" {
+			errs = append(errs, errors.New("trillian.address: required with storage: trillian"))
+		}
+		if t.TreeID <= 0 {
+			errs = append(errs, errors.New("trillian.treeID: required with storage: trillian (candor-log trillian init creates a tree)"))
+		}
+		if t.Plaintext && (t.CA != "" || t.ServerName != "") {
+			errs = append(errs, errors.New("trillian.plaintext: takes no ca or serverName"))
+		}
+		if t.PollInterval < 10*time.Millisecond || t.PollInterval > time.Hour {
+			errs = append(errs, fmt.Errorf("trillian.pollInterval %v: want between 10ms and 1h", t.PollInterval))
+		}
+		if t.AddWait < 100*time.Millisecond || t.AddWait > 10*time.Minute {
+			errs = append(errs, fmt.Errorf("trillian.addWait %v: want between 100ms and 10m", t.AddWait))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("storage %q: want pebble or trillian", c.Storage))
 	}
 	return errors.Join(errs...)
 }

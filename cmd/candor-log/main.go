@@ -125,6 +125,15 @@ func serve(ctx context.Context, args []string, stdout io.Writer) (err error) {
 		return err
 	}
 	defer l.Close()
+	var adder log.Adder
+	if c.Storage == "trillian" {
+		m, stop, err := startMirror(ctx, c, l, logger)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		adder = m
+	}
 
 	mux := http.NewServeMux()
 	logHandler := log.NewHandler(l, log.HandlerOptions{
@@ -134,6 +143,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) (err error) {
 		Registerer:   reg,
 		WitnessWait:  c.WitnessWait,
 		TrustedRoot:  trustedRoot,
+		Adder:        adder,
 
 		MaxInFlightPerClient: c.MaxInFlightPerClient,
 		BodyTimeout:          c.BodyTimeout,
@@ -144,6 +154,10 @@ func serve(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	_, size := l.Checkpoint()
 	say := cli.NewStartup(stdout, "candor-log", c.LogFormat)
 	say.Say("log", fmt.Sprintf("origin %s, tree size %d", l.Origin(), size), "origin", l.Origin(), "size", size)
+	if c.Storage == "trillian" {
+		say.Say("trillian", fmt.Sprintf("on Trillian tree %d at %s, mirrored in %s", c.Trillian.TreeID, c.Trillian.Address, c.Data),
+			"trillian", c.Trillian.Address, "tree", c.Trillian.TreeID)
+	}
 	say.Say("verifier key", "verifier key "+vkey, "vkey", vkey)
 	if policySummary != "" {
 		say.Say("witness policy", "witness policy "+policySummary, "policy", policySummary)

@@ -6,8 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
+	tpb "github.com/google/trillian"
+
+	"github.com/candorlog/candor/log"
 	"github.com/candorlog/candor/storage/trillian"
 )
 
@@ -47,4 +51,37 @@ func trillianCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "created tree %d (%s) on %s: an empty log, sequenced by Trillian's signers\n", tree.TreeId, tree.DisplayName, o.Address)
 	return nil
+}
+
+// startMirror connects to the Trillian tree of the configuration and
+// starts following it into l, the front end's mirror. stop ends it.
+func startMirror(ctx context.Context, c Config, l *log.Log, logger *slog.Logger) (*trillian.Mirror, func(), error) {
+	conn, err := trillian.Dial(trillian.Options{
+		Address: c.Trillian.Address, Plaintext: c.Trillian.Plaintext, CAFile: c.Trillian.CA, ServerName: c.Trillian.ServerName,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	m, err := trillian.NewMirror(startCtx, trillian.MirrorConfig{
+		Log: l, Client: tpb.NewTrillianLogClient(conn), TreeID: c.Trillian.TreeID,
+		PollInterval: c.Trillian.PollInterval, AddWait: c.Trillian.AddWait, Logger: logger,
+	})
+	if err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("trillian tree %d at %s: %w", c.Trillian.TreeID, c.Trillian.Address, err)
+	}
+	runCtx, stopRun := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// An error is logged by Run; the log serves what it has.
+		m.Run(runCtx)
+	}()
+	return m, func() {
+		stopRun()
+		<-done
+		conn.Close()
+	}, nil
 }

@@ -163,6 +163,9 @@ func (m *Mirror) checkPrefix(ctx context.Context, size uint64, hash []byte, root
 func (m *Mirror) Run(ctx context.Context) error {
 	for {
 		err := m.follow(ctx)
+		// Waiters check again after every round: with a witness policy
+		// the log publishes what it appended once it is cosigned.
+		m.signal()
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -351,6 +354,62 @@ func (m *Mirror) AddWithTerms(ctx context.Context, entry []byte, _ []api.SearchT
 	}
 }
 
+// Sync returns once the log has published at least the tree Trillian had
+// when it was called: a client reading checkpoints through several front
+// ends never gets one older than a checkpoint it got before (every front
+// end publishes only trees Trillian has). It is called before the log's
+// /checkpoint is served; it costs a read of Trillian's latest root.
+func (m *Mirror) Sync(ctx context.Context) error {
+	if err := m.stopped(); err != nil {
+		return err
+	}
+	root, err := LatestRoot(ctx, m.cfg.Client, m.cfg.TreeID)
+	if err != nil {
+		return fmt.Errorf("%w: %v", log.ErrUnavailable, err)
+	}
+	return m.waitSize(ctx, root.TreeSize)
+}
+
+// waitSize waits until the log has published a tree of at least size
+// entries, or AddWait passed.
+func (m *Mirror) waitSize(ctx context.Context, size uint64) error {
+	if _, n := m.cfg.Log.Checkpoint(); n >= size {
+		return nil
+	}
+	m.mu.Lock()
+	m.waiting++
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		m.waiting--
+		m.mu.Unlock()
+	}()
+	select {
+	case m.poke <- struct{}{}:
+	default:
+	}
+	deadline := time.NewTimer(m.cfg.AddWait)
+	defer deadline.Stop()
+	for {
+		m.mu.Lock()
+		progress := m.progress
+		m.mu.Unlock()
+		if _, n := m.cfg.Log.Checkpoint(); n >= size {
+			return nil
+		}
+		if err := m.stopped(); err != nil {
+			return err
+		}
+		select {
+		case <-progress:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			return fmt.Errorf("%w: the log has not caught up with its Trillian tree of %d entries within %s", log.ErrUnavailable, size, m.cfg.AddWait)
+		}
+	}
+}
+
 // published returns the receipt of the entry with the leaf hash if the log
 // has published it.
 func (m *Mirror) published(ctx context.Context, leafHash []byte) (log.Receipt, bool, error) {
@@ -364,6 +423,10 @@ func (m *Mirror) published(ctx context.Context, leafHash []byte) (log.Receipt, b
 	cp, size := m.cfg.Log.Checkpoint()
 	return log.Receipt{Index: idx, LeafHash: leafHash, Size: size, Checkpoint: cp}, true, nil
 }
+
+// Ready returns nil while the mirror follows Trillian's tree, else why it
+// stopped (log.HandlerOptions.Adder: /readyz fails).
+func (m *Mirror) Ready() error { return m.stopped() }
 
 // stopped returns why the mirror stopped following, as an error for a
 // submission, or nil.

@@ -286,7 +286,13 @@ func TestMirrorForeignEntry(t *testing.T) {
 	if code != http.StatusServiceUnavailable || !strings.Contains(msg, "stopped following") {
 		t.Errorf("a submission after the mirror stopped: %d %s", code, msg)
 	}
-	// A new front end refuses nothing at start (the tree's start is
-	// fine), and stops at the same entry.
-	fe.stop()
+	resp, err := http.Get(fe.srv.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(b), "not one the log takes") {
+		t.Errorf("/readyz after the mirror stopped: %d %s", resp.StatusCode, b)
+	}
 }

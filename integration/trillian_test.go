@@ -1,0 +1,254 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
+
+	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/api/apitest"
+	"github.com/candorlog/candor/storage/trillian/trilliantest"
+)
+
+// TestTrillianFrontEnds runs the log on a Trillian tree (Trillian's real
+// log server and signer, on a private MariaDB) with two candor-log
+// processes in front of it, sharing the log's key. Clients submit to both
+// and read checkpoints alternately from both while one front end is killed
+// with SIGKILL and started again, twice. Then: every acknowledged entry is
+// in the tree at its index; every checkpoint read, from either, is a
+// checkpoint of that one tree (no fork); a client reading A then B never
+// saw a smaller tree than before; both front ends serve the whole tree.
+func TestTrillianFrontEnds(t *testing.T) {
+	requireBinaries(t)
+	env := trilliantest.Start(t, trilliantest.Options{})
+	ctx := context.Background()
+
+	// candor-log trillian init creates the tree.
+	p := startProcess(t, "trillian init", "trillian", "init", "--trillian", env.Addr, "--plaintext")
+	if ok, err := p.wait(30 * time.Second); !ok || err != nil {
+		t.Fatalf("trillian init: %v\n%s", err, p.stderr)
+	}
+	m := regexp.MustCompile(`created tree (\d+) `).FindStringSubmatch(p.stdout.String())
+	if m == nil {
+		t.Fatalf("trillian init printed %q", p.stdout)
+	}
+	treeID := m[1]
+	const origin = "example.com/candor-trillian"
+	key := filepath.Join(t.TempDir(), "log.key")
+	dirs := []string{t.TempDir(), t.TempDir()}
+	start := func(i int) *server {
+		return mustStartServer(t, fmt.Sprintf("front end %c", 'A'+i), dirs[i], "--key", key, "--origin", origin,
+			"--storage", "trillian", "--trillian", env.Addr, "--trillian-tree", treeID, "--trillian-plaintext",
+			"--trillian-poll", "200ms")
+	}
+	var mu sync.Mutex
+	fronts := []*server{start(0)}
+	fronts = append(fronts, start(1)) // after A created the key
+	front := func(i int) *server {
+		mu.Lock()
+		defer mu.Unlock()
+		return fronts[i%2]
+	}
+
+	type ack struct {
+		index    uint64
+		leafHash []byte
+	}
+	type seen struct {
+		size uint64
+		hash [32]byte
+		from string
+	}
+	var (
+		acks      []ack
+		cps       []seen
+		backwards []string
+		sent      atomic.Int64
+		stop      = make(chan struct{})
+		wg        sync.WaitGroup
+	)
+	signer := apitest.NewBuildSigner()
+	const workers, perWorker = 8, 40
+	for w := range workers {
+		wg.Go(func() {
+			for i := range perWorker {
+				n := sent.Add(1)
+				sub := signer.Submission(fmt.Sprintf("trillian-%d-%d", w, i), fmt.Sprintf("%064x", n))
+				fe := front(w + i)
+				code, resp, _, err := fe.submit(ctx, sub)
+				if err != nil || (code != http.StatusCreated && code != http.StatusOK) {
+					// A front end killed under the request, or 503 while it
+					// starts: not acknowledged.
+					continue
+				}
+				entry, _, err := api.AdmitEntry(sub)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				pb, err := api.ParseProofBundle([]byte(resp.Proof))
+				if err == nil {
+					_, err = api.VerifyProofBundle(pb, rfc6962.DefaultHasher.HashLeaf(entry), origin, fe.verifier)
+				}
+				if err != nil {
+					t.Errorf("%s: the reply's proof: %v", fe.name, err)
+					return
+				}
+				mu.Lock()
+				acks = append(acks, ack{resp.Index, resp.LeafHash})
+				mu.Unlock()
+			}
+		})
+	}
+	// A client reading checkpoints from A, then B, then A...
+	wg.Go(func() {
+		var last uint64
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			fe := front(i)
+			_, c, err := fe.checkpoint(ctx, origin)
+			if err != nil {
+				continue // killed, or starting
+			}
+			mu.Lock()
+			cps = append(cps, seen{c.Size, c.Hash, fe.name})
+			if c.Size < last {
+				backwards = append(backwards, fmt.Sprintf("%s served size %d after %d", fe.name, c.Size, last))
+			}
+			mu.Unlock()
+			last = max(last, c.Size)
+		}
+	})
+	// Front end A killed and started again, twice, under the load.
+	for range 2 {
+		time.Sleep(700 * time.Millisecond)
+		a := front(0)
+		a.kill9(t)
+		time.Sleep(200 * time.Millisecond)
+		mu.Lock()
+		fronts[0] = start(0)
+		mu.Unlock()
+	}
+	// The writers end by themselves; then the reader.
+	done := make(chan struct{})
+	go func() {
+		for sent.Load() < workers*perWorker {
+			time.Sleep(10 * time.Millisecond)
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Minute):
+		t.Fatal("the load did not end")
+	}
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	if len(acks) < workers*perWorker/2 {
+		t.Fatalf("only %d of %d submissions acknowledged", len(acks), workers*perWorker)
+	}
+	// Both front ends catch up with the tree, and serve all of it.
+	var size uint64
+	var leaves [][]byte
+	for i := range 2 {
+		fe := front(i)
+		deadline := time.Now().Add(time.Minute)
+		for {
+			_, c, err := fe.checkpoint(ctx, origin)
+			if err == nil && c.Size >= uint64(len(acks)) && (i == 0 || c.Size == size) {
+				size = c.Size
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: checkpoint %v, %v; want at least %d entries", fe.name, c, err, len(acks))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		got := readLeafHashes(t, fe, size)
+		if i == 0 {
+			leaves = got
+		} else {
+			for j := range leaves {
+				if !bytes.Equal(leaves[j], got[j]) {
+					t.Fatalf("entry %d: front end A serves leaf hash %x, B %x", j, leaves[j], got[j])
+				}
+			}
+		}
+	}
+	for _, a := range acks {
+		if a.index >= size || !bytes.Equal(leaves[a.index], a.leafHash) {
+			t.Fatalf("acknowledged entry %d (%x) is not in the tree of %d entries", a.index, a.leafHash, size)
+		}
+	}
+	// Every checkpoint read is of the one tree.
+	roots := prefixRoots(t, leaves)
+	for _, c := range cps {
+		if c.size > size || !bytes.Equal(roots[c.size], c.hash[:]) {
+			t.Fatalf("%s served a checkpoint of size %d with root %x that is not of the log's tree", c.from, c.size, c.hash)
+		}
+	}
+	if len(backwards) > 0 {
+		t.Errorf("a client reading both front ends went backwards %d times: %s", len(backwards), strings.Join(backwards[:min(5, len(backwards))], "; "))
+	}
+	t.Logf("%d of %d submissions acknowledged, tree of %d entries, %d checkpoints read, all of one tree", len(acks), workers*perWorker, size, len(cps))
+}
+
+// readLeafHashes returns the leaf hashes of the first size entries the
+// server serves, from its entry bundles.
+func readLeafHashes(t *testing.T, s *server, size uint64) [][]byte {
+	t.Helper()
+	var out [][]byte
+	for bi := uint64(0); bi*api.TileWidth < size; bi++ {
+		tile, _ := api.TileForSize(api.EntriesLevel, bi, size)
+		code, _, b, err := s.do(context.Background(), http.MethodGet, "/"+tile.Path(), nil, nil)
+		if err != nil || code != http.StatusOK {
+			t.Fatalf("%s: GET %s: %d %v", s.name, tile.Path(), code, err)
+		}
+		entries, err := api.ParseEntryBundle(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			out = append(out, rfc6962.DefaultHasher.HashLeaf(e))
+		}
+	}
+	return out[:size]
+}
+
+// prefixRoots returns the root hash of every prefix of the tree of leaves.
+func prefixRoots(t *testing.T, leaves [][]byte) [][]byte {
+	t.Helper()
+	rf := compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+	r := rf.NewEmptyRange(0)
+	roots := [][]byte{rfc6962.DefaultHasher.EmptyRoot()}
+	for _, l := range leaves {
+		if err := r.Append(l, nil); err != nil {
+			t.Fatal(err)
+		}
+		h, err := r.GetRootHash(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots = append(roots, h)
+	}
+	return roots
+}
