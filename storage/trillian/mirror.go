@@ -148,7 +148,7 @@ func (m *Mirror) checkPrefix(ctx context.Context, size uint64, hash []byte, root
 		return fmt.Errorf("couldn't get Trillian's consistency proof from %d to %d: %w", size, root.TreeSize, err)
 	}
 	if resp.Proof == nil {
-		return fmt.Errorf("Trillian returned no consistency proof from %d to %d", size, root.TreeSize)
+		return fmt.Errorf("the Trillian server returned no consistency proof from %d to %d", size, root.TreeSize)
 	}
 	if err := proof.VerifyConsistency(m.hasher, size, root.TreeSize, resp.Proof.Hashes, hash, root.RootHash); err != nil {
 		return fmt.Errorf("the mirror's tree of %d entries is not the start of Trillian's tree %d: %w", size, m.cfg.TreeID, err)
@@ -223,7 +223,7 @@ func (m *Mirror) follow(ctx context.Context) error {
 			return fmt.Errorf("couldn't read leaves %d to %d: %w", size, size+n, err)
 		}
 		if len(resp.Leaves) == 0 {
-			return fmt.Errorf("Trillian returned no leaves from %d of its %d", size, root.TreeSize)
+			return fmt.Errorf("the Trillian server returned no leaves from %d of its %d", size, root.TreeSize)
 		}
 		if err := m.append(ctx, size, resp.Leaves); err != nil {
 			return err
@@ -248,10 +248,10 @@ func (m *Mirror) append(ctx context.Context, from uint64, leaves []*tpb.LogLeaf)
 	for i, leaf := range leaves {
 		idx := from + uint64(i)
 		if leaf.LeafIndex != int64(idx) {
-			return fmt.Errorf("Trillian returned leaf %d where %d was asked for", leaf.LeafIndex, idx)
+			return fmt.Errorf("the Trillian server returned leaf %d where %d was asked for", leaf.LeafIndex, idx)
 		}
 		if !bytes.Equal(leaf.MerkleLeafHash, m.hasher.HashLeaf(leaf.LeafValue)) {
-			return &stopError{fmt.Errorf("Trillian's leaf %d has hash %x, its value hashes to %x", idx, leaf.MerkleLeafHash, m.hasher.HashLeaf(leaf.LeafValue))}
+			return &stopError{fmt.Errorf("leaf %d of the Trillian tree has hash %x, its value hashes to %x", idx, leaf.MerkleLeafHash, m.hasher.HashLeaf(leaf.LeafValue))}
 		}
 		// What the log's front ends admitted; anything else in the tree
 		// was put there by something else, and the log stops there
