@@ -1,8 +1,12 @@
 package trillian_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,17 +14,30 @@ import (
 
 	tpb "github.com/google/trillian"
 	"github.com/transparency-dev/merkle/rfc6962"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
+	"github.com/candorlog/candor/api/apitest"
 	"github.com/candorlog/candor/storage/trillian"
 	"github.com/candorlog/candor/storage/trillian/trilliantest"
 )
 
 // BenchmarkQueueLeaf is raw Trillian on MariaDB, the figure the log on
 // Trillian compares with: 64 clients queue distinct 800-byte leaves with
-// QueueLeaf, and the op ends when Trillian's signer (batches of 1,000
-// every 100ms, trillian_log_signer's defaults) has integrated them all.
-// One op is one leaf; leaves/s is the integrated rate.
+// QueueLeaf, Trillian's signer integrating them (batches of 1,000 every
+// 100ms, trillian_log_signer's defaults). With wait=none a client queues
+// its next leaf at once, and the op ends when the signer has integrated
+// them all (leaves/s is the integrated rate); with wait=proof a client
+// waits, as a log's front end does before it replies, until Trillian
+// gives the leaf's inclusion proof (GetInclusionProofByHash, asked every
+// 20ms). One op is one leaf.
 func BenchmarkQueueLeaf(b *testing.B) {
+	for _, wait := range []bool{false, true} {
+		b.Run("wait="+map[bool]string{false: "none", true: "proof"}[wait], func(b *testing.B) { benchQueueLeaf(b, wait) })
+	}
+}
+
+func benchQueueLeaf(b *testing.B, waitProof bool) {
 	env := trilliantest.Start(b, trilliantest.Options{})
 	conn, err := trillian.Dial(trillian.Options{Address: env.Addr, Plaintext: true})
 	if err != nil {
@@ -37,6 +54,7 @@ func BenchmarkQueueLeaf(b *testing.B) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make([]error, clients)
+	latencies := make([]time.Duration, b.N)
 	b.ResetTimer()
 	start := time.Now()
 	for c := range clients {
@@ -47,13 +65,36 @@ func BenchmarkQueueLeaf(b *testing.B) {
 				if i >= int64(b.N) {
 					return
 				}
+				t0 := time.Now()
 				copy(data, fmt.Sprintf("%d %d", start.UnixNano(), i))
+				hash := rfc6962.DefaultHasher.HashLeaf(data)
 				if _, err := lc.QueueLeaf(ctx, &tpb.QueueLeafRequest{LogId: tree.TreeId, Leaf: &tpb.LogLeaf{
-					LeafValue: data, LeafIdentityHash: rfc6962.DefaultHasher.HashLeaf(data),
+					LeafValue: data, LeafIdentityHash: hash,
 				}}); err != nil {
 					errs[c] = err
 					return
 				}
+				for waitProof {
+					root, err := trillian.LatestRoot(ctx, lc, tree.TreeId)
+					if err != nil {
+						errs[c] = err
+						return
+					}
+					if root.TreeSize > 0 {
+						resp, err := lc.GetInclusionProofByHash(ctx, &tpb.GetInclusionProofByHashRequest{
+							LogId: tree.TreeId, LeafHash: hash, TreeSize: int64(root.TreeSize),
+						})
+						if err == nil && len(resp.Proof) > 0 {
+							break
+						}
+						if err != nil && status.Code(err) != codes.NotFound {
+							errs[c] = err
+							return
+						}
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				latencies[i] = time.Since(t0)
 			}
 		})
 	}
@@ -77,5 +118,79 @@ func BenchmarkQueueLeaf(b *testing.B) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "leaves/s")
-	b.ReportMetric(float64(b.N)/queued.Seconds(), "queued/s")
+	if waitProof {
+		slices.Sort(latencies)
+		b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, "p99-ms")
+	} else {
+		b.ReportMetric(float64(b.N)/queued.Seconds(), "queued/s")
+	}
+}
+
+// BenchmarkFrontEnd is the log on Trillian, as BenchmarkQueueLeaf runs
+// raw Trillian: 64 clients submit build entries over HTTP to one or two
+// front ends, each waiting for its reply with a proof, which the front
+// end gives once Trillian sequenced the entry and its mirror published
+// it. One op is one submission; submissions/s and p99-ms are the
+// clients'.
+func BenchmarkFrontEnd(b *testing.B) {
+	for _, fronts := range []int{1, 2} {
+		b.Run(fmt.Sprintf("fronts=%d", fronts), func(b *testing.B) {
+			tt := newTrillianTreeWith(b, trilliantest.Options{}) // the signer's defaults, as BenchmarkQueueLeaf
+			var fes []*frontEnd
+			for range fronts {
+				fe, err := tt.start(b, b.TempDir())
+				if err != nil {
+					b.Fatal(err)
+				}
+				fes = append(fes, fe)
+			}
+			signer := apitest.NewBuildSigner()
+			bodies := make([][]byte, b.N)
+			for i := range bodies {
+				bodies[i] = signer.Submission(fmt.Sprintf("bench-%d", i), fmt.Sprintf("%064x", i))
+			}
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+			const clients = 64
+			var next atomic.Int64
+			latencies := make([]time.Duration, b.N)
+			errs := make([]error, clients)
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			start := time.Now()
+			for c := range clients {
+				wg.Go(func() {
+					for {
+						i := next.Add(1) - 1
+						if i >= int64(b.N) {
+							return
+						}
+						t0 := time.Now()
+						resp, err := client.Post(fes[i%int64(fronts)].srv.URL+"/v1/entries", "application/json", bytes.NewReader(bodies[i]))
+						if err != nil {
+							errs[c] = err
+							return
+						}
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						if resp.StatusCode != http.StatusCreated {
+							errs[c] = fmt.Errorf("submission %d: %s", i, resp.Status)
+							return
+						}
+						latencies[i] = time.Since(t0)
+					}
+				})
+			}
+			wg.Wait()
+			elapsed := time.Since(start)
+			b.StopTimer()
+			for _, err := range errs {
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			slices.Sort(latencies)
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "submissions/s")
+			b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, "p99-ms")
+		})
+	}
 }

@@ -62,7 +62,7 @@ const fetchLeaves = 1024
 
 // waitingPoll is how often the mirror asks Trillian for a new root while
 // submissions wait.
-const waitingPoll = 50 * time.Millisecond
+const waitingPoll = 10 * time.Millisecond
 
 // Mirror follows a Trillian tree into a log, and adds the log's
 // submissions to Trillian (it is the log handler's log.Adder).

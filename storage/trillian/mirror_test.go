@@ -33,7 +33,7 @@ const testOrigin = "example.com/candor-on-trillian"
 // frontEnd is a candor-log front end on a Trillian tree: a log mirroring
 // the tree in a directory of its own, its Mirror and its HTTP API.
 type frontEnd struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	store  *pebble.Storage
 	log    *log.Log
@@ -51,9 +51,15 @@ type trillianTree struct {
 	verifier note.Verifier
 }
 
-func newTrillianTree(t *testing.T) *trillianTree {
+func newTrillianTree(t testing.TB) *trillianTree {
+	return newTrillianTreeWith(t, trilliantest.Options{SequencerInterval: 20 * time.Millisecond})
+}
+
+// newTrillianTreeWith starts Trillian with the signer's options o and
+// creates a tree.
+func newTrillianTreeWith(t testing.TB, o trilliantest.Options) *trillianTree {
 	t.Helper()
-	env := trilliantest.Start(t, trilliantest.Options{SequencerInterval: 20 * time.Millisecond})
+	env := trilliantest.Start(t, o)
 	conn, err := trillian.Dial(trillian.Options{Address: env.Addr, Plaintext: true})
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +74,7 @@ func newTrillianTree(t *testing.T) *trillianTree {
 }
 
 // start starts a front end with its mirror in dir.
-func (tt *trillianTree) start(t *testing.T, dir string) (*frontEnd, error) {
+func (tt *trillianTree) start(t testing.TB, dir string) (*frontEnd, error) {
 	t.Helper()
 	quiet := slog.New(slog.DiscardHandler)
 	store, err := pebble.Open(filepath.Join(dir, "db"), pebble.Options{Logger: quiet})

@@ -64,12 +64,12 @@ func Start(t testing.TB, o Options) *Env {
 		o.BatchSize = 1000
 	}
 	quietKlog.Do(func() {
-		// Trillian logs with klog, to stderr by default: only its
-		// errors, to the test's output.
+		// Trillian logs with klog, to stderr by default: not in the
+		// tests' output (its errors at shutdown are expected).
 		fs := flag.NewFlagSet("klog", flag.ContinueOnError)
 		klog.InitFlags(fs)
 		fs.Set("logtostderr", "false")
-		fs.Set("stderrthreshold", "ERROR")
+		fs.Set("stderrthreshold", "FATAL")
 		klog.SetOutput(io.Discard)
 	})
 	maria := mariadbtest.Start(t)
