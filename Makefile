@@ -8,7 +8,7 @@ ORIGIN      ?= localhost/candor
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN_DIR   := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: help build run demo test test-short lint bench bench-http fuzz clean
+.PHONY: help build run demo demo-trillian test test-short lint bench bench-http fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ run: build ## run a log on embedded pebble in ./data (ORIGIN, LISTEN, DATA to ch
 
 demo: build ## a log and three witnesses on loopback (2-of-3 policy): submit, show the cosigned checkpoint, stop
 	BIN=$(BIN) sh scripts/demo.sh
+
+demo-trillian: build ## the log on Trillian on loopback: MariaDB, Trillian's servers, two front ends; submit to both, compare, stop
+	BIN=$(BIN) GO=$(GO) sh scripts/demo-trillian.sh
 
 test: lint ## gofmt, vet, staticcheck, then every test with the race detector (what CI runs)
 	$(GO) test -race -count=1 -timeout 30m ./...

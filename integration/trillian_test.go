@@ -32,10 +32,30 @@ import (
 func TestTrillianFrontEnds(t *testing.T) {
 	requireBinaries(t)
 	env := trilliantest.Start(t, trilliantest.Options{})
+	runFrontEnds(t, env.Addr, func(round int) {})
+}
+
+// TestTrillianSignerKilled is TestTrillianFrontEnds with Trillian as it is
+// deployed, trillian_log_server and trillian_log_signer processes: the
+// signer is killed with SIGKILL under the load, with front end A, and
+// started again a second later.
+func TestTrillianSignerKilled(t *testing.T) {
+	requireBinaries(t)
+	c := trilliantest.StartCluster(t, trilliantest.Options{})
+	runFrontEnds(t, c.Addr, func(round int) {
+		c.KillSigner()
+		time.Sleep(time.Second)
+		c.StartSigner()
+	})
+}
+
+// runFrontEnds runs the test of TestTrillianFrontEnds on the Trillian log
+// server at addr, calling disrupt each time it kills front end A.
+func runFrontEnds(t *testing.T, addr string, disrupt func(round int)) {
 	ctx := context.Background()
 
 	// candor-log trillian init creates the tree.
-	p := startProcess(t, "trillian init", "trillian", "init", "--trillian", env.Addr, "--plaintext")
+	p := startProcess(t, "trillian init", "trillian", "init", "--trillian", addr, "--plaintext")
 	if ok, err := p.wait(30 * time.Second); !ok || err != nil {
 		t.Fatalf("trillian init: %v\n%s", err, p.stderr)
 	}
@@ -49,7 +69,7 @@ func TestTrillianFrontEnds(t *testing.T) {
 	dirs := []string{t.TempDir(), t.TempDir()}
 	start := func(i int) *server {
 		return mustStartServer(t, fmt.Sprintf("front end %c", 'A'+i), dirs[i], "--key", key, "--origin", origin,
-			"--storage", "trillian", "--trillian", env.Addr, "--trillian-tree", treeID, "--trillian-plaintext",
+			"--storage", "trillian", "--trillian", addr, "--trillian-tree", treeID, "--trillian-plaintext",
 			"--trillian-poll", "200ms")
 	}
 	var mu sync.Mutex
@@ -135,10 +155,11 @@ func TestTrillianFrontEnds(t *testing.T) {
 		}
 	})
 	// Front end A killed and started again, twice, under the load.
-	for range 2 {
+	for round := range 2 {
 		time.Sleep(700 * time.Millisecond)
 		a := front(0)
 		a.kill9(t)
+		disrupt(round)
 		time.Sleep(200 * time.Millisecond)
 		mu.Lock()
 		fronts[0] = start(0)
