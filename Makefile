@@ -7,6 +7,8 @@ LISTEN      ?= localhost:8080
 ORIGIN      ?= localhost/candor
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN_DIR   := $(shell $(GO) env GOPATH)/bin
+# The integration tests of the log's guarantees, run on both storages.
+TRILLIAN_SUITE := ^(TestKill9Durability|TestKill9DuringFirstStart|TestBadInputChangesNothing|TestRestartKeepsKeyAndOrigin|TestLogHTTPEdges|TestSearchReindex|TestFsckDetectsCorruption|TestFullDiskLog|TestFullDiskWriteErrors|TestWitnessPolicy)$$
 
 .PHONY: help build run demo demo-trillian test test-short lint bench bench-http fuzz clean
 
@@ -29,6 +31,9 @@ test: lint ## gofmt, vet, staticcheck, then every test with the race detector (w
 	$(GO) test -race -count=1 -timeout 30m ./...
 	@# Too slow under the race detector on small machines: 50 memberlist nodes.
 	$(GO) test -count=1 -run '^TestSplitView50$$' ./witness/gossip/
+	@# The log's suite again, every candor-log a front end on a Trillian tree
+	@# (Trillian's servers on a private MariaDB).
+	CANDOR_TEST_STORAGE=trillian $(GO) test -race -count=1 -timeout 30m -run '$(TRILLIAN_SUITE)' ./integration/
 
 test-short: ## the fast tests only, no race detector
 	$(GO) test -short ./...

@@ -26,6 +26,7 @@ import (
 // restart and for fsck.
 func TestFullDiskWriteErrors(t *testing.T) {
 	requireBinaries(t)
+	requirePebble(t, "a front end on Trillian whose mirror's writes fail answers /checkpoint with 503 (it cannot tell it is current), where the embedded log serves its last checkpoint")
 	ctx := context.Background()
 	dir := tmpfs.Mount(t, fullDiskSize)
 	data := filepath.Join(dir, "log")

@@ -169,7 +169,7 @@ func startServer(t *testing.T, name, data string, args ...string) (*server, erro
 // log of a failed test if quiet.
 func startServerQuiet(t *testing.T, name, data string, quiet bool, args ...string) (*server, error) {
 	t.Helper()
-	args = append([]string{"--data", data, "--listen", "127.0.0.1:0"}, args...)
+	args = append(append([]string{"--data", data, "--listen", "127.0.0.1:0"}, storageArgs(t, data)...), args...)
 	start := time.Now()
 	p := startProcess(t, name, args...)
 	p.quiet.Store(quiet)

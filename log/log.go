@@ -344,6 +344,14 @@ func (l *Log) Checkpoint() ([]byte, uint64) {
 	return p.checkpoint, p.size
 }
 
+// CommittedCheckpoint returns the newest committed signed checkpoint and
+// its size. Without a Witnessing it is the published one; with one it is
+// signed by the log only, and may be ahead of Checkpoint.
+func (l *Log) CommittedCheckpoint() ([]byte, uint64) {
+	c := l.cur.Load()
+	return c.checkpoint, c.size
+}
+
 // committedSize returns the size of the newest committed checkpoint, the
 // bound of the data the log serves. Without a Witnessing it is the
 // published size.
@@ -400,7 +408,7 @@ func (l *Log) SubmitWithTerms(ctx context.Context, entry []byte, terms []api.Sea
 	case !errors.Is(err, ErrNotFound):
 		return resolved(Receipt{}, fmt.Errorf("couldn't look up the leaf hash: %w", err))
 	}
-	if err := l.spaceError(); err != nil {
+	if err := l.SpaceError(); err != nil {
 		return resolved(Receipt{}, err)
 	}
 	select {
@@ -464,7 +472,7 @@ func (l *Log) Ready() error {
 	if l.broken.Load() {
 		return ErrUnavailable
 	}
-	if err := l.spaceError(); err != nil {
+	if err := l.SpaceError(); err != nil {
 		return err
 	}
 	if r, ok := l.witnessing.(WitnessingReadiness); ok {
@@ -473,9 +481,9 @@ func (l *Log) Ready() error {
 	return nil
 }
 
-// spaceError returns an error wrapping ErrNoSpace if Config.CheckSpace
+// SpaceError returns an error wrapping ErrNoSpace if Config.CheckSpace
 // says the disk has no room for new entries.
-func (l *Log) spaceError() error {
+func (l *Log) SpaceError() error {
 	if l.checkSpace == nil {
 		return nil
 	}

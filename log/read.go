@@ -106,6 +106,22 @@ func (l *Log) LeafHash(ctx context.Context, index uint64) ([]byte, error) {
 	return h, nil
 }
 
+// Committed returns the receipt of the committed entry with the leaf hash,
+// as AddWithTerms returns it: its index and the newest committed
+// checkpoint (with a Witnessing, signed by the log only: WaitWitnessed
+// waits for a cosigned one). An entry not committed gives ErrNotFound.
+func (l *Log) Committed(ctx context.Context, leafHash []byte) (Receipt, error) {
+	idx, err := l.store.LookupLeaf(ctx, leafHash)
+	if err != nil {
+		return Receipt{}, err
+	}
+	c := l.cur.Load()
+	if idx >= c.size {
+		return Receipt{}, ErrNotFound
+	}
+	return Receipt{Index: idx, LeafHash: leafHash, Size: c.size, Checkpoint: c.checkpoint}, nil
+}
+
 // LookupLeaf returns the index of the published entry with the leaf hash.
 // An entry that is committed but not in the published checkpoint gives
 // ErrNotFound, or with a Witnessing an error wrapping ErrNotWitnessed.

@@ -74,6 +74,7 @@ type Mirror struct {
 	mu       sync.Mutex
 	progress chan struct{} // closed and replaced when the mirror grows or fails
 	failed   error         // why the mirror stopped following, if it did
+	roundErr error         // why the last round failed, or nil
 	waiting  int           // submissions waiting for the mirror
 }
 
@@ -108,9 +109,10 @@ func NewMirror(ctx context.Context, cfg MirrorConfig) (*Mirror, error) {
 	return m, nil
 }
 
-// localRoot returns the size and root hash of the log's checkpoint.
+// localRoot returns the size and root hash of the log's newest committed
+// checkpoint (with a witness policy, it may not be cosigned yet).
 func (m *Mirror) localRoot() (uint64, []byte, error) {
-	cp, size := m.cfg.Log.Checkpoint()
+	cp, size := m.cfg.Log.CommittedCheckpoint()
 	if size == 0 {
 		return 0, m.hasher.EmptyRoot(), nil
 	}
@@ -164,7 +166,12 @@ func (m *Mirror) Run(ctx context.Context) error {
 	for {
 		err := m.follow(ctx)
 		// Waiters check again after every round: with a witness policy
-		// the log publishes what it appended once it is cosigned.
+		// the log publishes what it appended once it is cosigned; and a
+		// round that failed fails them (a full disk, Trillian away)
+		// rather than keep them until AddWait.
+		m.mu.Lock()
+		m.roundErr = err
+		m.mu.Unlock()
 		m.signal()
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -293,7 +300,10 @@ func (m *Mirror) fail(err error) {
 }
 
 // AddWithTerms implements log.Adder: it queues the entry in Trillian and
-// waits until the log has published it. The terms are the log's own: the
+// waits until the log has published it. The receipt is a duplicate's (200)
+// only if the log had published the entry before; an entry Trillian had
+// queued but not sequenced gets the reply of a new one (201), like the
+// same entry sent to two front ends at once. The terms are the log's own: the
 // mirror reads them from the entry.
 func (m *Mirror) AddWithTerms(ctx context.Context, entry []byte, _ []api.SearchTerm) (log.Receipt, error) {
 	if err := m.stopped(); err != nil {
@@ -305,7 +315,12 @@ func (m *Mirror) AddWithTerms(ctx context.Context, entry []byte, _ []api.SearchT
 		r.Duplicate = ok
 		return r, err
 	}
-	resp, err := m.cfg.Client.QueueLeaf(ctx, &tpb.QueueLeafRequest{LogId: m.cfg.TreeID, Leaf: &tpb.LogLeaf{
+	// A front end whose disk cannot take its mirror's next entries
+	// queues none: it could not answer for them.
+	if err := m.cfg.Log.SpaceError(); err != nil {
+		return log.Receipt{}, err
+	}
+	_, err := m.cfg.Client.QueueLeaf(ctx, &tpb.QueueLeafRequest{LogId: m.cfg.TreeID, Leaf: &tpb.LogLeaf{
 		LeafValue: entry, LeafIdentityHash: leafHash,
 	}})
 	if err != nil {
@@ -314,7 +329,9 @@ func (m *Mirror) AddWithTerms(ctx context.Context, entry []byte, _ []api.SearchT
 		}
 		return log.Receipt{}, fmt.Errorf("%w: couldn't queue the entry in Trillian: %v", log.ErrUnavailable, err)
 	}
-	duplicate := resp.QueuedLeaf != nil && resp.QueuedLeaf.Status != nil && codes.Code(resp.QueuedLeaf.Status.Code) == codes.AlreadyExists
+	// Trillian may have had it queued (a submission cut short, or sent
+	// to another front end at once): it was not in the log, and the
+	// reply is the log's first for it, as if this submission added it.
 	m.mu.Lock()
 	m.waiting++
 	m.mu.Unlock()
@@ -338,7 +355,6 @@ func (m *Mirror) AddWithTerms(ctx context.Context, entry []byte, _ []api.SearchT
 			return log.Receipt{}, err
 		}
 		if ok {
-			r.Duplicate = duplicate
 			return r, nil
 		}
 		if err := m.stopped(); err != nil {
@@ -346,6 +362,9 @@ func (m *Mirror) AddWithTerms(ctx context.Context, entry []byte, _ []api.SearchT
 		}
 		select {
 		case <-progress:
+			if err := m.lastRoundError(); err != nil {
+				return log.Receipt{}, err
+			}
 		case <-ctx.Done():
 			return log.Receipt{}, ctx.Err()
 		case <-deadline.C:
@@ -354,11 +373,14 @@ func (m *Mirror) AddWithTerms(ctx context.Context, entry []byte, _ []api.SearchT
 	}
 }
 
-// Sync returns once the log has published at least the tree Trillian had
-// when it was called: a client reading checkpoints through several front
-// ends never gets one older than a checkpoint it got before (every front
-// end publishes only trees Trillian has). It is called before the log's
-// /checkpoint is served; it costs a read of Trillian's latest root.
+// Sync returns once the log has committed at least the tree Trillian had
+// when it was called. It is called before the log's /checkpoint is served,
+// and costs a read of Trillian's latest root. Without a witness policy the
+// log publishes what it commits, and so a client reading checkpoints
+// through several front ends never gets one older than a checkpoint it
+// got before (every front end publishes only trees Trillian has). With a
+// policy each front end publishes the checkpoints its witnesses cosigned
+// for it, which may lag another's for a moment.
 func (m *Mirror) Sync(ctx context.Context) error {
 	if err := m.stopped(); err != nil {
 		return err
@@ -370,10 +392,10 @@ func (m *Mirror) Sync(ctx context.Context) error {
 	return m.waitSize(ctx, root.TreeSize)
 }
 
-// waitSize waits until the log has published a tree of at least size
+// waitSize waits until the log has committed a tree of at least size
 // entries, or AddWait passed.
 func (m *Mirror) waitSize(ctx context.Context, size uint64) error {
-	if _, n := m.cfg.Log.Checkpoint(); n >= size {
+	if _, n := m.cfg.Log.CommittedCheckpoint(); n >= size {
 		return nil
 	}
 	m.mu.Lock()
@@ -394,7 +416,7 @@ func (m *Mirror) waitSize(ctx context.Context, size uint64) error {
 		m.mu.Lock()
 		progress := m.progress
 		m.mu.Unlock()
-		if _, n := m.cfg.Log.Checkpoint(); n >= size {
+		if _, n := m.cfg.Log.CommittedCheckpoint(); n >= size {
 			return nil
 		}
 		if err := m.stopped(); err != nil {
@@ -402,6 +424,9 @@ func (m *Mirror) waitSize(ctx context.Context, size uint64) error {
 		}
 		select {
 		case <-progress:
+			if err := m.lastRoundError(); err != nil {
+				return err
+			}
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-deadline.C:
@@ -411,22 +436,40 @@ func (m *Mirror) waitSize(ctx context.Context, size uint64) error {
 }
 
 // published returns the receipt of the entry with the leaf hash if the log
-// has published it.
+// has committed it (with a witness policy, the log's handler then waits
+// for a cosigned checkpoint, as for the embedded log).
 func (m *Mirror) published(ctx context.Context, leafHash []byte) (log.Receipt, bool, error) {
-	idx, err := m.cfg.Log.LookupLeaf(ctx, leafHash)
+	r, err := m.cfg.Log.Committed(ctx, leafHash)
 	switch {
 	case errors.Is(err, log.ErrNotFound):
 		return log.Receipt{}, false, nil
 	case err != nil:
 		return log.Receipt{}, false, err
 	}
-	cp, size := m.cfg.Log.Checkpoint()
-	return log.Receipt{Index: idx, LeafHash: leafHash, Size: size, Checkpoint: cp}, true, nil
+	return r, true, nil
 }
 
 // Ready returns nil while the mirror follows Trillian's tree, else why it
 // stopped (log.HandlerOptions.Adder: /readyz fails).
 func (m *Mirror) Ready() error { return m.stopped() }
+
+// lastRoundError returns the error of the mirror's last round, for a
+// waiting submission, or nil.
+func (m *Mirror) lastRoundError() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.roundErr == nil {
+		return nil
+	}
+	var stop *stopError
+	if errors.As(m.roundErr, &stop) {
+		return fmt.Errorf("%w: the log stopped following its Trillian tree: %v", log.ErrUnavailable, stop.err)
+	}
+	if errors.Is(m.roundErr, log.ErrNoSpace) {
+		return m.roundErr
+	}
+	return fmt.Errorf("%w: the log couldn't follow its Trillian tree (it tries again; the entry is queued there): %v", log.ErrUnavailable, m.roundErr)
+}
 
 // stopped returns why the mirror stopped following, as an error for a
 // submission, or nil.
