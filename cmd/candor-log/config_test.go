@@ -113,6 +113,12 @@ func TestConfigRejects(t *testing.T) {
 		{"duration flag without a unit", "", []string{"--witness-wait", "5"}, "a number with a unit, such as 500ms"},
 		{"fraction", "maxPending: 1.5\n", nil, `maxPending: "1.5" is not a whole number`},
 		{"second document", "listen: localhost:1\n---\nlisten: localhost:2\n", nil, "a second YAML document"},
+		{"unknown storage", "storage: mysql\n", nil, `storage "mysql": want pebble or trillian`},
+		{"trillian without address", "storage: trillian\ntrillian:\n  treeID: 7\n", nil, "trillian.address: required"},
+		{"trillian without tree", "", []string{"--storage", "trillian", "--trillian", "t:8090"}, "trillian.treeID: required"},
+		{"trillian on pebble", "trillian:\n  address: t:8090\n", nil, "add storage: trillian"},
+		{"trillian plaintext with a CA", "", []string{"--storage", "trillian", "--trillian", "t:8090", "--trillian-tree", "7", "--trillian-plaintext", "--trillian-ca", "ca.pem"}, "takes no ca"},
+		{"trillian misspelt", "storage: trillian\ntrillian:\n  adress: t:8090\n", nil, "adress: unknown key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"--data", "/d"}, tc.args...)
@@ -155,5 +161,23 @@ func TestServeRefusesBadTrustedRoot(t *testing.T) {
 		if strings.Contains(out.String(), "listening") {
 			t.Errorf("%s trusted root: the log listened", name)
 		}
+	}
+}
+
+// TestConfigTrillian: the trillian section of the YAML file, and the flags
+// over it.
+func TestConfigTrillian(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log.yaml")
+	yaml := "storage: trillian\ntrillian:\n  address: trillian.internal:8090\n  treeID: 42\n  ca: ca.pem\n  serverName: trillian\n  pollInterval: 2s\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := load("--data", "/d", "--config", path, "--trillian-add-wait", "5s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := TrillianConfig{Address: "trillian.internal:8090", TreeID: 42, CA: "ca.pem", ServerName: "trillian", PollInterval: 2 * time.Second, AddWait: 5 * time.Second}
+	if c.Storage != "trillian" || c.Trillian != want {
+		t.Errorf("storage %q, trillian %+v; want %+v", c.Storage, c.Trillian, want)
 	}
 }

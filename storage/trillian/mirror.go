@@ -300,8 +300,8 @@ func (m *Mirror) fail(err error) {
 }
 
 // AddWithTerms implements log.Adder: it queues the entry in Trillian and
-// waits until the log has published it. The receipt is a duplicate's (200)
-// only if the log had published the entry before; an entry Trillian had
+// waits until the log has committed it. The receipt is a duplicate's (200)
+// only if the log had the entry before; an entry Trillian had
 // queued but not sequenced gets the reply of a new one (201), like the
 // same entry sent to two front ends at once. The terms are the log's own: the
 // mirror reads them from the entry.
@@ -310,8 +310,8 @@ func (m *Mirror) AddWithTerms(ctx context.Context, entry []byte, _ []api.SearchT
 		return log.Receipt{}, err
 	}
 	leafHash := m.hasher.HashLeaf(entry)
-	// Already published: a duplicate, as the embedded log answers it.
-	if r, ok, err := m.published(ctx, leafHash); err != nil || ok {
+	// Already in the log: a duplicate, as the embedded log answers it.
+	if r, ok, err := m.committed(ctx, leafHash); err != nil || ok {
 		r.Duplicate = ok
 		return r, err
 	}
@@ -332,45 +332,16 @@ func (m *Mirror) AddWithTerms(ctx context.Context, entry []byte, _ []api.SearchT
 	// Trillian may have had it queued (a submission cut short, or sent
 	// to another front end at once): it was not in the log, and the
 	// reply is the log's first for it, as if this submission added it.
-	m.mu.Lock()
-	m.waiting++
-	m.mu.Unlock()
-	defer func() {
-		m.mu.Lock()
-		m.waiting--
-		m.mu.Unlock()
-	}()
-	select {
-	case m.poke <- struct{}{}:
-	default:
-	}
-	deadline := time.NewTimer(m.cfg.AddWait)
-	defer deadline.Stop()
-	for {
-		m.mu.Lock()
-		progress := m.progress
-		m.mu.Unlock()
-		r, ok, err := m.published(ctx, leafHash)
-		if err != nil {
-			return log.Receipt{}, err
-		}
-		if ok {
-			return r, nil
-		}
-		if err := m.stopped(); err != nil {
-			return log.Receipt{}, err
-		}
-		select {
-		case <-progress:
-			if err := m.lastRoundError(); err != nil {
-				return log.Receipt{}, err
-			}
-		case <-ctx.Done():
-			return log.Receipt{}, ctx.Err()
-		case <-deadline.C:
-			return log.Receipt{}, fmt.Errorf("%w: Trillian queued the entry but the log has not published it within %s; submit it again for its proof", log.ErrUnavailable, m.cfg.AddWait)
-		}
-	}
+	var r log.Receipt
+	err = m.wait(ctx, func() (bool, error) {
+		var ok bool
+		var err error
+		r, ok, err = m.committed(ctx, leafHash)
+		return ok, err
+	}, func() error {
+		return fmt.Errorf("%w: Trillian queued the entry but the log has not published it within %s; submit it again for its proof", log.ErrUnavailable, m.cfg.AddWait)
+	})
+	return r, err
 }
 
 // Sync returns once the log has committed at least the tree Trillian had
@@ -395,8 +366,21 @@ func (m *Mirror) Sync(ctx context.Context) error {
 // waitSize waits until the log has committed a tree of at least size
 // entries, or AddWait passed.
 func (m *Mirror) waitSize(ctx context.Context, size uint64) error {
-	if _, n := m.cfg.Log.CommittedCheckpoint(); n >= size {
-		return nil
+	return m.wait(ctx, func() (bool, error) {
+		_, n := m.cfg.Log.CommittedCheckpoint()
+		return n >= size, nil
+	}, func() error {
+		return fmt.Errorf("%w: the log has not caught up with its Trillian tree of %d entries within %s", log.ErrUnavailable, size, m.cfg.AddWait)
+	})
+}
+
+// wait waits until done reports true, checking after every round of the
+// mirror, which asks Trillian more often while someone waits. It fails
+// with done's error, the last round's, the mirror's if it stopped, or
+// late's after AddWait.
+func (m *Mirror) wait(ctx context.Context, done func() (bool, error), late func() error) error {
+	if ok, err := done(); ok || err != nil {
+		return err
 	}
 	m.mu.Lock()
 	m.waiting++
@@ -416,8 +400,8 @@ func (m *Mirror) waitSize(ctx context.Context, size uint64) error {
 		m.mu.Lock()
 		progress := m.progress
 		m.mu.Unlock()
-		if _, n := m.cfg.Log.CommittedCheckpoint(); n >= size {
-			return nil
+		if ok, err := done(); ok || err != nil {
+			return err
 		}
 		if err := m.stopped(); err != nil {
 			return err
@@ -430,15 +414,15 @@ func (m *Mirror) waitSize(ctx context.Context, size uint64) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-deadline.C:
-			return fmt.Errorf("%w: the log has not caught up with its Trillian tree of %d entries within %s", log.ErrUnavailable, size, m.cfg.AddWait)
+			return late()
 		}
 	}
 }
 
-// published returns the receipt of the entry with the leaf hash if the log
+// committed returns the receipt of the entry with the leaf hash if the log
 // has committed it (with a witness policy, the log's handler then waits
 // for a cosigned checkpoint, as for the embedded log).
-func (m *Mirror) published(ctx context.Context, leafHash []byte) (log.Receipt, bool, error) {
+func (m *Mirror) committed(ctx context.Context, leafHash []byte) (log.Receipt, bool, error) {
 	r, err := m.cfg.Log.Committed(ctx, leafHash)
 	switch {
 	case errors.Is(err, log.ErrNotFound):
