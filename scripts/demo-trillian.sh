@@ -22,39 +22,8 @@ command -v curl >/dev/null || { echo "demo-trillian: curl is needed" >&2; exit 1
 mariadbd=$(command -v mariadbd || command -v mysqld || ls /usr/sbin/mariadbd 2>/dev/null || true)
 [ -n "$mariadbd" ] || { echo "demo-trillian: MariaDB is needed (Debian package mariadb-server)" >&2; exit 1; }
 
-dir=$(mktemp -d "${TMPDIR:-/tmp}/candor-trillian.XXXXXX")
-pids=
-cleanup() {
-	for p in $pids; do kill "$p" 2>/dev/null || true; done
-	for p in $pids; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'echo "demo-trillian: interrupted" >&2; exit 130' INT TERM
-
-# value FILE PREFIX: waits (up to 30 s) for a line of FILE that starts
-# with PREFIX and prints the rest of it.
-value() {
-	i=0
-	while [ $i -lt 300 ]; do
-		v=$(sed -n "s|^$2||p" "$1" 2>/dev/null | head -n 1)
-		if [ -n "$v" ]; then echo "$v"; return 0; fi
-		i=$((i + 1))
-		sleep 0.1
-	done
-	echo "demo-trillian: no \"$2\" line in $1; its stderr:" >&2
-	cat "${1%.out}.err" >&2
-	return 1
-}
-
-# start NAME ARGS...: starts a process in the background, its output in
-# $dir/NAME.out and $dir/NAME.err.
-start() {
-	name=$1
-	shift
-	"$@" >"$dir/$name.out" 2>"$dir/$name.err" &
-	pids="$pids $!"
-}
+DEMO=demo-trillian
+. "$(dirname "$0")/demo-lib.sh"
 
 # free_port: a free TCP port on 127.0.0.1 (without python3: one at
 # random, which is free almost always).

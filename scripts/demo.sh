@@ -15,39 +15,8 @@ for b in candor-log candor-witness candor; do
 done
 command -v curl >/dev/null || { echo "demo: curl is needed" >&2; exit 1; }
 
-dir=$(mktemp -d "${TMPDIR:-/tmp}/candor-demo.XXXXXX")
-pids=
-cleanup() {
-	for p in $pids; do kill "$p" 2>/dev/null || true; done
-	for p in $pids; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'echo "demo: interrupted" >&2; exit 130' INT TERM
-
-# value FILE PREFIX: waits (up to 20 s) for a line of FILE that starts with
-# PREFIX and prints the rest of it.
-value() {
-	i=0
-	while [ $i -lt 200 ]; do
-		v=$(sed -n "s|^$2||p" "$1" 2>/dev/null | head -n 1)
-		if [ -n "$v" ]; then echo "$v"; return 0; fi
-		i=$((i + 1))
-		sleep 0.1
-	done
-	echo "demo: no \"$2\" line in $1; its stderr:" >&2
-	cat "${1%.out}.err" >&2
-	return 1
-}
-
-# start NAME ARGS...: starts a server in the background, its output in
-# $dir/NAME.out and $dir/NAME.err.
-start() {
-	name=$1
-	shift
-	"$@" >"$dir/$name.out" 2>"$dir/$name.err" &
-	pids="$pids $!"
-}
+DEMO=demo
+. "$(dirname "$0")/demo-lib.sh"
 
 # 1. The log's key: a first start without witnesses creates it.
 start log0 "$BIN/candor-log" --data "$dir/log" --listen 127.0.0.1:0 --origin "$ORIGIN"

@@ -13,10 +13,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/google/trillian/storage/testdb"
-
-	"github.com/candorlog/candor/internal/mariadbtest"
 )
 
 // Cluster is Trillian as it is deployed: trillian_log_server and
@@ -113,21 +109,10 @@ func freePort(t testing.TB) int {
 // installed (fails under CI).
 func StartCluster(t testing.TB, o Options) *Cluster {
 	t.Helper()
-	if o.SequencerInterval == 0 {
-		o.SequencerInterval = 100 * time.Millisecond
-	}
-	if o.BatchSize == 0 {
-		o.BatchSize = 1000
-	}
-	maria := mariadbtest.Start(t)
+	o = o.withDefaults()
 	bins := binaries(t)
-	t.Setenv(testdb.MySQLURIEnv, maria.DSN("")) // ends with "/"
+	db, maria := database(t)
 	ctx := context.Background()
-	db, done, err := testdb.NewTrillianDB(ctx, testdb.DriverMySQL)
-	if err != nil {
-		t.Fatalf("couldn't create Trillian's database: %v", err)
-	}
-	t.Cleanup(func() { done(context.Background()) })
 	var name string
 	if err := db.QueryRowContext(ctx, "SELECT DATABASE()").Scan(&name); err != nil {
 		t.Fatal(err)

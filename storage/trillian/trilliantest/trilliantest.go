@@ -52,17 +52,38 @@ type Options struct {
 
 var quietKlog sync.Once
 
-// Start starts MariaDB, creates Trillian's database in it, and runs a log
-// server and a log signer on it until the test ends. It skips the test
-// where MariaDB is not installed (fails under CI).
-func Start(t testing.TB, o Options) *Env {
-	t.Helper()
+// withDefaults returns o with trillian_log_signer's defaults where unset.
+func (o Options) withDefaults() Options {
 	if o.SequencerInterval == 0 {
 		o.SequencerInterval = 100 * time.Millisecond
 	}
 	if o.BatchSize == 0 {
 		o.BatchSize = 1000
 	}
+	return o
+}
+
+// database starts MariaDB and creates a database of a new name in it with
+// Trillian's schema from the module (testdb does both), until the test
+// ends.
+func database(t testing.TB) (*sql.DB, *mariadbtest.Server) {
+	t.Helper()
+	maria := mariadbtest.Start(t)
+	t.Setenv(testdb.MySQLURIEnv, maria.DSN("")) // ends with "/"
+	db, done, err := testdb.NewTrillianDB(context.Background(), testdb.DriverMySQL)
+	if err != nil {
+		t.Fatalf("couldn't create Trillian's database: %v", err)
+	}
+	t.Cleanup(func() { done(context.Background()) })
+	return db, maria
+}
+
+// Start starts MariaDB, creates Trillian's database in it, and runs a log
+// server and a log signer on it until the test ends. It skips the test
+// where MariaDB is not installed (fails under CI).
+func Start(t testing.TB, o Options) *Env {
+	t.Helper()
+	o = o.withDefaults()
 	quietKlog.Do(func() {
 		// Trillian logs with klog, to stderr by default: not in the
 		// tests' output (its errors at shutdown are expected).
@@ -72,16 +93,8 @@ func Start(t testing.TB, o Options) *Env {
 		fs.Set("stderrthreshold", "FATAL")
 		klog.SetOutput(io.Discard)
 	})
-	maria := mariadbtest.Start(t)
-	// testdb creates a database of a new name and loads the schema that
-	// comes with the module.
-	t.Setenv(testdb.MySQLURIEnv, maria.DSN("")) // ends with "/"
+	db, maria := database(t)
 	ctx := context.Background()
-	db, done, err := testdb.NewTrillianDB(ctx, testdb.DriverMySQL)
-	if err != nil {
-		t.Fatalf("couldn't create Trillian's database: %v", err)
-	}
-	t.Cleanup(func() { done(context.Background()) })
 	registry := extension.Registry{
 		AdminStorage: mysql.NewAdminStorage(db),
 		LogStorage:   mysql.NewLogStorage(db, nil),
