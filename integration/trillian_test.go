@@ -227,6 +227,19 @@ func runFrontEnds(t *testing.T, addr string, disrupt func(round int)) {
 			t.Fatalf("%s served a checkpoint of size %d with root %x that is not of the log's tree", c.from, c.size, c.hash)
 		}
 	}
+	// Each front end says what it mirrors.
+	for i := range 2 {
+		fe := front(i)
+		code, _, b, err := fe.do(ctx, http.MethodGet, "/metrics", nil, nil)
+		if err != nil || code != http.StatusOK {
+			t.Fatalf("%s: GET /metrics: %d %v", fe.name, code, err)
+		}
+		for _, want := range []string{fmt.Sprintf("candor_log_trillian_tree_size %d\n", size), "candor_log_trillian_mirror_lag_entries 0\n", "candor_log_trillian_mirror_stopped 0\n", `candor_log_trillian_rounds_total{result="ok"}`} {
+			if !strings.Contains(string(b), want) {
+				t.Errorf("%s: /metrics lacks %q", fe.name, want)
+			}
+		}
+	}
 	if len(backwards) > 0 {
 		t.Errorf("a client reading both front ends went backwards %d times: %s", len(backwards), strings.Join(backwards[:min(5, len(backwards))], "; "))
 	}
@@ -272,4 +285,83 @@ func prefixRoots(t *testing.T, leaves [][]byte) [][]byte {
 		roots = append(roots, h)
 	}
 	return roots
+}
+
+// TestTrillianServerDown: Trillian's log server killed under a front end
+// and started again. Meanwhile submissions and /checkpoint get 503 at
+// once (not after a timeout), tiles and entries are still served; once it
+// is back, the front end takes entries again by itself, and every entry
+// acknowledged before is there.
+func TestTrillianServerDown(t *testing.T) {
+	requireBinaries(t)
+	c := trilliantest.StartCluster(t, trilliantest.Options{SequencerInterval: 50 * time.Millisecond})
+	ctx := context.Background()
+	p := startProcess(t, "trillian init", "trillian", "init", "--trillian", c.Addr, "--plaintext")
+	if ok, err := p.wait(30 * time.Second); !ok || err != nil {
+		t.Fatalf("trillian init: %v\n%s", err, p.stderr)
+	}
+	m := regexp.MustCompile(`created tree (\d+) `).FindStringSubmatch(p.stdout.String())
+	if m == nil {
+		t.Fatalf("trillian init printed %q", p.stdout)
+	}
+	const origin = "example.com/trillian-down"
+	fe := mustStartServer(t, "front end", t.TempDir(), "--origin", origin, "--storage", "trillian", "--trillian", c.Addr,
+		"--trillian-tree", m[1], "--trillian-plaintext", "--trillian-poll", "100ms")
+	signer := apitest.NewBuildSigner()
+	acked := map[uint64][]byte{}
+	submit := func(i int) (int, []byte) {
+		t.Helper()
+		sub := signer.Submission(fmt.Sprintf("down-%d", i), fmt.Sprintf("%064x", i))
+		code, resp, body, err := fe.submit(ctx, sub)
+		if err != nil {
+			t.Fatalf("entry %d: %v", i, err)
+		}
+		if code == http.StatusCreated {
+			acked[resp.Index] = resp.LeafHash
+		}
+		return code, body
+	}
+	for i := range 10 {
+		if code, body := submit(i); code != http.StatusCreated {
+			t.Fatalf("entry %d: %d %s", i, code, body)
+		}
+	}
+	c.KillServer()
+	start := time.Now()
+	if code, body := submit(10); code != http.StatusServiceUnavailable || !strings.Contains(string(body), "Trillian") {
+		t.Errorf("with Trillian down: %d %s; want 503 naming Trillian", code, body)
+	}
+	if code, _, body, err := fe.do(ctx, http.MethodGet, "/checkpoint", nil, nil); err != nil || code != http.StatusServiceUnavailable {
+		t.Errorf("GET /checkpoint with Trillian down: %d %s %v; want 503", code, body, err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the refusals took %s", d)
+	}
+	tile, _ := api.TileForSize(api.EntriesLevel, 0, 10)
+	if code, _, body, err := fe.do(ctx, http.MethodGet, "/"+tile.Path(), nil, nil); err != nil || code != http.StatusOK {
+		t.Errorf("GET %s with Trillian down: %d %s %v", tile.Path(), code, body, err)
+	}
+	c.StartServer()
+	deadline := time.Now().Add(time.Minute)
+	for i := 11; ; i++ {
+		code, body := submit(i)
+		if code == http.StatusCreated {
+			break
+		}
+		if code != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("after Trillian came back: %d %s", code, body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	_, cp, err := fe.checkpoint(ctx, origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaves := readLeafHashes(t, fe, cp.Size)
+	for idx, h := range acked {
+		if idx >= cp.Size || !bytes.Equal(leaves[idx], h) {
+			t.Fatalf("acknowledged entry %d is not in the tree of %d", idx, cp.Size)
+		}
+	}
+	t.Logf("%d entries acknowledged around the outage, tree of %d", len(acked), cp.Size)
 }

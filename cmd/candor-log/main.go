@@ -127,7 +127,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	defer l.Close()
 	var adder log.Adder
 	if c.Storage == "trillian" {
-		m, stop, err := startMirror(ctx, c, l, logger)
+		m, stop, err := startMirror(ctx, c, l, logger, reg)
 		if err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	tpb "github.com/google/trillian"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/candorlog/candor/log"
 	"github.com/candorlog/candor/storage/trillian"
@@ -55,7 +56,7 @@ func trillianCmd(ctx context.Context, args []string, stdout io.Writer) error {
 
 // startMirror connects to the Trillian tree of the configuration and
 // starts following it into l, the front end's mirror. stop ends it.
-func startMirror(ctx context.Context, c Config, l *log.Log, logger *slog.Logger) (*trillian.Mirror, func(), error) {
+func startMirror(ctx context.Context, c Config, l *log.Log, logger *slog.Logger, reg prometheus.Registerer) (*trillian.Mirror, func(), error) {
 	conn, err := trillian.Dial(trillian.Options{
 		Address: c.Trillian.Address, Plaintext: c.Trillian.Plaintext, CAFile: c.Trillian.CA, ServerName: c.Trillian.ServerName,
 	})
@@ -66,7 +67,7 @@ func startMirror(ctx context.Context, c Config, l *log.Log, logger *slog.Logger)
 	defer cancel()
 	m, err := trillian.NewMirror(startCtx, trillian.MirrorConfig{
 		Log: l, Client: tpb.NewTrillianLogClient(conn), TreeID: c.Trillian.TreeID,
-		PollInterval: c.Trillian.PollInterval, AddWait: c.Trillian.AddWait, Logger: logger,
+		PollInterval: c.Trillian.PollInterval, AddWait: c.Trillian.AddWait, Logger: logger, Registerer: reg,
 	})
 	if err != nil {
 		conn.Close()

@@ -11,6 +11,7 @@ import (
 
 	tpb "github.com/google/trillian"
 	"github.com/google/trillian/types"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"google.golang.org/grpc/codes"
@@ -55,6 +56,44 @@ type MirrorConfig struct {
 	AddWait time.Duration
 	// Logger. Default: slog.Default().
 	Logger *slog.Logger
+	// Registerer receives the mirror's metrics. Optional.
+	Registerer prometheus.Registerer
+}
+
+// mirrorMetrics are what an operator watches of a front end on Trillian.
+type mirrorMetrics struct {
+	treeSize prometheus.Gauge       // Trillian's latest root
+	lag      prometheus.Gauge       // Trillian's size minus the mirror's
+	rounds   *prometheus.CounterVec // by result
+	stopped  prometheus.Gauge
+}
+
+func newMirrorMetrics(reg prometheus.Registerer) *mirrorMetrics {
+	m := &mirrorMetrics{
+		treeSize: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "candor_log_trillian_tree_size",
+			Help: "Size of the Trillian tree at its latest root the front end read.",
+		}),
+		lag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "candor_log_trillian_mirror_lag_entries",
+			Help: "Entries of the Trillian tree the front end's mirror does not have yet.",
+		}),
+		rounds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "candor_log_trillian_rounds_total",
+			Help: "Rounds of following the Trillian tree, by result (ok, error, stopped).",
+		}, []string{"result"}),
+		stopped: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "candor_log_trillian_mirror_stopped",
+			Help: "1 once the mirror stopped following the Trillian tree (an entry it cannot take; see the log), else 0.",
+		}),
+	}
+	for _, r := range []string{"ok", "error", "stopped"} {
+		m.rounds.WithLabelValues(r)
+	}
+	if reg != nil {
+		reg.MustRegister(m.treeSize, m.lag, m.rounds, m.stopped)
+	}
+	return m
 }
 
 // fetchLeaves is the most leaves read from Trillian at once.
@@ -67,9 +106,10 @@ const waitingPoll = 10 * time.Millisecond
 // Mirror follows a Trillian tree into a log, and adds the log's
 // submissions to Trillian (it is the log handler's log.Adder).
 type Mirror struct {
-	cfg    MirrorConfig
-	hasher *rfc6962.Hasher
-	poke   chan struct{}
+	cfg     MirrorConfig
+	metrics *mirrorMetrics
+	hasher  *rfc6962.Hasher
+	poke    chan struct{}
 
 	mu       sync.Mutex
 	progress chan struct{} // closed and replaced when the mirror grows or fails
@@ -94,7 +134,7 @@ func NewMirror(ctx context.Context, cfg MirrorConfig) (*Mirror, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	m := &Mirror{cfg: cfg, hasher: rfc6962.DefaultHasher, poke: make(chan struct{}, 1), progress: make(chan struct{})}
+	m := &Mirror{cfg: cfg, metrics: newMirrorMetrics(cfg.Registerer), hasher: rfc6962.DefaultHasher, poke: make(chan struct{}, 1), progress: make(chan struct{})}
 	root, err := LatestRoot(ctx, cfg.Client, cfg.TreeID)
 	if err != nil {
 		return nil, err
@@ -177,6 +217,15 @@ func (m *Mirror) Run(ctx context.Context) error {
 			return ctx.Err()
 		}
 		var stop *stopError
+		switch {
+		case errors.As(err, &stop):
+			m.metrics.rounds.WithLabelValues("stopped").Inc()
+			m.metrics.stopped.Set(1)
+		case err != nil:
+			m.metrics.rounds.WithLabelValues("error").Inc()
+		default:
+			m.metrics.rounds.WithLabelValues("ok").Inc()
+		}
 		if errors.As(err, &stop) {
 			m.fail(stop.err)
 			m.cfg.Logger.Error("the log stopped following its Trillian tree", "tree", m.cfg.TreeID, "error", stop.err)
@@ -211,10 +260,12 @@ func (m *Mirror) follow(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m.metrics.treeSize.Set(float64(root.TreeSize))
 	size, hash, err := m.localRoot()
 	if err != nil {
 		return &stopError{err}
 	}
+	m.metrics.lag.Set(float64(root.TreeSize - min(size, root.TreeSize)))
 	if size >= root.TreeSize {
 		if err := m.checkPrefix(ctx, size, hash, root); err != nil {
 			return &stopError{err}
@@ -236,6 +287,7 @@ func (m *Mirror) follow(ctx context.Context) error {
 			return err
 		}
 		size += uint64(len(resp.Leaves))
+		m.metrics.lag.Set(float64(root.TreeSize - size))
 		m.signal()
 	}
 	_, hash, err = m.localRoot()

@@ -30,7 +30,8 @@ type Cluster struct {
 	mu     sync.Mutex
 	server *exec.Cmd
 	signer *exec.Cmd
-	sport  int // the signer's ports, kept across restarts
+	hport  int // the ports of the server's HTTP and the signer's, kept across restarts
+	sport  int
 	shport int
 }
 
@@ -120,7 +121,8 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 	c := &Cluster{t: t, dsn: maria.DSN(name), bins: bins, o: o, sport: freePort(t), shport: freePort(t)}
 	port := freePort(t)
 	c.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	c.server = c.run("trillian_log_server", "--rpc_endpoint="+c.Addr, "--http_endpoint=127.0.0.1:"+strconv.Itoa(freePort(t)))
+	c.hport = freePort(t)
+	c.StartServer()
 	c.StartSigner()
 	t.Cleanup(func() {
 		c.mu.Lock()
@@ -132,20 +134,41 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 			}
 		}
 	})
-	// Ready once the server answers.
+	return c
+}
+
+// StartServer starts the log server on its address, if it is not
+// running, and waits until it listens.
+func (c *Cluster) StartServer() {
+	c.mu.Lock()
+	if c.server == nil {
+		c.server = c.run("trillian_log_server", "--rpc_endpoint="+c.Addr, "--http_endpoint=127.0.0.1:"+strconv.Itoa(c.hport))
+	}
+	c.mu.Unlock()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		conn, err := net.DialTimeout("tcp", c.Addr, time.Second)
 		if err == nil {
 			conn.Close()
-			break
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("trillian_log_server did not listen on %s", c.Addr)
+			c.t.Fatalf("trillian_log_server did not listen on %s", c.Addr)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return c
+}
+
+// KillServer kills the log server with SIGKILL.
+func (c *Cluster) KillServer() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.server == nil {
+		return
+	}
+	c.server.Process.Signal(syscall.SIGKILL)
+	c.server.Wait()
+	c.server = nil
 }
 
 // run starts one of the binaries on the cluster's database.
