@@ -95,6 +95,12 @@ func isExecutable(p string) bool {
 	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
 }
 
+// Available returns nil if MariaDB is installed, else why not.
+func Available() error {
+	_, _, err := binaries()
+	return err
+}
+
 // Start starts a server for the test, or skips the test when MariaDB is
 // not installed (fails under CI).
 func Start(t testing.TB) *Server {
