@@ -3,8 +3,10 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -15,9 +17,11 @@ import (
 
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/api/apitest"
+	"github.com/candorlog/candor/storage/trillian"
 	"github.com/candorlog/candor/storage/trillian/trilliantest"
 )
 
@@ -364,4 +368,89 @@ func TestTrillianServerDown(t *testing.T) {
 		}
 	}
 	t.Logf("%d entries acknowledged around the outage, tree of %d", len(acked), cp.Size)
+}
+
+// TestTrillianFrontEndsWitnessed: two front ends on one Trillian tree
+// under a witness policy, pushing to the same witness. Both take entries
+// (201, or 202 while not cosigned yet) and both end up publishing the
+// whole tree, cosigned.
+func TestTrillianFrontEndsWitnessed(t *testing.T) {
+	requireBinaries(t)
+	bin, err := buildOnce("github.com/candorlog/candor/cmd/candor-witness")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := trilliantest.Start(t, trilliantest.Options{SequencerInterval: 50 * time.Millisecond})
+	ctx := context.Background()
+	conn, err := trillian.Dial(trillian.Options{Address: env.Addr, Plaintext: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	tree, err := trillian.CreateTree(ctx, conn, "witnessed", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const origin = "example.com/trillian-witnessed"
+	skey, vkey, err := note.GenerateKey(rand.Reader, origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(t.TempDir(), "log.key")
+	if err := os.WriteFile(key, []byte(skey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wconfig := filepath.Join(t.TempDir(), "witness.yaml")
+	if err := os.WriteFile(wconfig, []byte(fmt.Sprintf("name: witness.example/t1\nlogs:\n  - origin: %s\n    key: %s\n", origin, vkey)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w, err := startWitnessServer(t, bin, t.TempDir(), "--config", wconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := filepath.Join(t.TempDir(), "policy.txt")
+	if err := os.WriteFile(policy, []byte(fmt.Sprintf("witness w1 %s %s\nquorum w1\n", w.vkey, w.url)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var fes []*server
+	for i := range 2 {
+		fes = append(fes, mustStartServer(t, fmt.Sprintf("front end %c", 'A'+i), t.TempDir(), "--key", key, "--policy", policy,
+			"--witness-wait", "2s", "--witness-retry-max", "200ms", "--storage", "trillian", "--trillian", env.Addr,
+			"--trillian-tree", fmt.Sprint(tree.TreeId), "--trillian-plaintext", "--trillian-poll", "100ms"))
+	}
+	signer := apitest.NewBuildSigner()
+	const n = 60
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := g; i < n; i += 4 {
+				fe := fes[i%2]
+				code, _, body, err := fe.submit(ctx, signer.Submission(fmt.Sprintf("witnessed-%d", i), fmt.Sprintf("%064x", i)))
+				if err != nil || (code != http.StatusCreated && code != http.StatusAccepted) {
+					t.Errorf("%s: entry %d: %d %s %v", fe.name, i, code, body, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, fe := range fes {
+		deadline := time.Now().Add(time.Minute)
+		for {
+			_, c, err := fe.checkpoint(ctx, origin)
+			if err == nil && c.Size == n {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s publishes %v (%v), want size %d cosigned", fe.name, c.Size, err, n)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		raw, _, _ := fe.checkpoint(ctx, origin)
+		if !strings.Contains(string(raw), "— witness.example/t1 ") {
+			t.Errorf("%s's checkpoint is not cosigned:\n%s", fe.name, raw)
+		}
+	}
+	for _, fe := range fes {
+		t.Logf("%s logged %d errors about a witness ahead of it", fe.name, strings.Count(fe.stderr.String(), "larger than the log's tree"))
+	}
 }
