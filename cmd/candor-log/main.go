@@ -205,6 +205,7 @@ func newCollector(c Config, verifier note.Verifier, logger *slog.Logger, reg pro
 		Logger:     logger,
 		Registerer: reg,
 		ReadyWait:  c.WitnessWait,
+		SharedTree: c.Storage == "trillian",
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("policy %s: %w", c.Policy, err)

@@ -109,6 +109,12 @@ type Config struct {
 	// ReadyWait is how long the newest commit may wait for a published
 	// cosigned checkpoint before Ready fails (status.go). Default: 5s.
 	ReadyWait time.Duration
+	// SharedTree says the log is one of several front ends of one tree
+	// (storage/trillian), each pushing its own checkpoints: a witness
+	// that cosigned a larger tree than this one committed is then
+	// expected (another front end's), logged at info rather than as an
+	// error, and asked again as the front end catches up.
+	SharedTree bool
 }
 
 // Collector is a log.Witnessing for a tlog-policy. Its Run may be called
@@ -129,14 +135,15 @@ type Collector struct {
 
 	log log.WitnessedLog // set by Run
 
-	mu        sync.Mutex
-	latest    *checkpoint   // the newest committed checkpoint
-	round     *round        // the checkpoint being cosigned
-	published *round        // the latest round published, or nil
-	pubSize   int64         // size of the published checkpoint, -1 if none
-	changed   chan struct{} // closed when round changes
-	lagSince  time.Time     // first commit not in the published checkpoint; zero if none
-	readyWait time.Duration
+	mu         sync.Mutex
+	latest     *checkpoint   // the newest committed checkpoint
+	round      *round        // the checkpoint being cosigned
+	published  *round        // the latest round published, or nil
+	pubSize    int64         // size of the published checkpoint, -1 if none
+	changed    chan struct{} // closed when round changes
+	lagSince   time.Time     // first commit not in the published checkpoint; zero if none
+	readyWait  time.Duration
+	sharedTree bool // Config.SharedTree
 }
 
 // witness is a witness of the policy that has a URL. size is owned by the
@@ -211,6 +218,7 @@ func New(cfg Config) (*Collector, error) {
 		pubSize:    -1,
 		changed:    make(chan struct{}),
 		readyWait:  cfg.ReadyWait,
+		sharedTree: cfg.SharedTree,
 	}
 	if c.readyWait <= 0 {
 		c.readyWait = 5 * time.Second
@@ -443,9 +451,12 @@ func (c *Collector) witnessAhead(w *witness, r *round, ahead *aheadError) bool {
 		c.requests.WithLabelValues(w.name, resultRefused).Inc()
 		msg := "a witness says it cosigned a checkpoint larger than the log's tree: a refusal, asking it again later (does it follow another log of this origin?)"
 		attrs := []any{"witness", w.name, "witness_size", size, "committed_size", c.latest.size, "known_size", w.size}
-		if size != w.claimed {
+		switch {
+		case c.sharedTree:
+			c.logger.Info("a witness cosigned a larger tree than this front end has yet (another front end's): asking it again as this one catches up", attrs...)
+		case size != w.claimed:
 			c.logger.Error(msg, attrs...)
-		} else {
+		default:
 			c.logger.Debug(msg, attrs...)
 		}
 		w.claimed = size

@@ -719,6 +719,35 @@ func TestWitnessLiesOnce(t *testing.T) {
 	}
 }
 
+// TestWitnessAheadOfSharedTree: for a front end of a shared tree
+// (Config.SharedTree), a witness that cosigned a larger tree than the
+// front end committed is another front end's witness, not a liar: the
+// round is refused and counted as for any log, logged at info, not error,
+// and the witness cosigns once asked again.
+func TestWitnessAheadOfSharedTree(t *testing.T) {
+	lk := newLogKey()
+	w1, w2, w3 := newCandorWitness(t, "w1.test/witness", lk), newCandorWitness(t, "w2.test/witness", lk), newCandorWitness(t, "w3.test/witness", lk)
+	w1.lies = make(chan uint64, 1)
+	w1.lies <- 1 << 40
+	w3.mode.Store(down)
+	logs := new(lockedBuffer)
+	tl := newTestLog(t, lk, policyText(lk, w1, w2, w3), func(c *witnessing.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(logs, nil))
+		c.SharedTree = true
+	})
+	tl.waitPublished(0)
+	if r := tl.submit(); r.code != http.StatusCreated {
+		t.Fatalf("submission: %d, want 201", r.code)
+	}
+	tl.waitPublished(1)
+	if got := tl.metric("candor_log_witness_requests_total", "witness", w1.name, "result", "refused"); got != 1 {
+		t.Errorf("%v refusals counted, want 1", got)
+	}
+	if strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "level=INFO msg=\"a witness cosigned a larger tree than this front end has yet") {
+		t.Errorf("logs:\n%s", logs)
+	}
+}
+
 // lockedBuffer is a bytes.Buffer safe for concurrent writes, for logs.
 type lockedBuffer struct {
 	mu sync.Mutex
