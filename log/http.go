@@ -69,7 +69,9 @@ type HandlerOptions struct {
 }
 
 // Adder adds an admitted entry to a log, under the rules of
-// Log.AddWithTerms, and returns once the log has published it. An Adder
+// Log.AddWithTerms, and returns its receipt once the log has committed it
+// (with a Witnessing the handler then waits for a cosigned checkpoint, as
+// for the log's own). An Adder
 // that also has a method Ready() error takes part in /readyz; one with a
 // method Sync(context.Context) error is called before /checkpoint is
 // served, to bring the log up to date with the system that sequences its
