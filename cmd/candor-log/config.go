@@ -119,7 +119,7 @@ type TrillianConfig struct {
 	ServerName string `yaml:"serverName"`
 	// PollInterval is how often an idle front end asks Trillian for new
 	// entries (other front ends' submissions); while its own submissions
-	// wait, it asks every 50ms. Default: 1s.
+	// wait, it asks every 10ms. Default: 1s.
 	PollInterval time.Duration `yaml:"pollInterval"`
 	// AddWait bounds how long a submission waits for Trillian to sequence
 	// it; then it gets 503 (it stays queued: sent again, it gets its

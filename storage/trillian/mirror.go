@@ -48,7 +48,7 @@ type MirrorConfig struct {
 	TreeID int64
 	// PollInterval is how often the mirror asks Trillian for a new root
 	// while no submission waits. Default: 1s. A submission makes it ask at
-	// once, and every 50ms while submissions wait.
+	// once, and every 10ms (waitingPoll) while submissions wait.
 	PollInterval time.Duration
 	// AddWait bounds the wait of a submission for Trillian to sequence it
 	// and the mirror to publish it; then it gets 503 (the entry stays
@@ -205,34 +205,33 @@ func (m *Mirror) checkPrefix(ctx context.Context, size uint64, hash []byte, root
 func (m *Mirror) Run(ctx context.Context) error {
 	for {
 		err := m.follow(ctx)
+		var stop *stopError
+		stopped := errors.As(err, &stop)
 		// Waiters check again after every round: with a witness policy
 		// the log publishes what it appended once it is cosigned; and a
-		// round that failed fails them (a full disk, Trillian away)
-		// rather than keep them until AddWait.
+		// round that failed fails them (a full disk, Trillian away, or
+		// the mirror stopped) rather than keep them until AddWait.
 		m.mu.Lock()
 		m.roundErr = err
+		if stopped {
+			m.failed = stop.err
+		}
 		m.mu.Unlock()
 		m.signal()
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		var stop *stopError
 		switch {
-		case errors.As(err, &stop):
+		case stopped:
 			m.metrics.rounds.WithLabelValues("stopped").Inc()
 			m.metrics.stopped.Set(1)
-		case err != nil:
-			m.metrics.rounds.WithLabelValues("error").Inc()
-		default:
-			m.metrics.rounds.WithLabelValues("ok").Inc()
-		}
-		if errors.As(err, &stop) {
-			m.fail(stop.err)
 			m.cfg.Logger.Error("the log stopped following its Trillian tree", "tree", m.cfg.TreeID, "error", stop.err)
 			return stop.err
-		}
-		if err != nil {
+		case err != nil:
+			m.metrics.rounds.WithLabelValues("error").Inc()
 			m.cfg.Logger.Warn("couldn't follow the Trillian tree; trying again", "tree", m.cfg.TreeID, "error", err)
+		default:
+			m.metrics.rounds.WithLabelValues("ok").Inc()
 		}
 		m.mu.Lock()
 		poll := m.cfg.PollInterval
@@ -337,15 +336,6 @@ func (m *Mirror) append(ctx context.Context, from uint64, leaves []*tpb.LogLeaf)
 // signal wakes the submissions waiting for the mirror.
 func (m *Mirror) signal() {
 	m.mu.Lock()
-	close(m.progress)
-	m.progress = make(chan struct{})
-	m.mu.Unlock()
-}
-
-// fail records why the mirror stopped, and wakes the waiting submissions.
-func (m *Mirror) fail(err error) {
-	m.mu.Lock()
-	m.failed = err
 	close(m.progress)
 	m.progress = make(chan struct{})
 	m.mu.Unlock()
@@ -490,21 +480,19 @@ func (m *Mirror) committed(ctx context.Context, leafHash []byte) (log.Receipt, b
 func (m *Mirror) Ready() error { return m.stopped() }
 
 // lastRoundError returns the error of the mirror's last round, for a
-// waiting submission, or nil.
+// waiting submission, or nil. A round that stopped the mirror is stopped's.
 func (m *Mirror) lastRoundError() error {
+	if err := m.stopped(); err != nil {
+		return err
+	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.roundErr == nil {
-		return nil
+	err := m.roundErr
+	m.mu.Unlock()
+	switch {
+	case err == nil, errors.Is(err, log.ErrNoSpace):
+		return err
 	}
-	var stop *stopError
-	if errors.As(m.roundErr, &stop) {
-		return fmt.Errorf("%w: the log stopped following its Trillian tree: %v", log.ErrUnavailable, stop.err)
-	}
-	if errors.Is(m.roundErr, log.ErrNoSpace) {
-		return m.roundErr
-	}
-	return fmt.Errorf("%w: the log couldn't follow its Trillian tree (it tries again; the entry is queued there): %v", log.ErrUnavailable, m.roundErr)
+	return fmt.Errorf("%w: the log couldn't follow its Trillian tree (it tries again; the entry is queued there): %v", log.ErrUnavailable, err)
 }
 
 // stopped returns why the mirror stopped following, as an error for a
