@@ -43,28 +43,6 @@ func (s *Server) DSN(db string) string {
 	return c.FormatDSN()
 }
 
-// Open opens database db ("" for none) on the server.
-func (s *Server) Open(t testing.TB, db string) *sql.DB {
-	t.Helper()
-	d, err := sql.Open("mysql", s.DSN(db))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	return d
-}
-
-// CreateDatabase creates an empty database of a new name and returns its
-// name.
-func (s *Server) CreateDatabase(t testing.TB) string {
-	t.Helper()
-	name := fmt.Sprintf("candor_%d", time.Now().UnixNano())
-	if _, err := s.Open(t, "").Exec("CREATE DATABASE " + name); err != nil {
-		t.Fatalf("couldn't create database %s: %v", name, err)
-	}
-	return name
-}
-
 // binaries returns the paths of mariadbd and mariadb-install-db, or why
 // they are missing.
 func binaries() (server, install string, err error) {

@@ -111,17 +111,19 @@ func freePort(t testing.TB) int {
 func StartCluster(t testing.TB, o Options) *Cluster {
 	t.Helper()
 	o = o.withDefaults()
-	bins := binaries(t)
+	// MariaDB first: without it the test skips, and builds nothing.
 	db, maria := database(t)
+	bins := binaries(t)
 	ctx := context.Background()
 	var name string
 	if err := db.QueryRowContext(ctx, "SELECT DATABASE()").Scan(&name); err != nil {
 		t.Fatal(err)
 	}
-	c := &Cluster{t: t, dsn: maria.DSN(name), bins: bins, o: o, sport: freePort(t), shport: freePort(t)}
-	port := freePort(t)
-	c.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	c.hport = freePort(t)
+	c := &Cluster{
+		Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))),
+		t:    t, dsn: maria.DSN(name), bins: bins, o: o,
+		hport: freePort(t), sport: freePort(t), shport: freePort(t),
+	}
 	c.StartServer()
 	c.StartSigner()
 	t.Cleanup(func() {

@@ -34,10 +34,6 @@ import (
 type Env struct {
 	// Addr is the gRPC address of the log and admin servers.
 	Addr string
-	// DB is Trillian's database.
-	DB *sql.DB
-	// MariaDB is the server DB is on.
-	MariaDB *mariadbtest.Server
 }
 
 // Options are the signer's settings; zero values take trillian_log_signer's
@@ -93,7 +89,7 @@ func Start(t testing.TB, o Options) *Env {
 		fs.Set("stderrthreshold", "FATAL")
 		klog.SetOutput(io.Discard)
 	})
-	db, maria := database(t)
+	db, _ := database(t)
 	ctx := context.Background()
 	registry := extension.Registry{
 		AdminStorage: mysql.NewAdminStorage(db),
@@ -123,5 +119,5 @@ func Start(t testing.TB, o Options) *Env {
 		srv.Stop()
 		wg.Wait()
 	})
-	return &Env{Addr: lis.Addr().String(), DB: db, MariaDB: maria}
+	return &Env{Addr: lis.Addr().String()}
 }
