@@ -58,16 +58,7 @@ func TestTrillianSignerKilled(t *testing.T) {
 func runFrontEnds(t *testing.T, addr string, disrupt func(round int)) {
 	ctx := context.Background()
 
-	// candor-log trillian init creates the tree.
-	p := startProcess(t, "trillian init", "trillian", "init", "--trillian", addr, "--plaintext")
-	if ok, err := p.wait(30 * time.Second); !ok || err != nil {
-		t.Fatalf("trillian init: %v\n%s", err, p.stderr)
-	}
-	m := regexp.MustCompile(`created tree (\d+) `).FindStringSubmatch(p.stdout.String())
-	if m == nil {
-		t.Fatalf("trillian init printed %q", p.stdout)
-	}
-	treeID := m[1]
+	treeID := trillianInit(t, addr)
 	const origin = "example.com/candor-trillian"
 	key := filepath.Join(t.TempDir(), "log.key")
 	dirs := []string{t.TempDir(), t.TempDir()}
@@ -250,6 +241,21 @@ func runFrontEnds(t *testing.T, addr string, disrupt func(round int)) {
 	t.Logf("%d of %d submissions acknowledged, tree of %d entries, %d checkpoints read, all of one tree", len(acks), workers*perWorker, size, len(cps))
 }
 
+// trillianInit creates a tree on the Trillian log server at addr with
+// candor-log trillian init and returns its ID as printed.
+func trillianInit(t *testing.T, addr string) string {
+	t.Helper()
+	p := startProcess(t, "trillian init", "trillian", "init", "--trillian", addr, "--plaintext")
+	if ok, err := p.wait(30 * time.Second); !ok || err != nil {
+		t.Fatalf("trillian init: %v\n%s", err, p.stderr)
+	}
+	m := regexp.MustCompile(`created tree (\d+) `).FindStringSubmatch(p.stdout.String())
+	if m == nil {
+		t.Fatalf("trillian init printed %q", p.stdout)
+	}
+	return m[1]
+}
+
 // readLeafHashes returns the leaf hashes of the first size entries the
 // server serves, from its entry bundles.
 func readLeafHashes(t *testing.T, s *server, size uint64) [][]byte {
@@ -300,17 +306,9 @@ func TestTrillianServerDown(t *testing.T) {
 	requireBinaries(t)
 	c := trilliantest.StartCluster(t, trilliantest.Options{SequencerInterval: 50 * time.Millisecond})
 	ctx := context.Background()
-	p := startProcess(t, "trillian init", "trillian", "init", "--trillian", c.Addr, "--plaintext")
-	if ok, err := p.wait(30 * time.Second); !ok || err != nil {
-		t.Fatalf("trillian init: %v\n%s", err, p.stderr)
-	}
-	m := regexp.MustCompile(`created tree (\d+) `).FindStringSubmatch(p.stdout.String())
-	if m == nil {
-		t.Fatalf("trillian init printed %q", p.stdout)
-	}
 	const origin = "example.com/trillian-down"
 	fe := mustStartServer(t, "front end", t.TempDir(), "--origin", origin, "--storage", "trillian", "--trillian", c.Addr,
-		"--trillian-tree", m[1], "--trillian-plaintext", "--trillian-poll", "100ms")
+		"--trillian-tree", trillianInit(t, c.Addr), "--trillian-plaintext", "--trillian-poll", "100ms")
 	signer := apitest.NewBuildSigner()
 	acked := map[uint64][]byte{}
 	submit := func(i int) (int, []byte) {
