@@ -215,7 +215,7 @@ func TestDeployedMetricsExist(t *testing.T) {
 			t.Fatal(err)
 		}
 		fe := mustStartServer(t, "candor-log on Trillian", filepath.Join(dir, "front"), "--origin", origin, "--key", filepath.Join(dir, "log", "log.key"),
-			"--storage", "trillian", "--trillian", env.Addr, "--trillian-tree", fmt.Sprint(tree.TreeId), "--trillian-plaintext")
+			"--storage", "trillian", "--trillian", env.Addr, "--trillian-tree", fmt.Sprint(tree.TreeId), "--trillian-db", env.DSN, "--trillian-plaintext")
 		code, _, body, err := fe.do(ctx, http.MethodGet, "/metrics", nil, nil)
 		if err != nil || code != http.StatusOK {
 			t.Fatalf("GET /metrics of the front end on Trillian: %d %v", code, err)

@@ -68,7 +68,7 @@ func storageArgs(t *testing.T, data string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"--storage", "trillian", "--trillian", env.Addr, "--trillian-tree", strconv.FormatInt(tree.TreeId, 10),
+	args := []string{"--storage", "trillian", "--trillian", env.Addr, "--trillian-tree", strconv.FormatInt(tree.TreeId, 10), "--trillian-db", env.DSN,
 		"--trillian-plaintext", "--trillian-poll", "100ms"}
 	trillianTrees[data] = args
 	t.Logf("the server on %s runs on Trillian tree %d", data, tree.TreeId)

@@ -36,7 +36,7 @@ import (
 func TestTrillianFrontEnds(t *testing.T) {
 	requireBinaries(t)
 	env := trilliantest.Start(t, trilliantest.Options{})
-	runFrontEnds(t, env.Addr, func(round int) {})
+	runFrontEnds(t, env.Addr, env.DSN, func(round int) {})
 }
 
 // TestTrillianSignerKilled is TestTrillianFrontEnds with Trillian as it is
@@ -46,7 +46,7 @@ func TestTrillianFrontEnds(t *testing.T) {
 func TestTrillianSignerKilled(t *testing.T) {
 	requireBinaries(t)
 	c := trilliantest.StartCluster(t, trilliantest.Options{})
-	runFrontEnds(t, c.Addr, func(round int) {
+	runFrontEnds(t, c.Addr, c.DSN, func(round int) {
 		c.KillSigner()
 		time.Sleep(time.Second)
 		c.StartSigner()
@@ -55,7 +55,7 @@ func TestTrillianSignerKilled(t *testing.T) {
 
 // runFrontEnds runs the test of TestTrillianFrontEnds on the Trillian log
 // server at addr, calling disrupt each time it kills front end A.
-func runFrontEnds(t *testing.T, addr string, disrupt func(round int)) {
+func runFrontEnds(t *testing.T, addr, dsn string, disrupt func(round int)) {
 	ctx := context.Background()
 
 	treeID := trillianInit(t, addr)
@@ -64,7 +64,7 @@ func runFrontEnds(t *testing.T, addr string, disrupt func(round int)) {
 	dirs := []string{t.TempDir(), t.TempDir()}
 	start := func(i int) *server {
 		return mustStartServer(t, fmt.Sprintf("front end %c", 'A'+i), dirs[i], "--key", key, "--origin", origin,
-			"--storage", "trillian", "--trillian", addr, "--trillian-tree", treeID, "--trillian-plaintext",
+			"--storage", "trillian", "--trillian", addr, "--trillian-tree", treeID, "--trillian-db", dsn, "--trillian-plaintext",
 			"--trillian-poll", "200ms")
 	}
 	var mu sync.Mutex
@@ -308,7 +308,7 @@ func TestTrillianServerDown(t *testing.T) {
 	ctx := context.Background()
 	const origin = "example.com/trillian-down"
 	fe := mustStartServer(t, "front end", t.TempDir(), "--origin", origin, "--storage", "trillian", "--trillian", c.Addr,
-		"--trillian-tree", trillianInit(t, c.Addr), "--trillian-plaintext", "--trillian-poll", "100ms")
+		"--trillian-tree", trillianInit(t, c.Addr), "--trillian-db", c.DSN, "--trillian-plaintext", "--trillian-poll", "100ms")
 	signer := apitest.NewBuildSigner()
 	acked := map[uint64][]byte{}
 	submit := func(i int) (int, []byte) {
@@ -414,11 +414,44 @@ func TestTrillianFrontEndsWitnessed(t *testing.T) {
 	for i := range 2 {
 		fes = append(fes, mustStartServer(t, fmt.Sprintf("front end %c", 'A'+i), t.TempDir(), "--key", key, "--policy", policy,
 			"--witness-wait", "2s", "--witness-retry-max", "200ms", "--storage", "trillian", "--trillian", env.Addr,
-			"--trillian-tree", fmt.Sprint(tree.TreeId), "--trillian-plaintext", "--trillian-poll", "100ms"))
+			"--trillian-tree", fmt.Sprint(tree.TreeId), "--trillian-db", env.DSN, "--trillian-plaintext", "--trillian-poll", "100ms"))
 	}
 	signer := apitest.NewBuildSigner()
 	const n = 60
 	var wg sync.WaitGroup
+	// A client reading checkpoints from A, then B, then A... under the
+	// load: never a smaller tree than before, and all of one tree.
+	type seen struct {
+		size uint64
+		hash [32]byte
+		from string
+	}
+	var (
+		cps       []seen
+		backwards []string
+		stop      = make(chan struct{})
+		reader    sync.WaitGroup
+	)
+	reader.Go(func() {
+		var last uint64
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			fe := fes[i%2]
+			_, c, err := fe.checkpoint(ctx, origin)
+			if err != nil {
+				continue // none cosigned yet
+			}
+			cps = append(cps, seen{c.Size, c.Hash, fe.name})
+			if c.Size < last {
+				backwards = append(backwards, fmt.Sprintf("%s served size %d after %d", fe.name, c.Size, last))
+			}
+			last = max(last, c.Size)
+		}
+	})
 	for g := range 4 {
 		wg.Go(func() {
 			for i := g; i < n; i += 4 {
@@ -447,6 +480,31 @@ func TestTrillianFrontEndsWitnessed(t *testing.T) {
 		if !strings.Contains(string(raw), "— witness.example/t1 ") {
 			t.Errorf("%s's checkpoint is not cosigned:\n%s", fe.name, raw)
 		}
+	}
+	close(stop)
+	reader.Wait()
+	if len(backwards) > 0 {
+		t.Errorf("a client reading both front ends went backwards %d times: %s", len(backwards), strings.Join(backwards[:min(5, len(backwards))], "; "))
+	}
+	roots := prefixRoots(t, readLeafHashes(t, fes[0], n))
+	for _, c := range cps {
+		if c.size > n || !bytes.Equal(roots[c.size], c.hash[:]) {
+			t.Fatalf("%s served a checkpoint of size %d with root %x that is not of the log's tree", c.from, c.size, c.hash)
+		}
+	}
+	t.Logf("%d checkpoints read alternately, all of one tree, never going back", len(cps))
+	for _, fe := range fes {
+		_, _, b, err := fe.do(ctx, http.MethodGet, "/metrics", nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "candor_log_trillian_checkpoints_total") || strings.HasPrefix(line, "candor_log_witness_requests_total") {
+				got = append(got, line)
+			}
+		}
+		t.Logf("%s: %s", fe.name, strings.Join(got, ", "))
 	}
 	// A witness ahead of one front end (another's) is no error there.
 	for _, fe := range fes {

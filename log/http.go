@@ -360,7 +360,9 @@ func (h *handler) addEntry(w http.ResponseWriter, r *http.Request) {
 			})
 			return
 		}
-		witnessed = &ok
+		if h.log.Cosigned() {
+			witnessed = &ok
+		}
 	}
 	bundle, err := h.proofBundle(r.Context(), rc, entry)
 	if err != nil {

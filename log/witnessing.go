@@ -128,6 +128,17 @@ func (w witnessedLog) Publish(ctx context.Context, signed []byte) error {
 // cosigned checkpoints.
 func (l *Log) Witnessed() bool { return l.witnessing != nil }
 
+// Cosigned reports whether the published checkpoints carry witness
+// cosignatures: the log has a Witnessing, and it does not say otherwise
+// with a method Cosigned() bool (one that only orders the publication of
+// checkpoints, as storage/trillian's Publisher without a policy).
+func (l *Log) Cosigned() bool {
+	if c, ok := l.witnessing.(interface{ Cosigned() bool }); ok {
+		return c.Cosigned()
+	}
+	return l.witnessing != nil
+}
+
 // WaitWitnessed waits until a published checkpoint includes the entry at
 // index and returns it and its size. Without a Witnessing it returns the
 // published checkpoint if it includes the entry, and ErrOutOfRange if not.

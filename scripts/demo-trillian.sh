@@ -77,7 +77,7 @@ tree=$(sed -n 's/^created tree \([0-9]*\) .*/\1/p' "$dir/init.out")
 # 5. Two front ends, one key (the first creates it).
 front() {
 	start "$1" "$BIN/candor-log" --data "$dir/$1" --key "$dir/log.key" --origin "$ORIGIN" --listen 127.0.0.1:0 \
-		--storage trillian --trillian "$rpc" --trillian-tree "$tree" --trillian-plaintext --log-level warn
+		--storage trillian --trillian "$rpc" --trillian-tree "$tree" --trillian-db "$dsn" --trillian-plaintext --log-level warn
 }
 front a
 url_a=$(value "$dir/a.out" "candor-log: listening on ")

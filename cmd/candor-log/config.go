@@ -108,6 +108,12 @@ type TrillianConfig struct {
 	// TreeID is the tree's ID, as "candor-log trillian init" printed it.
 	// Required with storage: trillian.
 	TreeID int64 `yaml:"treeID"`
+	// Database is the MySQL/MariaDB database of the shared checkpoint
+	// record, in go-sql-driver/mysql's form as Trillian's --mysql_uri:
+	// user:password@tcp(host:3306)/trillian (Trillian's own database
+	// will do). Every front end of the tree publishes its checkpoints
+	// through that record. Required with storage: trillian.
+	Database string `yaml:"database"`
 	// Plaintext connects without TLS: a server on loopback or on a
 	// private network only.
 	Plaintext bool `yaml:"plaintext"`
@@ -178,6 +184,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (Config, error) {
 	fs.StringVar(&c.Storage, "storage", c.Storage, "pebble (embedded) or trillian (a Trillian tree, see --trillian)")
 	fs.StringVar(&c.Trillian.Address, "trillian", "", "Trillian log server `address` (host:port), with --storage trillian")
 	fs.Int64Var(&c.Trillian.TreeID, "trillian-tree", 0, "Trillian tree `id`, as candor-log trillian init printed it")
+	fs.StringVar(&c.Trillian.Database, "trillian-db", "", "MySQL/MariaDB `dsn` of the shared checkpoint record, user:password@tcp(host:3306)/trillian (a flag shows in ps: prefer the config file)")
 	fs.BoolVar(&c.Trillian.Plaintext, "trillian-plaintext", false, "connect to Trillian without TLS (loopback or a private network only)")
 	fs.StringVar(&c.Trillian.CA, "trillian-ca", "", "PEM `file` of the authorities that issue Trillian's TLS certificate (default: the system's)")
 	fs.StringVar(&c.Trillian.ServerName, "trillian-server-name", "", "`name` Trillian's certificate must hold (default: the address's host)")
@@ -237,7 +244,7 @@ func (c Config) validate() error {
 	}
 	switch c.Storage {
 	case "pebble":
-		if c.Trillian.Address != "" || c.Trillian.TreeID != 0 {
+		if c.Trillian.Address != "" || c.Trillian.TreeID != 0 || c.Trillian.Database != "" {
 			errs = append(errs, errors.New("trillian: set, but storage is pebble: add storage: trillian"))
 		}
 	case "trillian":
@@ -247,6 +254,9 @@ func (c Config) validate() error {
 		}
 		if t.TreeID <= 0 {
 			errs = append(errs, errors.New("trillian.treeID: required with storage: trillian (candor-log trillian init creates a tree)"))
+		}
+		if t.Database == "" {
+			errs = append(errs, errors.New("trillian.database: required with storage: trillian (the MySQL/MariaDB database of the front ends' shared checkpoint record)"))
 		}
 		if t.Plaintext && (t.CA != "" || t.ServerName != "") {
 			errs = append(errs, errors.New("trillian.plaintext: takes no ca or serverName"))

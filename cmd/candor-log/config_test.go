@@ -116,7 +116,9 @@ func TestConfigRejects(t *testing.T) {
 		{"unknown storage", "storage: mysql\n", nil, `storage "mysql": want pebble or trillian`},
 		{"trillian without address", "storage: trillian\ntrillian:\n  treeID: 7\n", nil, "trillian.address: required"},
 		{"trillian without tree", "", []string{"--storage", "trillian", "--trillian", "t:8090"}, "trillian.treeID: required"},
+		{"trillian without database", "", []string{"--storage", "trillian", "--trillian", "t:8090", "--trillian-tree", "7"}, "trillian.database: required"},
 		{"trillian on pebble", "trillian:\n  address: t:8090\n", nil, "add storage: trillian"},
+		{"trillian database on pebble", "", []string{"--trillian-db", "u@tcp(db:3306)/trillian"}, "add storage: trillian"},
 		{"trillian plaintext with a CA", "", []string{"--storage", "trillian", "--trillian", "t:8090", "--trillian-tree", "7", "--trillian-plaintext", "--trillian-ca", "ca.pem"}, "takes no ca"},
 		{"trillian misspelt", "storage: trillian\ntrillian:\n  adress: t:8090\n", nil, "adress: unknown key"},
 	} {
@@ -168,7 +170,7 @@ func TestServeRefusesBadTrustedRoot(t *testing.T) {
 // over it.
 func TestConfigTrillian(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "log.yaml")
-	yaml := "storage: trillian\ntrillian:\n  address: trillian.internal:8090\n  treeID: 42\n  ca: ca.pem\n  serverName: trillian\n  pollInterval: 2s\n"
+	yaml := "storage: trillian\ntrillian:\n  address: trillian.internal:8090\n  treeID: 42\n  database: candor:pw@tcp(db.internal:3306)/trillian\n  ca: ca.pem\n  serverName: trillian\n  pollInterval: 2s\n"
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +178,7 @@ func TestConfigTrillian(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := TrillianConfig{Address: "trillian.internal:8090", TreeID: 42, CA: "ca.pem", ServerName: "trillian", PollInterval: 2 * time.Second, AddWait: 5 * time.Second}
+	want := TrillianConfig{Address: "trillian.internal:8090", TreeID: 42, Database: "candor:pw@tcp(db.internal:3306)/trillian", CA: "ca.pem", ServerName: "trillian", PollInterval: 2 * time.Second, AddWait: 5 * time.Second}
 	if c.Storage != "trillian" || c.Trillian != want {
 		t.Errorf("storage %q, trillian %+v; want %+v", c.Storage, c.Trillian, want)
 	}

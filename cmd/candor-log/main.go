@@ -37,6 +37,7 @@ import (
 	"github.com/candorlog/candor/log"
 	"github.com/candorlog/candor/log/witnessing"
 	"github.com/candorlog/candor/storage/pebble"
+	"github.com/candorlog/candor/storage/trillian"
 )
 
 func main() {
@@ -65,13 +66,23 @@ func serve(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.NewCollector())
 	var policySummary string
-	var collector log.Witnessing
+	var collector *witnessing.Collector
 	if c.Policy != "" {
-		coll, summary, err := newCollector(c, key.verifier, logger, reg)
-		if err != nil {
+		if collector, policySummary, err = newCollector(c, key.verifier, logger, reg); err != nil {
 			return err
 		}
-		collector, policySummary = coll, summary
+	}
+	var publication log.Witnessing
+	if collector != nil {
+		publication = collector
+	}
+	var publisher *trillian.Publisher
+	if c.Storage == "trillian" {
+		if publisher, err = newPublisher(ctx, c, key.verifier, collector, logger, reg); err != nil {
+			return err
+		}
+		defer publisher.Close()
+		publication = publisher
 	}
 	var trustedRoot *api.TrustedRoot
 	if c.TrustedRoot != "" {
@@ -118,7 +129,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) (err error) {
 		MaxBatchSize: c.MaxBatchSize,
 		MaxPending:   c.MaxPending,
 		Registerer:   reg,
-		Witnessing:   collector,
+		Witnessing:   publication,
 		CheckSpace:   space.Check,
 	})
 	if err != nil {
@@ -127,7 +138,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	defer l.Close()
 	var adder log.Adder
 	if c.Storage == "trillian" {
-		m, stop, err := startMirror(ctx, c, l, logger, reg)
+		m, stop, err := startMirror(ctx, c, l, publisher, logger, reg)
 		if err != nil {
 			return err
 		}

@@ -11,8 +11,10 @@ import (
 
 	tpb "github.com/google/trillian"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/candorlog/candor/log"
+	"github.com/candorlog/candor/log/witnessing"
 	"github.com/candorlog/candor/storage/trillian"
 )
 
@@ -56,7 +58,7 @@ func trillianCmd(ctx context.Context, args []string, stdout io.Writer) error {
 
 // startMirror connects to the Trillian tree of the configuration and
 // starts following it into l, the front end's mirror. stop ends it.
-func startMirror(ctx context.Context, c Config, l *log.Log, logger *slog.Logger, reg prometheus.Registerer) (*trillian.Mirror, func(), error) {
+func startMirror(ctx context.Context, c Config, l *log.Log, pub *trillian.Publisher, logger *slog.Logger, reg prometheus.Registerer) (*trillian.Mirror, func(), error) {
 	conn, err := trillian.Dial(trillian.Options{
 		Address: c.Trillian.Address, Plaintext: c.Trillian.Plaintext, CAFile: c.Trillian.CA, ServerName: c.Trillian.ServerName,
 	})
@@ -67,7 +69,7 @@ func startMirror(ctx context.Context, c Config, l *log.Log, logger *slog.Logger,
 	defer cancel()
 	m, err := trillian.NewMirror(startCtx, trillian.MirrorConfig{
 		Log: l, Client: tpb.NewTrillianLogClient(conn), TreeID: c.Trillian.TreeID,
-		PollInterval: c.Trillian.PollInterval, AddWait: c.Trillian.AddWait, Logger: logger, Registerer: reg,
+		PollInterval: c.Trillian.PollInterval, AddWait: c.Trillian.AddWait, Publisher: pub, Logger: logger, Registerer: reg,
 	})
 	if err != nil {
 		conn.Close()
@@ -85,4 +87,29 @@ func startMirror(ctx context.Context, c Config, l *log.Log, logger *slog.Logger,
 		<-done
 		conn.Close()
 	}, nil
+}
+
+// newPublisher opens the tree's shared checkpoint record and returns the
+// log's Witnessing on Trillian: it publishes through the record, the
+// checkpoints coll got cosigned if there is a policy.
+func newPublisher(ctx context.Context, c Config, verifier note.Verifier, coll *witnessing.Collector, logger *slog.Logger, reg prometheus.Registerer) (*trillian.Publisher, error) {
+	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	rec, err := trillian.OpenRecord(openCtx, c.Trillian.Database, c.Trillian.TreeID)
+	if err != nil {
+		return nil, fmt.Errorf("trillian.database: %w", err)
+	}
+	cfg := trillian.PublisherConfig{
+		Record: rec, Verifier: verifier, PollInterval: c.Trillian.PollInterval, Wait: c.Trillian.AddWait,
+		Logger: logger, Registerer: reg,
+	}
+	if coll != nil {
+		cfg.Cosigner = coll
+	}
+	p, err := trillian.NewPublisher(cfg)
+	if err != nil {
+		rec.Close()
+		return nil, err
+	}
+	return p, nil
 }

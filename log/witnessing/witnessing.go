@@ -172,6 +172,7 @@ type round struct {
 	cp      *checkpoint
 	cosigs  []*note.Signature // by witness index
 	done    bool              // published
+	adopted bool              // another front end's larger checkpoint was published: not pushed more
 	started time.Time
 }
 
@@ -357,8 +358,30 @@ func (c *Collector) committed(signed []byte, size uint64) {
 	if c.lagSince.IsZero() && int64(size) > c.pubSize {
 		c.lagSince = now
 	}
-	if c.round == nil || c.round.done {
+	if (c.round == nil || c.round.done) && !(c.sharedTree && int64(size) <= c.pubSize) {
 		c.startRound()
+	}
+}
+
+// Adopted says the log published a cosigned checkpoint of size that
+// another front end of its tree got cosigned (Config.SharedTree): a round
+// of a checkpoint no larger ends without asking the witnesses more, and
+// no round starts for one.
+func (c *Collector) Adopted(size uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if int64(size) <= c.pubSize {
+		return
+	}
+	c.pubSize = int64(size)
+	if c.latest == nil || c.latest.size <= size {
+		c.lagSince = time.Time{}
+	}
+	if r := c.round; r != nil && r.cp.size <= size {
+		r.done, r.adopted = true, true
+		if c.latest != nil && c.latest.size > size {
+			c.startRound()
+		}
 	}
 }
 
@@ -378,8 +401,9 @@ func (c *Collector) work(ctx context.Context, i int) {
 	for {
 		c.mu.Lock()
 		r, changed := c.round, c.changed
+		skip := r != nil && r.adopted
 		c.mu.Unlock()
-		if r == nil || r == last {
+		if r == nil || r == last || skip {
 			select {
 			case <-changed:
 				continue
@@ -695,6 +719,10 @@ func (c *Collector) quorum(r *round) ([]byte, bool) {
 	}
 	return signed, true
 }
+
+// Check returns nil if signed is signed by the log and carries the
+// cosignatures the policy asks for.
+func (c *Collector) Check(signed []byte) error { return c.check(signed) }
 
 // check checks that signed is signed by the log and satisfies the policy.
 func (c *Collector) check(signed []byte) error {

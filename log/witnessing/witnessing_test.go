@@ -186,6 +186,7 @@ type testLog struct {
 	fast   *httptest.Server // the same log, submissions wait up to 300ms
 	reg    *prometheus.Registry
 	store  *pebble.Storage
+	coll   *witnessing.Collector
 	signer *apitest.BuildSigner
 	n      int // entries submitted
 }
@@ -239,7 +240,7 @@ func (tl *testLog) open() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tl.log, tl.store = l, store
+	tl.log, tl.store, tl.coll = l, store, coll
 	tl.srv = httptest.NewServer(log.NewHandler(l, log.HandlerOptions{Logger: quiet, WitnessWait: 5 * time.Second}))
 	tl.fast = httptest.NewServer(log.NewHandler(l, log.HandlerOptions{Logger: quiet, WitnessWait: 300 * time.Millisecond}))
 	t.Cleanup(tl.close)
@@ -745,6 +746,47 @@ func TestWitnessAheadOfSharedTree(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "level=INFO msg=\"a witness cosigned a larger tree than this front end has yet") {
 		t.Errorf("logs:\n%s", logs)
+	}
+}
+
+// TestAdopted: a front end of a shared tree that published another front
+// end's cosigned checkpoint (Adopted) asks the witnesses about no tree up
+// to that size, is not lagging for it, and asks them again for a larger
+// one.
+func TestAdopted(t *testing.T) {
+	lk := newLogKey()
+	w1, w2, w3 := newCandorWitness(t, "w1.test/witness", lk), newCandorWitness(t, "w2.test/witness", lk), newCandorWitness(t, "w3.test/witness", lk)
+	tl := newTestLog(t, lk, policyText(lk, w1, w2, w3), func(c *witnessing.Config) { c.SharedTree = true })
+	tl.waitPublished(0)
+	requests := func() float64 {
+		n := 0.0
+		for _, w := range []*testWitness{w1, w2, w3} {
+			for _, r := range []string{"cosigned", "conflict", "refused", "invalid", "timeout", "error"} {
+				n += tl.metric("candor_log_witness_requests_total", "witness", w.name, "result", r)
+			}
+		}
+		return n
+	}
+	// Let the round of size 0 end (the third witness's answer too).
+	time.Sleep(200 * time.Millisecond)
+	before := requests()
+	tl.coll.Adopted(3)
+	for range 3 {
+		if r := tl.submitPending(); r.code != http.StatusAccepted {
+			t.Fatalf("submission: %d, want 202 (no checkpoint of it is cosigned)", r.code)
+		}
+	}
+	if got := requests(); got != before {
+		t.Errorf("%v requests to the witnesses for trees another front end had cosigned", got-before)
+	}
+	if err := tl.coll.Ready(); err != nil {
+		t.Errorf("lagging for trees another front end had cosigned: %v", err)
+	}
+	if r := tl.submit(); r.code != http.StatusCreated {
+		t.Fatalf("a submission beyond: %d, want 201", r.code)
+	}
+	if c, _ := tl.checkpoint(); c.Size != 4 {
+		t.Errorf("published size %d, want 4", c.Size)
 	}
 }
 

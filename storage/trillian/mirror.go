@@ -36,7 +36,9 @@ import (
 // durably, sequenced, and the proof is from a checkpoint of the log.
 //
 // Every front end mirrors the same sequence, so their checkpoints are of
-// one tree: any two are consistent.
+// one tree; and each publishes only through the tree's shared checkpoint
+// record (record.go, publisher.go), checked against the checkpoints
+// published before, so that what the front ends publish only grows.
 
 // MirrorConfig configures a Mirror.
 type MirrorConfig struct {
@@ -54,6 +56,9 @@ type MirrorConfig struct {
 	// and the mirror to publish it; then it gets 503 (the entry stays
 	// queued: submitted again, it gets its proof). Default: 30s.
 	AddWait time.Duration
+	// Publisher, if set, is the log's Witnessing: Sync also publishes the
+	// checkpoint other front ends put in the shared record.
+	Publisher *Publisher
 	// Logger. Default: slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the mirror's metrics. Optional.
@@ -387,13 +392,11 @@ func (m *Mirror) AddWithTerms(ctx context.Context, entry []byte, _ []api.SearchT
 }
 
 // Sync returns once the log has committed at least the tree Trillian had
-// when it was called. It is called before the log's /checkpoint is served,
-// and costs a read of Trillian's latest root. Without a witness policy the
-// log publishes what it commits, and so a client reading checkpoints
-// through several front ends never gets one older than a checkpoint it
-// got before (every front end publishes only trees Trillian has). With a
-// policy each front end publishes the checkpoints its witnesses cosigned
-// for it, which may lag another's for a moment.
+// when it was called and, with a Publisher, publishes the checkpoint of
+// the shared record if it is newer than the log's. It is called before
+// the log's /checkpoint is served, and costs a read of Trillian's latest
+// root and one of the record: a client reading checkpoints through several
+// front ends never gets one older than a checkpoint it got before.
 func (m *Mirror) Sync(ctx context.Context) error {
 	if err := m.stopped(); err != nil {
 		return err
@@ -402,7 +405,13 @@ func (m *Mirror) Sync(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", log.ErrUnavailable, err)
 	}
-	return m.waitSize(ctx, root.TreeSize)
+	if err := m.waitSize(ctx, root.TreeSize); err != nil {
+		return err
+	}
+	if m.cfg.Publisher != nil {
+		return m.cfg.Publisher.Sync(ctx)
+	}
+	return nil
 }
 
 // waitSize waits until the log has committed a tree of at least size

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	tpb "github.com/google/trillian"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 
@@ -38,6 +39,8 @@ type frontEnd struct {
 	store  *pebble.Storage
 	log    *log.Log
 	mirror *trillian.Mirror
+	pub    *trillian.Publisher
+	reg    *prometheus.Registry
 	srv    *httptest.Server
 	cancel context.CancelFunc
 	ran    chan error
@@ -73,31 +76,48 @@ func newTrillianTreeWith(t testing.TB, o trilliantest.Options) *trillianTree {
 	return &trillianTree{env: env, client: tpb.NewTrillianLogClient(conn), treeID: tree.TreeId, signer: signer, verifier: verifier}
 }
 
-// start starts a front end with its mirror in dir.
+// start starts a front end with its mirror in dir, publishing through
+// the tree's checkpoint record.
 func (tt *trillianTree) start(t testing.TB, dir string) (*frontEnd, error) {
+	return tt.startWith(t, dir, tt.treeID, tt.treeID)
+}
+
+// startWith starts a front end of tree treeID that publishes through the
+// checkpoint record of tree recordTree.
+func (tt *trillianTree) startWith(t testing.TB, dir string, treeID, recordTree int64) (*frontEnd, error) {
 	t.Helper()
 	quiet := slog.New(slog.DiscardHandler)
+	ctx := context.Background()
+	rec, err := trillian.OpenRecord(ctx, tt.env.DSN, recordTree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	pub, err := trillian.NewPublisher(trillian.PublisherConfig{Record: rec, Verifier: tt.verifier, PollInterval: 100 * time.Millisecond, Logger: quiet, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
 	store, err := pebble.Open(filepath.Join(dir, "db"), pebble.Options{Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	l, err := log.New(ctx, log.Config{Storage: store, Signer: tt.signer, Verifier: tt.verifier, Logger: quiet})
+	l, err := log.New(ctx, log.Config{Storage: store, Signer: tt.signer, Verifier: tt.verifier, Logger: quiet, Witnessing: pub})
 	if err != nil {
 		store.Close()
 		t.Fatal(err)
 	}
-	m, err := trillian.NewMirror(ctx, trillian.MirrorConfig{Log: l, Client: tt.client, TreeID: tt.treeID, Logger: quiet, AddWait: 20 * time.Second})
+	m, err := trillian.NewMirror(ctx, trillian.MirrorConfig{Log: l, Client: tt.client, TreeID: treeID, Logger: quiet, AddWait: 20 * time.Second, Publisher: pub})
 	if err != nil {
 		l.Close()
 		store.Close()
+		pub.Close()
 		return nil, err
 	}
-	fe := &frontEnd{t: t, dir: dir, store: store, log: l, mirror: m, ran: make(chan error, 1)}
+	fe := &frontEnd{t: t, dir: dir, store: store, log: l, mirror: m, pub: pub, reg: reg, ran: make(chan error, 1)}
 	runCtx, cancel := context.WithCancel(ctx)
 	fe.cancel = cancel
 	go func() { fe.ran <- m.Run(runCtx) }()
-	fe.srv = httptest.NewServer(log.NewHandler(l, log.HandlerOptions{Logger: quiet, Adder: m}))
+	fe.srv = httptest.NewServer(log.NewHandler(l, log.HandlerOptions{Logger: quiet, Adder: m, WitnessWait: 5 * time.Second}))
 	t.Cleanup(fe.stop)
 	return fe, nil
 }
@@ -111,6 +131,7 @@ func (fe *frontEnd) stop() {
 	<-fe.ran
 	fe.log.Close()
 	fe.store.Close()
+	fe.pub.Close()
 	fe.cancel = nil
 }
 

@@ -1,7 +1,6 @@
 package trilliantest
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -22,8 +21,10 @@ import (
 type Cluster struct {
 	// Addr is the log server's gRPC address.
 	Addr string
+	// DSN is the go-sql-driver/mysql data source name of Trillian's
+	// database, which also holds the front ends' checkpoint record.
+	DSN  string
 	t    testing.TB
-	dsn  string
 	bins string
 	o    Options
 
@@ -112,16 +113,12 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 	t.Helper()
 	o = o.withDefaults()
 	// MariaDB first: without it the test skips, and builds nothing.
-	db, maria := database(t)
+	_, dsn := database(t)
 	bins := binaries(t)
-	ctx := context.Background()
-	var name string
-	if err := db.QueryRowContext(ctx, "SELECT DATABASE()").Scan(&name); err != nil {
-		t.Fatal(err)
-	}
 	c := &Cluster{
 		Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))),
-		t:    t, dsn: maria.DSN(name), bins: bins, o: o,
+		DSN:  dsn,
+		t:    t, bins: bins, o: o,
 		hport: freePort(t), sport: freePort(t), shport: freePort(t),
 	}
 	c.StartServer()
@@ -175,7 +172,7 @@ func (c *Cluster) KillServer() {
 
 // run starts one of the binaries on the cluster's database.
 func (c *Cluster) run(bin string, args ...string) *exec.Cmd {
-	args = append([]string{"--storage_system=mysql", "--quota_system=mysql", "--mysql_uri=" + c.dsn, "--logtostderr"}, args...)
+	args = append([]string{"--storage_system=mysql", "--quota_system=mysql", "--mysql_uri=" + c.DSN, "--logtostderr"}, args...)
 	cmd := exec.Command(filepath.Join(c.bins, bin), args...)
 	if err := cmd.Start(); err != nil {
 		c.t.Fatalf("couldn't start %s: %v", bin, err)

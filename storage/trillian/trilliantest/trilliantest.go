@@ -34,6 +34,9 @@ import (
 type Env struct {
 	// Addr is the gRPC address of the log and admin servers.
 	Addr string
+	// DSN is the go-sql-driver/mysql data source name of Trillian's
+	// database, which also holds the front ends' checkpoint record.
+	DSN string
 }
 
 // Options are the signer's settings; zero values take trillian_log_signer's
@@ -62,7 +65,8 @@ func (o Options) withDefaults() Options {
 // database starts MariaDB and creates a database of a new name in it with
 // Trillian's schema from the module (testdb does both), until the test
 // ends.
-func database(t testing.TB) (*sql.DB, *mariadbtest.Server) {
+// It returns the database and its data source name.
+func database(t testing.TB) (*sql.DB, string) {
 	t.Helper()
 	maria := mariadbtest.Start(t)
 	t.Setenv(testdb.MySQLURIEnv, maria.DSN("")) // ends with "/"
@@ -71,7 +75,11 @@ func database(t testing.TB) (*sql.DB, *mariadbtest.Server) {
 		t.Fatalf("couldn't create Trillian's database: %v", err)
 	}
 	t.Cleanup(func() { done(context.Background()) })
-	return db, maria
+	var name string
+	if err := db.QueryRowContext(context.Background(), "SELECT DATABASE()").Scan(&name); err != nil {
+		t.Fatal(err)
+	}
+	return db, maria.DSN(name)
 }
 
 // Start starts MariaDB, creates Trillian's database in it, and runs a log
@@ -89,7 +97,7 @@ func Start(t testing.TB, o Options) *Env {
 		fs.Set("stderrthreshold", "FATAL")
 		klog.SetOutput(io.Discard)
 	})
-	db, _ := database(t)
+	db, dsn := database(t)
 	ctx := context.Background()
 	registry := extension.Registry{
 		AdminStorage: mysql.NewAdminStorage(db),
@@ -119,5 +127,5 @@ func Start(t testing.TB, o Options) *Env {
 		srv.Stop()
 		wg.Wait()
 	})
-	return &Env{Addr: lis.Addr().String()}
+	return &Env{Addr: lis.Addr().String(), DSN: dsn}
 }

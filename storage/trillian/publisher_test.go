@@ -1,0 +1,221 @@
+package trillian_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/api/apitest"
+	"github.com/candorlog/candor/storage/trillian"
+)
+
+// TestRecordSwap: the shared record is replaced only from the note it
+// holds; of writers racing from one note, exactly one wins.
+func TestRecordSwap(t *testing.T) {
+	tt := newTrillianTree(t)
+	ctx := context.Background()
+	open := func() *trillian.Record {
+		r, err := trillian.OpenRecord(ctx, tt.env.DSN, tt.treeID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		return r
+	}
+	a, b := open(), open()
+	if n, err := a.Load(ctx); n != nil || err != nil {
+		t.Fatalf("a new record: %q, %v", n, err)
+	}
+	swap := func(r *trillian.Record, old, new string, size uint64, want bool) {
+		t.Helper()
+		var o []byte
+		if old != "" {
+			o = []byte(old)
+		}
+		if ok, err := r.Swap(ctx, o, []byte(new), size); ok != want || err != nil {
+			t.Fatalf("swap %q for %q: %v, %v; want %v", old, new, ok, err, want)
+		}
+	}
+	swap(a, "", "one", 1, true)
+	swap(b, "", "other one", 1, false)
+	swap(b, "one", "two", 2, true)
+	swap(a, "one", "three", 3, false)
+	if n, err := a.Load(ctx); string(n) != "two" || err != nil {
+		t.Fatalf("the record holds %q, %v; want two", n, err)
+	}
+	// Racing writers: each reads, and swaps in its own next note.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins := 0
+	for w := range 8 {
+		r := []*trillian.Record{a, b}[w%2]
+		wg.Go(func() {
+			for i := range 20 {
+				old, err := r.Load(ctx)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				ok, err := r.Swap(ctx, old, []byte(fmt.Sprintf("%s/%d.%d", old, w, i)), 0)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if ok {
+					mu.Lock()
+					wins++
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	n, err := a.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every win appended one step to the note it replaced.
+	if got := strings.Count(string(n), "/"); got != wins || wins == 0 {
+		t.Errorf("%d swaps won, the note has %d steps: %q", wins, got, n)
+	}
+	if _, err := trillian.OpenRecord(ctx, "candor@tcp(127.0.0.1:1)/", 1); err == nil || !strings.Contains(err.Error(), "names no database") {
+		t.Errorf("a DSN without a database: %v", err)
+	}
+}
+
+// TestPublisherMonotonic: a client that got a checkpoint from front end A
+// (a submission's reply) and then reads /checkpoint from front end B gets
+// one at least as large, of the same tree.
+func TestPublisherMonotonic(t *testing.T) {
+	tt := newTrillianTree(t)
+	a, err := tt.start(t, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := tt.start(t, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := apitest.NewBuildSigner()
+	for i := range 12 {
+		from, other := a, b
+		if i%2 == 1 {
+			from, other = b, a
+		}
+		code, r, msg := from.submit(s.Submission(fmt.Sprintf("monotonic-%d", i), fmt.Sprintf("%064x", i)))
+		if code != http.StatusCreated {
+			t.Fatalf("submission %d: %d %s", i, code, msg)
+		}
+		pb, err := api.ParseProofBundle([]byte(r.Proof))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _, err := api.OpenCheckpoint(pb.Checkpoint, testOrigin, tt.verifier)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := other.httpCheckpoint(tt)
+		if c.Size < got.Size {
+			t.Fatalf("submission %d: front end A answered with size %d, then B served size %d", i, got.Size, c.Size)
+		}
+	}
+	waitMirrors(t, tt, 12, a, b)
+	adopted := testutil.ToFloat64(a.pub.Metric("adopted")) + testutil.ToFloat64(b.pub.Metric("adopted"))
+	if adopted == 0 {
+		t.Errorf("no front end published a checkpoint of the other's")
+	}
+}
+
+// TestPublisherConflict: a front end of another tree that publishes
+// through this tree's record (a misconfiguration, or a tree restored from
+// an old backup) finds the record's checkpoint is not of its tree: it
+// publishes nothing more and is not ready, and the record keeps the
+// checkpoint of the tree.
+func TestPublisherConflict(t *testing.T) {
+	tt := newTrillianTree(t)
+	good, err := tt.start(t, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := apitest.NewBuildSigner()
+	for i := range 3 {
+		if code, _, msg := good.submit(s.Submission(fmt.Sprintf("good-%d", i), fmt.Sprintf("%064x", i))); code != http.StatusCreated {
+			t.Fatalf("%d %s", code, msg)
+		}
+	}
+	other := tt.newTree(t)
+	bad, err := tt.startWith(t, t.TempDir(), other, tt.treeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// More entries than the record's checkpoint has, at once: none is
+	// acknowledged with a proof, as no checkpoint of them is published.
+	var wg sync.WaitGroup
+	for i := range 5 {
+		wg.Go(func() {
+			code, _, msg := bad.submit(s.Submission(fmt.Sprintf("other-%d", i), fmt.Sprintf("%064x", 100+i)))
+			if code == http.StatusCreated {
+				t.Errorf("submission %d to the conflicting front end: %d %s", i, code, msg)
+			}
+		})
+	}
+	wg.Wait()
+	if got := testutil.ToFloat64(bad.pub.ConflictMetric()); got != 1 {
+		t.Errorf("candor_log_trillian_checkpoint_conflict %v", got)
+	}
+	resp, err := http.Get(bad.srv.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "not of the tree this front end mirrors") {
+		t.Errorf("/readyz of the conflicting front end: %d %s", resp.StatusCode, body)
+	}
+	if c := good.httpCheckpoint(tt); c.Size != 3 {
+		t.Errorf("the tree's front end serves size %d, want 3", c.Size)
+	}
+	if code, r, msg := good.submit(s.Submission("good-3", fmt.Sprintf("%064x", 3))); code != http.StatusCreated || r.Index != 3 {
+		t.Errorf("the tree's front end after the conflict: %d %s", code, msg)
+	}
+}
+
+// httpCheckpoint returns GET /checkpoint of the front end, verified.
+func (fe *frontEnd) httpCheckpoint(tt *trillianTree) api.Checkpoint {
+	fe.t.Helper()
+	resp, err := http.Get(fe.srv.URL + "/checkpoint")
+	if err != nil {
+		fe.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		fe.t.Fatalf("GET /checkpoint: %d %s", resp.StatusCode, b)
+	}
+	c, _, err := api.OpenCheckpoint(b, testOrigin, tt.verifier)
+	if err != nil {
+		fe.t.Fatal(err)
+	}
+	return c
+}
+
+// newTree creates another tree on the same Trillian.
+func (tt *trillianTree) newTree(t testing.TB) int64 {
+	conn, err := trillian.Dial(trillian.Options{Address: tt.env.Addr, Plaintext: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	tree, err := trillian.CreateTree(context.Background(), conn, "other", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tree.TreeId
+}
