@@ -95,7 +95,7 @@ func startMirror(ctx context.Context, c Config, l *log.Log, pub *trillian.Publis
 func newPublisher(ctx context.Context, c Config, verifier note.Verifier, coll *witnessing.Collector, logger *slog.Logger, reg prometheus.Registerer) (*trillian.Publisher, error) {
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	rec, err := trillian.OpenRecord(openCtx, c.Trillian.Database, c.Trillian.TreeID)
+	rec, err := trillian.OpenRecord(openCtx, c.Trillian.Database, c.Trillian.TreeID, logger)
 	if err != nil {
 		return nil, fmt.Errorf("trillian.database: %w", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -28,6 +29,11 @@ type Server struct {
 	// Socket is the path of its Unix socket.
 	Socket string
 	dir    string
+	bin    string   // mariadbd
+	args   []string // its arguments
+	t      testing.TB
+
+	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{}
 }
@@ -105,26 +111,50 @@ func Start(t testing.TB) *Server {
 	if out, err := exec.Command(install, args...).CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", install, err, out)
 	}
-	s := &Server{Socket: filepath.Join(dir, "sock"), dir: dir, exited: make(chan struct{})}
-	args = []string{
+	s := &Server{Socket: filepath.Join(dir, "sock"), dir: dir, bin: server, t: t}
+	s.args = []string{
 		"--no-defaults", "--datadir=" + data, "--socket=" + s.Socket, "--skip-networking",
 		"--pid-file=" + filepath.Join(dir, "pid"), "--log-error=" + filepath.Join(dir, "error.log"),
 		"--innodb-buffer-pool-size=128M", "--skip-log-bin", "--max-connections=500",
 	}
 	if os.Geteuid() == 0 {
-		args = append(args, "--user=root")
+		s.args = append(s.args, "--user=root")
 	}
-	s.cmd = exec.Command(server, args...)
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("couldn't start %s: %v", server, err)
-	}
-	go func() { s.cmd.Wait(); close(s.exited) }()
+	s.start()
 	t.Cleanup(s.stop)
-	if err := s.waitReady(30 * time.Second); err != nil {
-		t.Fatalf("MariaDB did not start: %v\n%s", err, s.errorLog())
-	}
 	return s
 }
+
+// start starts the server on its data directory and waits until it
+// answers.
+func (s *Server) start() {
+	s.t.Helper()
+	s.mu.Lock()
+	s.cmd, s.exited = exec.Command(s.bin, s.args...), make(chan struct{})
+	cmd, exited := s.cmd, s.exited
+	if err := cmd.Start(); err != nil {
+		s.mu.Unlock()
+		s.t.Fatalf("couldn't start %s: %v", s.bin, err)
+	}
+	s.mu.Unlock()
+	go func() { cmd.Wait(); close(exited) }()
+	if err := s.waitReady(30 * time.Second); err != nil {
+		s.t.Fatalf("MariaDB did not start: %v\n%s", err, s.errorLog())
+	}
+}
+
+// Kill kills the server with SIGKILL, as a crash or a power cut would.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.mu.Unlock()
+	cmd.Process.Kill()
+	<-exited
+}
+
+// Restart starts the killed server again, on the same data and socket,
+// and waits until it answers.
+func (s *Server) Restart() { s.start() }
 
 // waitReady waits until the server answers a ping.
 func (s *Server) waitReady(timeout time.Duration) error {
@@ -133,6 +163,9 @@ func (s *Server) waitReady(timeout time.Duration) error {
 		return err
 	}
 	defer db.Close()
+	s.mu.Lock()
+	exited := s.exited
+	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	for {
@@ -141,7 +174,7 @@ func (s *Server) waitReady(timeout time.Duration) error {
 			return nil
 		}
 		select {
-		case <-s.exited:
+		case <-exited:
 			return errors.New("the server exited")
 		case <-ctx.Done():
 			return err
@@ -161,16 +194,19 @@ func (s *Server) errorLog() string {
 
 // stop stops the server: SIGTERM, then SIGKILL after 10 seconds.
 func (s *Server) stop() {
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.mu.Unlock()
 	select {
-	case <-s.exited:
+	case <-exited:
 		return
 	default:
 	}
-	s.cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-s.exited:
+	case <-exited:
 	case <-time.After(10 * time.Second):
-		s.cmd.Process.Kill()
-		<-s.exited
+		cmd.Process.Kill()
+		<-exited
 	}
 }

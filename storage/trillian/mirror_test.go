@@ -88,7 +88,7 @@ func (tt *trillianTree) startWith(t testing.TB, dir string, treeID, recordTree i
 	t.Helper()
 	quiet := slog.New(slog.DiscardHandler)
 	ctx := context.Background()
-	rec, err := trillian.OpenRecord(ctx, tt.env.DSN, recordTree)
+	rec, err := trillian.OpenRecord(ctx, tt.env.DSN, recordTree, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,15 +1,21 @@
 package trillian_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/api/apitest"
@@ -22,7 +28,7 @@ func TestRecordSwap(t *testing.T) {
 	tt := newTrillianTree(t)
 	ctx := context.Background()
 	open := func() *trillian.Record {
-		r, err := trillian.OpenRecord(ctx, tt.env.DSN, tt.treeID)
+		r, err := trillian.OpenRecord(ctx, tt.env.DSN, tt.treeID, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -85,7 +91,7 @@ func TestRecordSwap(t *testing.T) {
 	if got := strings.Count(string(n), "/"); got != wins || wins == 0 {
 		t.Errorf("%d swaps won, the note has %d steps: %q", wins, got, n)
 	}
-	if _, err := trillian.OpenRecord(ctx, "candor@tcp(127.0.0.1:1)/", 1); err == nil || !strings.Contains(err.Error(), "names no database") {
+	if _, err := trillian.OpenRecord(ctx, "candor@tcp(127.0.0.1:1)/", 1, nil); err == nil || !strings.Contains(err.Error(), "names no database") {
 		t.Errorf("a DSN without a database: %v", err)
 	}
 }
@@ -218,4 +224,176 @@ func (tt *trillianTree) newTree(t testing.TB) int64 {
 		t.Fatal(err)
 	}
 	return tree.TreeId
+}
+
+// TestDatabaseKilled: the database under Trillian and the checkpoint
+// record is killed with SIGKILL under load through two front ends, and
+// started again. Submissions fail while it is away (none is acknowledged
+// without being in the tree); afterwards both front ends take entries
+// again and publish the whole tree, every acknowledged entry in it at its
+// index, and a client reading both in turn never went back or saw a
+// fork.
+func TestDatabaseKilled(t *testing.T) {
+	tt := newTrillianTree(t)
+	a, err := tt.start(t, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := tt.start(t, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fes := []*frontEnd{a, b}
+	s := apitest.NewBuildSigner()
+	type ack struct {
+		index    uint64
+		leafHash []byte
+	}
+	var (
+		mu        sync.Mutex
+		acks      []ack
+		failed    int
+		seen      []api.Checkpoint
+		backwards []string
+		wg        sync.WaitGroup
+		stop      = make(chan struct{})
+	)
+	writing := make(chan struct{})
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 300 {
+				select {
+				case <-writing:
+					return
+				default:
+				}
+				body := s.Submission(fmt.Sprintf("db-killed-%d-%d", w, i), fmt.Sprintf("%064x", 1000*w+i))
+				code, r, err := post(fes[(w+i)%2], body)
+				mu.Lock()
+				if err != nil || code != http.StatusCreated {
+					failed++
+				} else {
+					acks = append(acks, ack{r.Index, r.LeafHash})
+				}
+				mu.Unlock()
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+	reader := sync.WaitGroup{}
+	reader.Go(func() {
+		var last uint64
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(15 * time.Millisecond):
+			}
+			c, err := getCheckpoint(fes[i%2], tt)
+			if err != nil {
+				continue // 503 while the database is away
+			}
+			mu.Lock()
+			seen = append(seen, c)
+			if c.Size < last {
+				backwards = append(backwards, fmt.Sprintf("size %d after %d", c.Size, last))
+			}
+			mu.Unlock()
+			last = max(last, c.Size)
+		}
+	})
+	time.Sleep(time.Second)
+	tt.env.MariaDB.Kill()
+	time.Sleep(1500 * time.Millisecond)
+	tt.env.MariaDB.Restart()
+	time.Sleep(time.Second)
+	close(writing)
+	wg.Wait()
+	// Both take entries again.
+	for i, fe := range fes {
+		body := s.Submission(fmt.Sprintf("after-%d", i), fmt.Sprintf("%064x", 9000+i))
+		deadline := time.Now().Add(time.Minute)
+		for {
+			code, r, err := post(fe, body)
+			if err == nil && (code == http.StatusCreated || code == http.StatusOK) {
+				acks = append(acks, ack{r.Index, r.LeafHash})
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("front end %d after the database came back: %d %v", i, code, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	root := waitMirrors(t, tt, uint64(len(acks)), a, b)
+	close(stop)
+	reader.Wait()
+	for _, ack := range acks {
+		for _, fe := range fes {
+			got, err := fe.log.LeafHash(context.Background(), ack.index)
+			if err != nil || !bytes.Equal(got, ack.leafHash) {
+				t.Fatalf("acknowledged entry %d: leaf hash %x, %v in the tree of %d; want %x", ack.index, got, err, root.TreeSize, ack.leafHash)
+			}
+		}
+	}
+	for _, c := range seen {
+		var err error
+		switch {
+		case c.Size == 0:
+			if !bytes.Equal(c.Hash[:], rfc6962.DefaultHasher.EmptyRoot()) {
+				err = errors.New("not the empty tree's root")
+			}
+		case c.Size > root.TreeSize:
+			err = errors.New("larger than the tree")
+		case c.Size == root.TreeSize:
+			if !bytes.Equal(c.Hash[:], root.RootHash) {
+				err = errors.New("another root")
+			}
+		default:
+			var hashes [][]byte
+			if hashes, err = a.log.ConsistencyProof(context.Background(), c.Size, root.TreeSize); err == nil {
+				err = proof.VerifyConsistency(rfc6962.DefaultHasher, c.Size, root.TreeSize, hashes, c.Hash[:], root.RootHash)
+			}
+		}
+		if err != nil {
+			t.Fatalf("a checkpoint of size %d read during the test is not of the tree of %d: %v", c.Size, root.TreeSize, err)
+		}
+	}
+	if len(backwards) > 0 {
+		t.Errorf("a client reading both front ends went back %d times: %s", len(backwards), strings.Join(backwards[:min(5, len(backwards))], "; "))
+	}
+	if failed == 0 {
+		t.Errorf("no submission failed while the database was away")
+	}
+	t.Logf("%d entries acknowledged, %d refused while the database was away; %d checkpoints read, none going back", len(acks), failed, len(seen))
+}
+
+// post submits body to fe.
+func post(fe *frontEnd, body []byte) (int, api.AddEntryResponse, error) {
+	resp, err := http.Post(fe.srv.URL+"/v1/entries", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return 0, api.AddEntryResponse{}, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var r api.AddEntryResponse
+	if resp.StatusCode < 300 {
+		err = json.Unmarshal(b, &r)
+	}
+	return resp.StatusCode, r, err
+}
+
+// getCheckpoint returns GET /checkpoint of fe, verified.
+func getCheckpoint(fe *frontEnd, tt *trillianTree) (api.Checkpoint, error) {
+	resp, err := http.Get(fe.srv.URL + "/checkpoint")
+	if err != nil {
+		return api.Checkpoint{}, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return api.Checkpoint{}, fmt.Errorf("GET /checkpoint: %d %s", resp.StatusCode, b)
+	}
+	c, _, err := api.OpenCheckpoint(b, testOrigin, tt.verifier)
+	return c, err
 }

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/go-sql-driver/mysql"
 )
@@ -49,12 +50,17 @@ type Record struct {
 // OpenRecord connects to the database of dsn (go-sql-driver/mysql's form,
 // as Trillian's --mysql_uri: user:password@tcp(host:3306)/trillian), creates
 // the record's table if it is not there, and returns the record of tree
-// treeID.
-func OpenRecord(ctx context.Context, dsn string, treeID int64) (*Record, error) {
+// treeID. The driver's own messages go to logger (nil: slog.Default()) at
+// debug level: the errors they tell of reach the caller.
+func OpenRecord(ctx context.Context, dsn string, treeID int64, logger *slog.Logger) (*Record, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("the checkpoint database: %w", err)
 	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	cfg.Logger = driverLogger{logger}
 	if cfg.DBName == "" {
 		return nil, errors.New("the checkpoint database: the data source name names no database (user:password@tcp(host:3306)/trillian)")
 	}
@@ -118,4 +124,11 @@ func (r *Record) Swap(ctx context.Context, old, new []byte, size uint64) (bool, 
 		return false, fmt.Errorf("couldn't write the checkpoint record: %w", err)
 	}
 	return n == 1, nil
+}
+
+// driverLogger is the driver's logger on slog.
+type driverLogger struct{ l *slog.Logger }
+
+func (d driverLogger) Print(v ...any) {
+	d.l.Debug("checkpoint database driver: "+fmt.Sprint(v...), "component", "mysql")
 }

@@ -113,7 +113,7 @@ func StartCluster(t testing.TB, o Options) *Cluster {
 	t.Helper()
 	o = o.withDefaults()
 	// MariaDB first: without it the test skips, and builds nothing.
-	_, dsn := database(t)
+	_, _, dsn := database(t)
 	bins := binaries(t)
 	c := &Cluster{
 		Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))),

@@ -37,6 +37,8 @@ type Env struct {
 	// DSN is the go-sql-driver/mysql data source name of Trillian's
 	// database, which also holds the front ends' checkpoint record.
 	DSN string
+	// MariaDB is the database server, which a test may kill and restart.
+	MariaDB *mariadbtest.Server
 }
 
 // Options are the signer's settings; zero values take trillian_log_signer's
@@ -65,8 +67,8 @@ func (o Options) withDefaults() Options {
 // database starts MariaDB and creates a database of a new name in it with
 // Trillian's schema from the module (testdb does both), until the test
 // ends.
-// It returns the database and its data source name.
-func database(t testing.TB) (*sql.DB, string) {
+// It returns the database, its server and its data source name.
+func database(t testing.TB) (*sql.DB, *mariadbtest.Server, string) {
 	t.Helper()
 	maria := mariadbtest.Start(t)
 	t.Setenv(testdb.MySQLURIEnv, maria.DSN("")) // ends with "/"
@@ -79,7 +81,7 @@ func database(t testing.TB) (*sql.DB, string) {
 	if err := db.QueryRowContext(context.Background(), "SELECT DATABASE()").Scan(&name); err != nil {
 		t.Fatal(err)
 	}
-	return db, maria.DSN(name)
+	return db, maria, maria.DSN(name)
 }
 
 // Start starts MariaDB, creates Trillian's database in it, and runs a log
@@ -97,7 +99,7 @@ func Start(t testing.TB, o Options) *Env {
 		fs.Set("stderrthreshold", "FATAL")
 		klog.SetOutput(io.Discard)
 	})
-	db, dsn := database(t)
+	db, maria, dsn := database(t)
 	ctx := context.Background()
 	registry := extension.Registry{
 		AdminStorage: mysql.NewAdminStorage(db),
@@ -127,5 +129,5 @@ func Start(t testing.TB, o Options) *Env {
 		srv.Stop()
 		wg.Wait()
 	})
-	return &Env{Addr: lis.Addr().String(), DSN: dsn}
+	return &Env{Addr: lis.Addr().String(), DSN: dsn, MariaDB: maria}
 }
