@@ -116,6 +116,9 @@ func Start(t testing.TB) *Server {
 		"--no-defaults", "--datadir=" + data, "--socket=" + s.Socket, "--skip-networking",
 		"--pid-file=" + filepath.Join(dir, "pid"), "--log-error=" + filepath.Join(dir, "error.log"),
 		"--innodb-buffer-pool-size=128M", "--skip-log-bin", "--max-connections=500",
+		// Clients that open many connections at once (Trillian under
+		// load) are queued, not refused.
+		"--back-log=1000",
 	}
 	if os.Geteuid() == 0 {
 		s.args = append(s.args, "--user=root")

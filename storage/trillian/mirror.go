@@ -121,6 +121,17 @@ type Mirror struct {
 	failed   error         // why the mirror stopped following, if it did
 	roundErr error         // why the last round failed, or nil
 	waiting  int           // submissions waiting for the mirror
+	// admitted are the entries this front end admitted and is waiting
+	// for, by leaf hash: the mirror takes their search terms from the
+	// admission rather than parse and verify them again.
+	admitted map[[32]byte]*admission
+}
+
+// admission is an entry admitted by this front end, waiting for the
+// mirror.
+type admission struct {
+	terms []api.SearchTerm
+	n     int // submissions of it waiting
 }
 
 // NewMirror checks that the log is a mirror of the Trillian tree (its
@@ -139,7 +150,7 @@ func NewMirror(ctx context.Context, cfg MirrorConfig) (*Mirror, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	m := &Mirror{cfg: cfg, metrics: newMirrorMetrics(cfg.Registerer), hasher: rfc6962.DefaultHasher, poke: make(chan struct{}, 1), progress: make(chan struct{})}
+	m := &Mirror{cfg: cfg, metrics: newMirrorMetrics(cfg.Registerer), hasher: rfc6962.DefaultHasher, poke: make(chan struct{}, 1), progress: make(chan struct{}), admitted: make(map[[32]byte]*admission)}
 	root, err := LatestRoot(ctx, cfg.Client, cfg.TreeID)
 	if err != nil {
 		return nil, err
@@ -313,17 +324,23 @@ func (m *Mirror) append(ctx context.Context, from uint64, leaves []*tpb.LogLeaf)
 		if leaf.LeafIndex != int64(idx) {
 			return fmt.Errorf("the Trillian server returned leaf %d where %d was asked for", leaf.LeafIndex, idx)
 		}
-		if !bytes.Equal(leaf.MerkleLeafHash, m.hasher.HashLeaf(leaf.LeafValue)) {
-			return &stopError{fmt.Errorf("leaf %d of the Trillian tree has hash %x, its value hashes to %x", idx, leaf.MerkleLeafHash, m.hasher.HashLeaf(leaf.LeafValue))}
+		hash := m.hasher.HashLeaf(leaf.LeafValue)
+		if !bytes.Equal(leaf.MerkleLeafHash, hash) {
+			return &stopError{fmt.Errorf("leaf %d of the Trillian tree has hash %x, its value hashes to %x", idx, leaf.MerkleLeafHash, hash)}
 		}
 		// What the log's front ends admitted; anything else in the tree
 		// was put there by something else, and the log stops there
-		// rather than publish it.
-		st, err := api.ParseEntry(leaf.LeafValue)
-		if err != nil {
-			return &stopError{fmt.Errorf("entry %d of Trillian's tree %d is not one the log takes: %w", idx, m.cfg.TreeID, err)}
+		// rather than publish it. An entry this front end admitted
+		// (the same bytes: the same leaf hash) is not checked again.
+		terms, ok := m.admittedTerms(hash)
+		if !ok {
+			st, err := api.ParseEntry(leaf.LeafValue)
+			if err != nil {
+				return &stopError{fmt.Errorf("entry %d of Trillian's tree %d is not one the log takes: %w", idx, m.cfg.TreeID, err)}
+			}
+			terms = api.SearchTerms(st)
 		}
-		futures[i] = m.cfg.Log.SubmitWithTerms(ctx, leaf.LeafValue, api.SearchTerms(st))
+		futures[i] = m.cfg.Log.SubmitWithTerms(ctx, leaf.LeafValue, terms)
 	}
 	for i, f := range futures {
 		idx := from + uint64(i)
@@ -338,6 +355,39 @@ func (m *Mirror) append(ctx context.Context, from uint64, leaves []*tpb.LogLeaf)
 	return nil
 }
 
+// admittedTerms returns the search terms of the entry of leaf hash h if
+// this front end admitted it and waits for it.
+func (m *Mirror) admittedTerms(h []byte) ([]api.SearchTerm, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, ok := m.admitted[[32]byte(h)]
+	if !ok {
+		return nil, false
+	}
+	return a.terms, true
+}
+
+// admit records an entry this front end admitted, with its search terms,
+// until the returned function is called.
+func (m *Mirror) admit(h []byte, terms []api.SearchTerm) func() {
+	key := [32]byte(h)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, ok := m.admitted[key]
+	if !ok {
+		a = &admission{terms: terms}
+		m.admitted[key] = a
+	}
+	a.n++
+	return func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if a.n--; a.n == 0 {
+			delete(m.admitted, key)
+		}
+	}
+}
+
 // signal wakes the submissions waiting for the mirror.
 func (m *Mirror) signal() {
 	m.mu.Lock()
@@ -350,9 +400,10 @@ func (m *Mirror) signal() {
 // waits until the log has committed it. The receipt is a duplicate's (200)
 // only if the log had the entry before; an entry Trillian had
 // queued but not sequenced gets the reply of a new one (201), like the
-// same entry sent to two front ends at once. The terms are the log's own: the
-// mirror reads them from the entry.
-func (m *Mirror) AddWithTerms(ctx context.Context, entry []byte, _ []api.SearchTerm) (log.Receipt, error) {
+// same entry sent to two front ends at once. entry must be admitted (the
+// log's handler checked it), and terms its search terms: the mirror takes
+// them when it finds entry in Trillian's tree, rather than check it again.
+func (m *Mirror) AddWithTerms(ctx context.Context, entry []byte, terms []api.SearchTerm) (log.Receipt, error) {
 	if err := m.stopped(); err != nil {
 		return log.Receipt{}, err
 	}
@@ -367,6 +418,7 @@ func (m *Mirror) AddWithTerms(ctx context.Context, entry []byte, _ []api.SearchT
 	if err := m.cfg.Log.SpaceError(); err != nil {
 		return log.Receipt{}, err
 	}
+	defer m.admit(leafHash, terms)()
 	_, err := m.cfg.Client.QueueLeaf(ctx, &tpb.QueueLeafRequest{LogId: m.cfg.TreeID, Leaf: &tpb.LogLeaf{
 		LeafValue: entry, LeafIdentityHash: leafHash,
 	}})

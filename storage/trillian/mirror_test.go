@@ -117,7 +117,8 @@ func (tt *trillianTree) startWith(t testing.TB, dir string, treeID, recordTree i
 	runCtx, cancel := context.WithCancel(ctx)
 	fe.cancel = cancel
 	go func() { fe.ran <- m.Run(runCtx) }()
-	fe.srv = httptest.NewServer(log.NewHandler(l, log.HandlerOptions{Logger: quiet, Adder: m, WitnessWait: 5 * time.Second}))
+	// All clients are on loopback: no limit per client.
+	fe.srv = httptest.NewServer(log.NewHandler(l, log.HandlerOptions{Logger: quiet, Adder: m, WitnessWait: 5 * time.Second, MaxInFlightPerClient: 4096}))
 	t.Cleanup(fe.stop)
 	return fe, nil
 }
