@@ -5,17 +5,18 @@ BIN         ?= bin
 DATA        ?= data
 LISTEN      ?= localhost:8080
 ORIGIN      ?= localhost/candor
+SIZES       ?= 1M,10M
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN_DIR   := $(shell $(GO) env GOPATH)/bin
 # The integration tests of the log's guarantees, run on both storages.
 TRILLIAN_SUITE := ^(TestKill9Durability|TestKill9DuringFirstStart|TestBadInputChangesNothing|TestRestartKeepsKeyAndOrigin|TestLogHTTPEdges|TestSearchReindex|TestFsckDetectsCorruption|TestFullDiskLog|TestFullDiskWriteErrors|TestWitnessPolicy)$$
 
-.PHONY: help build run demo demo-trillian test test-short lint bench bench-http fuzz clean
+.PHONY: help build run demo demo-trillian test test-short lint bench bench-http bench-growth fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
 
-build: ## build candor-log, candor-witness and candor into ./bin
+build: ## build candor-log, candor-witness, candor and candor-growth into ./bin
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 run: build ## run a log on embedded pebble in ./data (ORIGIN, LISTEN, DATA to change)
@@ -49,6 +50,9 @@ bench: ## the benchmarks; compare runs with benchstat
 
 bench-http: build ## a fresh log on loopback under candor bench (and wrk, if installed): submissions, proofs, tiles
 	BIN=$(BIN) sh scripts/bench-http.sh
+
+bench-growth: build ## one log grown to each of SIZES (1M,10M; 100M on request) and measured at each: rates, p99, memory, disk, start
+	$(BIN)/candor-growth --bin $(BIN) --sizes $(SIZES)
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 	@for pkg in $$($(GO) list ./...); do \

@@ -1,0 +1,594 @@
+// Command candor-growth is the growth benchmark (make bench-growth): it
+// builds one log up to each of the sizes it is given, through the log's
+// own admission (api.AdmitEntry) and engine (log.Log on pebble) with valid
+// signed entries, and at each size starts candor-log on it and measures
+// with candor bench: submissions, inclusion proofs, hash tiles and entry
+// bundles at uniformly random indexes, the time from start to ready, the
+// server's resident memory and Go heap, and the disk bytes per entry. It
+// prints one table, with this machine's Ed25519 and SHA-256 speed, so that
+// runs from different hours and machines compare.
+//
+// The log is built without HTTP and without a process boundary: each
+// core signs entries (Ed25519 with keys of its own) and admits them as
+// the server would, and the log takes them in batches. Signing and
+// checking a signature is most of the cost, about 80 µs an entry on one
+// core.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/api/apitest"
+	"github.com/candorlog/candor/internal/keyfile"
+	"github.com/candorlog/candor/log"
+	"github.com/candorlog/candor/storage/pebble"
+)
+
+const origin = "growth.example/candor"
+
+// config is what the flags say.
+type config struct {
+	sizes       []uint64
+	dir         string
+	keep        bool
+	bin         string
+	payload     string
+	submissions int
+	reads       int
+	cacheMiB    int
+}
+
+func main() {
+	c, err := parseFlags(os.Args[1:], os.Stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "candor-growth:", err)
+		os.Exit(2)
+	}
+	ctx := context.Background()
+	if err := run(ctx, c, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "candor-growth:", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("candor-growth", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	sizes := fs.String("sizes", "1M,10M", "tree `sizes` to measure at, ascending (K and M suffixes)")
+	fs.StringVar(&c.dir, "dir", "", "`directory` of the log (default: a new one in $TMPDIR, removed at the end); a log there is grown")
+	fs.BoolVar(&c.keep, "keep", false, "keep the log's directory")
+	fs.StringVar(&c.bin, "bin", "bin", "`directory` of the candor-log and candor binaries")
+	fs.StringVar(&c.payload, "payload", "random", "entries' subject names: random (incompressible) or repeated (compressible)")
+	fs.IntVar(&c.submissions, "submissions", 100000, "submissions over HTTP at each size")
+	fs.IntVar(&c.reads, "reads", 100000, "inclusion proofs, and tile and entry bundle reads, at each size")
+	fs.IntVar(&c.cacheMiB, "cache-mib", 256, "the server's --cache-mib")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: candor-growth [flags]\n\nBuilds a log to each size and measures candor-log on it (see make bench-growth).\n\nflags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	for _, s := range strings.Split(*sizes, ",") {
+		n, err := parseSize(s)
+		if err != nil {
+			return c, fmt.Errorf("--sizes: %w", err)
+		}
+		if len(c.sizes) > 0 && n <= c.sizes[len(c.sizes)-1] {
+			return c, fmt.Errorf("--sizes: %s is not larger than the size before it", s)
+		}
+		c.sizes = append(c.sizes, n)
+	}
+	if c.payload != "random" && c.payload != "repeated" {
+		return c, fmt.Errorf("--payload %q: want random or repeated", c.payload)
+	}
+	if c.submissions < 1 || c.reads < 1 {
+		return c, errors.New("--submissions and --reads must be positive")
+	}
+	return c, nil
+}
+
+// parseSize parses 1000, 10K or 1M.
+func parseSize(s string) (uint64, error) {
+	s = strings.TrimSpace(s)
+	mult := uint64(1)
+	switch {
+	case strings.HasSuffix(s, "M"):
+		mult, s = 1_000_000, strings.TrimSuffix(s, "M")
+	case strings.HasSuffix(s, "K"):
+		mult, s = 1_000, strings.TrimSuffix(s, "K")
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("%q: want a positive number, with K or M", s)
+	}
+	return n * mult, nil
+}
+
+// row is the figures at one size.
+type row struct {
+	size         uint64
+	fillRate     float64 // entries/s while building
+	ready        time.Duration
+	submit       benchFigures
+	proofs       benchFigures
+	tiles        benchFigures
+	bundles      benchFigures
+	rssBytes     int64
+	heapBytes    int64
+	diskBytes    int64
+	entryBytes   int64  // of the tree's entries (their mean size measured while building)
+	builtEntries uint64 // the tree's size at the end
+}
+
+type benchFigures struct {
+	rate float64       // successful requests/s
+	p99  time.Duration // latency
+}
+
+func run(ctx context.Context, c config, stdout, stderr io.Writer) error {
+	for _, b := range []string{"candor-log", "candor"} {
+		if _, err := os.Stat(filepath.Join(c.bin, b)); err != nil {
+			return fmt.Errorf("%s/%s is missing: run make build (or give --bin)", c.bin, b)
+		}
+	}
+	if c.dir == "" {
+		d, err := os.MkdirTemp("", "candor-growth-")
+		if err != nil {
+			return err
+		}
+		c.dir = d
+		if !c.keep {
+			defer os.RemoveAll(d)
+		}
+	}
+	fmt.Fprintf(stderr, "candor-growth: the log is in %s\n", c.dir)
+	ed, sha := machineSpeed()
+	var rows []row
+	for _, size := range c.sizes {
+		r, err := growAndMeasure(ctx, c, size, stderr)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, r)
+	}
+	printTable(stdout, c, ed, sha, rows)
+	return nil
+}
+
+// machineSpeed measures Ed25519 verifications/s and SHA-256 MB/s on one
+// core, for a second each.
+func machineSpeed() (edPerSec, shaMBPerSec float64) {
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	msg := make([]byte, 600)
+	sig := ed25519.Sign(priv, msg)
+	start := time.Now()
+	n := 0
+	for time.Since(start) < time.Second {
+		for range 100 {
+			ed25519.Verify(pub, msg, sig)
+		}
+		n += 100
+	}
+	edPerSec = float64(n) / time.Since(start).Seconds()
+	buf := make([]byte, 1<<20)
+	start = time.Now()
+	n = 0
+	for time.Since(start) < time.Second {
+		sha256.Sum256(buf)
+		n++
+	}
+	return edPerSec, float64(n) / time.Since(start).Seconds()
+}
+
+func growAndMeasure(ctx context.Context, c config, size uint64, stderr io.Writer) (row, error) {
+	r := row{size: size}
+	built, entryBytes, rate, err := fill(ctx, c, size, stderr)
+	if err != nil {
+		return r, err
+	}
+	r.builtEntries, r.entryBytes, r.fillRate = built, entryBytes, rate
+	s, err := startServer(c, stderr)
+	if err != nil {
+		return r, err
+	}
+	defer s.stop()
+	r.ready = s.ready
+	// Reads first, on the tree as built; then submissions.
+	for _, m := range []struct {
+		mode        string
+		concurrency int
+		out         *benchFigures
+	}{
+		{"proofs", 64, &r.proofs},
+		{"tiles", 64, &r.tiles},
+		{"bundles", 64, &r.bundles},
+		{"submit", 256, &r.submit},
+	} {
+		count := c.reads
+		if m.mode == "submit" {
+			count = c.submissions
+		}
+		f, err := s.bench(m.mode, count, m.concurrency, stderr)
+		if err != nil {
+			return r, err
+		}
+		*m.out = f
+	}
+	if r.rssBytes, err = s.rss(); err != nil {
+		return r, err
+	}
+	if r.heapBytes, err = s.heap(); err != nil {
+		return r, err
+	}
+	// The submissions grew the tree: the disk is per entry of the tree.
+	final, err := s.treeSize()
+	if err != nil {
+		return r, err
+	}
+	r.entryBytes = r.entryBytes / int64(r.builtEntries) * int64(final)
+	r.builtEntries = final
+	s.stop()
+	if r.diskBytes, err = dirBytes(filepath.Join(c.dir, "db")); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+// fill grows the log in c.dir to size entries and returns how many
+// entries it holds, the bytes of the entries it added (an estimate for
+// those it did not: their mean times their number), and the rate it
+// added them at.
+func fill(ctx context.Context, c config, size uint64, stderr io.Writer) (uint64, int64, float64, error) {
+	keyPath := filepath.Join(c.dir, "log.key")
+	skey, err := keyfile.Load(keyPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		if skey, _, err = note.GenerateKey(rand.Reader, origin); err == nil {
+			err = keyfile.Create(keyPath, skey)
+		}
+	}
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	vkey, err := api.VerifierKey(skey)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	verifier, err := note.NewVerifier(vkey)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	quiet := slog.New(slog.DiscardHandler)
+	store, err := pebble.Open(filepath.Join(c.dir, "db"), pebble.Options{CacheBytes: int64(c.cacheMiB) << 20, Logger: quiet})
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer store.Close()
+	l, err := log.New(ctx, log.Config{Storage: store, Signer: signer, Verifier: verifier, Logger: quiet})
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer l.Close()
+	_, have := l.CommittedCheckpoint()
+	if have >= size {
+		return have, 0, 0, nil
+	}
+	// Each worker signs with a key of its own and numbers its entries
+	// from a random run ID, so that every entry is new.
+	var runID [8]byte
+	rand.Read(runID[:])
+	var next, added, bytesAdded atomic.Uint64
+	next.Store(have)
+	workers := runtime.GOMAXPROCS(0)
+	errs := make([]error, workers)
+	start := time.Now()
+	done := make(chan struct{})
+	go progress(stderr, size, &added, have, start, done)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			errs[w] = fillWorker(ctx, l, c.payload, runID[:], &next, size, &added, &bytesAdded)
+		})
+	}
+	wg.Wait()
+	close(done)
+	if err := errors.Join(errs...); err != nil {
+		return 0, 0, 0, err
+	}
+	_, got := l.CommittedCheckpoint()
+	elapsed := time.Since(start)
+	n := added.Load()
+	fmt.Fprintf(stderr, "\rcandor-growth: %d entries added in %s (%.0f/s), tree size %d\n", n, elapsed.Round(time.Second), float64(n)/elapsed.Seconds(), got)
+	mean := float64(bytesAdded.Load()) / float64(n)
+	return got, int64(mean * float64(got)), float64(n) / elapsed.Seconds(), nil
+}
+
+// fillWorker signs, admits and adds entries in batches until next passes
+// size.
+func fillWorker(ctx context.Context, l *log.Log, payload string, runID []byte, next *atomic.Uint64, size uint64, added, bytesAdded *atomic.Uint64) error {
+	signer := apitest.NewBuildSigner()
+	const batch = 512
+	futures := make([]*log.Future, 0, batch)
+	name := make([]byte, 0, 128)
+	random := make([]byte, 24)
+	for {
+		first := next.Add(batch) - batch
+		if first >= size {
+			return nil
+		}
+		last := min(first+batch, size)
+		futures = futures[:0]
+		for i := first; i < last; i++ {
+			// About 880-byte entries, as candor bench makes: with
+			// random, 24 random bytes in each subject's name; with
+			// repeated, the same words. The digest, the signature and
+			// the encodings are the rest.
+			name = fmt.Appendf(name[:0], "growth/%x/%d/", runID[:4], i)
+			if payload == "random" {
+				rand.Read(random)
+				name = base64.RawURLEncoding.AppendEncode(name, random)
+			} else {
+				name = append(name, "the-same-words-again-and-again-a"...)
+			}
+			digest := sha256.Sum256(name)
+			body := signer.Submission(string(name), fmt.Sprintf("%x", digest))
+			entry, st, err := api.AdmitEntry(body)
+			if err != nil {
+				return fmt.Errorf("the log refused a built entry: %w", err)
+			}
+			bytesAdded.Add(uint64(len(entry)))
+			futures = append(futures, l.SubmitWithTerms(ctx, entry, api.SearchTerms(st)))
+		}
+		for _, f := range futures {
+			r, err := f.Wait(ctx)
+			if err != nil {
+				return err
+			}
+			if r.Duplicate {
+				return fmt.Errorf("entry %d is a duplicate", r.Index)
+			}
+		}
+		added.Add(uint64(len(futures)))
+	}
+}
+
+// progress prints the fill's progress every few seconds until done.
+func progress(w io.Writer, size uint64, added *atomic.Uint64, from uint64, start time.Time, done <-chan struct{}) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			n := added.Load()
+			rate := float64(n) / time.Since(start).Seconds()
+			left := time.Duration(float64(size-from-n)/rate) * time.Second
+			fmt.Fprintf(w, "\rcandor-growth: building: %d of %d entries, %.0f/s, %s left   ", from+n, size, rate, left.Round(time.Second))
+		}
+	}
+}
+
+// server is a candor-log process on the log.
+type server struct {
+	cmd   *exec.Cmd
+	url   string
+	vkey  string
+	ready time.Duration
+	bin   string
+	once  sync.Once
+}
+
+func startServer(c config, stderr io.Writer) (*server, error) {
+	cmd := exec.Command(filepath.Join(c.bin, "candor-log"), "--data", c.dir, "--key", filepath.Join(c.dir, "log.key"),
+		"--listen", "127.0.0.1:0", "--log-level", "warn", "--cache-mib", strconv.Itoa(c.cacheMiB))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &server{cmd: cmd, bin: c.bin}
+	lines := bufio.NewScanner(out)
+	for lines.Scan() {
+		line := lines.Text()
+		if v, ok := strings.CutPrefix(line, "candor-log: verifier key "); ok {
+			s.vkey = v
+		}
+		if u, ok := strings.CutPrefix(line, "candor-log: listening on "); ok {
+			s.url = u
+			break
+		}
+	}
+	go io.Copy(io.Discard, out)
+	if s.url == "" {
+		s.stop()
+		return nil, errors.New("candor-log did not start")
+	}
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		resp, err := http.Get(s.url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return nil, errors.New("candor-log was not ready within 10 minutes")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.ready = time.Since(start)
+	return s, nil
+}
+
+func (s *server) stop() {
+	s.once.Do(func() {
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		s.cmd.Wait()
+	})
+}
+
+var (
+	throughputLine = regexp.MustCompile(`throughput\s+\S+ req/s, (\S+) successful/s`)
+	latencyLine    = regexp.MustCompile(`latency\s+p50 \S+\s+p90 \S+\s+p99 (\S+)`)
+	errorsLine     = regexp.MustCompile(`errors\s+(\d+)`)
+)
+
+// bench runs candor bench against the server and returns its figures.
+func (s *server) bench(mode string, count, concurrency int, stderr io.Writer) (benchFigures, error) {
+	fmt.Fprintf(stderr, "candor-growth: candor bench --mode %s --count %d --concurrency %d\n", mode, count, concurrency)
+	cmd := exec.Command(filepath.Join(s.bin, "candor"), "bench", "--url", s.url, "--verifier-key", s.vkey, "--mode", mode,
+		"--count", strconv.Itoa(count), "--concurrency", strconv.Itoa(concurrency), "--duration", "10m", "--verify", "100")
+	out, err := cmd.Output()
+	if err != nil {
+		return benchFigures{}, fmt.Errorf("candor bench --mode %s: %w\n%s", mode, err, out)
+	}
+	text := string(out)
+	t, l, e := throughputLine.FindStringSubmatch(text), latencyLine.FindStringSubmatch(text), errorsLine.FindStringSubmatch(text)
+	if t == nil || l == nil || e == nil {
+		return benchFigures{}, fmt.Errorf("candor bench --mode %s printed no figures:\n%s", mode, text)
+	}
+	if e[1] != "0" {
+		return benchFigures{}, fmt.Errorf("candor bench --mode %s had errors:\n%s", mode, text)
+	}
+	rate, err := strconv.ParseFloat(t[1], 64)
+	if err != nil {
+		return benchFigures{}, err
+	}
+	p99, err := time.ParseDuration(l[1])
+	if err != nil {
+		return benchFigures{}, err
+	}
+	return benchFigures{rate: rate, p99: p99}, nil
+}
+
+// treeSize returns the size of the server's checkpoint.
+func (s *server) treeSize() (uint64, error) {
+	resp, err := http.Get(s.url + "/checkpoint")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if err != nil {
+		return 0, err
+	}
+	body, err := api.CheckpointBody(b)
+	if err != nil {
+		return 0, err
+	}
+	c, err := api.ParseCheckpoint(body)
+	return c.Size, err
+}
+
+// rss returns the server's resident memory, from /proc.
+func (s *server) rss() (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	if err != nil {
+		return 0, fmt.Errorf("resident memory (needs Linux's /proc): %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, errors.New("no VmRSS in /proc/PID/status")
+}
+
+// heap returns the server's Go heap in use, from its /metrics.
+func (s *server) heap() (int64, error) {
+	resp, err := http.Get(s.url + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	lines := bufio.NewScanner(resp.Body)
+	for lines.Scan() {
+		if v, ok := strings.CutPrefix(lines.Text(), "go_memstats_heap_inuse_bytes "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return int64(f), err
+		}
+	}
+	return 0, errors.New("no go_memstats_heap_inuse_bytes in /metrics")
+}
+
+// dirBytes returns the bytes of the files under dir.
+func dirBytes(dir string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		n += info.Size()
+		return nil
+	})
+	return n, err
+}
+
+func printTable(w io.Writer, c config, ed, sha float64, rows []row) {
+	fmt.Fprintf(w, "candor-growth: %s payloads; this machine: %d cores, Ed25519 %.0f verifications/s, SHA-256 %.0f MB/s (one core)\n",
+		c.payload, runtime.NumCPU(), ed, sha)
+	fmt.Fprintf(w, "submissions: %d at concurrency 256; proofs, tiles, bundles: %d each at concurrency 64, uniformly random indexes\n\n", c.submissions, c.reads)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "tree size\tbuilt/s\tready\tsubmit/s\tp99\tproofs/s\tp99\ttiles/s\tp99\tbundles/s\tp99\tRSS MiB\theap MiB\tdisk B/entry\tentry B\t")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%d\t%.0f\t%s\t%.0f\t%s\t%.0f\t%s\t%.0f\t%s\t%.0f\t%s\t%d\t%d\t%.0f\t%.0f\t\n",
+			r.size, r.fillRate, r.ready.Round(time.Millisecond),
+			r.submit.rate, r.submit.p99.Round(100*time.Microsecond),
+			r.proofs.rate, r.proofs.p99.Round(100*time.Microsecond),
+			r.tiles.rate, r.tiles.p99.Round(100*time.Microsecond),
+			r.bundles.rate, r.bundles.p99.Round(100*time.Microsecond),
+			r.rssBytes>>20, r.heapBytes>>20,
+			float64(r.diskBytes)/float64(r.builtEntries), float64(r.entryBytes)/float64(r.builtEntries))
+	}
+	tw.Flush()
+}
