@@ -315,8 +315,10 @@ func (p *Publisher) adoptLocked(ctx context.Context, rec []byte, c api.Checkpoin
 	if c.Size > size {
 		return fmt.Errorf("%w: another front end published size %d, the mirror has %d", errBehind, c.Size, size)
 	}
-	if err := p.consistent(ctx, c, committed); err != nil {
+	if err := p.consistent(ctx, c, committed); errors.Is(err, errNotOfTree) {
 		return p.setFault(fmt.Errorf("the shared checkpoint record holds a checkpoint that is not of the tree this front end mirrors: %w\nrecord:\n%s\nmirror:\n%s", err, rec, committed))
+	} else if err != nil {
+		return err
 	}
 	if err := p.log.Publish(ctx, rec); err != nil {
 		return fmt.Errorf("couldn't publish the checkpoint of the shared record: %w", err)
@@ -386,8 +388,10 @@ func (p *Publisher) publish(ctx context.Context, signed []byte) error {
 				}
 				return nil
 			}
-			if err := p.consistent(ctx, r, signed); err != nil {
+			if err := p.consistent(ctx, r, signed); errors.Is(err, errNotOfTree) {
 				return p.setFault(fmt.Errorf("the shared checkpoint record holds a checkpoint that is not of the tree this front end mirrors: %w\nrecord:\n%s\nmirror:\n%s", err, rec, signed))
+			} else if err != nil {
+				return err
 			}
 		}
 		ok, err := p.cfg.Record.Swap(ctx, rec, signed, c.Size)
@@ -414,21 +418,33 @@ func (p *Publisher) consistent(ctx context.Context, c api.Checkpoint, signed []b
 	if err != nil {
 		return err
 	}
-	if c.Size > to.Size {
-		return fmt.Errorf("size %d is beyond the mirror's %d", c.Size, to.Size)
-	}
-	if c.Size == 0 || c.Size == to.Size {
-		if c.Size == to.Size && c.Hash != to.Hash {
-			return fmt.Errorf("two roots at size %d", c.Size)
+	switch {
+	case c.Size > to.Size:
+		return fmt.Errorf("%w: size %d is beyond the mirror's %d", errNotOfTree, c.Size, to.Size)
+	case c.Size == 0:
+		if !bytes.Equal(c.Hash[:], rfc6962.DefaultHasher.EmptyRoot()) {
+			return fmt.Errorf("%w: a tree of size 0 whose root is not the empty tree's", errNotOfTree)
+		}
+		return nil
+	case c.Size == to.Size:
+		if c.Hash != to.Hash {
+			return fmt.Errorf("%w: two roots at size %d", errNotOfTree, c.Size)
 		}
 		return nil
 	}
 	hashes, err := p.log.ConsistencyProof(ctx, c.Size, to.Size)
 	if err != nil {
-		return err
+		return err // the mirror could not read its tree: not a verdict
 	}
-	return proof.VerifyConsistency(rfc6962.DefaultHasher, c.Size, to.Size, hashes, c.Hash[:], to.Hash[:])
+	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, c.Size, to.Size, hashes, c.Hash[:], to.Hash[:]); err != nil {
+		return fmt.Errorf("%w: %v", errNotOfTree, err)
+	}
+	return nil
 }
+
+// errNotOfTree means a checkpoint is not of the tree the front end
+// mirrors.
+var errNotOfTree = errors.New("not a checkpoint of the mirrored tree")
 
 // open checks that signed is the log's checkpoint and parses it.
 func (p *Publisher) open(signed []byte) (api.Checkpoint, error) {
