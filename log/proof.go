@@ -20,7 +20,7 @@ func proofHashes(ctx context.Context, r tileReader, cache *tileCache, size uint6
 		}
 		hashes[i] = h
 	}
-	return nodes.Rehash(hashes, hasher.HashChildren)
+	return nodes.Rehash(hashes, hashChildren)
 }
 
 // inclusionProof returns the proof that the leaf at index is in the tree of

@@ -13,7 +13,7 @@ import (
 
 var (
 	hasher       = rfc6962.DefaultHasher
-	rangeFactory = &compact.RangeFactory{Hash: hasher.HashChildren}
+	rangeFactory = &compact.RangeFactory{Hash: hashChildren}
 )
 
 // edgeTile is the rightmost, growing tile of one tile level (or the
@@ -48,7 +48,7 @@ func (t *edgeTile) expanded() [][]byte {
 	if t.n == api.TileWidth {
 		// The root of the full tile, which the tile above holds.
 		last := rows[len(rows)-1]
-		rows = append(rows, hasher.HashChildren(last[:api.HashSize], last[api.HashSize:]))
+		rows = append(rows, hashChildren(last[:api.HashSize], last[api.HashSize:]))
 	}
 	return rows
 }

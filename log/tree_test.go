@@ -598,3 +598,24 @@ func TestBundlePrefixAndEntry(t *testing.T) {
 		t.Errorf("bundlePrefix(nil, 0) = %d, %v", got, err)
 	}
 }
+
+// BenchmarkExpandTile expands a full tile, as a proof whose level-0 tile
+// is not in the expanded-tile cache does (most of them once the log has
+// more full tiles than the cache holds).
+func BenchmarkExpandTile(b *testing.B) {
+	data := make([]byte, api.TileWidth*api.HashSize)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		expandTile(data)
+	}
+}
+
+func TestHashChildren(t *testing.T) {
+	l, r := bytes.Repeat([]byte{1}, api.HashSize), bytes.Repeat([]byte{2}, api.HashSize)
+	if got, want := hashChildren(l, r), hasher.HashChildren(l, r); !bytes.Equal(got, want) {
+		t.Fatalf("hashChildren %x, rfc6962 %x", got, want)
+	}
+}
