@@ -270,9 +270,8 @@ func growAndMeasure(ctx context.Context, c config, size uint64, stderr io.Writer
 }
 
 // fill grows the log in c.dir to size entries and returns how many
-// entries it holds, the bytes of the entries it added (an estimate for
-// those it did not: their mean times their number), and the rate it
-// added them at.
+// entries it holds, their bytes (estimated from a sample), and the rate
+// it added them at (0 if it added none).
 func fill(ctx context.Context, c config, size uint64, stderr io.Writer) (uint64, int64, float64, error) {
 	keyPath := filepath.Join(c.dir, "log.key")
 	skey, err := keyfile.Load(keyPath)
@@ -309,13 +308,14 @@ func fill(ctx context.Context, c config, size uint64, stderr io.Writer) (uint64,
 	defer l.Close()
 	_, have := l.CommittedCheckpoint()
 	if have >= size {
-		return have, 0, 0, nil
+		mean, err := meanEntryBytes(ctx, l, have)
+		return have, int64(mean * float64(have)), 0, err
 	}
 	// Each worker signs with a key of its own and numbers its entries
 	// from a random run ID, so that every entry is new.
 	var runID [8]byte
 	rand.Read(runID[:])
-	var next, added, bytesAdded atomic.Uint64
+	var next, added atomic.Uint64
 	next.Store(have)
 	workers := runtime.GOMAXPROCS(0)
 	errs := make([]error, workers)
@@ -325,7 +325,7 @@ func fill(ctx context.Context, c config, size uint64, stderr io.Writer) (uint64,
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
-			errs[w] = fillWorker(ctx, l, c.payload, runID[:], &next, size, &added, &bytesAdded)
+			errs[w] = fillWorker(ctx, l, c.payload, runID[:], &next, size, &added)
 		})
 	}
 	wg.Wait()
@@ -337,13 +337,28 @@ func fill(ctx context.Context, c config, size uint64, stderr io.Writer) (uint64,
 	elapsed := time.Since(start)
 	n := added.Load()
 	fmt.Fprintf(stderr, "\rcandor-growth: %d entries added in %s (%.0f/s), tree size %d\n", n, elapsed.Round(time.Second), float64(n)/elapsed.Seconds(), got)
-	mean := float64(bytesAdded.Load()) / float64(n)
-	return got, int64(mean * float64(got)), float64(n) / elapsed.Seconds(), nil
+	mean, err := meanEntryBytes(ctx, l, got)
+	return got, int64(mean * float64(got)), float64(n) / elapsed.Seconds(), err
+}
+
+// meanEntryBytes returns the mean size of the entries of the log's first
+// size entries, from a sample of them.
+func meanEntryBytes(ctx context.Context, l *log.Log, size uint64) (float64, error) {
+	const samples = 2000
+	var total int
+	for i := range samples {
+		e, err := l.Entry(ctx, uint64(i)*size/samples)
+		if err != nil {
+			return 0, fmt.Errorf("couldn't read an entry: %w", err)
+		}
+		total += len(e)
+	}
+	return float64(total) / samples, nil
 }
 
 // fillWorker signs, admits and adds entries in batches until next passes
 // size.
-func fillWorker(ctx context.Context, l *log.Log, payload string, runID []byte, next *atomic.Uint64, size uint64, added, bytesAdded *atomic.Uint64) error {
+func fillWorker(ctx context.Context, l *log.Log, payload string, runID []byte, next *atomic.Uint64, size uint64, added *atomic.Uint64) error {
 	signer := apitest.NewBuildSigner()
 	const batch = 512
 	futures := make([]*log.Future, 0, batch)
@@ -374,7 +389,6 @@ func fillWorker(ctx context.Context, l *log.Log, payload string, runID []byte, n
 			if err != nil {
 				return fmt.Errorf("the log refused a built entry: %w", err)
 			}
-			bytesAdded.Add(uint64(len(entry)))
 			futures = append(futures, l.SubmitWithTerms(ctx, entry, api.SearchTerms(st)))
 		}
 		for _, f := range futures {
@@ -581,8 +595,12 @@ func printTable(w io.Writer, c config, ed, sha float64, rows []row) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "tree size\tbuilt/s\tready\tsubmit/s\tp99\tproofs/s\tp99\ttiles/s\tp99\tbundles/s\tp99\tRSS MiB\theap MiB\tdisk B/entry\tentry B\t")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%d\t%.0f\t%s\t%.0f\t%s\t%.0f\t%s\t%.0f\t%s\t%.0f\t%s\t%d\t%d\t%.0f\t%.0f\t\n",
-			r.size, r.fillRate, r.ready.Round(time.Millisecond),
+		built := "-"
+		if r.fillRate > 0 {
+			built = fmt.Sprintf("%.0f", r.fillRate)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%.0f\t%s\t%.0f\t%s\t%.0f\t%s\t%.0f\t%s\t%d\t%d\t%.0f\t%.0f\t\n",
+			r.size, built, r.ready.Round(time.Millisecond),
 			r.submit.rate, r.submit.p99.Round(100*time.Microsecond),
 			r.proofs.rate, r.proofs.p99.Round(100*time.Microsecond),
 			r.tiles.rate, r.tiles.p99.Round(100*time.Microsecond),
