@@ -161,6 +161,9 @@ type benchFigures struct {
 }
 
 func run(ctx context.Context, c config, stdout, stderr io.Writer) error {
+	// The progress, this function and candor-log's stderr write to it
+	// from their own goroutines.
+	stderr = &lockedWriter{w: stderr}
 	for _, b := range []string{"candor-log", "candor"} {
 		if _, err := os.Stat(filepath.Join(c.bin, b)); err != nil {
 			return fmt.Errorf("%s/%s is missing: run make build (or give --bin)", c.bin, b)
@@ -609,4 +612,16 @@ func printTable(w io.Writer, c config, ed, sha float64, rows []row) {
 			float64(r.diskBytes)/float64(r.builtEntries), float64(r.entryBytes)/float64(r.builtEntries))
 	}
 	tw.Flush()
+}
+
+// lockedWriter serializes writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
