@@ -231,11 +231,56 @@ func (s *Storage) ReadCheckpoint(ctx context.Context) ([]byte, uint64, error) {
 
 // ReadTile implements log.Storage.
 func (s *Storage) ReadTile(ctx context.Context, level uint8, index uint64) ([]byte, error) {
-	v, err := s.readChunked(tileKey(level, index))
+	key := tileKey(level, index)
+	v, ok, err := s.readWhole(key, func(v []byte) bool { return len(v) == api.TileWidth*api.HashSize })
+	if err == nil && !ok {
+		v, err = s.readChunked(key)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("tile %d/%d: %w", level, index, err)
 	}
 	return v, nil
+}
+
+// readWhole returns the chunk of key at offset 0 if complete says it is
+// all of the value. A value stored complete is one chunk at offset 0
+// (setChunked), and a point lookup finds it from pebble's filters,
+// without the iterator over every level that readChunked opens: most
+// reads of a large log are of full tiles and bundles.
+func (s *Storage) readWhole(key []byte, complete func([]byte) bool) ([]byte, bool, error) {
+	db, release, err := s.h.read()
+	if err != nil {
+		return nil, false, err
+	}
+	defer release()
+	v, closer, err := db.Get(chunkKey(key, 0))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	defer closer.Close()
+	if !complete(v) {
+		return nil, false, nil
+	}
+	return bytes.Clone(v), true, nil
+}
+
+// fullBundle reports whether b is an entry bundle of api.TileWidth
+// entries, each a big-endian uint16 length and that many bytes.
+func fullBundle(b []byte) bool {
+	n := 0
+	for off := 0; off < len(b); n++ {
+		if off+2 > len(b) {
+			return false
+		}
+		off += 2 + int(binary.BigEndian.Uint16(b[off:]))
+		if off > len(b) {
+			return false
+		}
+	}
+	return n == api.TileWidth
 }
 
 // LeafHashes returns the leaf hashes of the entries at indexes, read from
@@ -282,7 +327,11 @@ func (s *Storage) LeafHashes(ctx context.Context, indexes []uint64) ([][]byte, e
 
 // ReadEntryBundle implements log.Storage.
 func (s *Storage) ReadEntryBundle(ctx context.Context, index uint64) ([]byte, error) {
-	v, err := s.readChunked(bundleKey(index))
+	key := bundleKey(index)
+	v, ok, err := s.readWhole(key, fullBundle)
+	if err == nil && !ok {
+		v, err = s.readChunked(key)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("entry bundle %d: %w", index, err)
 	}

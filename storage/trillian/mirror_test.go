@@ -123,6 +123,20 @@ func (tt *trillianTree) startWith(t testing.TB, dir string, treeID, recordTree i
 	return fe, nil
 }
 
+// startTwo starts two front ends of the tree, each in a new directory.
+func (tt *trillianTree) startTwo(t testing.TB) (a, b *frontEnd) {
+	t.Helper()
+	var fes [2]*frontEnd
+	for i := range fes {
+		fe, err := tt.start(t, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fes[i] = fe
+	}
+	return fes[0], fes[1]
+}
+
 func (fe *frontEnd) stop() {
 	if fe.cancel == nil {
 		return
@@ -171,14 +185,7 @@ func (fe *frontEnd) checkpoint(tt *trillianTree) api.Checkpoint {
 // rebuilds it.
 func TestMirror(t *testing.T) {
 	tt := newTrillianTree(t)
-	a, err := tt.start(t, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := tt.start(t, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b := tt.startTwo(t)
 	s := apitest.NewBuildSigner()
 	const n = 60
 	bodies := make([][]byte, n)
@@ -231,6 +238,7 @@ func TestMirror(t *testing.T) {
 	// is gone rebuilds it from Trillian.
 	a.stop()
 	b.stop()
+	var err error
 	if a, err = tt.start(t, a.dir); err != nil {
 		t.Fatal(err)
 	}

@@ -101,14 +101,7 @@ func TestRecordSwap(t *testing.T) {
 // one at least as large, of the same tree.
 func TestPublisherMonotonic(t *testing.T) {
 	tt := newTrillianTree(t)
-	a, err := tt.start(t, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := tt.start(t, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b := tt.startTwo(t)
 	s := apitest.NewBuildSigner()
 	for i := range 12 {
 		from, other := a, b
@@ -235,14 +228,7 @@ func (tt *trillianTree) newTree(t testing.TB) int64 {
 // fork.
 func TestDatabaseKilled(t *testing.T) {
 	tt := newTrillianTree(t)
-	a, err := tt.start(t, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := tt.start(t, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b := tt.startTwo(t)
 	fes := []*frontEnd{a, b}
 	s := apitest.NewBuildSigner()
 	type ack struct {
