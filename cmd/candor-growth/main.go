@@ -141,7 +141,7 @@ func parseSize(s string) (uint64, error) {
 
 // row is the figures at one size.
 type row struct {
-	size         uint64
+	size         uint64  // the tree's size as built, when the reads ran
 	fillRate     float64 // entries/s while building
 	ready        time.Duration
 	submit       benchFigures
@@ -151,7 +151,7 @@ type row struct {
 	rssBytes     int64
 	heapBytes    int64
 	diskBytes    int64
-	entryBytes   int64  // of the tree's entries (their mean size measured while building)
+	entryBytes   int64  // of the tree's entries (their mean size from a sample)
 	builtEntries uint64 // the tree's size at the end
 }
 
@@ -224,7 +224,8 @@ func growAndMeasure(ctx context.Context, c config, size uint64, stderr io.Writer
 	if err != nil {
 		return r, err
 	}
-	r.builtEntries, r.entryBytes, r.fillRate = built, entryBytes, rate
+	// The reads run at the tree's size as built (at least size).
+	r.size, r.builtEntries, r.entryBytes, r.fillRate = built, built, entryBytes, rate
 	s, err := startServer(c, stderr)
 	if err != nil {
 		return r, err
