@@ -3,6 +3,7 @@ package trillian_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -382,4 +383,48 @@ func getCheckpoint(fe *frontEnd, tt *trillianTree) (api.Checkpoint, error) {
 	}
 	c, _, err := api.OpenCheckpoint(b, testOrigin, tt.verifier)
 	return c, err
+}
+
+// TestRecordWithoutCreate: a database user that may only read and write
+// the record's table (as the README grants) opens the record once the
+// table is there, and is told to create it when it is not.
+func TestRecordWithoutCreate(t *testing.T) {
+	tt := newTrillianTree(t)
+	ctx := context.Background()
+	admin, err := sql.Open("mysql", tt.env.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	var db string
+	if err := admin.QueryRowContext(ctx, "SELECT DATABASE()").Scan(&db); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.ExecContext(ctx, "CREATE USER 'candor'@'localhost' IDENTIFIED BY 'pw'"); err != nil {
+		t.Fatal(err)
+	}
+	dsn := fmt.Sprintf("candor:pw@unix(%s)/%s", tt.env.MariaDB.Socket, db)
+	if _, err := trillian.OpenRecord(ctx, dsn, tt.treeID, nil); err == nil || !strings.Contains(err.Error(), "create it as the README says") {
+		t.Fatalf("no table, no right to create it: %v", err)
+	}
+	// As the README says: the table, then the grants.
+	r, err := trillian.OpenRecord(ctx, tt.env.DSN, tt.treeID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if _, err := admin.ExecContext(ctx, fmt.Sprintf("GRANT SELECT, INSERT, UPDATE ON `%s`.CandorCheckpoint TO 'candor'@'localhost'", db)); err != nil {
+		t.Fatal(err)
+	}
+	r, err = trillian.OpenRecord(ctx, dsn, tt.treeID, nil)
+	if err != nil {
+		t.Fatalf("with the grants: %v", err)
+	}
+	defer r.Close()
+	if ok, err := r.Swap(ctx, nil, []byte("one"), 1); !ok || err != nil {
+		t.Fatalf("swap: %v, %v", ok, err)
+	}
+	if n, err := r.Load(ctx); string(n) != "one" || err != nil {
+		t.Fatalf("load: %q, %v", n, err)
+	}
 }
