@@ -65,7 +65,8 @@ func (tc *tileCache) get(level uint8, index uint64, width int) ([]byte, bool) {
 }
 
 // rows returns the expanded tile: rows[s] holds the hashes of the perfect
-// subtrees of height s over the tile's hashes, concatenated.
+// subtrees of height s over the tile's hashes, concatenated; for a tile
+// cached by addStored, rows below storedRowsFrom (but 0) are nil.
 func (tc *tileCache) rows(level uint8, index uint64, data []byte) [][]byte {
 	key := tileCacheKey{level, index, len(data) / api.HashSize}
 	if tc != nil {
@@ -78,6 +79,19 @@ func (tc *tileCache) rows(level uint8, index uint64, data []byte) [][]byte {
 		tc.lru(key.width).Add(key, rows)
 	}
 	return rows
+}
+
+// addStored caches the full tile data with the rows stored with it
+// (TileData.Rows): the rows from storedRowsFrom up are those stored, and
+// those below are nil, for the reader to compute from data.
+func (tc *tileCache) addStored(level uint8, index uint64, data, stored []byte) {
+	rows := make([][]byte, api.TileHeight)
+	rows[0] = data
+	for s := storedRowsFrom; s < api.TileHeight; s++ {
+		off := storedRowsOffset(s)
+		rows[s] = stored[off : off+(api.TileWidth>>s)*api.HashSize : off+(api.TileWidth>>s)*api.HashSize]
+	}
+	tc.full.Add(tileCacheKey{level, index, api.TileWidth}, rows)
 }
 
 // add caches tiles of the tree, already expanded as expandTile would. The

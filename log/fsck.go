@@ -3,6 +3,7 @@ package log
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 
 	"golang.org/x/mod/sumdb/note"
@@ -109,6 +110,18 @@ func checkStoredTile(ctx context.Context, s Storage, t TileData, exact bool) err
 	for i := 0; i < len(t.Hashes); i += api.HashSize {
 		if !bytes.Equal(stored[i:i+api.HashSize], t.Hashes[i:i+api.HashSize]) {
 			return &FsckError{What: what, Reason: fmt.Sprintf("hash %d is %x, recomputed %x", i/api.HashSize, stored[i:i+api.HashSize], t.Hashes[i:i+api.HashSize])}
+		}
+	}
+	// The rows stored with a full tile give proofs their hashes: they
+	// must be the tile's (a tile filled before they were kept has none).
+	if rr, ok := s.(TileRowsReader); ok && t.Rows != nil {
+		rows, err := rr.ReadTileRows(ctx, t.Level, t.Index)
+		switch {
+		case errors.Is(err, ErrNotFound):
+		case err != nil:
+			return &FsckError{What: what, Reason: err.Error()}
+		case !bytes.Equal(rows, t.Rows):
+			return &FsckError{What: what, Reason: fmt.Sprintf("the stored rows of the full tile (%d bytes) are not the tile's", len(rows))}
 		}
 	}
 	return nil

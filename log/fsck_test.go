@@ -45,6 +45,10 @@ func bundleKey(index uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte{'e'}, index)
 }
 
+func tileRowsKey(level uint8, index uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{'r', level}, index)
+}
+
 func leafKey(hash []byte) []byte { return append([]byte{'h'}, hash...) }
 
 var checkpointKey = []byte{'c'}
@@ -177,6 +181,8 @@ func TestFsck(t *testing.T) {
 	}{
 		{name: "level-0 tile hash", key: tileKey(0, 1), update: flip(5*api.HashSize + 3), what: "tile 0/1", reason: "hash 5"},
 		{name: "level-0 edge tile hash", key: tileKey(0, 2), update: flip(80*api.HashSize + 31), what: "tile 0/2", reason: "hash 80", newFails: true},
+		{name: "level-0 tile's stored rows", key: tileRowsKey(0, 1), update: flip(17*api.HashSize + 9), what: "tile 0/1", reason: "stored rows"},
+		{name: "level-0 tile's stored rows cut", key: tileRowsKey(0, 0), update: func(b []byte) []byte { return b[:len(b)-1] }, what: "tile 0/0", reason: "stored rows"},
 		{name: "level-1 tile hash", key: tileKey(1, 0), update: flip(1*api.HashSize + 0), what: "tile 1/0", reason: "hash 1", newFails: true},
 		{name: "level-1 tile missing", key: tileKey(1, 0), update: func([]byte) []byte { return nil }, what: "tile 1/0", newFails: true},
 		{name: "entry byte", key: bundleKey(1), update: func(b []byte) []byte {

@@ -90,6 +90,19 @@ type TileData struct {
 	// already stored, unchanged; a storage may write only Hashes[Start:].
 	// 0 means the whole content is new.
 	Start int
+	// Rows, for the commit that fills the tile (api.TileWidth hashes),
+	// are the hashes of its perfect subtrees of heights 4 to 7 (16, 8, 4
+	// and 2 of them, in that order); nil otherwise. A storage that keeps
+	// them (TileRowsReader) spares a proof the hashing of the tile.
+	Rows []byte
+}
+
+// TileRowsReader is a Storage that keeps the Rows of full tiles.
+type TileRowsReader interface {
+	// ReadTileRows returns the Rows committed with the tile at (level,
+	// index), or ErrNotFound (a tile not full, or filled before the
+	// storage kept them).
+	ReadTileRows(ctx context.Context, level uint8, index uint64) ([]byte, error)
 }
 
 // BundleData is the content of one entry bundle.

@@ -3,6 +3,7 @@ package log
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/transparency-dev/merkle/compact"
@@ -49,6 +50,31 @@ func (t *edgeTile) expanded() [][]byte {
 		// The root of the full tile, which the tile above holds.
 		last := rows[len(rows)-1]
 		rows = append(rows, hashChildren(last[:api.HashSize], last[api.HashSize:]))
+	}
+	return rows
+}
+
+// storedRowsFrom is the lowest height of the subtrees of a full tile
+// whose hashes are stored with it (TileData.Rows): a proof computes those
+// below, from the tile's hashes, with at most 2^storedRowsFrom - 1 hashes
+// each.
+const storedRowsFrom = 4
+
+// storedRowsOffset returns the offset in TileData.Rows of the hashes of
+// height h (storedRowsFrom <= h < api.TileHeight).
+func storedRowsOffset(h int) int {
+	off := 0
+	for s := storedRowsFrom; s < h; s++ {
+		off += (api.TileWidth >> s) * api.HashSize
+	}
+	return off
+}
+
+// storedRows returns the full tile's TileData.Rows.
+func (t *edgeTile) storedRows() []byte {
+	rows := make([]byte, 0, storedRowsOffset(api.TileHeight))
+	for s := storedRowsFrom; s < api.TileHeight; s++ {
+		rows = append(rows, t.rows[s-1][:(api.TileWidth>>s)*api.HashSize]...)
 	}
 	return rows
 }
@@ -175,6 +201,16 @@ func (b *treeBuilder) visit(id compact.NodeID, hash []byte) {
 		}
 		t.rows[s-1] = append(t.rows[s-1], hash...)
 		t.grown = true
+		if s == api.TileHeight-1 && t.n == api.TileWidth {
+			// The full tile's last subtree below its root: its rows
+			// are complete, for the TileData added when it filled.
+			for i := len(b.tiles) - 1; i >= 0; i-- {
+				if d := &b.tiles[i]; d.Level == uint8(level) && d.Index == t.index {
+					d.Rows = t.storedRows()
+					break
+				}
+			}
+		}
 		return
 	}
 	for len(b.levels) <= level {
@@ -256,6 +292,48 @@ func bundleEntry(bundle []byte, i int) ([]byte, error) {
 	return bundle[off+2 : off+end], nil
 }
 
+// cacheStored puts the full tile (level, index) in the cache with the
+// rows stored with it (TileRowsReader), if it is not there yet: a proof
+// then needs no expansion of the tile (hash computes the heights below
+// storedRowsFrom from at most 2^storedRowsFrom of its hashes). It does
+// nothing for a tile not full at the reader's size, without a cache, or
+// for a tile stored without rows (one filled before they were kept),
+// which tile() expands as before.
+func (nr *nodeReader) cacheStored(ctx context.Context, level uint8, index uint64) error {
+	rr, ok := nr.r.(TileRowsReader)
+	if !ok || nr.cache == nil || nr.size == 0 {
+		return nil
+	}
+	if t, ok := api.TileForSize(int(level), index, nr.size); !ok || t.Width != api.TileWidth {
+		return nil
+	}
+	if _, ok := nr.cache.get(level, index, api.TileWidth); ok {
+		return nil
+	}
+	if nr.noRows && nr.noRowsLevel == level && nr.noRowsIndex == index {
+		return nil
+	}
+	rows, err := rr.ReadTileRows(ctx, level, index)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		nr.noRows, nr.noRowsLevel, nr.noRowsIndex = true, level, index
+		return nil
+	case err != nil:
+		return fmt.Errorf("couldn't read the rows of tile %d/%d: %w", level, index, err)
+	case len(rows) != storedRowsOffset(api.TileHeight):
+		return fmt.Errorf("the stored rows of tile %d/%d are %d bytes, want %d", level, index, len(rows), storedRowsOffset(api.TileHeight))
+	}
+	data, err := nr.r.ReadTile(ctx, level, index)
+	if err != nil {
+		return fmt.Errorf("couldn't read tile %d/%d: %w", level, index, err)
+	}
+	if len(data) < api.TileWidth*api.HashSize {
+		return fmt.Errorf("tile %d/%d has %d hashes, the tree of %d entries needs %d: %w", level, index, len(data)/api.HashSize, nr.size, api.TileWidth, ErrNotFound)
+	}
+	nr.cache.addStored(level, index, data[:api.TileWidth*api.HashSize], rows)
+	return nil
+}
+
 // tileReader is the part of Storage that the tree is read from.
 type tileReader interface {
 	ReadTile(ctx context.Context, level uint8, index uint64) ([]byte, error)
@@ -274,6 +352,10 @@ type nodeReader struct {
 	lastLevel uint8
 	lastIndex uint64
 	last      []byte
+	// the last full tile found stored without rows.
+	noRows      bool
+	noRowsLevel uint8
+	noRowsIndex uint64
 }
 
 func (nr *nodeReader) tile(ctx context.Context, level uint8, index uint64) ([]byte, error) {
@@ -312,6 +394,9 @@ func (nr *nodeReader) hash(ctx context.Context, id compact.NodeID) ([]byte, erro
 	sub := id.Level % api.TileHeight
 	first := id.Index << sub
 	count := uint64(1) << sub
+	if err := nr.cacheStored(ctx, level, first/api.TileWidth); err != nil {
+		return nil, err
+	}
 	data, err := nr.tile(ctx, level, first/api.TileWidth)
 	if err != nil {
 		return nil, err
@@ -324,6 +409,11 @@ func (nr *nodeReader) hash(ctx context.Context, id compact.NodeID) ([]byte, erro
 	row, i := data, off
 	if sub > 0 {
 		row, i = nr.cache.rows(level, first/api.TileWidth, data)[sub], off>>sub
+		if row == nil {
+			// A row below storedRowsFrom of a tile cached with its
+			// stored rows: a few of the tile's hashes.
+			return subtreeHash(data[off*api.HashSize : (off+count)*api.HashSize]), nil
+		}
 	}
 	// A copy: tiles and rows may be shared through the cache, and proofs
 	// are handed to callers.

@@ -21,10 +21,23 @@ import (
 type memTiles struct {
 	tiles   map[[2]uint64][]byte
 	bundles map[uint64][]byte
+	rows    map[[2]uint64][]byte // TileData.Rows, which only withRows serves
 }
 
 func newMemTiles() *memTiles {
-	return &memTiles{tiles: map[[2]uint64][]byte{}, bundles: map[uint64][]byte{}}
+	return &memTiles{tiles: map[[2]uint64][]byte{}, bundles: map[uint64][]byte{}, rows: map[[2]uint64][]byte{}}
+}
+
+// withRows is memTiles that also serves the rows of full tiles, as
+// storage/pebble does.
+type withRows struct{ *memTiles }
+
+func (m withRows) ReadTileRows(ctx context.Context, level uint8, index uint64) ([]byte, error) {
+	r, ok := m.rows[[2]uint64{uint64(level), index}]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return bytes.Clone(r), nil
 }
 
 func (m *memTiles) ReadTile(ctx context.Context, level uint8, index uint64) ([]byte, error) {
@@ -46,6 +59,9 @@ func (m *memTiles) ReadEntryBundle(ctx context.Context, index uint64) ([]byte, e
 func (m *memTiles) store(tiles []TileData, bundles []BundleData) {
 	for _, t := range tiles {
 		m.tiles[[2]uint64{uint64(t.Level), t.Index}] = t.Hashes
+		if t.Rows != nil {
+			m.rows[[2]uint64{uint64(t.Level), t.Index}] = t.Rows
+		}
 	}
 	for _, b := range bundles {
 		m.bundles[b.Index] = b.Bundle
@@ -428,58 +444,67 @@ func TestProofsAgainstReference(t *testing.T) {
 		mem, ref := buildTree(t, rng, n)
 		tt := testonly.New(hasher)
 		tt.AppendData(ref.entries...)
-		for _, cache := range []*tileCache{nil, newTileCache(8)} {
-			check := func(what string, got [][]byte, err error, want [][]byte, werr error) {
-				t.Helper()
-				if werr != nil {
-					t.Fatal(werr)
-				}
-				if err != nil {
-					t.Fatalf("%s: %v", what, err)
-				}
-				if len(got) != len(want) {
-					t.Fatalf("%s: %d hashes, want %d", what, len(got), len(want))
-				}
-				for i := range got {
-					if !bytes.Equal(got[i], want[i]) {
-						t.Fatalf("%s: hash %d is %x, want %x", what, i, got[i], want[i])
+		if n >= api.TileWidth && len(mem.rows) == 0 {
+			t.Fatalf("n=%d: no rows stored with the full tiles", n)
+		}
+		// Without the rows of full tiles (a log filled before they were
+		// stored) and with them; with no expanded-tile cache and with a
+		// small one.
+		for _, r := range []tileReader{mem, withRows{mem}} {
+			for _, cache := range []*tileCache{nil, newTileCache(8)} {
+				_, rows := r.(TileRowsReader)
+				check := func(what string, got [][]byte, err error, want [][]byte, werr error) {
+					t.Helper()
+					if werr != nil {
+						t.Fatal(werr)
 					}
-					// A caller that modifies a proof must not change
-					// the next one.
-					scribble(got[i])
+					if err != nil {
+						t.Fatalf("%s: %v", what, err)
+					}
+					if len(got) != len(want) {
+						t.Fatalf("%s: %d hashes, want %d", what, len(got), len(want))
+					}
+					for i := range got {
+						if !bytes.Equal(got[i], want[i]) {
+							t.Fatalf("%s: hash %d is %x, want %x", what, i, got[i], want[i])
+						}
+						// A caller that modifies a proof must not change
+						// the next one.
+						scribble(got[i])
+					}
 				}
-			}
-			pairs := func(f func(a, b uint64)) {
-				if n <= 40 {
-					for b := uint64(0); b <= uint64(n); b++ {
-						for a := uint64(0); a <= b; a++ {
-							f(a, b)
+				pairs := func(f func(a, b uint64)) {
+					if n <= 40 {
+						for b := uint64(0); b <= uint64(n); b++ {
+							for a := uint64(0); a <= b; a++ {
+								f(a, b)
+							}
+						}
+						return
+					}
+					for _, b := range []uint64{1, 255, 256, 257, 512, uint64(n)} {
+						for _, a := range []uint64{0, 1, 127, 128, 255, 256, 257, b - 1, b} {
+							if a <= b && b <= uint64(n) {
+								f(a, b)
+							}
 						}
 					}
-					return
-				}
-				for _, b := range []uint64{1, 255, 256, 257, 512, uint64(n)} {
-					for _, a := range []uint64{0, 1, 127, 128, 255, 256, 257, b - 1, b} {
-						if a <= b && b <= uint64(n) {
-							f(a, b)
-						}
+					for range 100 {
+						b := 1 + rng.Uint64N(uint64(n))
+						f(rng.Uint64N(b+1), b)
 					}
 				}
-				for range 100 {
-					b := 1 + rng.Uint64N(uint64(n))
-					f(rng.Uint64N(b+1), b)
-				}
+				pairs(func(a, b uint64) {
+					got, err := consistencyProof(ctx, r, cache, a, b)
+					want, werr := tt.ConsistencyProof(a, b)
+					check(fmt.Sprintf("n=%d rows=%v consistency(%d, %d)", n, rows, a, b), got, err, want, werr)
+					if a < b {
+						got, err := inclusionProof(ctx, r, cache, a, b)
+						want, werr := tt.InclusionProof(a, b)
+						check(fmt.Sprintf("n=%d rows=%v inclusion(%d, %d)", n, rows, a, b), got, err, want, werr)
+					}
+				})
 			}
-			pairs(func(a, b uint64) {
-				got, err := consistencyProof(ctx, mem, cache, a, b)
-				want, werr := tt.ConsistencyProof(a, b)
-				check(fmt.Sprintf("n=%d consistency(%d, %d)", n, a, b), got, err, want, werr)
-				if a < b {
-					got, err := inclusionProof(ctx, mem, cache, a, b)
-					want, werr := tt.InclusionProof(a, b)
-					check(fmt.Sprintf("n=%d inclusion(%d, %d)", n, a, b), got, err, want, werr)
-				}
-			})
 		}
 		if _, err := inclusionProof(ctx, mem, nil, uint64(n), uint64(n)); !errors.Is(err, ErrOutOfRange) {
 			t.Errorf("inclusionProof(n, n): got %v, want ErrOutOfRange", err)

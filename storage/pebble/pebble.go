@@ -38,6 +38,7 @@ const (
 	prefixTile       = 't' // 't' ‖ level ‖ u64 BE index ‖ u32 BE offset -> hashes
 	prefixBundle     = 'e' // 'e' ‖ u64 BE index ‖ u32 BE offset -> entry bundle bytes
 	prefixLeaf       = 'h' // 'h' ‖ leaf hash -> uvarint index
+	prefixTileRows   = 'r' // 'r' ‖ level ‖ u64 BE index -> a full tile's log.TileData.Rows
 	// 's' and 'S': the search index (search.go).
 )
 
@@ -201,6 +202,12 @@ func tileKey(level uint8, index uint64) []byte {
 	return k
 }
 
+func tileRowsKey(level uint8, index uint64) []byte {
+	k := tileKey(level, index)
+	k[0] = prefixTileRows
+	return k
+}
+
 func bundleKey(index uint64) []byte {
 	k := make([]byte, 9)
 	k[0] = prefixBundle
@@ -238,6 +245,15 @@ func (s *Storage) ReadTile(ctx context.Context, level uint8, index uint64) ([]by
 	}
 	if err != nil {
 		return nil, fmt.Errorf("tile %d/%d: %w", level, index, err)
+	}
+	return v, nil
+}
+
+// ReadTileRows implements log.TileRowsReader.
+func (s *Storage) ReadTileRows(ctx context.Context, level uint8, index uint64) ([]byte, error) {
+	v, err := s.h.get(tileRowsKey(level, index))
+	if err != nil {
+		return nil, fmt.Errorf("rows of tile %d/%d: %w", level, index, err)
 	}
 	return v, nil
 }
@@ -517,6 +533,11 @@ func fillBatch(b *pebble.Batch, c *log.Commit, filter *leafFilter) error {
 		if err := setChunked(b, tileKey(t.Level, t.Index), t.Hashes, t.Start, full); err != nil {
 			return fmt.Errorf("tile %d/%d: %w", t.Level, t.Index, err)
 		}
+		if full && len(t.Rows) > 0 {
+			if err := b.Set(tileRowsKey(t.Level, t.Index), t.Rows, nil); err != nil {
+				return fmt.Errorf("tile %d/%d: %w", t.Level, t.Index, err)
+			}
+		}
 	}
 	for _, e := range c.Bundles {
 		if err := setChunked(b, bundleKey(e.Index), e.Bundle, e.Start, e.Full); err != nil {
@@ -569,3 +590,5 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 type fatalError string
 
 func (e fatalError) Error() string { return "pebble: fatal: " + string(e) }
+
+var _ log.TileRowsReader = (*Storage)(nil)
