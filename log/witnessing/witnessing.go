@@ -711,7 +711,7 @@ func (c *Collector) quorum(r *round) ([]byte, bool) {
 		c.logger.Error("couldn't add cosignatures to the checkpoint", "error", err)
 		return nil, false
 	}
-	if err := c.check(signed); err != nil {
+	if err := c.Check(signed); err != nil {
 		if !errors.Is(err, api.ErrQuorumNotMet) {
 			c.logger.Error("the cosigned checkpoint does not verify", "error", err)
 		}
@@ -722,10 +722,7 @@ func (c *Collector) quorum(r *round) ([]byte, bool) {
 
 // Check returns nil if signed is signed by the log and carries the
 // cosignatures the policy asks for.
-func (c *Collector) Check(signed []byte) error { return c.check(signed) }
-
-// check checks that signed is signed by the log and satisfies the policy.
-func (c *Collector) check(signed []byte) error {
+func (c *Collector) Check(signed []byte) error {
 	n, err := note.Open(signed, c.verifiers)
 	if err != nil {
 		return err
@@ -761,7 +758,7 @@ func (c *Collector) restore(ctx context.Context) {
 		return
 	}
 	if err == nil {
-		err = c.check(b)
+		err = c.Check(b)
 	}
 	if err == nil {
 		err = c.log.Publish(ctx, b)

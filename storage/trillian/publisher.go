@@ -67,7 +67,6 @@ type PublisherConfig struct {
 // not ready until it is restarted on a consistent tree.
 type Publisher struct {
 	cfg     PublisherConfig
-	logger  *slog.Logger
 	started chan struct{} // closed once Run set log
 	log     log.WitnessedLog
 
@@ -112,7 +111,6 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	}
 	p := &Publisher{
 		cfg:     cfg,
-		logger:  cfg.Logger,
 		started: make(chan struct{}),
 
 		adoptedPoke: make(chan struct{}, 1),
@@ -169,9 +167,9 @@ func (p *Publisher) Run(ctx context.Context, l log.WitnessedLog) {
 		}
 		if signed != nil && p.faulted() == nil {
 			if err := p.publish(ctx, signed); err != nil && ctx.Err() == nil {
-				p.logger.Warn("couldn't publish the checkpoint, trying again", "error", err)
+				p.cfg.Logger.Warn("couldn't publish the checkpoint, trying again", "error", err)
 			} else if p.cfg.Cosigner != nil && err == nil {
-				p.setRetry(nil, signed)
+				p.retried(signed)
 			}
 		}
 		select {
@@ -191,18 +189,26 @@ func (p *Publisher) retryNote() []byte {
 	return p.retry
 }
 
-// setRetry makes signed the checkpoint to publish again, if it is larger
-// than the one there; with signed nil, it clears done if it is the one
-// there, and tells the Cosigner that done is published.
-func (p *Publisher) setRetry(signed, done []byte) {
+// setRetry makes signed the checkpoint to publish again, if it is at
+// least as large as the one there.
+func (p *Publisher) setRetry(signed []byte) {
+	c, err := p.open(signed)
+	if err != nil {
+		return
+	}
 	p.retryMu.Lock()
 	defer p.retryMu.Unlock()
-	switch {
-	case signed != nil:
-		if c, err := p.open(signed); err == nil && (p.retry == nil || c.Size >= p.retrySize) {
-			p.retry, p.retrySize = signed, c.Size
-		}
-	case bytes.Equal(done, p.retry):
+	if p.retry == nil || c.Size >= p.retrySize {
+		p.retry, p.retrySize = signed, c.Size
+	}
+}
+
+// retried clears done, published again, if it is still the checkpoint to
+// publish again, and tells the Cosigner it is published.
+func (p *Publisher) retried(done []byte) {
+	p.retryMu.Lock()
+	defer p.retryMu.Unlock()
+	if bytes.Equal(done, p.retry) {
 		p.retry = nil
 		p.notifyCosigner(p.retrySize)
 	}
@@ -231,7 +237,7 @@ func (p *Publisher) adopt(ctx context.Context) {
 		err = p.adoptNote(ctx, rec, p.cfg.PollInterval)
 	}
 	if err != nil && ctx.Err() == nil && !errors.Is(err, errBehind) {
-		p.logger.Warn("couldn't read the shared checkpoint record", "error", err)
+		p.cfg.Logger.Warn("couldn't read the shared checkpoint record", "error", err)
 	}
 }
 
@@ -277,14 +283,16 @@ func (p *Publisher) Sync(ctx context.Context) error {
 // has committed its tree (waiting up to wait) and it is checked against
 // that tree.
 func (p *Publisher) adoptNote(ctx context.Context, rec []byte, wait time.Duration) error {
+	// What every /checkpoint finds once the front ends agree: known
+	// before the note's signatures are checked.
+	if p.current(rec, nil) {
+		return nil
+	}
 	c, err := p.open(rec)
 	if err != nil {
 		return fmt.Errorf("the shared checkpoint record holds no checkpoint of this log: %w", err)
 	}
-	p.mu.Lock()
-	current := c.Size < p.pubSize || bytes.Equal(rec, p.pubNote)
-	p.mu.Unlock()
-	if current {
+	if p.current(rec, &c) {
 		return nil
 	}
 	if err := p.waitCommitted(ctx, c.Size, wait); err != nil {
@@ -292,10 +300,23 @@ func (p *Publisher) adoptNote(ctx context.Context, rec []byte, wait time.Duratio
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if c.Size < p.pubSize || bytes.Equal(rec, p.pubNote) {
+	if p.currentLocked(rec, &c) {
 		return nil
 	}
 	return p.adoptLocked(ctx, rec, c)
+}
+
+// current reports whether the log publishes rec, or a larger tree than
+// c if c is known.
+func (p *Publisher) current(rec []byte, c *api.Checkpoint) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.currentLocked(rec, c)
+}
+
+// currentLocked is current for a caller that holds mu.
+func (p *Publisher) currentLocked(rec []byte, c *api.Checkpoint) bool {
+	return bytes.Equal(rec, p.pubNote) || (c != nil && c.Size < p.pubSize)
 }
 
 // adoptLocked publishes rec, of checkpoint c, checked against the
@@ -315,10 +336,12 @@ func (p *Publisher) adoptLocked(ctx context.Context, rec []byte, c api.Checkpoin
 	if c.Size > size {
 		return fmt.Errorf("%w: another front end published size %d, the mirror has %d", errBehind, c.Size, size)
 	}
-	if err := p.consistent(ctx, c, committed); errors.Is(err, errNotOfTree) {
-		return p.setFault(fmt.Errorf("the shared checkpoint record holds a checkpoint that is not of the tree this front end mirrors: %w\nrecord:\n%s\nmirror:\n%s", err, rec, committed))
-	} else if err != nil {
+	to, err := p.open(committed)
+	if err != nil {
 		return err
+	}
+	if err := p.consistent(ctx, c, to); err != nil {
+		return p.notOfTree(err, rec, committed)
 	}
 	if err := p.log.Publish(ctx, rec); err != nil {
 		return fmt.Errorf("couldn't publish the checkpoint of the shared record: %w", err)
@@ -357,14 +380,19 @@ func (p *Publisher) publish(ctx context.Context, signed []byte) error {
 	if err := p.faulted(); err != nil {
 		return err
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	// What Run and every /checkpoint find once it is published: known
+	// before the note's signature is checked.
+	if p.currentLocked(signed, nil) {
+		return nil
+	}
 	c, err := p.open(signed)
 	if err != nil {
 		return err
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	for {
-		if c.Size < p.pubSize || bytes.Equal(signed, p.pubNote) {
+		if p.currentLocked(signed, &c) {
 			return nil
 		}
 		rec, err := p.cfg.Record.Load(ctx)
@@ -388,10 +416,8 @@ func (p *Publisher) publish(ctx context.Context, signed []byte) error {
 				}
 				return nil
 			}
-			if err := p.consistent(ctx, r, signed); errors.Is(err, errNotOfTree) {
-				return p.setFault(fmt.Errorf("the shared checkpoint record holds a checkpoint that is not of the tree this front end mirrors: %w\nrecord:\n%s\nmirror:\n%s", err, rec, signed))
-			} else if err != nil {
-				return err
+			if err := p.consistent(ctx, r, c); err != nil {
+				return p.notOfTree(err, rec, signed)
 			}
 		}
 		ok, err := p.cfg.Record.Swap(ctx, rec, signed, c.Size)
@@ -411,13 +437,9 @@ func (p *Publisher) publish(ctx context.Context, signed []byte) error {
 	}
 }
 
-// consistent checks that checkpoint c is of the tree of signed, a
-// checkpoint of the log's committed tree at least as large.
-func (p *Publisher) consistent(ctx context.Context, c api.Checkpoint, signed []byte) error {
-	to, err := p.open(signed)
-	if err != nil {
-		return err
-	}
+// consistent checks that checkpoint c is of the tree of to, a checkpoint
+// of the log's committed tree at least as large.
+func (p *Publisher) consistent(ctx context.Context, c, to api.Checkpoint) error {
 	switch {
 	case c.Size > to.Size:
 		return fmt.Errorf("%w: size %d is beyond the mirror's %d", errNotOfTree, c.Size, to.Size)
@@ -446,6 +468,16 @@ func (p *Publisher) consistent(ctx context.Context, c api.Checkpoint, signed []b
 // mirrors.
 var errNotOfTree = errors.New("not a checkpoint of the mirrored tree")
 
+// notOfTree returns err from consistent, the record's note rec against
+// mine, a checkpoint of the mirror: if it found rec not of the tree, it
+// stops publishing (setFault).
+func (p *Publisher) notOfTree(err error, rec, mine []byte) error {
+	if !errors.Is(err, errNotOfTree) {
+		return err
+	}
+	return p.setFault(fmt.Errorf("the shared checkpoint record holds a checkpoint that is not of the tree this front end mirrors: %w\nrecord:\n%s\nmirror:\n%s", err, rec, mine))
+}
+
 // open checks that signed is the log's checkpoint and parses it.
 func (p *Publisher) open(signed []byte) (api.Checkpoint, error) {
 	c, _, err := api.OpenCheckpoint(signed, p.cfg.Verifier.Name(), p.cfg.Verifier)
@@ -458,7 +490,7 @@ func (p *Publisher) setFault(err error) error {
 	if p.fault == nil {
 		p.fault = fmt.Errorf("%w: %v", log.ErrUnavailable, err)
 		p.conflict.Set(1)
-		p.logger.Error("publishing stopped: "+err.Error(), "tree", p.cfg.Record.treeID)
+		p.cfg.Logger.Error("publishing stopped: "+err.Error(), "tree", p.cfg.Record.treeID)
 	}
 	return p.fault
 }
@@ -508,7 +540,7 @@ type sharedLog struct {
 func (s sharedLog) Publish(ctx context.Context, signed []byte) error {
 	err := s.p.publish(ctx, signed)
 	if err != nil {
-		s.p.setRetry(signed, nil)
+		s.p.setRetry(signed)
 	}
 	return err
 }
