@@ -152,19 +152,30 @@ func (fe *frontEnd) stop() {
 
 // submit posts an entry and returns the status and reply.
 func (fe *frontEnd) submit(body []byte) (int, api.AddEntryResponse, string) {
-	resp, err := http.Post(fe.srv.URL+"/v1/entries", "application/json", bytes.NewReader(body))
+	code, r, msg, err := fe.post(body)
 	if err != nil {
 		fe.t.Fatal(err)
+	}
+	return code, r, msg
+}
+
+// post submits body and returns the status, the reply (for a success) and
+// its body; an error for no reply or a success that does not parse. Safe
+// from any goroutine.
+func (fe *frontEnd) post(body []byte) (int, api.AddEntryResponse, string, error) {
+	resp, err := http.Post(fe.srv.URL+"/v1/entries", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return 0, api.AddEntryResponse{}, "", err
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	var r api.AddEntryResponse
 	if resp.StatusCode < 300 {
 		if err := json.Unmarshal(b, &r); err != nil {
-			fe.t.Fatalf("reply %q: %v", b, err)
+			return resp.StatusCode, r, string(b), fmt.Errorf("reply %q: %w", b, err)
 		}
 	}
-	return resp.StatusCode, r, string(b)
+	return resp.StatusCode, r, string(b), nil
 }
 
 // checkpoint returns the front end's published checkpoint, verified.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -190,16 +189,7 @@ func TestPublisherConflict(t *testing.T) {
 // httpCheckpoint returns GET /checkpoint of the front end, verified.
 func (fe *frontEnd) httpCheckpoint(tt *trillianTree) api.Checkpoint {
 	fe.t.Helper()
-	resp, err := http.Get(fe.srv.URL + "/checkpoint")
-	if err != nil {
-		fe.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		fe.t.Fatalf("GET /checkpoint: %d %s", resp.StatusCode, b)
-	}
-	c, _, err := api.OpenCheckpoint(b, testOrigin, tt.verifier)
+	c, err := getCheckpoint(fe, tt)
 	if err != nil {
 		fe.t.Fatal(err)
 	}
@@ -255,7 +245,7 @@ func TestDatabaseKilled(t *testing.T) {
 				default:
 				}
 				body := s.Submission(fmt.Sprintf("db-killed-%d-%d", w, i), fmt.Sprintf("%064x", 1000*w+i))
-				code, r, err := post(fes[(w+i)%2], body)
+				code, r, _, err := fes[(w+i)%2].post(body)
 				mu.Lock()
 				if err != nil || code != http.StatusCreated {
 					failed++
@@ -301,7 +291,7 @@ func TestDatabaseKilled(t *testing.T) {
 		body := s.Submission(fmt.Sprintf("after-%d", i), fmt.Sprintf("%064x", 9000+i))
 		deadline := time.Now().Add(time.Minute)
 		for {
-			code, r, err := post(fe, body)
+			code, r, _, err := fe.post(body)
 			if err == nil && (code == http.StatusCreated || code == http.StatusOK) {
 				acks = append(acks, ack{r.Index, r.LeafHash})
 				break
@@ -353,21 +343,6 @@ func TestDatabaseKilled(t *testing.T) {
 		t.Errorf("no submission failed while the database was away")
 	}
 	t.Logf("%d entries acknowledged, %d refused while the database was away; %d checkpoints read, none going back", len(acks), failed, len(seen))
-}
-
-// post submits body to fe.
-func post(fe *frontEnd, body []byte) (int, api.AddEntryResponse, error) {
-	resp, err := http.Post(fe.srv.URL+"/v1/entries", "application/json", bytes.NewReader(body))
-	if err != nil {
-		return 0, api.AddEntryResponse{}, err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var r api.AddEntryResponse
-	if resp.StatusCode < 300 {
-		err = json.Unmarshal(b, &r)
-	}
-	return resp.StatusCode, r, err
 }
 
 // getCheckpoint returns GET /checkpoint of fe, verified.
