@@ -54,6 +54,12 @@ type Config struct {
 	// to keep the leaf index's filters cached up to ~100 M entries; at
 	// most 1048576 (1 TiB).
 	CacheMiB int64 `yaml:"cacheMiB"`
+	// LeafFilterMiB fixes the size of the in-memory filter that answers
+	// most duplicate checks of new entries without reading pebble. 0 (the
+	// default) sizes it for the log: 2 to 3 bytes per entry, at least
+	// 3 MiB, replaced by a larger one in the background as the log grows
+	// (metric candor_log_leaf_filter_false_positive_ratio); -1: no filter.
+	LeafFilterMiB int64 `yaml:"leafFilterMiB"`
 	// MinFreeBytes is the free space kept on the data directory's
 	// filesystem: below it new entries get 503 and /readyz fails, while
 	// reads go on, until space is freed. -1 (the default) keeps 2% of
@@ -173,6 +179,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (Config, error) {
 	cli.DurationVar(fs, &c.BodyTimeout, "body-timeout", c.BodyTimeout, "longest read of a submission's body (408 beyond)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body", c.MaxBodyBytes, "largest submission body in bytes")
 	fs.Int64Var(&c.CacheMiB, "cache-mib", c.CacheMiB, "pebble block cache in MiB")
+	fs.Int64Var(&c.LeafFilterMiB, "leaf-filter-mib", c.LeafFilterMiB, "leaf filter in MiB (0: sized for the log, -1: none)")
 	fs.Int64Var(&c.MinFreeBytes, "min-free-bytes", c.MinFreeBytes, "free bytes kept on the data filesystem; below them new entries get 503 (-1: automatic, 0: off)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
@@ -226,7 +233,8 @@ func (c Config) validate() error {
 		checkRange("maxInFlight", int64(c.MaxInFlight), 1, maxInFlight),
 		checkRange("maxInFlightPerClient", int64(c.MaxInFlightPerClient), 1, maxInFlight),
 		checkRange("maxBodyBytes", c.MaxBodyBytes, 1024, maxBodyBytes),
-		checkRange("cacheMiB", c.CacheMiB, 1, maxCacheMiB))
+		checkRange("cacheMiB", c.CacheMiB, 1, maxCacheMiB),
+		checkRange("leafFilterMiB", c.LeafFilterMiB, -1, maxCacheMiB))
 	if c.BodyTimeout < 100*time.Millisecond || c.BodyTimeout > 10*time.Minute {
 		errs = append(errs, fmt.Errorf("bodyTimeout %v: want between 100ms and 10m", c.BodyTimeout))
 	}

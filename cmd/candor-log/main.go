@@ -108,7 +108,9 @@ func serve(ctx context.Context, args []string, stdout io.Writer) (err error) {
 		return fmt.Errorf("couldn't listen: %w", err)
 	}
 	defer ln.Close()
-	store, err := pebble.Open(filepath.Join(c.Data, "db"), pebble.Options{CacheBytes: c.CacheMiB << 20, Logger: logger})
+	store, err := pebble.Open(filepath.Join(c.Data, "db"), pebble.Options{
+		CacheBytes: c.CacheMiB << 20, LeafFilterBytes: c.LeafFilterMiB << 20, Logger: logger, Registerer: reg,
+	})
 	if err != nil {
 		return err
 	}
@@ -314,7 +316,7 @@ func fsck(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("verifier key: %w", err)
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	store, err := pebble.Open(filepath.Join(*data, "db"), pebble.Options{Logger: logger})
+	store, err := pebble.Open(filepath.Join(*data, "db"), pebble.Options{Logger: logger, LeafFilterBytes: -1})
 	if err != nil {
 		return err
 	}

@@ -5,68 +5,112 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"log/slog"
+	"math"
 	"math/bits"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// leafFilter is a blocked Bloom filter, of a fixed size, over every leaf
-// hash in storage. Most lookups are for new entries, whose leaf hashes are
-// not stored: the filter answers those from memory, where pebble would
-// search its memtables and read a filter block per table. A false positive
-// only costs the pebble read; there are no false negatives once the filter
-// is ready, because every leaf hash of a commit is added before the commit
-// is written, and the startup scan adds what was stored before.
+// leafFilter is a blocked Bloom filter over leaf hashes. Most lookups are
+// for new entries, whose leaf hashes are not stored: the filter answers
+// those from memory, where pebble would search its memtables and read a
+// filter block per table. A false positive only costs the pebble read.
 //
 // All the bits of one hash are in one 64-byte block, so an add or a lookup
 // touches one cache line.
 type leafFilter struct {
 	words  []atomic.Uint64
-	blocks uint64 // number of blocks, a power of two
-	ready  atomic.Bool
+	blocks uint64        // number of blocks
+	added  atomic.Uint64 // number of adds
 }
 
 const (
 	// filterProbes is the number of bits a leaf hash sets in its block.
-	// With 4 probes and the default 64 MiB filter, one in 23,000 lookups
-	// of a new entry reads pebble at 10 M entries, one in 13 at 100 M.
-	filterProbes = 4
+	filterProbes = 6
 	blockWords   = 8 // 512 bits: one cache line
+	blockBits    = 64 * blockWords
+
+	// A filter sized for the log has filterBitsNew bits per entry when it
+	// is made, and is replaced by a larger one when the log has grown to
+	// filterBitsMin bits per entry: between the two, one lookup of a new
+	// entry in 800 (at 16 bits) to one in 5,500 (at 24) is a false
+	// positive. Its size follows the log: 2 to 3 bytes per entry.
+	filterBitsNew = 24
+	filterBitsMin = 16
+	// filterMinEntries is the smallest log a filter is sized for.
+	filterMinEntries = 1 << 20
 )
 
+// newLeafFilter returns an empty filter of about sizeBytes (at least one
+// block).
 func newLeafFilter(sizeBytes int64) *leafFilter {
-	nbits := uint64(1) << (63 - bits.LeadingZeros64(uint64(max(sizeBytes, 64))*8))
-	blocks := nbits / (64 * blockWords)
+	blocks := uint64(max(sizeBytes, 1)*8+blockBits-1) / blockBits
 	return &leafFilter{words: make([]atomic.Uint64, blocks*blockWords), blocks: blocks}
+}
+
+// filterBytesFor is the size of a filter sized for a log of n entries, or
+// of minEntries if more.
+func filterBytesFor(n, minEntries uint64) int64 {
+	return int64(max(n, minEntries) * filterBitsNew / 8)
+}
+
+func (f *leafFilter) bytes() int64 { return int64(len(f.words)) * 8 }
+
+// full reports whether f holds fewer than filterBitsMin bits for each of
+// its entries.
+func (f *leafFilter) full() bool {
+	return f.added.Load()*filterBitsMin > f.blocks*blockBits
+}
+
+// falsePositiveRate estimates the share of lookups of values never added
+// that f answers "maybe" (the number of entries in a block is Poisson
+// distributed).
+func (f *leafFilter) falsePositiveRate() float64 {
+	lambda := float64(f.added.Load()) / float64(f.blocks)
+	p, sum := math.Exp(-lambda), 0.0
+	for j := 0; j < int(lambda)*4+64; j++ {
+		if j > 0 {
+			p *= lambda / float64(j)
+		}
+		set := 1 - math.Pow(1-1.0/blockBits, float64(filterProbes*j))
+		sum += p * math.Pow(set, filterProbes)
+	}
+	return sum
 }
 
 // probes returns the block of a leaf hash and its bits in the block. Leaf
 // hashes are SHA-256 outputs, so their bytes are the hash functions;
 // anything else that is looked up is hashed first.
-func (f *leafFilter) probes(h []byte) (block []atomic.Uint64, bits [filterProbes]uint16) {
+func (f *leafFilter) probes(h []byte) (block []atomic.Uint64, probe [filterProbes]uint16) {
 	if len(h) != sha256.Size {
 		d := sha256.Sum256(h)
 		h = d[:]
 	}
-	b := binary.LittleEndian.Uint64(h) & (f.blocks - 1)
-	for i := range bits {
-		bits[i] = binary.LittleEndian.Uint16(h[8+2*i:]) % (64 * blockWords)
+	// The high word of the product maps the uniform first 8 bytes to a
+	// block without a division.
+	b, _ := bits.Mul64(binary.LittleEndian.Uint64(h), f.blocks)
+	for i := range probe {
+		probe[i] = binary.LittleEndian.Uint16(h[8+2*i:]) % blockBits
 	}
-	return f.words[b*blockWords : (b+1)*blockWords : (b+1)*blockWords], bits
+	return f.words[b*blockWords : (b+1)*blockWords : (b+1)*blockWords], probe
 }
 
 func (f *leafFilter) add(h []byte) {
-	block, bits := f.probes(h)
-	for _, b := range bits {
+	block, probe := f.probes(h)
+	for _, b := range probe {
 		block[b/64].Or(1 << (b % 64))
 	}
+	f.added.Add(1)
 }
 
 // mayContain reports false only if h was never added.
 func (f *leafFilter) mayContain(h []byte) bool {
-	block, bits := f.probes(h)
-	for _, b := range bits {
+	block, probe := f.probes(h)
+	for _, b := range probe {
 		if block[b/64].Load()&(1<<(b%64)) == 0 {
 			return false
 		}
@@ -74,8 +118,7 @@ func (f *leafFilter) mayContain(h []byte) bool {
 	return true
 }
 
-// fill adds every stored leaf hash, then marks the filter ready. Commits
-// may run meanwhile: they add their own leaves.
+// fill adds every leaf hash stored in db.
 func (f *leafFilter) fill(ctx context.Context, db *pebble.DB) error {
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixLeaf}, UpperBound: []byte{prefixLeaf + 1}})
 	if err != nil {
@@ -93,9 +136,136 @@ func (f *leafFilter) fill(ctx context.Context, db *pebble.DB) error {
 		it.Close()
 		return fmt.Errorf("couldn't scan the leaf index: %w", err)
 	}
-	if err := it.Close(); err != nil {
-		return err
+	return it.Close()
+}
+
+// leafFilters keeps the filter that answers lookups, and fills its
+// replacement when there is none yet (at start) or when the log outgrew
+// it. There are no false negatives: every leaf hash of a commit is added
+// before the commit is written, and a filter answers only once its scan,
+// begun after it started taking those adds, has added what was stored
+// before.
+type leafFilters struct {
+	fixed      int64  // the configured size; 0: sized for the log
+	minEntries uint64 // the smallest log a filter is sized for
+	logger     *slog.Logger
+	afterScan  func() // if set, called when a scan ends, before its filter is used (tests)
+
+	// inUse answers lookups (nil until the first scan ended); next is
+	// being filled (nil when no scan runs). add reads next before inUse
+	// and a filled filter is stored in inUse before next is cleared, so a
+	// filter gets every add from the moment it is in next.
+	inUse, next atomic.Pointer[leafFilter]
+
+	mu     sync.Mutex // guards cancel, closed and failed
+	cancel context.CancelFunc
+	closed bool
+	failed time.Time // when a scan last failed
+	scans  sync.WaitGroup
+}
+
+// scanRetry is how long after a failed scan another may start.
+const scanRetry = time.Minute
+
+// add adds a leaf hash to the filters. Calls are serialised with start by
+// the caller.
+func (fs *leafFilters) add(h []byte) {
+	if n := fs.next.Load(); n != nil {
+		n.add(h)
 	}
-	f.ready.Store(true)
-	return nil
+	if f := fs.inUse.Load(); f != nil {
+		f.add(h)
+	}
+}
+
+// mayContain reports false only if h is certainly not stored; ok is false
+// when no filter is ready to answer.
+func (fs *leafFilters) mayContain(h []byte) (maybe, ok bool) {
+	f := fs.inUse.Load()
+	if f == nil {
+		return true, false
+	}
+	return f.mayContain(h), true
+}
+
+// needsScan reports whether a filter for a log of size entries should be
+// filled: there is none, or the one in use is full and sized for the log.
+func (fs *leafFilters) needsScan() bool {
+	if fs.next.Load() != nil {
+		return false
+	}
+	f := fs.inUse.Load()
+	return f == nil || fs.fixed == 0 && f.full()
+}
+
+// start begins filling a filter for a log of size entries from db, if one
+// is needed. db must stay open until stop returns, and no commit may be
+// written between start's reading of next and its storing of the new
+// filter there: callers hold the commit lock, or nothing commits yet.
+func (fs *leafFilters) start(db *pebble.DB, size uint64) {
+	if !fs.needsScan() {
+		return
+	}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.closed || fs.cancel != nil || time.Since(fs.failed) < scanRetry {
+		return
+	}
+	bytes := fs.fixed
+	if bytes == 0 {
+		bytes = filterBytesFor(size, fs.minEntries)
+	}
+	f := newLeafFilter(bytes)
+	fs.next.Store(f)
+	ctx, cancel := context.WithCancel(context.Background())
+	fs.cancel = cancel
+	fs.scans.Add(1)
+	go func() {
+		defer fs.scans.Done()
+		err := f.fill(ctx, db)
+		if fs.afterScan != nil {
+			fs.afterScan()
+		}
+		if err == nil {
+			old := fs.inUse.Swap(f)
+			if old != nil {
+				fs.logger.Info("the leaf filter grew with the log", "entries", f.added.Load(), "bytes", f.bytes(), "old_bytes", old.bytes())
+			}
+		}
+		failed := err != nil && ctx.Err() == nil
+		if failed {
+			// Lookups keep reading pebble, or the filter in use.
+			fs.logger.Error("couldn't fill the leaf filter", "error", err)
+		}
+		fs.next.Store(nil)
+		fs.mu.Lock()
+		fs.cancel = nil
+		if failed {
+			fs.failed = time.Now()
+		}
+		fs.mu.Unlock()
+		cancel()
+	}()
+}
+
+// stop ends a running scan and waits for it; close also stops any later.
+func (fs *leafFilters) stop(close bool) {
+	fs.mu.Lock()
+	fs.closed = fs.closed || close
+	if fs.cancel != nil {
+		fs.cancel()
+	}
+	fs.mu.Unlock()
+	fs.scans.Wait()
+}
+
+// bytes is the memory the filters hold.
+func (fs *leafFilters) bytes() int64 {
+	var n int64
+	for _, f := range []*leafFilter{fs.inUse.Load(), fs.next.Load()} {
+		if f != nil {
+			n += f.bytes()
+		}
+	}
+	return n
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/log"
@@ -51,24 +52,36 @@ type Options struct {
 	CacheBytes int64
 	// LeafFilterBytes is the size of the in-memory filter over the leaf
 	// index that spares most lookups of new entries a pebble read.
-	// Default: 64 MiB, good up to about 100 M entries; negative: none.
+	// Default (0): sized for the log, 2 to 3 bytes per entry (at least
+	// 3 MiB), replaced by a larger one in the background as the log grows;
+	// negative: none.
 	LeafFilterBytes int64
+	// Registerer receives the storage's metrics (its memory, the leaf
+	// filter's). Optional.
+	Registerer prometheus.Registerer
 	// Logger receives pebble's own logs. Default: slog.Default().
 	Logger *slog.Logger
 
 	// fs, if set, is the file system instead of the operating system's
 	// (for tests that inject faults).
 	fs vfs.FS
+	// filterMinEntries, if set, replaces filterMinEntries, and
+	// afterFilterScan is called when a scan filled a filter (for tests of
+	// a filter that grows).
+	filterMinEntries uint64
+	afterFilterScan  func()
 }
 
 // Storage is the log's storage in one pebble database. It implements
 // log.Storage.
 type Storage struct {
 	h      *handle
-	mu     sync.Mutex  // serialises Commit's compare-and-swap
-	filter *leafFilter // nil if disabled
-	stop   context.CancelFunc
-	filled chan struct{} // closed when the filter's startup scan ended
+	mu     sync.Mutex   // serialises Commit's compare-and-swap
+	filter *leafFilters // nil if disabled
+	// lookups counts LookupLeaf's answers: by the filter (absent), by
+	// pebble after the filter said maybe (found, falsePositive), or by
+	// pebble without a filter (unfiltered).
+	lookups struct{ absent, found, falsePositive, unfiltered atomic.Uint64 }
 	// searchComplete is true when the search index covers every entry.
 	searchComplete atomic.Bool
 }
@@ -84,38 +97,35 @@ func Open(dir string, o Options) (*Storage, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Storage{h: h, stop: func() {}, filled: make(chan struct{})}
+	s := &Storage{h: h}
 	if err := s.loadSearchState(context.Background()); err != nil {
 		h.close()
 		return nil, err
 	}
-	// The filter's scan reads the database outside h.read: it ends before
-	// a reopen closes it. A filter that did not fill is not used.
-	h.beforeClose = func() {
-		s.stop()
-		<-s.filled
-	}
-	if o.LeafFilterBytes == 0 {
-		o.LeafFilterBytes = 64 << 20
-	}
-	if o.LeafFilterBytes < 0 {
-		close(s.filled)
-		return s, nil
-	}
-	s.filter = newLeafFilter(o.LeafFilterBytes)
-	ctx, stop := context.WithCancel(context.Background())
-	s.stop = stop
-	logger := o.Logger
-	if logger == nil {
-		logger = slog.Default()
-	}
-	go func() {
-		defer close(s.filled)
-		if err := s.filter.fill(ctx, h.db); err != nil && ctx.Err() == nil {
-			// Lookups keep reading pebble.
-			logger.Error("couldn't load the leaf filter", "error", err)
+	if o.LeafFilterBytes >= 0 {
+		logger := o.Logger
+		if logger == nil {
+			logger = slog.Default()
 		}
-	}()
+		s.filter = &leafFilters{fixed: o.LeafFilterBytes, minEntries: filterMinEntries, logger: logger}
+		if o.filterMinEntries > 0 {
+			s.filter.minEntries = o.filterMinEntries
+		}
+		s.filter.afterScan = o.afterFilterScan
+		// Unreadable, the checkpoint is the reads' and commits' error to
+		// report: the filter is then sized for a small log, and grows.
+		_, size, _ := s.ReadCheckpoint(context.Background())
+		// A scan reads the database outside h.read: it ends before a
+		// reopen closes it.
+		h.beforeClose = func() { s.filter.stop(false) }
+		s.filter.start(h.db, size)
+	}
+	if o.Registerer != nil {
+		if err := o.Registerer.Register(metrics{s}); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("couldn't register the storage metrics: %w", err)
+		}
+	}
 	return s, nil
 }
 
@@ -170,8 +180,9 @@ func locked(err error) bool {
 
 // Close closes the database.
 func (s *Storage) Close() error {
-	s.stop()
-	<-s.filled
+	if s.filter != nil {
+		s.filter.stop(true)
+	}
 	return s.h.close()
 }
 
@@ -431,10 +442,24 @@ func setChunked(b *pebble.Batch, key, data []byte, start int, complete bool) err
 
 // LookupLeaf implements log.Storage.
 func (s *Storage) LookupLeaf(ctx context.Context, leafHash []byte) (uint64, error) {
-	if f := s.filter; f != nil && f.ready.Load() && !f.mayContain(leafHash) {
-		return 0, log.ErrNotFound
+	filtered := false
+	if s.filter != nil {
+		maybe, ok := s.filter.mayContain(leafHash)
+		if ok && !maybe {
+			s.lookups.absent.Add(1)
+			return 0, log.ErrNotFound
+		}
+		filtered = ok
 	}
 	v, err := s.get(leafKey(leafHash))
+	switch {
+	case filtered && errors.Is(err, log.ErrNotFound):
+		s.lookups.falsePositive.Add(1)
+	case filtered && err == nil:
+		s.lookups.found.Add(1)
+	case !filtered && (err == nil || errors.Is(err, log.ErrNotFound)):
+		s.lookups.unfiltered.Add(1)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -500,6 +525,14 @@ func (s *Storage) StartCommit(ctx context.Context, c *log.Commit) (wait func() e
 	if err != nil {
 		return nil, fmt.Errorf("couldn't write the batch: %w", writeError(err))
 	}
+	if s.filter != nil && s.filter.needsScan() {
+		// Under s.mu: this commit is in the memtable, the next will add
+		// to the new filter.
+		if db, release, err := s.h.read(); err == nil {
+			s.filter.start(db, c.NewSize)
+			release()
+		}
+	}
 	if c.OldSize == 0 {
 		// The index of a log with no entries covers them all.
 		s.searchComplete.Store(true)
@@ -527,7 +560,7 @@ func writeError(err error) error {
 }
 
 // fillBatch puts c's writes in b, adding its leaves to filter (if not nil).
-func fillBatch(b *pebble.Batch, c *log.Commit, filter *leafFilter) error {
+func fillBatch(b *pebble.Batch, c *log.Commit, filter *leafFilters) error {
 	for _, t := range c.Tiles {
 		full := len(t.Hashes) == api.TileWidth*api.HashSize
 		if err := setChunked(b, tileKey(t.Level, t.Index), t.Hashes, t.Start, full); err != nil {
