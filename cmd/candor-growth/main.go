@@ -148,11 +148,21 @@ type row struct {
 	proofs       benchFigures
 	tiles        benchFigures
 	bundles      benchFigures
+	dedup        dedupFigures
 	rssBytes     int64
-	heapBytes    int64
+	memory       map[string]float64 // the server's /metrics, unlabelled series
 	diskBytes    int64
 	entryBytes   int64  // of the tree's entries (their mean size from a sample)
 	builtEntries uint64 // the tree's size at the end
+}
+
+// dedupFigures is the cost of checking new entries for duplicates in the
+// log's storage, its leaf filter ready.
+type dedupFigures struct {
+	perCheck      time.Duration // one lookup of a leaf hash not in the log
+	falsePositive float64       // the share of them that read pebble
+	filterBytes   int64
+	filterFill    time.Duration // from open until the filter answered
 }
 
 type benchFigures struct {
@@ -226,6 +236,9 @@ func growAndMeasure(ctx context.Context, c config, size uint64, stderr io.Writer
 	}
 	// The reads run at the tree's size as built (at least size).
 	r.size, r.builtEntries, r.entryBytes, r.fillRate = built, built, entryBytes, rate
+	if r.dedup, err = measureDedup(c); err != nil {
+		return r, err
+	}
 	s, err := startServer(c, stderr)
 	if err != nil {
 		return r, err
@@ -256,7 +269,7 @@ func growAndMeasure(ctx context.Context, c config, size uint64, stderr io.Writer
 	if r.rssBytes, err = s.rss(); err != nil {
 		return r, err
 	}
-	if r.heapBytes, err = s.heap(); err != nil {
+	if r.memory, err = s.metrics(); err != nil {
 		return r, err
 	}
 	// The submissions grew the tree: the disk is per entry of the tree.
@@ -558,21 +571,31 @@ func (s *server) rss() (int64, error) {
 	return 0, errors.New("no VmRSS in /proc/PID/status")
 }
 
-// heap returns the server's Go heap in use, from its /metrics.
-func (s *server) heap() (int64, error) {
+// metrics returns the values of the server's unlabelled metrics.
+func (s *server) metrics() (map[string]float64, error) {
 	resp, err := http.Get(s.url + "/metrics")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer resp.Body.Close()
+	m := map[string]float64{}
 	lines := bufio.NewScanner(resp.Body)
 	for lines.Scan() {
-		if v, ok := strings.CutPrefix(lines.Text(), "go_memstats_heap_inuse_bytes "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			return int64(f), err
+		name, v, ok := strings.Cut(lines.Text(), " ")
+		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
+			continue
+		}
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			m[name] = f
 		}
 	}
-	return 0, errors.New("no go_memstats_heap_inuse_bytes in /metrics")
+	if err := lines.Err(); err != nil {
+		return nil, err
+	}
+	if _, ok := m["go_memstats_heap_inuse_bytes"]; !ok {
+		return nil, errors.New("no go_memstats_heap_inuse_bytes in /metrics")
+	}
+	return m, nil
 }
 
 // dirBytes returns the bytes of the files under dir.
@@ -597,23 +620,37 @@ func printTable(w io.Writer, c config, ed, sha float64, rows []row) {
 		c.payload, runtime.NumCPU(), ed, sha)
 	fmt.Fprintf(w, "submissions: %d at concurrency 256; proofs, tiles, bundles: %d each at concurrency 64, uniformly random indexes\n\n", c.submissions, c.reads)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "tree size\tbuilt/s\tready\tsubmit/s\tp99\tproofs/s\tp99\ttiles/s\tp99\tbundles/s\tp99\tRSS MiB\theap MiB\tdisk B/entry\tentry B\t")
+	fmt.Fprintln(tw, "tree size\tbuilt/s\tready\tsubmit/s\tp99\tproofs/s\tp99\ttiles/s\tp99\tbundles/s\tp99\tdisk B/entry\tentry B\t")
 	for _, r := range rows {
 		built := "-"
 		if r.fillRate > 0 {
 			built = fmt.Sprintf("%.0f", r.fillRate)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%.0f\t%s\t%.0f\t%s\t%.0f\t%s\t%.0f\t%s\t%d\t%d\t%.0f\t%.0f\t\n",
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%.0f\t%s\t%.0f\t%s\t%.0f\t%s\t%.0f\t%s\t%.0f\t%.0f\t\n",
 			r.size, built, r.ready.Round(time.Millisecond),
 			r.submit.rate, r.submit.p99.Round(100*time.Microsecond),
 			r.proofs.rate, r.proofs.p99.Round(100*time.Microsecond),
 			r.tiles.rate, r.tiles.p99.Round(100*time.Microsecond),
 			r.bundles.rate, r.bundles.p99.Round(100*time.Microsecond),
-			r.rssBytes>>20, r.heapBytes>>20,
 			float64(r.diskBytes)/float64(r.builtEntries), float64(r.entryBytes)/float64(r.builtEntries))
 	}
 	tw.Flush()
+	fmt.Fprintf(w, "\nduplicate checks of %d new leaf hashes in the storage, one goroutine; the server's memory after the runs (MiB)\n\n", dedupChecks)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "tree size\tcheck ns\tfalse pos.\tfilter MiB\tfilter fill\tRSS\tGo heap\tGo other\tblock cache\tmemtables\toutside Go\t")
+	for _, r := range rows {
+		m := r.memory
+		goHeld := m["go_memstats_sys_bytes"] - m["go_memstats_heap_released_bytes"]
+		fmt.Fprintf(tw, "%d\t%d\t%.4f%%\t%.1f\t%s\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t\n",
+			r.size, r.dedup.perCheck.Nanoseconds(), 100*r.dedup.falsePositive, float64(r.dedup.filterBytes)/(1<<20), r.dedup.filterFill.Round(10*time.Millisecond),
+			r.rssBytes>>20, mib(m["go_memstats_heap_inuse_bytes"]), mib(goHeld-m["go_memstats_heap_inuse_bytes"]),
+			mib(m["candor_log_pebble_block_cache_bytes"]), mib(m["candor_log_pebble_memtable_bytes"]),
+			mib(float64(r.rssBytes)-goHeld))
+	}
+	tw.Flush()
 }
+
+func mib(b float64) float64 { return b / (1 << 20) }
 
 // lockedWriter serializes writes to w.
 type lockedWriter struct {

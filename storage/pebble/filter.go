@@ -269,3 +269,27 @@ func (fs *leafFilters) bytes() int64 {
 	}
 	return n
 }
+
+// WaitLeafFilter waits until no scan fills a leaf filter and reports
+// whether a filter is in use.
+func (s *Storage) WaitLeafFilter() bool {
+	if s.filter == nil {
+		return false
+	}
+	s.filter.scans.Wait()
+	return s.filter.inUse.Load() != nil
+}
+
+// LeafFilterBytes returns the size of the leaf filter in use (0 if none).
+func (s *Storage) LeafFilterBytes() int64 {
+	if s.filter == nil || s.filter.inUse.Load() == nil {
+		return 0
+	}
+	return s.filter.inUse.Load().bytes()
+}
+
+// LeafLookups returns how many duplicate checks the filter answered
+// (absent), and how many it sent to pebble that pebble did not find.
+func (s *Storage) LeafLookups() (absent, falsePositive uint64) {
+	return s.lookups.absent.Load(), s.lookups.falsePositive.Load()
+}
