@@ -17,7 +17,7 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
 
 build: ## build candor-log, candor-witness, candor and candor-growth into ./bin
-	$(GO) build -o $(BIN)/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./cmd/...
 
 run: build ## run a log on embedded pebble in ./data (ORIGIN, LISTEN, DATA to change)
 	$(BIN)/candor-log --data $(DATA) --listen $(LISTEN) --origin $(ORIGIN)

@@ -28,8 +28,16 @@ type tileCacheKey struct {
 }
 
 // partialTileCacheSize is how many partial tiles are kept: the edge tiles
-// of the last few dozen batches, a few at each.
-const partialTileCacheSize = 128
+// of the last few dozen batches, a few at each; fullTileCacheSize is how
+// many full ones.
+const (
+	partialTileCacheSize = 128
+	fullTileCacheSize    = 1024
+)
+
+// TileCacheBytes is the most memory the log's tile caches hold: every
+// tile expanded into its 511 subtree hashes.
+const TileCacheBytes = (fullTileCacheSize + partialTileCacheSize) * (2*api.TileWidth - 1) * api.HashSize
 
 func newTileCache(size int) *tileCache {
 	full, err := lru.New[tileCacheKey, [][]byte](size)

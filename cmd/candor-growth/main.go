@@ -89,7 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.dir, "dir", "", "`directory` of the log (default: a new one in $TMPDIR, removed at the end); a log there is grown")
 	fs.BoolVar(&c.keep, "keep", false, "keep the log's directory")
 	fs.StringVar(&c.bin, "bin", "bin", "`directory` of the candor-log and candor binaries")
-	fs.StringVar(&c.payload, "payload", "random", "entries' subject names: random (incompressible) or repeated (compressible)")
+	fs.StringVar(&c.payload, "payload", "random", "entries' subject names: random (about 900-byte entries, as candor bench makes), repeated (the same, compressible) or incompressible (about 1,800-byte entries, mostly random)")
 	fs.IntVar(&c.submissions, "submissions", 100000, "submissions over HTTP at each size")
 	fs.IntVar(&c.reads, "reads", 100000, "inclusion proofs, and tile and entry bundle reads, at each size")
 	fs.IntVar(&c.cacheMiB, "cache-mib", 256, "the server's --cache-mib")
@@ -113,8 +113,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		}
 		c.sizes = append(c.sizes, n)
 	}
-	if c.payload != "random" && c.payload != "repeated" {
-		return c, fmt.Errorf("--payload %q: want random or repeated", c.payload)
+	if c.payload != "random" && c.payload != "repeated" && c.payload != "incompressible" {
+		return c, fmt.Errorf("--payload %q: want random, repeated or incompressible", c.payload)
 	}
 	if c.submissions < 1 || c.reads < 1 {
 		return c, errors.New("--submissions and --reads must be positive")
@@ -150,6 +150,7 @@ type row struct {
 	bundles      benchFigures
 	dedup        dedupFigures
 	rssBytes     int64
+	peakRSSBytes int64
 	memory       map[string]float64 // the server's /metrics, unlabelled series
 	diskBytes    int64
 	entryBytes   int64  // of the tree's entries (their mean size from a sample)
@@ -200,7 +201,7 @@ func run(ctx context.Context, c config, stdout, stderr io.Writer) error {
 		rows = append(rows, r)
 	}
 	printTable(stdout, c, ed, sha, rows)
-	return nil
+	return checkMemory(c, rows)
 }
 
 // machineSpeed measures Ed25519 verifications/s and SHA-256 MB/s on one
@@ -266,7 +267,7 @@ func growAndMeasure(ctx context.Context, c config, size uint64, stderr io.Writer
 		}
 		*m.out = f
 	}
-	if r.rssBytes, err = s.rss(); err != nil {
+	if r.rssBytes, r.peakRSSBytes, err = s.rss(); err != nil {
 		return r, err
 	}
 	if r.memory, err = s.metrics(); err != nil {
@@ -381,6 +382,9 @@ func fillWorker(ctx context.Context, l *log.Log, payload string, runID []byte, n
 	futures := make([]*log.Future, 0, batch)
 	name := make([]byte, 0, 128)
 	random := make([]byte, 24)
+	if payload == "incompressible" {
+		random = make([]byte, 512)
+	}
 	for {
 		first := next.Add(batch) - batch
 		if first >= size {
@@ -392,9 +396,11 @@ func fillWorker(ctx context.Context, l *log.Log, payload string, runID []byte, n
 			// About 880-byte entries, as candor bench makes: with
 			// random, 24 random bytes in each subject's name; with
 			// repeated, the same words. The digest, the signature and
-			// the encodings are the rest.
+			// the encodings are the rest. With incompressible, 512
+			// random bytes in the name, so that most of the entry is
+			// random (base64 within the statement's base64).
 			name = fmt.Appendf(name[:0], "growth/%x/%d/", runID[:4], i)
-			if payload == "random" {
+			if payload != "repeated" {
 				rand.Read(random)
 				name = base64.RawURLEncoding.AppendEncode(name, random)
 			} else {
@@ -556,19 +562,26 @@ func (s *server) treeSize() (uint64, error) {
 	return c.Size, err
 }
 
-// rss returns the server's resident memory, from /proc.
-func (s *server) rss() (int64, error) {
+// rss returns the server's resident memory and its peak, from /proc.
+func (s *server) rss() (now, peak int64, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
 	if err != nil {
-		return 0, fmt.Errorf("resident memory (needs Linux's /proc): %w", err)
+		return 0, 0, fmt.Errorf("resident memory (needs Linux's /proc): %w", err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10, err
+	field := func(name string) (int64, error) {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, name+":"); ok {
+				kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+				return kb << 10, err
+			}
 		}
+		return 0, fmt.Errorf("no %s in /proc/PID/status", name)
 	}
-	return 0, errors.New("no VmRSS in /proc/PID/status")
+	if now, err = field("VmRSS"); err != nil {
+		return 0, 0, err
+	}
+	peak, err = field("VmHWM")
+	return now, peak, err
 }
 
 // metrics returns the values of the server's unlabelled metrics.
@@ -635,17 +648,28 @@ func printTable(w io.Writer, c config, ed, sha float64, rows []row) {
 			float64(r.diskBytes)/float64(r.builtEntries), float64(r.entryBytes)/float64(r.builtEntries))
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\nduplicate checks of %d new leaf hashes in the storage, one goroutine; the server's memory after the runs (MiB)\n\n", dedupChecks)
+	fmt.Fprintf(w, "\nduplicate checks of %d new leaf hashes in the storage, one goroutine; the server's memory after the runs, its peak and the bound its configuration sets (MiB)\n", dedupChecks)
+	pure := pureGo(c.bin)
+	if !pure {
+		fmt.Fprintln(w, "candor-log was built with cgo: pebble's block cache and memtables are outside its memory limit, so there is no bound (make build builds without)")
+	}
+	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "tree size\tcheck ns\tfalse pos.\tfilter MiB\tfilter fill\tRSS\tGo heap\tGo other\tblock cache\tmemtables\toutside Go\t")
+	fmt.Fprintln(tw, "tree size\tcheck ns\tfalse pos.\tfilter MiB\tfilter fill\tRSS\tpeak\tbound\tGo heap\tGo other\tblock cache\tmemtables\tleaf filter\tother\t")
 	for _, r := range rows {
 		m := r.memory
 		goHeld := m["go_memstats_sys_bytes"] - m["go_memstats_heap_released_bytes"]
-		fmt.Fprintf(tw, "%d\t%d\t%.4f%%\t%.1f\t%s\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t\n",
+		known := goHeld + m["candor_log_pebble_block_cache_bytes"] + m["candor_log_pebble_memtable_bytes"] + m["candor_log_leaf_filter_bytes"]
+		bound := "-"
+		if pure {
+			bound = fmt.Sprintf("%.0f", mib(memoryBound(m)))
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%.4f%%\t%.1f\t%s\t%d\t%d\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t\n",
 			r.size, r.dedup.perCheck.Nanoseconds(), 100*r.dedup.falsePositive, float64(r.dedup.filterBytes)/(1<<20), r.dedup.filterFill.Round(10*time.Millisecond),
-			r.rssBytes>>20, mib(m["go_memstats_heap_inuse_bytes"]), mib(goHeld-m["go_memstats_heap_inuse_bytes"]),
-			mib(m["candor_log_pebble_block_cache_bytes"]), mib(m["candor_log_pebble_memtable_bytes"]),
-			mib(float64(r.rssBytes)-goHeld))
+			r.rssBytes>>20, r.peakRSSBytes>>20, bound,
+			mib(m["go_memstats_heap_inuse_bytes"]), mib(goHeld-m["go_memstats_heap_inuse_bytes"]),
+			mib(m["candor_log_pebble_block_cache_bytes"]), mib(m["candor_log_pebble_memtable_bytes"]), mib(m["candor_log_leaf_filter_bytes"]),
+			mib(float64(r.rssBytes)-known))
 	}
 	tw.Flush()
 }

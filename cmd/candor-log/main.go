@@ -57,6 +57,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	}
 	logger := cli.NewLogger(os.Stderr, c.LogLevel, c.LogFormat)
 	defer func() { err = cli.LogExit(logger, c.LogFormat, err) }()
+	setMemoryLimit(c, logger)
 	// Everything that can refuse the start comes before a new key is
 	// saved: the key, the policy, the listen address, the database.
 	key, err := loadOrGenerateKey(c.Key, c.Origin)

@@ -21,11 +21,15 @@ import (
 // filter block per table. A false positive only costs the pebble read.
 //
 // All the bits of one hash are in one 64-byte block, so an add or a lookup
-// touches one cache line.
+// touches one cache line. The words are outside the Go heap (where the
+// system allows): the filter's memory is its size, with no collector's
+// headroom on top; they are freed once nothing holds the filter.
 type leafFilter struct {
 	words  []atomic.Uint64
-	blocks uint64        // number of blocks
-	added  atomic.Uint64 // number of adds
+	free   func() // releases words
+	blocks uint64 // number of blocks
+	added  atomic.Uint64
+	holds  atomic.Int64 // lookups and adds using words
 }
 
 const (
@@ -49,7 +53,37 @@ const (
 // block).
 func newLeafFilter(sizeBytes int64) *leafFilter {
 	blocks := uint64(max(sizeBytes, 1)*8+blockBits-1) / blockBits
-	return &leafFilter{words: make([]atomic.Uint64, blocks*blockWords), blocks: blocks}
+	words, free := allocWords(blocks * blockWords)
+	return &leafFilter{words: words, free: free, blocks: blocks}
+}
+
+// hold returns the filter p points to (nil if none), held until its
+// release: retire frees a filter only once it is in no pointer and no
+// one holds it.
+func hold(p *atomic.Pointer[leafFilter]) *leafFilter {
+	for {
+		f := p.Load()
+		if f == nil {
+			return nil
+		}
+		f.holds.Add(1)
+		if p.Load() == f {
+			return f
+		}
+		// Replaced meanwhile: it may be retired already.
+		f.holds.Add(-1)
+	}
+}
+
+func (f *leafFilter) release() { f.holds.Add(-1) }
+
+// retire frees f's words once nothing holds it. f must be in no pointer
+// that hold reads.
+func (f *leafFilter) retire() {
+	for f.holds.Load() != 0 {
+		time.Sleep(time.Millisecond)
+	}
+	f.free()
 }
 
 // filterBytesFor is the size of a filter sized for a log of n entries, or
@@ -170,21 +204,24 @@ const scanRetry = time.Minute
 // add adds a leaf hash to the filters. Calls are serialised with start by
 // the caller.
 func (fs *leafFilters) add(h []byte) {
-	if n := fs.next.Load(); n != nil {
+	if n := hold(&fs.next); n != nil {
 		n.add(h)
+		n.release()
 	}
-	if f := fs.inUse.Load(); f != nil {
+	if f := hold(&fs.inUse); f != nil {
 		f.add(h)
+		f.release()
 	}
 }
 
 // mayContain reports false only if h is certainly not stored; ok is false
 // when no filter is ready to answer.
 func (fs *leafFilters) mayContain(h []byte) (maybe, ok bool) {
-	f := fs.inUse.Load()
+	f := hold(&fs.inUse)
 	if f == nil {
 		return true, false
 	}
+	defer f.release()
 	return f.mayContain(h), true
 }
 
@@ -227,9 +264,9 @@ func (fs *leafFilters) start(db *pebble.DB, size uint64) {
 			fs.afterScan()
 		}
 		if err == nil {
-			old := fs.inUse.Swap(f)
-			if old != nil {
+			if old := fs.inUse.Swap(f); old != nil {
 				fs.logger.Info("the leaf filter grew with the log", "entries", f.added.Load(), "bytes", f.bytes(), "old_bytes", old.bytes())
+				old.retire()
 			}
 		}
 		failed := err != nil && ctx.Err() == nil
@@ -238,6 +275,9 @@ func (fs *leafFilters) start(db *pebble.DB, size uint64) {
 			fs.logger.Error("couldn't fill the leaf filter", "error", err)
 		}
 		fs.next.Store(nil)
+		if err != nil {
+			f.retire()
+		}
 		fs.mu.Lock()
 		fs.cancel = nil
 		if failed {
@@ -248,7 +288,8 @@ func (fs *leafFilters) start(db *pebble.DB, size uint64) {
 	}()
 }
 
-// stop ends a running scan and waits for it; close also stops any later.
+// stop ends a running scan and waits for it; close also stops any later,
+// and frees the filter: lookups after it read pebble.
 func (fs *leafFilters) stop(close bool) {
 	fs.mu.Lock()
 	fs.closed = fs.closed || close
@@ -257,6 +298,11 @@ func (fs *leafFilters) stop(close bool) {
 	}
 	fs.mu.Unlock()
 	fs.scans.Wait()
+	if close {
+		if f := fs.inUse.Swap(nil); f != nil {
+			f.retire()
+		}
+	}
 }
 
 // bytes is the memory the filters hold.

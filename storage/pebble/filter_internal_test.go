@@ -13,6 +13,7 @@ import (
 func TestLeafFilterRate(t *testing.T) {
 	const n = 100_000
 	f := newLeafFilter(1 << 20)
+	defer f.free()
 	hash := func(i uint64) []byte {
 		h := sha256.Sum256(binary.BigEndian.AppendUint64(nil, i))
 		return h[:]

@@ -43,6 +43,14 @@ const (
 	// 's' and 'S': the search index (search.go).
 )
 
+// memTableBytes is the size of pebble's memtables.
+const memTableBytes = 64 << 20
+
+// MemoryBytes is the most memory a store with a block cache of cacheBytes
+// holds, but for its leaf filter: the cache and up to three memtables (two
+// queued for a flush, pebble's limit, and one still being read).
+func MemoryBytes(cacheBytes int64) int64 { return cacheBytes + 3*memTableBytes }
+
 // Options tunes the store. The zero value is a good default.
 type Options struct {
 	// CacheBytes is the size of pebble's block cache. Default: 256 MiB.
@@ -141,7 +149,7 @@ func openDB(dir string, o Options, fs vfs.FS, readOnly bool) (db *pebble.DB, err
 	defer cache.Unref()
 	opts := &pebble.Options{
 		Cache:        cache,
-		MemTableSize: 64 << 20,
+		MemTableSize: memTableBytes,
 		Logger:       pebbleLogger{o.Logger.With("component", "pebble")},
 		FS:           fs,
 		ReadOnly:     readOnly,
