@@ -1,6 +1,8 @@
 package pebble
 
 import (
+	"crypto/rand"
+	"fmt"
 	"crypto/sha256"
 	"encoding/binary"
 	"testing"
@@ -39,5 +41,30 @@ func TestLeafFilterRate(t *testing.T) {
 	f.add([]byte("short"))
 	if !f.mayContain([]byte("short")) {
 		t.Fatal("a value that is not 32 bytes long was added but is not in the filter")
+	}
+}
+
+// BenchmarkLeafFilterLookup looks up leaf hashes that were never added
+// in a filter sized for a log of each size and holding that many: the
+// duplicate check of a new entry.
+func BenchmarkLeafFilterLookup(b *testing.B) {
+	for _, n := range []uint64{1 << 20, 10 << 20, 100 << 20} {
+		f := newLeafFilter(filterBytesFor(n, filterMinEntries))
+		h := make([]byte, 32)
+		for i := range n {
+			binary.LittleEndian.PutUint64(h, i*0x9e3779b97f4a7c15)
+			binary.LittleEndian.PutUint64(h[8:], i*0xbf58476d1ce4e5b9)
+			binary.LittleEndian.PutUint64(h[16:], i*0x94d049bb133111eb)
+			f.add(h)
+		}
+		hashes := make([]byte, 32*4096)
+		rand.Read(hashes)
+		b.Run(fmt.Sprintf("entries=%dM", n>>20), func(b *testing.B) {
+			for i := range b.N {
+				j := i % 4096
+				f.mayContain(hashes[32*j : 32*j+32])
+			}
+		})
+		f.free()
 	}
 }
