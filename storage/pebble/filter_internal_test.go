@@ -2,9 +2,9 @@ package pebble
 
 import (
 	"crypto/rand"
-	"fmt"
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 	"testing"
 )
 
