@@ -670,26 +670,23 @@ func printTable(w io.Writer, c config, ed, sha float64, rows []row) {
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	// Without cgo, the block cache and memtables are part of the Go
-	// heap; other is the rest: code, and malloc's with cgo.
-	fmt.Fprintln(tw, "tree size\tcheck ns\tfalse pos.\tfilter MiB\tfilter fill\tRSS\tpeak\tbound\tGo heap\tGo other\tblock cache\tmemtables\tleaf filter\tother\t")
+	// heap; with it, outside is what malloc holds besides them.
+	fmt.Fprintln(tw, "tree size\tcheck ns\tfalse pos.\tfilter MiB\tfilter fill\tRSS\tpeak\tbound\tGo heap\tGo other\tblock cache\tmemtables\tleaf filter\toutside\t")
 	for _, r := range rows {
 		m := r.memory
 		goHeld := m["go_memstats_sys_bytes"] - m["go_memstats_heap_released_bytes"]
-		known := goHeld + m["candor_log_leaf_filter_bytes"]
-		if !pure {
-			// Pebble's cache and memtables are outside the Go heap.
-			known += m["candor_log_pebble_block_cache_bytes"] + m["candor_log_pebble_memtable_bytes"]
-		}
-		bound := "-"
+		bound, outside := "-", "-"
 		if pure {
 			bound = fmt.Sprintf("%.0f", mib(memoryBound(m)))
+		} else {
+			outside = fmt.Sprintf("%.0f", mib(float64(r.rssBytes)-goHeld-m["candor_log_leaf_filter_bytes"]-m["candor_log_pebble_block_cache_bytes"]-m["candor_log_pebble_memtable_bytes"]))
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%.4f%%\t%.1f\t%s\t%d\t%d\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t\n",
+		fmt.Fprintf(tw, "%d\t%d\t%.4f%%\t%.1f\t%s\t%d\t%d\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%s\t\n",
 			r.size, r.dedup.perCheck.Nanoseconds(), 100*r.dedup.falsePositive, float64(r.dedup.filterBytes)/(1<<20), r.dedup.filterFill.Round(10*time.Millisecond),
 			r.rssBytes>>20, r.peakRSSBytes>>20, bound,
 			mib(m["go_memstats_heap_inuse_bytes"]), mib(goHeld-m["go_memstats_heap_inuse_bytes"]),
 			mib(m["candor_log_pebble_block_cache_bytes"]), mib(m["candor_log_pebble_memtable_bytes"]), mib(m["candor_log_leaf_filter_bytes"]),
-			mib(float64(r.rssBytes)-known))
+			outside)
 	}
 	tw.Flush()
 }
