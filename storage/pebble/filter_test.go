@@ -15,6 +15,12 @@ import (
 	"github.com/candorlog/candor/storage/pebble"
 )
 
+// leaf is the leaf hash of the i-th leaf these tests store.
+func leaf(i uint64) []byte {
+	h := sha256.Sum256(binary.BigEndian.AppendUint64([]byte("leaf"), i))
+	return h[:]
+}
+
 // TestLeafFilterAfterReopen stores leaves, reopens the database (so that
 // the filter is rebuilt by the startup scan) and checks every stored leaf
 // is still found and that absent ones are not, with the filter in use and
@@ -23,10 +29,6 @@ func TestLeafFilterAfterReopen(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	quiet := slog.New(slog.DiscardHandler)
-	leaf := func(i uint64) []byte {
-		h := sha256.Sum256(binary.BigEndian.AppendUint64([]byte("leaf"), i))
-		return h[:]
-	}
 	const n = 20000
 	s, err := pebble.Open(dir, pebble.Options{Logger: quiet})
 	if err != nil {
@@ -89,10 +91,6 @@ func TestLeafFilterGrows(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	quiet := slog.New(slog.DiscardHandler)
-	leaf := func(i uint64) []byte {
-		h := sha256.Sum256(binary.BigEndian.AppendUint64([]byte("leaf"), i))
-		return h[:]
-	}
 	const n, batch = 40000, 500
 	// Each scan's filter waits a little before it is used: commits land
 	// meanwhile, which it must have from its start.
