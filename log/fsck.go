@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 
 	"golang.org/x/mod/sumdb/note"
 
@@ -26,6 +28,8 @@ func (e *FsckError) Error() string { return fmt.Sprintf("fsck: %s: %s", e.What, 
 // hash and its index, every tile, and the root. It returns the verified
 // tree size, or the first mismatch as a *FsckError. progress, if not nil,
 // is called after every entry bundle with the number of entries checked.
+// The entries' signatures are checked on every core, a bundle ahead of
+// the rest, which is in order.
 func Fsck(ctx context.Context, s Storage, v note.Verifier, progress func(checked uint64)) (uint64, error) {
 	cp, size, err := s.ReadCheckpoint(ctx)
 	if err != nil {
@@ -42,26 +46,26 @@ func Fsck(ctx context.Context, s Storage, v note.Verifier, progress func(checked
 		return 0, &FsckError{What: "checkpoint", Reason: fmt.Sprintf("signed for size %d, stored as size %d", c.Size, size)}
 	}
 	tb := &treeBuilder{rng: rangeFactory.NewEmptyRange(0)}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	bundles := make(chan checkedBundle, 2)
+	go checkBundles(ctx, s, size, bundles)
 	for first := uint64(0); first < size; first += api.TileWidth {
-		bi := first / api.TileWidth
-		what := fmt.Sprintf("entry bundle %d", bi)
-		data, err := s.ReadEntryBundle(ctx, bi)
-		if err != nil {
-			return 0, &FsckError{What: what, Reason: err.Error()}
+		var b checkedBundle
+		select {
+		case b = <-bundles:
+		case <-ctx.Done():
+			return 0, ctx.Err()
 		}
-		entries, err := api.ParseEntryBundle(data)
-		if err != nil {
-			return 0, &FsckError{What: what, Reason: err.Error()}
+		if b.err != nil {
+			return 0, b.err
 		}
-		want := min(api.TileWidth, size-first)
-		if uint64(len(entries)) != want {
-			return 0, &FsckError{What: what, Reason: fmt.Sprintf("has %d entries, want %d", len(entries), want)}
-		}
-		for i, e := range entries {
+		want := uint64(len(b.entries))
+		for i, e := range b.entries {
 			idx := first + uint64(i)
 			what := fmt.Sprintf("entry %d", idx)
-			if _, err := api.ParseEntry(e); err != nil {
-				return 0, &FsckError{What: what, Reason: err.Error()}
+			if i == b.badAt {
+				return 0, &FsckError{What: what, Reason: b.badErr.Error()}
 			}
 			h := hasher.HashLeaf(e)
 			got, err := s.LookupLeaf(ctx, h)
@@ -94,6 +98,65 @@ func Fsck(ctx context.Context, s Storage, v note.Verifier, progress func(checked
 		return 0, &FsckError{What: "checkpoint", Reason: fmt.Sprintf("entries give root %x, the checkpoint says %x", root, c.Hash)}
 	}
 	return size, nil
+}
+
+// checkedBundle is an entry bundle whose entries were parsed and their
+// signatures checked: badAt is the first that failed (-1 if none), with
+// badErr; err is the bundle's own failure.
+type checkedBundle struct {
+	entries [][]byte
+	badAt   int
+	badErr  error
+	err     error
+}
+
+// checkBundles reads the entry bundles of a tree of size entries in order
+// and sends them to out with their entries checked by api.ParseEntry (the
+// costly part of fsck: every signature) on every core, until the last
+// bundle, a failed one, or ctx's end.
+func checkBundles(ctx context.Context, s Storage, size uint64, out chan<- checkedBundle) {
+	workers := runtime.GOMAXPROCS(0)
+	for first := uint64(0); first < size; first += api.TileWidth {
+		b := checkedBundle{badAt: -1}
+		bi := first / api.TileWidth
+		what := fmt.Sprintf("entry bundle %d", bi)
+		data, err := s.ReadEntryBundle(ctx, bi)
+		if err == nil {
+			b.entries, err = api.ParseEntryBundle(data)
+		}
+		want := min(api.TileWidth, size-first)
+		switch {
+		case err != nil:
+			b.err = &FsckError{What: what, Reason: err.Error()}
+		case uint64(len(b.entries)) != want:
+			b.err = &FsckError{What: what, Reason: fmt.Sprintf("has %d entries, want %d", len(b.entries), want)}
+		default:
+			errs := make([]error, len(b.entries))
+			var wg sync.WaitGroup
+			for w := range workers {
+				wg.Go(func() {
+					for i := w; i < len(b.entries); i += workers {
+						_, errs[i] = api.ParseEntry(b.entries[i])
+					}
+				})
+			}
+			wg.Wait()
+			for i, err := range errs {
+				if err != nil {
+					b.badAt, b.badErr = i, err
+					break
+				}
+			}
+		}
+		select {
+		case out <- b:
+		case <-ctx.Done():
+			return
+		}
+		if b.err != nil {
+			return
+		}
+	}
 }
 
 // checkStoredTile compares a recomputed tile with the stored one, which may
