@@ -190,7 +190,15 @@ func eachPosting(leaves []log.LeafIndex, emit func(key, value []byte) error) err
 	byTerm, postings, prefixes, pairs := sc.byTerm, sc.postings[:0], sc.prefixes[:0], sc.pairs[:0]
 	for _, l := range leaves {
 		for _, t := range l.Terms {
-			j, ok := byTerm[t]
+			// A term of a parameter whose values name one entry each gets
+			// a posting of its own without a look in byTerm: the rare
+			// second entry with it in this write has one of its own too,
+			// keyed by its own index, after the first.
+			j, ok := int32(0), false
+			single := singleEntryParam(t.Param)
+			if !single {
+				j, ok = byTerm[t]
+			}
 			if !ok {
 				off := len(prefixes)
 				var err error
@@ -199,7 +207,9 @@ func eachPosting(leaves []log.LeafIndex, emit func(key, value []byte) error) err
 				}
 				j = int32(len(postings))
 				postings = append(postings, posting{off: int32(off), len: int32(len(prefixes) - off)})
-				byTerm[t] = j
+				if !single {
+					byTerm[t] = j
+				}
 			}
 			postings[j].count++
 			pairs = append(pairs, j)
@@ -237,7 +247,10 @@ func eachPosting(leaves []log.LeafIndex, emit func(key, value []byte) error) err
 		if c := cmp.Compare(a.head, b.head); c != 0 {
 			return c
 		}
-		return bytes.Compare(prefix(postings[a.j]), prefix(postings[b.j]))
+		if c := bytes.Compare(prefix(postings[a.j]), prefix(postings[b.j])); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.j, b.j) // one term's postings of single entries
 	})
 	var key, value []byte
 	for _, o := range order {
@@ -250,6 +263,16 @@ func eachPosting(leaves []log.LeafIndex, emit func(key, value []byte) error) err
 		}
 	}
 	return nil
+}
+
+// singleEntryParam says whether the values of a search parameter are
+// each, nearly always, of one entry only: a commit id, a digest.
+func singleEntryParam(param string) bool {
+	switch param {
+	case api.SearchCommit, api.SearchDigest, api.SearchImage:
+		return true
+	}
+	return false
 }
 
 // posting is a term's posting in an index write: its key's prefix, at
