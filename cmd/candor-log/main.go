@@ -141,7 +141,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	defer l.Close()
 	var adder log.Adder
 	if c.Storage == "trillian" {
-		m, stop, err := startMirror(ctx, c, l, publisher, logger, reg)
+		m, stop, err := startMirror(ctx, c, l, trillian.AdmissionKey(key.skey), publisher, logger, reg)
 		if err != nil {
 			return err
 		}

@@ -57,8 +57,9 @@ func trillianCmd(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 // startMirror connects to the Trillian tree of the configuration and
-// starts following it into l, the front end's mirror. stop ends it.
-func startMirror(ctx context.Context, c Config, l *log.Log, pub *trillian.Publisher, logger *slog.Logger, reg prometheus.Registerer) (*trillian.Mirror, func(), error) {
+// starts following it into l, the front end's mirror, with the log's
+// front ends' admission key. stop ends it.
+func startMirror(ctx context.Context, c Config, l *log.Log, admissionKey []byte, pub *trillian.Publisher, logger *slog.Logger, reg prometheus.Registerer) (*trillian.Mirror, func(), error) {
 	conn, err := trillian.Dial(trillian.Options{
 		Address: c.Trillian.Address, Plaintext: c.Trillian.Plaintext, CAFile: c.Trillian.CA, ServerName: c.Trillian.ServerName,
 	})
@@ -69,7 +70,7 @@ func startMirror(ctx context.Context, c Config, l *log.Log, pub *trillian.Publis
 	defer cancel()
 	m, err := trillian.NewMirror(startCtx, trillian.MirrorConfig{
 		Log: l, Client: tpb.NewTrillianLogClient(conn), TreeID: c.Trillian.TreeID,
-		PollInterval: c.Trillian.PollInterval, AddWait: c.Trillian.AddWait, Publisher: pub, Logger: logger, Registerer: reg,
+		PollInterval: c.Trillian.PollInterval, AddWait: c.Trillian.AddWait, Publisher: pub, AdmissionKey: admissionKey, Logger: logger, Registerer: reg,
 	})
 	if err != nil {
 		conn.Close()

@@ -3,6 +3,8 @@ package trillian
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,6 +37,12 @@ import (
 // answered once the mirror has published it: then Trillian holds it
 // durably, sequenced, and the proof is from a checkpoint of the log.
 //
+// A front end tags the entries it queues (admissionTag, in the leaf's
+// ExtraData, under a key derived from the log's private key), so that
+// the other front ends, finding them in the tree, take them without
+// checking their signatures again; an entry without a valid tag is
+// checked in full, as a submission is.
+//
 // Every front end mirrors the same sequence, so their checkpoints are of
 // one tree; and each publishes only through the tree's shared checkpoint
 // record (record.go, publisher.go), checked against the checkpoints
@@ -59,6 +67,13 @@ type MirrorConfig struct {
 	// Publisher, if set, is the log's Witnessing: Sync also publishes the
 	// checkpoint other front ends put in the shared record.
 	Publisher *Publisher
+	// AdmissionKey, if set, is the key the log's front ends share
+	// (AdmissionKey derives it from the log's private key): the mirror
+	// tags each entry it queues with it, and takes an entry another
+	// front end tagged without checking its signatures again, which that
+	// front end did when it admitted it. Entries without a valid tag are
+	// checked in full.
+	AdmissionKey []byte
 	// Logger. Default: slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the mirror's metrics. Optional.
@@ -71,6 +86,7 @@ type mirrorMetrics struct {
 	lag      prometheus.Gauge       // Trillian's size minus the mirror's
 	rounds   *prometheus.CounterVec // by result
 	stopped  prometheus.Gauge
+	checked  *prometheus.CounterVec // entries mirrored, by how they were checked
 }
 
 func newMirrorMetrics(reg prometheus.Registerer) *mirrorMetrics {
@@ -91,12 +107,19 @@ func newMirrorMetrics(reg prometheus.Registerer) *mirrorMetrics {
 			Name: "candor_log_trillian_mirror_stopped",
 			Help: "1 once the mirror stopped following the Trillian tree (an entry it cannot take; see the log), else 0.",
 		}),
+		checked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "candor_log_trillian_mirrored_entries_total",
+			Help: "Entries the front end's mirror took from the Trillian tree, by how it checked them: admitted (by this front end), tagged (admitted by another front end of the log, its admission tag checked), full (parsed and its signatures checked).",
+		}, []string{"check"}),
 	}
 	for _, r := range []string{"ok", "error", "stopped"} {
 		m.rounds.WithLabelValues(r)
 	}
+	for _, c := range []string{checkAdmitted, checkTagged, checkFull} {
+		m.checked.WithLabelValues(c)
+	}
 	if reg != nil {
-		reg.MustRegister(m.treeSize, m.lag, m.rounds, m.stopped)
+		reg.MustRegister(m.treeSize, m.lag, m.rounds, m.stopped, m.checked)
 	}
 	return m
 }
@@ -330,15 +353,10 @@ func (m *Mirror) append(ctx context.Context, from uint64, leaves []*tpb.LogLeaf)
 		}
 		// What the log's front ends admitted; anything else in the tree
 		// was put there by something else, and the log stops there
-		// rather than publish it. An entry this front end admitted
-		// (the same bytes: the same leaf hash) is not checked again.
-		terms, ok := m.admittedTerms(hash)
-		if !ok {
-			st, err := api.ParseEntry(leaf.LeafValue)
-			if err != nil {
-				return &stopError{fmt.Errorf("entry %d of Trillian's tree %d is not one the log takes: %w", idx, m.cfg.TreeID, err)}
-			}
-			terms = api.SearchTerms(st)
+		// rather than publish it.
+		terms, err := m.check(leaf, hash)
+		if err != nil {
+			return &stopError{fmt.Errorf("entry %d of Trillian's tree %d is not one the log takes: %w", idx, m.cfg.TreeID, err)}
 		}
 		futures[i] = m.cfg.Log.SubmitWithTerms(ctx, leaf.LeafValue, terms)
 	}
@@ -353,6 +371,57 @@ func (m *Mirror) append(ctx context.Context, from uint64, leaves []*tpb.LogLeaf)
 		}
 	}
 	return nil
+}
+
+// How the mirror checked an entry (the label of candor_log_trillian_mirrored_entries_total).
+const (
+	checkAdmitted = "admitted"
+	checkTagged   = "tagged"
+	checkFull     = "full"
+)
+
+// check checks that leaf, of leaf hash h, is an entry the log takes, and
+// returns its search terms. An entry this front end admitted (the same
+// bytes: the same leaf hash) is not checked again; one with another front
+// end's admission tag is read without checking its signatures; anything
+// else is checked in full, as a submission is.
+func (m *Mirror) check(leaf *tpb.LogLeaf, h []byte) ([]api.SearchTerm, error) {
+	if terms, ok := m.admittedTerms(h); ok {
+		m.metrics.checked.WithLabelValues(checkAdmitted).Inc()
+		return terms, nil
+	}
+	if m.cfg.AdmissionKey != nil && hmac.Equal(leaf.ExtraData, admissionTag(m.cfg.AdmissionKey, h)) {
+		terms, err := api.StoredEntryTerms(leaf.LeafValue)
+		if err == nil {
+			m.metrics.checked.WithLabelValues(checkTagged).Inc()
+		}
+		return terms, err
+	}
+	st, err := api.ParseEntry(leaf.LeafValue)
+	if err != nil {
+		return nil, err
+	}
+	m.metrics.checked.WithLabelValues(checkFull).Inc()
+	return api.SearchTerms(st), nil
+}
+
+// AdmissionKey derives from the log's signed-note private key the key
+// its front ends on Trillian tag the entries they admit with
+// (MirrorConfig.AdmissionKey). Whoever has it could as well sign the
+// log's checkpoints.
+func AdmissionKey(privateKey string) []byte {
+	mac := hmac.New(sha256.New, []byte(privateKey))
+	mac.Write([]byte("candor: the key of the admission tags of the log's front ends on Trillian"))
+	return mac.Sum(nil)
+}
+
+// admissionTag is the tag, under key, of the entry of leaf hash h: what a
+// front end puts in the leaf's ExtraData when it queues an entry it
+// admitted.
+func admissionTag(key, h []byte) []byte {
+	mac := hmac.New(sha256.New, key)
+	mac.Write(h)
+	return mac.Sum(nil)
 }
 
 // admittedTerms returns the search terms of the entry of leaf hash h if
@@ -419,9 +488,11 @@ func (m *Mirror) AddWithTerms(ctx context.Context, entry []byte, terms []api.Sea
 		return log.Receipt{}, err
 	}
 	defer m.admit(leafHash, terms)()
-	_, err := m.cfg.Client.QueueLeaf(ctx, &tpb.QueueLeafRequest{LogId: m.cfg.TreeID, Leaf: &tpb.LogLeaf{
-		LeafValue: entry, LeafIdentityHash: leafHash,
-	}})
+	leaf := &tpb.LogLeaf{LeafValue: entry, LeafIdentityHash: leafHash}
+	if m.cfg.AdmissionKey != nil {
+		leaf.ExtraData = admissionTag(m.cfg.AdmissionKey, leafHash)
+	}
+	_, err := m.cfg.Client.QueueLeaf(ctx, &tpb.QueueLeafRequest{LogId: m.cfg.TreeID, Leaf: leaf})
 	if err != nil {
 		if status.Code(err) == codes.ResourceExhausted {
 			return log.Receipt{}, fmt.Errorf("%w: Trillian: %v", log.ErrOverloaded, err)

@@ -52,6 +52,9 @@ type trillianTree struct {
 	treeID   int64
 	signer   note.Signer
 	verifier note.Verifier
+	// admissionKey is the front ends' (trillian.AdmissionKey of the
+	// log's key).
+	admissionKey []byte
 }
 
 func newTrillianTree(t testing.TB) *trillianTree {
@@ -72,8 +75,19 @@ func newTrillianTreeWith(t testing.TB, o trilliantest.Options) *trillianTree {
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, verifier, _ := apitest.NewNoteKey(testOrigin, rand.Reader)
-	return &trillianTree{env: env, client: tpb.NewTrillianLogClient(conn), treeID: tree.TreeId, signer: signer, verifier: verifier}
+	skey, vkey, err := note.GenerateKey(rand.Reader, testOrigin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &trillianTree{env: env, client: tpb.NewTrillianLogClient(conn), treeID: tree.TreeId, signer: signer, verifier: verifier, admissionKey: trillian.AdmissionKey(skey)}
 }
 
 // start starts a front end with its mirror in dir, publishing through
@@ -106,7 +120,7 @@ func (tt *trillianTree) startWith(t testing.TB, dir string, treeID, recordTree i
 		store.Close()
 		t.Fatal(err)
 	}
-	m, err := trillian.NewMirror(ctx, trillian.MirrorConfig{Log: l, Client: tt.client, TreeID: treeID, Logger: quiet, AddWait: 20 * time.Second, Publisher: pub})
+	m, err := trillian.NewMirror(ctx, trillian.MirrorConfig{Log: l, Client: tt.client, TreeID: treeID, Logger: quiet, AddWait: 20 * time.Second, Publisher: pub, AdmissionKey: tt.admissionKey, Registerer: reg})
 	if err != nil {
 		l.Close()
 		store.Close()
@@ -240,6 +254,14 @@ func TestMirror(t *testing.T) {
 	}
 	// Both mirrors reach Trillian's tree, and its root.
 	root := waitMirrors(t, tt, n, a, b)
+	// Each took the other's entries by their admission tags, without
+	// checking their signatures again.
+	for _, fe := range []*frontEnd{a, b} {
+		own, tagged, full := fe.mirrored(t, "admitted"), fe.mirrored(t, "tagged"), fe.mirrored(t, "full")
+		if own+tagged != n || tagged == 0 || full != 0 {
+			t.Errorf("a front end mirrored %v entries it admitted, %v by their tags and %v checked in full; want the %d entries by the first two, some by tags", own, tagged, full, n)
+		}
+	}
 	// A duplicate, sent to the other front end: the first entry's index.
 	code, r, msg := b.submit(bodies[0])
 	if code != http.StatusOK || r.Index != replies[0].Index {
@@ -296,6 +318,78 @@ func waitMirrors(t *testing.T, tt *trillianTree, size uint64, fes ...*frontEnd) 
 			t.Fatalf("the front ends did not mirror Trillian's tree of %d entries", root.TreeSize)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// mirrored returns the front end's count of entries its mirror took
+// after the given check (candor_log_trillian_mirrored_entries_total).
+func (fe *frontEnd) mirrored(t *testing.T, check string) float64 {
+	t.Helper()
+	families, err := fe.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "candor_log_trillian_mirrored_entries_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "check" && l.GetValue() == check {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no candor_log_trillian_mirrored_entries_total{check=%q}", check)
+	return 0
+}
+
+// TestMirrorForgedTag: an entry whose signature does not verify, put in
+// the tree with an admission tag under another key than the log's front
+// ends', stops the mirror before it, as an entry without a tag does.
+func TestMirrorForgedTag(t *testing.T) {
+	tt := newTrillianTree(t)
+	fe, err := tt.start(t, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := apitest.NewBuildSigner()
+	if code, _, msg := fe.submit(s.Submission("first", strings.Repeat("01", 32))); code != http.StatusCreated {
+		t.Fatalf("%d %s", code, msg)
+	}
+	entry, _, err := api.AdmitEntry(s.Submission("second", strings.Repeat("02", 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another signature: the entry reads as one (api.StoredEntryTerms
+	// takes it), but does not verify.
+	i := bytes.Index(entry, []byte(`"sig":"`)) + len(`"sig":"`)
+	forged := bytes.Clone(entry)
+	forged[i] = map[bool]byte{true: 'B', false: 'A'}[forged[i] == 'A']
+	if _, err := api.StoredEntryTerms(forged); err != nil {
+		t.Fatalf("the forged entry does not even read as one: %v", err)
+	}
+	if _, err := api.ParseEntry(forged); err == nil {
+		t.Fatal("the forged entry verifies")
+	}
+	h := rfc6962.DefaultHasher.HashLeaf(forged)
+	if _, err := tt.client.QueueLeaf(context.Background(), &tpb.QueueLeafRequest{LogId: tt.treeID, Leaf: &tpb.LogLeaf{
+		LeafValue: forged, LeafIdentityHash: h, ExtraData: trillian.AdmissionTag(trillian.AdmissionKey("PRIVATE+KEY+another+log"), h),
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-fe.ran:
+		fe.ran <- err // for stop
+		if err == nil || !strings.Contains(err.Error(), "entry 1 of Trillian's tree") || !strings.Contains(err.Error(), "signature") {
+			t.Fatalf("the mirror stopped with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the mirror went on past a forged entry")
+	}
+	if c := fe.checkpoint(tt); c.Size != 1 {
+		t.Errorf("the log published size %d", c.Size)
 	}
 }
 
