@@ -139,7 +139,8 @@ func benchQueueLeaf(b *testing.B, waitProof bool, clients int) {
 // front ends, each waiting for its reply with a proof, which the front
 // end gives once Trillian sequenced the entry and its mirror published
 // it. One op is one submission; submissions/s and p99-ms are the
-// clients'.
+// clients', rounds/s how often the front ends (together) asked Trillian
+// for its latest root.
 func BenchmarkFrontEnd(b *testing.B) {
 	for _, fronts := range []int{1, 2} {
 		for _, clients := range benchClients {
@@ -202,6 +203,15 @@ func benchFrontEnd(b *testing.B, fronts, clients int) {
 		}
 	}
 	slices.Sort(latencies)
+	// How often the front ends asked Trillian for its root (including
+	// the rounds before the clock started: a few).
+	var rounds float64
+	for _, fe := range fes {
+		for _, n := range fe.counters(b, "candor_log_trillian_rounds_total") {
+			rounds += n
+		}
+	}
+	b.ReportMetric(rounds/elapsed.Seconds(), "rounds/s")
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "submissions/s")
 	b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, "p99-ms")
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -57,8 +58,10 @@ type MirrorConfig struct {
 	// TreeID is the Trillian tree the log runs on.
 	TreeID int64
 	// PollInterval is how often the mirror asks Trillian for a new root
-	// while no submission waits. Default: 1s. A submission makes it ask at
-	// once, and every 10ms (waitingPoll) while submissions wait.
+	// while no submission waits. Default: 1s. The first submission to
+	// wait makes it ask at once; while submissions wait it asks once the
+	// signer's next root can be there, and then every 10ms (waitingPoll)
+	// until it is (signerPace).
 	PollInterval time.Duration
 	// AddWait bounds the wait of a submission for Trillian to sequence it
 	// and the mirror to publish it; then it gets 503 (the entry stays
@@ -128,7 +131,7 @@ func newMirrorMetrics(reg prometheus.Registerer) *mirrorMetrics {
 const fetchLeaves = 1024
 
 // waitingPoll is how often the mirror asks Trillian for a new root while
-// submissions wait.
+// submissions wait and the signer's next root is due.
 const waitingPoll = 10 * time.Millisecond
 
 // Mirror follows a Trillian tree into a log, and adds the log's
@@ -144,6 +147,7 @@ type Mirror struct {
 	failed   error         // why the mirror stopped following, if it did
 	roundErr error         // why the last round failed, or nil
 	waiting  int           // submissions waiting for the mirror
+	pace     signerPace    // of the roots the mirror saw
 	// admitted are the entries this front end admitted and is waiting
 	// for, by leaf hash: the mirror takes their search terms from the
 	// admission rather than parse and verify them again.
@@ -275,7 +279,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 		m.mu.Lock()
 		poll := m.cfg.PollInterval
 		if m.waiting > 0 {
-			poll = waitingPoll
+			poll = m.pace.wait(time.Now())
 		}
 		m.mu.Unlock()
 		select {
@@ -287,6 +291,48 @@ func (m *Mirror) Run(ctx context.Context) error {
 	}
 }
 
+// signerPace is what the mirror knows of when Trillian's signer makes its
+// roots: the signer integrates what was queued every sequencer interval
+// (100ms by default), so while submissions wait the mirror asks for a new
+// root once the next can be there, then every waitingPoll until it is,
+// rather than every waitingPoll throughout.
+type signerPace struct {
+	size    uint64    // of the newest root seen
+	created uint64    // its TimestampNanos (the signer's clock)
+	seen    time.Time // when the round that first saw it asked (this clock)
+	gaps    [16]time.Duration
+	n, next int // gaps held, and where the next goes
+}
+
+// saw records root, which a round that asked at the given time got.
+func (p *signerPace) saw(root *types.LogRootV1, asked time.Time) {
+	if root.TreeSize <= p.size && !p.seen.IsZero() {
+		return
+	}
+	// The signer's interval is at most the time between two of its roots
+	// (more when it had nothing to integrate, or the mirror missed one).
+	if !p.seen.IsZero() && root.TimestampNanos > p.created {
+		p.gaps[p.next] = time.Duration(root.TimestampNanos - p.created)
+		p.next = (p.next + 1) % len(p.gaps)
+		p.n = min(p.n+1, len(p.gaps))
+	}
+	p.size, p.created, p.seen = root.TreeSize, root.TimestampNanos, asked
+}
+
+// wait returns how long the mirror waits, after a round at now, before it
+// asks Trillian again while submissions wait: until one interval of the
+// signer's (the shortest seen between its roots) after the newest root,
+// which was made at most waitingPoll before a round saw it; at least
+// waitingPoll, and every waitingPoll until a few roots were seen.
+func (p *signerPace) wait(now time.Time) time.Duration {
+	if p.n < 4 {
+		return waitingPoll
+	}
+	interval := slices.Min(p.gaps[:p.n])
+	next := p.seen.Add(interval - waitingPoll)
+	return min(max(next.Sub(now), waitingPoll), interval)
+}
+
 // stopError is an error after which the mirror cannot go on.
 type stopError struct{ err error }
 
@@ -294,10 +340,14 @@ func (e *stopError) Error() string { return e.err.Error() }
 
 // follow reads Trillian's latest root and appends the leaves the log lacks.
 func (m *Mirror) follow(ctx context.Context) error {
+	asked := time.Now()
 	root, err := LatestRoot(ctx, m.cfg.Client, m.cfg.TreeID)
 	if err != nil {
 		return err
 	}
+	m.mu.Lock()
+	m.pace.saw(root, asked)
+	m.mu.Unlock()
 	m.metrics.treeSize.Set(float64(root.TreeSize))
 	size, hash, err := m.localRoot()
 	if err != nil {
@@ -556,17 +606,22 @@ func (m *Mirror) wait(ctx context.Context, done func() (bool, error), late func(
 	if ok, err := done(); ok || err != nil {
 		return err
 	}
+	// The first to wait wakes a mirror that asks Trillian only every
+	// PollInterval; while others wait it asks at the signer's pace.
 	m.mu.Lock()
 	m.waiting++
+	first := m.waiting == 1
 	m.mu.Unlock()
 	defer func() {
 		m.mu.Lock()
 		m.waiting--
 		m.mu.Unlock()
 	}()
-	select {
-	case m.poke <- struct{}{}:
-	default:
+	if first {
+		select {
+		case m.poke <- struct{}{}:
+		default:
+		}
 	}
 	deadline := time.NewTimer(m.cfg.AddWait)
 	defer deadline.Stop()
