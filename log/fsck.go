@@ -63,20 +63,20 @@ func Fsck(ctx context.Context, s Storage, v note.Verifier, progress func(checked
 		want := uint64(len(b.entries))
 		for i, e := range b.entries {
 			idx := first + uint64(i)
-			what := fmt.Sprintf("entry %d", idx)
+			bad := func(reason string) error { return &FsckError{What: fmt.Sprintf("entry %d", idx), Reason: reason} }
 			if i == b.badAt {
-				return 0, &FsckError{What: what, Reason: b.badErr.Error()}
+				return 0, bad(b.badErr.Error())
 			}
 			h := hasher.HashLeaf(e)
 			got, err := s.LookupLeaf(ctx, h)
 			if err != nil {
-				return 0, &FsckError{What: what, Reason: fmt.Sprintf("leaf hash %x not in the leaf index: %v", h, err)}
+				return 0, bad(fmt.Sprintf("leaf hash %x not in the leaf index: %v", h, err))
 			}
 			if got != idx {
-				return 0, &FsckError{What: what, Reason: fmt.Sprintf("leaf index says leaf hash %x is at %d", h, got)}
+				return 0, bad(fmt.Sprintf("leaf index says leaf hash %x is at %d", h, got))
 			}
 			if err := tb.append(e, h); err != nil {
-				return 0, &FsckError{What: what, Reason: err.Error()}
+				return 0, bad(err.Error())
 			}
 		}
 		tiles, _, _ := tb.flush()
