@@ -21,7 +21,9 @@ import (
 
 // The search index.
 //
-// A posting holds the entries of one term among those one write indexes:
+// A posting holds the entries of one term among those one write indexes
+// (of a commit id, a digest or an image digest, whose values nearly
+// always name one entry each, one entry: singleEntryParam):
 //
 //	's' ‖ param ‖ uvarint len(v) ‖ v ‖ u64 BE last index -> gaps
 //
