@@ -351,15 +351,7 @@ func (fe *frontEnd) counters(t testing.TB, name string) map[string]float64 {
 // the tree with an admission tag under another key than the log's front
 // ends', stops the mirror before it, as an entry without a tag does.
 func TestMirrorForgedTag(t *testing.T) {
-	tt := newTrillianTree(t)
-	fe, err := tt.start(t, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := apitest.NewBuildSigner()
-	if code, _, msg := fe.submit(s.Submission("first", strings.Repeat("01", 32))); code != http.StatusCreated {
-		t.Fatalf("%d %s", code, msg)
-	}
+	tt, fe, s := startWithOneEntry(t)
 	entry, _, err := api.AdmitEntry(s.Submission("second", strings.Repeat("02", 32)))
 	if err != nil {
 		t.Fatal(err)
@@ -376,19 +368,48 @@ func TestMirrorForgedTag(t *testing.T) {
 		t.Fatal("the forged entry verifies")
 	}
 	h := rfc6962.DefaultHasher.HashLeaf(forged)
-	if _, err := tt.client.QueueLeaf(context.Background(), &tpb.QueueLeafRequest{LogId: tt.treeID, Leaf: &tpb.LogLeaf{
+	queueStopping(t, tt, fe, &tpb.LogLeaf{
 		LeafValue: forged, LeafIdentityHash: h, ExtraData: trillian.AdmissionTag(trillian.AdmissionKey("PRIVATE+KEY+another+log"), h),
-	}}); err != nil {
+	}, "signature")
+}
+
+// startWithOneEntry starts a tree and a front end of it, which takes an
+// entry of the signer it returns.
+func startWithOneEntry(t *testing.T) (*trillianTree, *frontEnd, *apitest.BuildSigner) {
+	t.Helper()
+	tt := newTrillianTree(t)
+	fe, err := tt.start(t, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := apitest.NewBuildSigner()
+	if code, _, msg := fe.submit(s.Submission("first", strings.Repeat("01", 32))); code != http.StatusCreated {
+		t.Fatalf("%d %s", code, msg)
+	}
+	return tt, fe, s
+}
+
+// queueStopping queues leaf in the tree of startWithOneEntry, behind its
+// one entry, and checks that the front end's mirror stops there, saying
+// why (the error holds each of reasons), and publishes nothing past it.
+func queueStopping(t *testing.T, tt *trillianTree, fe *frontEnd, leaf *tpb.LogLeaf, reasons ...string) {
+	t.Helper()
+	if _, err := tt.client.QueueLeaf(context.Background(), &tpb.QueueLeafRequest{LogId: tt.treeID, Leaf: leaf}); err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case err := <-fe.ran:
 		fe.ran <- err // for stop
-		if err == nil || !strings.Contains(err.Error(), "entry 1 of Trillian's tree") || !strings.Contains(err.Error(), "signature") {
+		if err == nil || !strings.Contains(err.Error(), "entry 1 of Trillian's tree") {
 			t.Fatalf("the mirror stopped with %v", err)
 		}
+		for _, r := range reasons {
+			if !strings.Contains(err.Error(), r) {
+				t.Fatalf("the mirror stopped with %v, which does not say %q", err, r)
+			}
+		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("the mirror went on past a forged entry")
+		t.Fatal("the mirror went on past the entry")
 	}
 	if c := fe.checkpoint(tt); c.Size != 1 {
 		t.Errorf("the log published size %d", c.Size)
@@ -403,33 +424,9 @@ type trillianRoot struct {
 // TestMirrorForeignEntry: an entry put in the tree by something other than
 // the log stops the mirror before it, and submissions get 503 saying why.
 func TestMirrorForeignEntry(t *testing.T) {
-	tt := newTrillianTree(t)
-	fe, err := tt.start(t, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := apitest.NewBuildSigner()
-	if code, _, msg := fe.submit(s.Submission("first", strings.Repeat("01", 32))); code != http.StatusCreated {
-		t.Fatalf("%d %s", code, msg)
-	}
+	tt, fe, s := startWithOneEntry(t)
 	junk := []byte("not a candor entry")
-	if _, err := tt.client.QueueLeaf(context.Background(), &tpb.QueueLeafRequest{LogId: tt.treeID, Leaf: &tpb.LogLeaf{
-		LeafValue: junk, LeafIdentityHash: rfc6962.DefaultHasher.HashLeaf(junk),
-	}}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-fe.ran:
-		fe.ran <- err // for stop
-		if err == nil || !strings.Contains(err.Error(), "entry 1 of Trillian's tree") {
-			t.Fatalf("the mirror stopped with %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the mirror went on past a foreign entry")
-	}
-	if c := fe.checkpoint(tt); c.Size != 1 {
-		t.Errorf("the log published size %d", c.Size)
-	}
+	queueStopping(t, tt, fe, &tpb.LogLeaf{LeafValue: junk, LeafIdentityHash: rfc6962.DefaultHasher.HashLeaf(junk)})
 	code, _, msg := fe.submit(s.Submission("second", strings.Repeat("02", 32)))
 	if code != http.StatusServiceUnavailable || !strings.Contains(msg, "stopped following") {
 		t.Errorf("a submission after the mirror stopped: %d %s", code, msg)
