@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
 )
 
@@ -21,6 +22,15 @@ func proofHashes(ctx context.Context, r tileReader, cache *tileCache, size uint6
 		hashes[i] = h
 	}
 	return nodes.Rehash(hashes, hashChildren)
+}
+
+// leafHash reads the hash of the leaf at index from the tree of the given
+// size. Given the size, the reader puts a full tile in the cache with its
+// stored rows, where the proof of the same entry then finds it, rather
+// than expanded (255 hashes): a proof by index reads its leaf hash first.
+func leafHash(ctx context.Context, r tileReader, cache *tileCache, index, size uint64) ([]byte, error) {
+	nr := nodeReader{r: r, cache: cache, size: size}
+	return nr.hash(ctx, compact.NewNodeID(0, index))
 }
 
 // inclusionProof returns the proof that the leaf at index is in the tree of

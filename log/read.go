@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/transparency-dev/merkle/compact"
-
 	"github.com/candorlog/candor/api"
 )
 
@@ -95,11 +93,11 @@ func (l *Log) Entry(ctx context.Context, index uint64) ([]byte, error) {
 // the committed size. It reads the hash from the tree's tiles rather than
 // hash the entry.
 func (l *Log) LeafHash(ctx context.Context, index uint64) ([]byte, error) {
-	if size := l.committedSize(); index >= size {
+	size := l.committedSize()
+	if index >= size {
 		return nil, fmt.Errorf("%w: index %d is not below the tree size %d", ErrOutOfRange, index, size)
 	}
-	nr := nodeReader{r: l.store, cache: l.cache}
-	h, err := nr.hash(ctx, compact.NewNodeID(0, index))
+	h, err := leafHash(ctx, l.store, l.cache, index, size)
 	if err != nil {
 		return nil, fmt.Errorf("couldn't read the leaf hash of entry %d: %w", index, mustExist(err))
 	}

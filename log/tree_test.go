@@ -550,6 +550,35 @@ func TestNodeReader(t *testing.T) {
 	}
 }
 
+// TestLeafHashKeepsStoredRows checks that reading a leaf hash caches its
+// full tile with the rows stored with it, not expanded: a proof by index
+// reads the leaf hash first, and the proof then uses the same cache entry.
+func TestLeafHashKeepsStoredRows(t *testing.T) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(7, 8))
+	const n = 600
+	mem, ref := buildTree(t, rng, n)
+	cache := newTileCache(8)
+	for _, index := range []uint64{0, 300, n - 1} {
+		got, err := leafHash(ctx, withRows{mem}, cache, index, n)
+		if err != nil {
+			t.Fatalf("leafHash(%d): %v", index, err)
+		}
+		if want := ref.node(0, index); !bytes.Equal(got, want) {
+			t.Fatalf("leafHash(%d) = %x, want %x", index, got, want)
+		}
+	}
+	for _, tile := range []uint64{0, 1} {
+		rows, ok := cache.full.Get(tileCacheKey{0, tile, api.TileWidth})
+		if !ok {
+			t.Fatalf("full tile 0/%d is not cached", tile)
+		}
+		if rows[1] != nil {
+			t.Errorf("full tile 0/%d was cached expanded, not with its stored rows", tile)
+		}
+	}
+}
+
 func TestSubtreeHash(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	ref := &refTree{}
