@@ -150,6 +150,10 @@ func TestFsckDetectsCorruption(t *testing.T) {
 
 	if out, errOut, err := runFsck(t, data); err != nil || !strings.Contains(out, fmt.Sprintf("fsck: ok: %d entries", size)) {
 		t.Fatalf("fsck of the intact log: %v\n%s%s", err, out, errOut)
+	} else if !strings.Contains(out, "and 2 copies in the tile files") {
+		// Tiles 0/0 and 0/1, written by the server once their commits
+		// were synced.
+		t.Errorf("fsck did not check the tile files' copies of the 2 full tiles:\n%s", out)
 	}
 
 	leaf256 := rfc6962.DefaultHasher.HashLeaf(entries[256])

@@ -673,6 +673,16 @@ func (h *history) checkFsckSize(t *testing.T, out string) {
 	if m := h.maxSize(); n < m {
 		t.Errorf("fsck verified %d entries, but the log published size %d", n, m)
 	}
+	// The tile files, written after each synced commit and never synced
+	// themselves, agree with pebble after every kill (fsck compares
+	// them): a log this size has had its full tiles copied.
+	var copies uint64
+	if i := strings.Index(rest, "(and "); i < 0 {
+		t.Errorf("fsck ok line %q says nothing of the tile files", rest)
+	} else if _, err := fmt.Sscanf(rest[i:], "(and %d copies", &copies); err != nil || copies == 0 {
+		t.Errorf("fsck ok line %q: %d tile files' copies checked (%v), want some", rest, copies, err)
+	}
+	t.Logf("fsck: %s", rest)
 }
 
 // parallel runs f(0..n-1) on checkWorkers goroutines and reports the first

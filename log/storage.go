@@ -97,12 +97,20 @@ type TileData struct {
 	Rows []byte
 }
 
+// TileRowsSize is the size of a full tile's Rows.
+const TileRowsSize = (api.TileWidth>>4 + api.TileWidth>>5 + api.TileWidth>>6 + api.TileWidth>>7) * api.HashSize
+
 // TileRowsReader is a Storage that keeps the Rows of full tiles.
 type TileRowsReader interface {
 	// ReadTileRows returns the Rows committed with the tile at (level,
 	// index), or ErrNotFound (a tile not full, or filled before the
 	// storage kept them).
 	ReadTileRows(ctx context.Context, level uint8, index uint64) ([]byte, error)
+	// ReadFullTile returns the hashes of the full tile at (level, index)
+	// and its Rows (nil if it was filled before the storage kept them),
+	// or ErrNotFound if the tile is not full: what a proof needs of a
+	// tile, read together.
+	ReadFullTile(ctx context.Context, level uint8, index uint64) (hashes, rows []byte, err error)
 }
 
 // BundleData is the content of one entry bundle.

@@ -293,12 +293,12 @@ func bundleEntry(bundle []byte, i int) ([]byte, error) {
 }
 
 // cacheStored puts the full tile (level, index) in the cache with the
-// rows stored with it (TileRowsReader), if it is not there yet: a proof
-// then needs no expansion of the tile (hash computes the heights below
-// storedRowsFrom from at most 2^storedRowsFrom of its hashes). It does
-// nothing for a tile not full at the reader's size, without a cache, or
-// for a tile stored without rows (one filled before they were kept),
-// which tile() expands as before.
+// rows stored with it (TileRowsReader), read together, if it is not there
+// yet: a proof then needs no expansion of the tile (hash computes the
+// heights below storedRowsFrom from at most 2^storedRowsFrom of its
+// hashes). A tile stored without rows (one filled before they were kept)
+// is cached expanded. It does nothing for a tile not full at the reader's
+// size or without a cache.
 func (nr *nodeReader) cacheStored(ctx context.Context, level uint8, index uint64) error {
 	rr, ok := nr.r.(TileRowsReader)
 	if !ok || nr.cache == nil || nr.size == 0 {
@@ -310,27 +310,22 @@ func (nr *nodeReader) cacheStored(ctx context.Context, level uint8, index uint64
 	if _, ok := nr.cache.get(level, index, api.TileWidth); ok {
 		return nil
 	}
-	if nr.noRows && nr.noRowsLevel == level && nr.noRowsIndex == index {
-		return nil
-	}
-	rows, err := rr.ReadTileRows(ctx, level, index)
+	data, rows, err := rr.ReadFullTile(ctx, level, index)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		nr.noRows, nr.noRowsLevel, nr.noRowsIndex = true, level, index
-		return nil
+		return fmt.Errorf("tile %d/%d is not full, the tree of %d entries needs it: %w", level, index, nr.size, err)
 	case err != nil:
-		return fmt.Errorf("couldn't read the rows of tile %d/%d: %w", level, index, err)
+		return fmt.Errorf("couldn't read tile %d/%d: %w", level, index, err)
+	case len(data) != api.TileWidth*api.HashSize:
+		return fmt.Errorf("tile %d/%d has %d hashes, the tree of %d entries needs %d: %w", level, index, len(data)/api.HashSize, nr.size, api.TileWidth, ErrNotFound)
+	case rows == nil:
+		// Filled before rows were stored: expanded, as tile() would.
+		nr.cache.rows(level, index, data)
+		return nil
 	case len(rows) != storedRowsOffset(api.TileHeight):
 		return fmt.Errorf("the stored rows of tile %d/%d are %d bytes, want %d", level, index, len(rows), storedRowsOffset(api.TileHeight))
 	}
-	data, err := nr.r.ReadTile(ctx, level, index)
-	if err != nil {
-		return fmt.Errorf("couldn't read tile %d/%d: %w", level, index, err)
-	}
-	if len(data) < api.TileWidth*api.HashSize {
-		return fmt.Errorf("tile %d/%d has %d hashes, the tree of %d entries needs %d: %w", level, index, len(data)/api.HashSize, nr.size, api.TileWidth, ErrNotFound)
-	}
-	nr.cache.addStored(level, index, data[:api.TileWidth*api.HashSize], rows)
+	nr.cache.addStored(level, index, data, rows)
 	return nil
 }
 
@@ -352,10 +347,6 @@ type nodeReader struct {
 	lastLevel uint8
 	lastIndex uint64
 	last      []byte
-	// the last full tile found stored without rows.
-	noRows      bool
-	noRowsLevel uint8
-	noRowsIndex uint64
 }
 
 func (nr *nodeReader) tile(ctx context.Context, level uint8, index uint64) ([]byte, error) {

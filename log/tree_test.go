@@ -40,6 +40,14 @@ func (m withRows) ReadTileRows(ctx context.Context, level uint8, index uint64) (
 	return bytes.Clone(r), nil
 }
 
+func (m withRows) ReadFullTile(ctx context.Context, level uint8, index uint64) ([]byte, []byte, error) {
+	t, ok := m.tiles[[2]uint64{uint64(level), index}]
+	if !ok || len(t) != api.TileWidth*api.HashSize {
+		return nil, nil, ErrNotFound
+	}
+	return bytes.Clone(t), bytes.Clone(m.rows[[2]uint64{uint64(level), index}]), nil
+}
+
 func (m *memTiles) ReadTile(ctx context.Context, level uint8, index uint64) ([]byte, error) {
 	t, ok := m.tiles[[2]uint64{uint64(level), index}]
 	if !ok {
@@ -576,6 +584,12 @@ func TestLeafHashKeepsStoredRows(t *testing.T) {
 		if rows[1] != nil {
 			t.Errorf("full tile 0/%d was cached expanded, not with its stored rows", tile)
 		}
+	}
+}
+
+func TestTileRowsSize(t *testing.T) {
+	if TileRowsSize != storedRowsOffset(api.TileHeight) {
+		t.Fatalf("TileRowsSize = %d, the stored rows take %d bytes", TileRowsSize, storedRowsOffset(api.TileHeight))
 	}
 }
 

@@ -60,6 +60,14 @@ type Config struct {
 	// 3 MiB, replaced by a larger one in the background as the log grows
 	// (metric candor_log_leaf_filter_false_positive_ratio); -1: no filter.
 	LeafFilterMiB int64 `yaml:"leafFilterMiB"`
+	// TileFiles keeps a copy of the full hash tiles, with the subtree
+	// hashes stored with them, in flat files beside pebble
+	// (<data>/db/tiles), which proofs and tile reads take with one read
+	// of a file: in a log much larger than the block cache, a pebble
+	// lookup that misses it costs several times that. About 36 bytes of
+	// disk per entry; the files may be deleted at any time (they are
+	// written again from pebble in the background). Default: true.
+	TileFiles bool `yaml:"tileFiles"`
 	// MinFreeBytes is the free space kept on the data directory's
 	// filesystem: below it new entries get 503 and /readyz fails, while
 	// reads go on, until space is freed. -1 (the default) keeps 2% of
@@ -148,6 +156,7 @@ func defaults() Config {
 		MaxInFlight:  4096,
 		MaxBodyBytes: 2 * api.MaxEntrySize,
 		CacheMiB:     256,
+		TileFiles:    true,
 		MinFreeBytes: diskspace.Auto,
 		LogLevel:     "info",
 		LogFormat:    "text",
@@ -180,6 +189,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (Config, error) {
 	fs.Int64Var(&c.MaxBodyBytes, "max-body", c.MaxBodyBytes, "largest submission body in bytes")
 	fs.Int64Var(&c.CacheMiB, "cache-mib", c.CacheMiB, "pebble block cache in MiB")
 	fs.Int64Var(&c.LeafFilterMiB, "leaf-filter-mib", c.LeafFilterMiB, "leaf filter in MiB (0: sized for the log, -1: none)")
+	fs.BoolVar(&c.TileFiles, "tile-files", c.TileFiles, "keep the full hash tiles in flat files too, for one-read proofs (--tile-files=false: pebble only)")
 	fs.Int64Var(&c.MinFreeBytes, "min-free-bytes", c.MinFreeBytes, "free bytes kept on the data filesystem; below them new entries get 503 (-1: automatic, 0: off)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")

@@ -183,3 +183,27 @@ func TestConfigTrillian(t *testing.T) {
 		t.Errorf("storage %q, trillian %+v; want %+v", c.Storage, c.Trillian, want)
 	}
 }
+
+func TestConfigTileFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log.yaml")
+	if err := os.WriteFile(path, []byte("tileFiles: false\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"--data", "/d"}, true},
+		{[]string{"--data", "/d", "--config", path}, false},
+		{[]string{"--data", "/d", "--tile-files=false"}, false},
+		{[]string{"--data", "/d", "--config", path, "--tile-files"}, true},
+	} {
+		c, err := load(tc.args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.TileFiles != tc.want {
+			t.Errorf("%q: TileFiles %v, want %v", tc.args, c.TileFiles, tc.want)
+		}
+	}
+}

@@ -29,3 +29,33 @@ func WithFilterMinEntries(o Options, n uint64, afterScan func()) Options {
 // WriteProbe is the name of the file a reopen after a write error writes
 // first, to see whether the disk takes writes again.
 const WriteProbe = writeProbe
+
+// TileFilesHold reports whether the tile files hold every full tile of a
+// tree of size entries, readable.
+func (s *Storage) TileFilesHold(size uint64) bool {
+	for level := range tileLevels {
+		full := fullTiles(level, size)
+		if full == 0 {
+			return true
+		}
+		f := s.tiles.files[level].Load()
+		if f == nil || f.n.Load() < full {
+			return false
+		}
+	}
+	return true
+}
+
+// TileFileBadReads is how many reads found a record of the tile files
+// unusable.
+func (s *Storage) TileFileBadReads() uint64 { return s.tiles.badReads.Load() }
+
+// TileRecordSize is the size of a record of the tile files.
+const TileRecordSize = tileRecordSize
+
+// WithTileTailCheck returns o with the start checking the last n records
+// of each tile file instead of thousands.
+func WithTileTailCheck(o Options, n uint64) Options {
+	o.tileTailCheck = n
+	return o
+}

@@ -14,6 +14,10 @@ var (
 		[]string{"result"}, nil)
 	cacheDesc = prometheus.NewDesc("candor_log_pebble_block_cache_bytes",
 		"Bytes in pebble's block cache.", nil, nil)
+	tileFileTilesDesc = prometheus.NewDesc("candor_log_tile_file_tiles",
+		"Full hash tiles that reads take from the tile files (the rest from pebble).", nil, nil)
+	tileFileBadDesc = prometheus.NewDesc("candor_log_tile_file_bad_reads_total",
+		"Reads of the tile files that found a record unreadable or corrupt, and read pebble instead.", nil, nil)
 	memtableDesc = prometheus.NewDesc("candor_log_pebble_memtable_bytes",
 		"Bytes of pebble's memtables, those being flushed or still read included.", nil, nil)
 )
@@ -46,6 +50,10 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 		{"unfiltered", s.lookups.unfiltered.Load()},
 	} {
 		ch <- prometheus.MustNewConstMetric(lookupsDesc, prometheus.CounterValue, float64(c.n), c.result)
+	}
+	if tf := s.tiles; tf != nil {
+		ch <- prometheus.MustNewConstMetric(tileFileTilesDesc, prometheus.GaugeValue, float64(tf.readable()))
+		ch <- prometheus.MustNewConstMetric(tileFileBadDesc, prometheus.CounterValue, float64(tf.badReads.Load()))
 	}
 	db, release, err := s.h.read()
 	if err != nil {
