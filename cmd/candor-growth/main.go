@@ -314,7 +314,7 @@ func fill(ctx context.Context, c config, size uint64, stderr io.Writer) (uint64,
 		return 0, 0, 0, err
 	}
 	quiet := slog.New(slog.DiscardHandler)
-	store, err := pebble.Open(filepath.Join(c.dir, "db"), pebble.Options{CacheBytes: int64(c.cacheMiB) << 20, Logger: quiet})
+	store, err := pebble.Open(filepath.Join(c.dir, "db"), pebble.Options{CacheBytes: int64(c.cacheMiB) << 20, TileFiles: true, Logger: quiet})
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -510,6 +510,28 @@ func startServer(c config, stderr io.Writer) (*server, error) {
 		if time.Now().After(deadline) {
 			s.stop()
 			return nil, errors.New("candor-log's leaf filter was not filled within 10 minutes")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// So are the tile files, if the log has none yet (one grown by an
+	// older version).
+	size, err := s.treeSize()
+	if err != nil {
+		s.stop()
+		return nil, err
+	}
+	var full float64
+	for n := size / api.TileWidth; n > 0; n /= api.TileWidth {
+		full += float64(n)
+	}
+	for {
+		m, err := s.metrics()
+		if err == nil && m["candor_log_tile_file_tiles"] >= full {
+			break
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return nil, fmt.Errorf("candor-log's tile files did not hold the %.0f full tiles within 10 minutes", full)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
