@@ -65,8 +65,9 @@ type Config struct {
 	// (<data>/db/tiles), which proofs and tile reads take with one read
 	// of a file: in a log much larger than the block cache, a pebble
 	// lookup that misses it costs several times that. About 36 bytes of
-	// disk per entry; the files may be deleted at any time (they are
-	// written again from pebble in the background). Default: true.
+	// disk per entry; the files may be deleted while the log is stopped
+	// (they are written again from pebble in the background). Default:
+	// true.
 	TileFiles bool `yaml:"tileFiles"`
 	// MinFreeBytes is the free space kept on the data directory's
 	// filesystem: below it new entries get 503 and /readyz fails, while

@@ -110,7 +110,8 @@ func serve(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	}
 	defer ln.Close()
 	store, err := pebble.Open(filepath.Join(c.Data, "db"), pebble.Options{
-		CacheBytes: c.CacheMiB << 20, LeafFilterBytes: c.LeafFilterMiB << 20, TileFiles: c.TileFiles, Logger: logger, Registerer: reg,
+		CacheBytes: c.CacheMiB << 20, LeafFilterBytes: c.LeafFilterMiB << 20, TileFiles: c.TileFiles, CheckSpace: space.Check,
+		Logger: logger, Registerer: reg,
 	})
 	if err != nil {
 		return err
@@ -339,6 +340,9 @@ func fsck(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%w (the tile files are copies: delete %s and candor-log writes them again)", err, filepath.Join(*data, "db", "tiles"))
 	}
-	fmt.Fprintf(stdout, "fsck: ok: %d entries, tiles (and %d copies in the tile files) and checkpoint verified in %s\n", size, copies, time.Since(start).Round(time.Millisecond))
+	if copies.Unusable > 0 {
+		fmt.Fprintf(stdout, "fsck: %d records of the tile files are torn or unwritten: reads take those tiles from pebble, and candor-log writes them again\n", copies.Unusable)
+	}
+	fmt.Fprintf(stdout, "fsck: ok: %d entries, tiles (and %d copies in the tile files) and checkpoint verified in %s\n", size, copies.Checked, time.Since(start).Round(time.Millisecond))
 	return nil
 }

@@ -59,3 +59,8 @@ func WithTileTailCheck(o Options, n uint64) Options {
 	o.tileTailCheck = n
 	return o
 }
+
+// TileRecord returns the record of the tile files for a tile.
+func TileRecord(level uint8, index uint64, hashes, rows []byte) []byte {
+	return tileRecord(level, index, hashes, rows)
+}

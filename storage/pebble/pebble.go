@@ -71,8 +71,11 @@ type Options struct {
 	// of a full tile is then one read of a file, which in a log larger
 	// than the block cache spares nearly every proof a pebble lookup that
 	// misses the cache. About 36 bytes of disk per entry. Pebble stays
-	// the truth; the files can be deleted at any time.
+	// the truth; the files can be deleted while the store is closed.
 	TileFiles bool
+	// CheckSpace, if set, fails while the filesystem is below the free
+	// space kept for pebble: the tile files' writer waits meanwhile.
+	CheckSpace func() error
 	// Registerer receives the storage's metrics (its memory, the leaf
 	// filter's). Optional.
 	Registerer prometheus.Registerer
@@ -142,14 +145,13 @@ func Open(dir string, o Options) (*Storage, error) {
 		s.filter.start(h.db, size)
 	}
 	if o.TileFiles {
-		// The durable tree is what pebble holds at open.
-		_, size, err := s.ReadCheckpoint(context.Background())
-		if err == nil {
-			s.tiles, err = openTileFiles(filepath.Join(dir, tileFilesDir), h, size, logger)
-		}
-		if err != nil {
-			s.Close()
-			return nil, err
+		// The durable tree is what pebble holds at open. Unreadable, the
+		// checkpoint is the reads' and commits' error to report; the
+		// tiles are then read from pebble alone.
+		if _, size, err := s.ReadCheckpoint(context.Background()); err != nil {
+			logger.Error("no tile files: couldn't read the stored tree size", "err", err)
+		} else {
+			s.tiles = openTileFiles(filepath.Join(dir, tileFilesDir), h, size, logger)
 		}
 	}
 	if o.Registerer != nil {

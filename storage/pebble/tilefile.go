@@ -45,14 +45,16 @@ const (
 	// tileRecordHasRows is the flag of a record whose tile has stored rows.
 	tileRecordHasRows = 1
 	// tileTailCheck is how many records at the end of each file the start
-	// checks: more than a crash can leave unwritten (the system writes
-	// dirty pages back within half a minute; this is a million entries).
+	// checks, those that a crash most likely left unwritten (a million
+	// entries; the system writes dirty pages back within half a minute),
+	// so that their reads need not find them. A catch-up of many records
+	// may leave more: every read checks its record anyway.
 	tileTailCheck = 4096
 	// tileCopyBatch is how many tiles the writer reads and writes at once.
 	tileCopyBatch = 256
 	// tileLevels is the most tile levels a tree has (64-bit sizes).
 	tileLevels = 64 / api.TileHeight
-	// tileRetry is how long the writer waits after a failed write.
+	// tileRetry is the longest the writer waits after a failed write.
 	tileRetry = time.Minute
 )
 
@@ -76,10 +78,15 @@ type tileFiles struct {
 	// tailCheck is how many records at the end of each file the start
 	// checks (tileTailCheck but in tests).
 	tailCheck uint64
-	wake      chan struct{}
-	stopping  chan struct{}
-	done      chan struct{}
-	stopOnce  sync.Once
+	// checkSpace, if set, fails while the filesystem is below its
+	// reserve: the writer waits.
+	checkSpace func() error
+	// lastWarn is when bad last logged (at most one a minute).
+	lastWarn atomic.Int64
+	wake     chan struct{}
+	stopping chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
 }
 
 // tailCheck is how many records at the end of each tile file the start
@@ -107,19 +114,17 @@ type tileFile struct {
 	n atomic.Uint64
 }
 
-// openTileFiles opens the tile files in dir (creating it), for a store
-// whose durable tree has size entries, and starts their writer.
-func openTileFiles(dir string, h *handle, size uint64, logger *slog.Logger) (*tileFiles, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("couldn't create the tile files' directory: %w", err)
-	}
+// openTileFiles starts the writer of the tile files in dir (created when
+// the first is written), for a store whose durable tree has size entries:
+// it opens those there are, and reads use them once it has checked them.
+func openTileFiles(dir string, h *handle, size uint64, logger *slog.Logger) *tileFiles {
 	tf := &tileFiles{
-		dir: dir, h: h, logger: logger.With("component", "tile-files"), tailCheck: h.o.tailCheck(),
+		dir: dir, h: h, logger: logger.With("component", "tile-files"), tailCheck: h.o.tailCheck(), checkSpace: h.o.CheckSpace,
 		wake: make(chan struct{}, 1), stopping: make(chan struct{}), done: make(chan struct{}),
 	}
 	tf.durable.Store(size)
 	go tf.run(size)
-	return tf, nil
+	return tf
 }
 
 // synced records that the tree of size entries is durable in pebble.
@@ -189,8 +194,9 @@ func (tf *tileFiles) read(level uint8, index uint64) (hashes, rows []byte, ok bo
 // bad counts a record a read could not use and has the writer write it
 // again.
 func (tf *tileFiles) bad(level uint8, index uint64, err error) {
-	if tf.badReads.Add(1) <= 10 {
-		tf.logger.Warn("a tile file's record is unusable; reading pebble and writing it again", "level", level, "index", index, "err", err)
+	n := tf.badReads.Add(1)
+	if last, now := tf.lastWarn.Load(), time.Now().UnixNano(); now-last >= int64(time.Minute) && tf.lastWarn.CompareAndSwap(last, now) {
+		tf.logger.Warn("a tile file's record is unusable; reading pebble and writing it again", "level", level, "index", index, "err", err, "bad_reads", n)
 	}
 	tf.repairMu.Lock()
 	if len(tf.repairs) < tileRepairs {
@@ -206,7 +212,7 @@ func (tf *tileFiles) bad(level uint8, index uint64, err error) {
 	}
 }
 
-// repair writes again the records that reads found corrupt.
+// repair writes again the records that reads found corrupt, once each.
 func (tf *tileFiles) repair() error {
 	tf.repairMu.Lock()
 	ids := make([]tileID, 0, len(tf.repairs))
@@ -215,13 +221,18 @@ func (tf *tileFiles) repair() error {
 	}
 	tf.repairMu.Unlock()
 	for _, id := range ids {
+		if err := tf.roomToWrite(); err != nil {
+			return err
+		}
 		if f := tf.files[id.level].Load(); f != nil && id.index < f.n.Load() {
+			// A record that cannot be written again stays as it is:
+			// reads of it go on reading pebble.
 			rec, err := tf.records(id.level, id.index, id.index+1)
-			if err != nil {
-				return fmt.Errorf("tile %d/%d: %w", id.level, id.index, err)
+			if err == nil {
+				_, err = f.f.WriteAt(rec, int64(id.index)*tileRecordSize)
 			}
-			if _, err := f.f.WriteAt(rec, int64(id.index)*tileRecordSize); err != nil {
-				return err
+			if err != nil {
+				tf.logger.Error("couldn't write a tile file's corrupt record again; its reads go to pebble", "level", id.level, "index", id.index, "err", err)
 			}
 		}
 		tf.repairMu.Lock()
@@ -274,12 +285,24 @@ func (tf *tileFiles) run(size uint64) {
 			tf.logger.Error("couldn't open a tile file; its tiles are read from pebble", "level", level, "err", err)
 		}
 	}
+	var logged time.Time
 	for {
 		if err := tf.catchUp(); err != nil {
-			tf.logger.Error("couldn't write the tile files; their tiles are read from pebble until a retry works", "err", err, "retry_in", tileRetry)
+			if time.Since(logged) >= tileRetry {
+				logged = time.Now()
+				tf.logger.Error("couldn't write the tile files; their new tiles are read from pebble until a retry works", "err", err)
+			}
+			// Again after the next commit, a second from now at the
+			// soonest, or after tileRetry.
 			select {
 			case <-tf.stopping:
 				return
+			case <-time.After(time.Second):
+			}
+			select {
+			case <-tf.stopping:
+				return
+			case <-tf.wake:
 			case <-time.After(tileRetry):
 			}
 			continue
@@ -307,9 +330,12 @@ func (tf *tileFiles) openLevel(level int, size uint64, create bool) error {
 	flags := os.O_RDWR
 	if create {
 		flags |= os.O_CREATE
+		if err := os.MkdirAll(tf.dir, 0o755); err != nil {
+			return err
+		}
 	}
 	f, err := os.OpenFile(tf.path(level), flags, 0o644)
-	if errors.Is(err, fs.ErrNotExist) {
+	if !create && errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
@@ -354,6 +380,18 @@ func checkedRecords(f *os.File, level int, full, tail uint64) (uint64, error) {
 	return n, nil
 }
 
+// roomToWrite fails while the filesystem is below its reserve: the
+// reserve is for pebble, which cannot survive some failed writes.
+func (tf *tileFiles) roomToWrite() error {
+	if tf.checkSpace == nil {
+		return nil
+	}
+	if err := tf.checkSpace(); err != nil {
+		return fmt.Errorf("waiting for disk space: %w", err)
+	}
+	return nil
+}
+
 // catchUp writes the records that reads found corrupt again, and those of
 // every full tile of the durable tree that the files do not have yet.
 func (tf *tileFiles) catchUp() error {
@@ -366,13 +404,22 @@ func (tf *tileFiles) catchUp() error {
 		if full == 0 {
 			return nil
 		}
-		if tf.files[level].Load() == nil {
+		f := tf.files[level].Load()
+		if f == nil {
+			if err := tf.roomToWrite(); err != nil {
+				return err
+			}
 			if err := tf.openLevel(level, size, true); err != nil {
 				return fmt.Errorf("tile file of level %d: %w", level, err)
 			}
+			if f = tf.files[level].Load(); f == nil {
+				return fmt.Errorf("tile file of level %d: not opened", level)
+			}
 		}
-		f := tf.files[level].Load()
 		for n := f.n.Load(); n < full; n = f.n.Load() {
+			if err := tf.roomToWrite(); err != nil {
+				return err
+			}
 			k := min(full-n, tileCopyBatch)
 			recs, err := tf.records(uint8(level), n, n+k)
 			if err != nil {
@@ -407,17 +454,20 @@ func (tf *tileFiles) records(level uint8, from, to uint64) ([]byte, error) {
 	// A full tile is one chunk at offset 0, with a rows key if the
 	// version that filled it stored them; a tile filled in chunks is
 	// read whole below.
-	if err := scanRange(db, chunkKey(tileKey(level, from), 0), tileKey(level, to), func(k, v []byte) {
+	if err := scanRange(db, chunkKey(tileKey(level, from), 0), tileKey(level, to), func(k, v []byte) error {
 		if len(k) == 14 && binary.BigEndian.Uint32(k[10:]) == 0 && len(v) == tileHashesBytes {
 			hashes[binary.BigEndian.Uint64(k[2:10])-from] = v
 		}
+		return nil
 	}); err != nil {
 		return nil, err
 	}
-	if err := scanRange(db, tileRowsKey(level, from), tileRowsKey(level, to), func(k, v []byte) {
-		if len(k) == 10 && len(v) == log.TileRowsSize {
-			rows[binary.BigEndian.Uint64(k[2:])-from] = v
+	if err := scanRange(db, tileRowsKey(level, from), tileRowsKey(level, to), func(k, v []byte) error {
+		if len(k) != 10 || len(v) != log.TileRowsSize {
+			return fmt.Errorf("malformed rows of a tile: key %x, %d bytes", k, len(v))
 		}
+		rows[binary.BigEndian.Uint64(k[2:])-from] = v
+		return nil
 	}); err != nil {
 		return nil, err
 	}
@@ -429,10 +479,10 @@ func (tf *tileFiles) records(level uint8, from, to uint64) ([]byte, error) {
 			if err != nil {
 				return nil, fmt.Errorf("tile %d/%d: %w", level, index, err)
 			}
-			if len(v) < tileHashesBytes {
+			if len(v) != tileHashesBytes {
 				return nil, fmt.Errorf("tile %d/%d has %d bytes, a full one %d", level, index, len(v), tileHashesBytes)
 			}
-			hashes[i] = v[:tileHashesBytes]
+			hashes[i] = v
 		}
 		out = append(out, tileRecord(level, index, hashes[i], rows[i])...)
 	}
@@ -440,8 +490,8 @@ func (tf *tileFiles) records(level uint8, from, to uint64) ([]byte, error) {
 }
 
 // scanRange calls fn with each key in [lower, upper) and a copy of its
-// value; the key is valid only until fn returns.
-func scanRange(db *pebble.DB, lower, upper []byte, fn func(k, v []byte)) error {
+// value, until fn fails; the key is valid only until fn returns.
+func scanRange(db *pebble.DB, lower, upper []byte, fn func(k, v []byte) error) error {
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return err
@@ -452,7 +502,10 @@ func scanRange(db *pebble.DB, lower, upper []byte, fn func(k, v []byte)) error {
 			it.Close()
 			return err
 		}
-		fn(it.Key(), append([]byte(nil), v...))
+		if err := fn(it.Key(), append([]byte(nil), v...)); err != nil {
+			it.Close()
+			return err
+		}
 	}
 	if err := it.Error(); err != nil {
 		it.Close()
@@ -461,80 +514,86 @@ func scanRange(db *pebble.DB, lower, upper []byte, fn func(k, v []byte)) error {
 	return it.Close()
 }
 
+// TileFilesCheck is what CheckTileFiles found.
+type TileFilesCheck struct {
+	// Checked records are equal to the tile and rows in pebble.
+	Checked uint64
+	// Unusable records (torn, never written, corrupt) fail their CRC:
+	// reads take those tiles from pebble, and the log writes them again
+	// (at its start for those at a file's end, after a read otherwise).
+	Unusable uint64
+}
+
 // CheckTileFiles compares every record of the tile files in the store's
-// directory with the tile and rows pebble holds and returns how many it
-// checked: for fsck. A record past the durable tree, or torn at a file's
-// end, is one the next start cuts, not an error; any other mismatch is
-// (deleting the directory tiles in the database's directory is safe: the
-// log writes the files again).
-func (s *Storage) CheckTileFiles(ctx context.Context) (uint64, error) {
+// directory, up to the durable tree's full tiles, with the tile and rows
+// pebble holds: for fsck. A record whose CRC checks out but which differs
+// from pebble is an error: reads would take it. (The files are copies:
+// deleting the directory db/tiles with the log stopped is safe, the log
+// writes them again.)
+func (s *Storage) CheckTileFiles(ctx context.Context) (TileFilesCheck, error) {
+	var c TileFilesCheck
 	_, size, err := s.ReadCheckpoint(ctx)
 	if err != nil {
-		return 0, err
+		return c, err
 	}
-	tail := s.h.o.tailCheck()
-	var checked uint64
 	for level := range tileLevels {
 		f, err := os.Open(filepath.Join(s.h.dir, tileFilesDir, strconv.Itoa(level)))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return checked, err
+			return c, err
 		}
-		n, err := s.checkTileFile(ctx, f, uint8(level), fullTiles(level, size), tail)
+		err = s.checkTileFile(ctx, f, uint8(level), fullTiles(level, size), &c)
 		f.Close()
-		checked += n
 		if err != nil {
-			return checked, fmt.Errorf("tile file %s: %w", f.Name(), err)
+			return c, fmt.Errorf("tile file %s: %w", f.Name(), err)
 		}
 	}
-	return checked, nil
+	return c, nil
 }
 
-func (s *Storage) checkTileFile(ctx context.Context, f *os.File, level uint8, full, tail uint64) (uint64, error) {
+func (s *Storage) checkTileFile(ctx context.Context, f *os.File, level uint8, full uint64, c *TileFilesCheck) error {
 	buf := make([]byte, tileCopyBatch*tileRecordSize)
-	var checked uint64
 	for i := uint64(0); i < full; i += tileCopyBatch {
 		if err := ctx.Err(); err != nil {
-			return checked, err
+			return err
 		}
 		k := min(full-i, tileCopyBatch)
 		got, err := f.ReadAt(buf[:k*tileRecordSize], int64(i)*tileRecordSize)
 		if err != nil && !errors.Is(err, io.EOF) {
-			return checked, err
+			return err
 		}
 		whole := uint64(got) / tileRecordSize
 		for j := range whole {
 			index := i + j
 			rec := buf[j*tileRecordSize : (j+1)*tileRecordSize]
-			if err := checkTileRecord(level, index, rec); err != nil {
-				if index+tail >= full {
-					// The end a crash may leave: the next start cuts it.
-					return checked, nil
-				}
-				return checked, err
+			if checkTileRecord(level, index, rec) != nil {
+				c.Unusable++
+				continue
 			}
 			hashes, err := s.pebbleTile(level, index)
 			if err != nil {
-				return checked, err
+				return err
 			}
 			rows, err := s.pebbleTileRows(level, index)
 			if errors.Is(err, log.ErrNotFound) {
 				rows, err = nil, nil
 			}
 			if err != nil {
-				return checked, err
+				return err
 			}
-			want := tileRecord(level, index, hashes[:min(len(hashes), tileHashesBytes)], rows)
-			if string(want) != string(rec) {
-				return checked, fmt.Errorf("record of tile %d/%d differs from the tile in pebble", level, index)
+			if len(hashes) != tileHashesBytes {
+				return fmt.Errorf("tile %d/%d in pebble has %d bytes, a full one %d", level, index, len(hashes), tileHashesBytes)
 			}
-			checked++
+			if string(tileRecord(level, index, hashes, rows)) != string(rec) {
+				return fmt.Errorf("record of tile %d/%d differs from the tile in pebble", level, index)
+			}
+			c.Checked++
 		}
 		if whole < k {
-			return checked, nil
+			return nil
 		}
 	}
-	return checked, nil
+	return nil
 }

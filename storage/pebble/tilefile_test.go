@@ -6,9 +6,11 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -178,9 +180,7 @@ func TestTileFiles(t *testing.T) {
 	growTiles(t, s, 0, size, 7)
 	waitTileFiles(t, s, size)
 	checkTiles(t, s, size)
-	if n, err := s.CheckTileFiles(ctx); err != nil || n != fullTiles {
-		t.Fatalf("CheckTileFiles: %d, %v; want %d", n, err, fullTiles)
-	}
+	checkFiles(t, s, fullTiles, 0)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -203,9 +203,7 @@ func TestTileFiles(t *testing.T) {
 		s := openTileFiles(t, dir)
 		defer s.Close()
 		waitTileFiles(t, s, size)
-		if _, err := s.CheckTileFiles(ctx); err == nil || !strings.Contains(err.Error(), "tile 0/100") {
-			t.Errorf("CheckTileFiles: %v, want an error about tile 0/100", err)
-		}
+		checkFiles(t, s, fullTiles-1, 1)
 		checkTiles(t, s, size)
 		if s.TileFileBadReads() == 0 {
 			t.Fatal("no bad read counted for the corrupt record")
@@ -213,12 +211,15 @@ func TestTileFiles(t *testing.T) {
 		// The read has the writer write the record again.
 		deadline := time.Now().Add(30 * time.Second)
 		for {
-			_, err := s.CheckTileFiles(ctx)
-			if err == nil {
+			c, err := s.CheckTileFiles(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Unusable == 0 {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("the corrupt record is still there after 30 s: %v", err)
+				t.Fatalf("the corrupt record is still there after 30 s: %+v", c)
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
@@ -226,6 +227,23 @@ func TestTileFiles(t *testing.T) {
 		checkTiles(t, s, size)
 		if n := s.TileFileBadReads(); n != reads {
 			t.Errorf("%d more bad reads after the record was written again", n-reads)
+		}
+		checkFiles(t, s, fullTiles, 0)
+	})
+
+	t.Run("wrong record", func(t *testing.T) {
+		// A record whose CRC checks out but whose tile is not pebble's:
+		// reads would take it, so fsck must fail.
+		wrong := bytes.Clone(good)
+		copy(wrong[100*pebble.TileRecordSize:], pebble.TileRecord(0, 100, modelTile(0, 101, size), modelRows(0, 100)))
+		if err := os.WriteFile(level0, wrong, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		defer os.WriteFile(level0, good, 0o644)
+		s := openTileFiles(t, dir)
+		defer s.Close()
+		if _, err := s.CheckTileFiles(ctx); err == nil || !strings.Contains(err.Error(), "tile 0/100 differs") {
+			t.Errorf("CheckTileFiles: %v, want an error about tile 0/100", err)
 		}
 	})
 
@@ -243,9 +261,7 @@ func TestTileFiles(t *testing.T) {
 		if s.TileFileBadReads() != 0 {
 			t.Errorf("%d bad reads: the start did not cut the corrupt end", s.TileFileBadReads())
 		}
-		if n, err := s.CheckTileFiles(ctx); err != nil || n != fullTiles {
-			t.Errorf("CheckTileFiles: %d, %v; want %d", n, err, fullTiles)
-		}
+		checkFiles(t, s, fullTiles, 0)
 	})
 
 	t.Run("torn and unwritten end", func(t *testing.T) {
@@ -260,9 +276,7 @@ func TestTileFiles(t *testing.T) {
 		checkTiles(t, s, size)
 		waitTileFiles(t, s, size)
 		checkTiles(t, s, size)
-		if n, err := s.CheckTileFiles(ctx); err != nil || n != fullTiles {
-			t.Errorf("CheckTileFiles: %d, %v; want %d", n, err, fullTiles)
-		}
+		checkFiles(t, s, fullTiles, 0)
 		if s.TileFileBadReads() != 0 {
 			t.Errorf("%d bad reads: the start did not cut the torn end", s.TileFileBadReads())
 		}
@@ -276,9 +290,7 @@ func TestTileFiles(t *testing.T) {
 		defer s.Close()
 		waitTileFiles(t, s, size)
 		checkTiles(t, s, size)
-		if n, err := s.CheckTileFiles(ctx); err != nil || n != fullTiles {
-			t.Errorf("CheckTileFiles: %d, %v; want %d", n, err, fullTiles)
-		}
+		checkFiles(t, s, fullTiles, 0)
 	})
 
 	t.Run("longer than the tree", func(t *testing.T) {
@@ -312,6 +324,65 @@ func TestTileFiles(t *testing.T) {
 		waitTileFiles(t, s, size)
 		checkTiles(t, s, size)
 	})
+}
+
+// checkFiles checks what CheckTileFiles finds.
+func checkFiles(t *testing.T, s *pebble.Storage, checked, unusable uint64) {
+	t.Helper()
+	c, err := s.CheckTileFiles(context.Background())
+	if err != nil || c.Checked != checked || c.Unusable != unusable {
+		t.Fatalf("CheckTileFiles: %+v, %v; want %d checked, %d unusable", c, err, checked, unusable)
+	}
+}
+
+// TestTileFilesDeletedWhileRunning checks that the writer creates the
+// directory again when a new level needs a file.
+func TestTileFilesDeletedWhileRunning(t *testing.T) {
+	dir := t.TempDir()
+	s := openTileFiles(t, dir)
+	defer s.Close()
+	const small, size = 2*api.TileWidth + 3, 1<<16 + 5
+	growTiles(t, s, 0, small, 1)
+	waitTileFiles(t, s, small)
+	if err := os.RemoveAll(filepath.Join(dir, "tiles")); err != nil {
+		t.Fatal(err)
+	}
+	growTiles(t, s, small, size, 2)
+	waitTileFiles(t, s, size)
+	checkTiles(t, s, size)
+	if _, err := os.Stat(filepath.Join(dir, "tiles", "1")); err != nil {
+		t.Errorf("the level-1 file: %v", err)
+	}
+}
+
+// TestTileFilesWaitForSpace checks that the writer writes nothing while
+// the filesystem is below its reserve, and catches up once it is not.
+func TestTileFilesWaitForSpace(t *testing.T) {
+	var low atomic.Bool
+	low.Store(true)
+	o := pebble.Options{Logger: quiet, CacheBytes: 8 << 20, LeafFilterBytes: -1, TileFiles: true, CheckSpace: func() error {
+		if low.Load() {
+			return errors.New("below the reserve")
+		}
+		return nil
+	}}
+	dir := t.TempDir()
+	s, err := pebble.Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const size = 3 * api.TileWidth
+	growTiles(t, s, 0, size, 3)
+	time.Sleep(100 * time.Millisecond)
+	if _, err := os.Stat(filepath.Join(dir, "tiles", "0")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the writer wrote below the reserve: %v", err)
+	}
+	checkTiles(t, s, size)
+	low.Store(false)
+	growTiles(t, s, size, size+1, 1)
+	waitTileFiles(t, s, size+1)
+	checkTiles(t, s, size+1)
 }
 
 // TestTileFilesOnlyDurable checks that a tile reaches the files only once

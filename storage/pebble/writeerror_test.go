@@ -77,7 +77,9 @@ func testLogWALWriteErrors(t *testing.T, eio bool) {
 	dir := t.TempDir()
 	fault := &walFault{eio: eio}
 	quiet := slog.New(slog.DiscardHandler)
-	store, err := pebble.Open(dir, pebble.WithFS(pebble.Options{Logger: quiet, CacheBytes: 8 << 20}, fault.fs()))
+	// With tile files: a commit that fails must leave none of its tiles
+	// in them, and those of the commits after take their place.
+	store, err := pebble.Open(dir, pebble.WithFS(pebble.Options{Logger: quiet, CacheBytes: 8 << 20, TileFiles: true}, fault.fs()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +120,7 @@ func testLogWALWriteErrors(t *testing.T, eio bool) {
 		wg.Wait()
 		return errs
 	}
-	for i, err := range add("before", 100) {
+	for i, err := range add("before", 300) {
 		if err != nil {
 			t.Fatalf("entry %d before the fault: %v", i, err)
 		}
@@ -160,7 +162,7 @@ func testLogWALWriteErrors(t *testing.T, eio bool) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	for i, err := range add("after", 100) {
+	for i, err := range add("after", 300) {
 		if err != nil {
 			t.Fatalf("entry %d after the fault: %v", i, err)
 		}
@@ -173,7 +175,7 @@ func testLogWALWriteErrors(t *testing.T, eio bool) {
 	l.Close()
 	store.Close()
 	store = nil
-	if store, err = pebble.Open(dir, pebble.Options{Logger: quiet, CacheBytes: 8 << 20}); err != nil {
+	if store, err = pebble.Open(dir, pebble.Options{Logger: quiet, CacheBytes: 8 << 20, TileFiles: true}); err != nil {
 		t.Fatal(err)
 	}
 	if l, err = log.New(ctx, log.Config{Storage: store, Signer: signer, Verifier: verifier, Logger: quiet}); err != nil {
@@ -184,6 +186,21 @@ func testLogWALWriteErrors(t *testing.T, eio bool) {
 		t.Fatalf("after a reopen the checkpoint is\n%s\nwant\n%s", cp, after)
 	}
 	checkLog(t, l, acked, newSize)
+	waitTileFiles(t, store, newSize)
+	checkFiles(t, store, newSize/api.TileWidth, 0)
+	a, _, err := api.OpenCheckpoint(after, origin, verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range acked {
+		hashes, err := l.InclusionProof(ctx, i, newSize)
+		if err != nil {
+			t.Fatalf("proof of entry %d: %v", i, err)
+		}
+		if err := proof.VerifyInclusion(rfc6962.DefaultHasher, i, newSize, rfc6962.DefaultHasher.HashLeaf(e), hashes, a.Hash[:]); err != nil {
+			t.Fatalf("entry %d: %v", i, err)
+		}
+	}
 }
 
 // checkLog checks that every acknowledged entry is at its index below size.
