@@ -18,29 +18,33 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
+// TestStorage runs the conformance suite on the store, with and without
+// tile files.
 func TestStorage(t *testing.T) {
-	storagetest.Run(t, func(t *testing.T) log.Storage {
-		s, err := pebble.Open(t.TempDir(), pebble.Options{Logger: quiet, CacheBytes: 8 << 20})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if err := s.Close(); err != nil {
-				t.Errorf("Close: %v", err)
-			}
+	for _, tiles := range []bool{false, true} {
+		o := pebble.Options{Logger: quiet, CacheBytes: 8 << 20, TileFiles: tiles}
+		t.Run(fmt.Sprintf("tileFiles=%v", tiles), func(t *testing.T) {
+			storagetest.Run(t, func(t *testing.T) log.Storage {
+				s, err := pebble.Open(t.TempDir(), o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() {
+					if err := s.Close(); err != nil {
+						t.Errorf("Close: %v", err)
+					}
+				})
+				return s
+			})
+			storagetest.RunDurable(t, func(t *testing.T, dir string) (log.Storage, func() error) {
+				s, err := pebble.Open(dir, o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s, s.Close
+			})
 		})
-		return s
-	})
-}
-
-func TestStorageDurable(t *testing.T) {
-	storagetest.RunDurable(t, func(t *testing.T, dir string) (log.Storage, func() error) {
-		s, err := pebble.Open(dir, pebble.Options{Logger: quiet, CacheBytes: 8 << 20})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s, s.Close
-	})
+	}
 }
 
 // TestCorruptRecords checks that values the store can't decode are errors,

@@ -16,31 +16,8 @@ import (
 
 	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/log"
-	"github.com/candorlog/candor/log/storagetest"
 	"github.com/candorlog/candor/storage/pebble"
 )
-
-func TestStorageTileFiles(t *testing.T) {
-	storagetest.Run(t, func(t *testing.T) log.Storage {
-		s, err := pebble.Open(t.TempDir(), pebble.Options{Logger: quiet, CacheBytes: 8 << 20, TileFiles: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if err := s.Close(); err != nil {
-				t.Errorf("Close: %v", err)
-			}
-		})
-		return s
-	})
-	storagetest.RunDurable(t, func(t *testing.T, dir string) (log.Storage, func() error) {
-		s, err := pebble.Open(dir, pebble.Options{Logger: quiet, CacheBytes: 8 << 20, TileFiles: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s, s.Close
-	})
-}
 
 // The tile model of these tests: hash i of level l is tileHash(l, i), and
 // a full tile's rows are tileRows(l, index), except the tiles of level 0
