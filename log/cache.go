@@ -16,9 +16,12 @@ import (
 // Partial tiles have a cache of their own: the sequencer adds the edge
 // tiles of every batch it publishes, which the proofs of the batch's
 // entries and the reads at the new size need, and which would otherwise
-// push the full tiles out.
+// push the full tiles out. So do the full tiles above level 0: one in 256
+// of a tree's tiles, each on the path of 65,536 entries or more, which
+// random proofs need over and over, where each proof brings a level-0
+// tile that the next rarely needs.
 type tileCache struct {
-	full, partial *lru.Cache[tileCacheKey, [][]byte]
+	full, upper, partial *lru.Cache[tileCacheKey, [][]byte]
 }
 
 type tileCacheKey struct {
@@ -29,33 +32,40 @@ type tileCacheKey struct {
 
 // partialTileCacheSize is how many partial tiles are kept: the edge tiles
 // of the last few dozen batches, a few at each; fullTileCacheSize is how
-// many full ones.
+// many full ones of level 0, and upperTileCacheSize of the levels above:
+// all of those of a log of up to 134 M entries.
 const (
 	partialTileCacheSize = 128
 	fullTileCacheSize    = 1024
+	upperTileCacheSize   = 2048
 )
 
 // TileCacheBytes is the most memory the log's tile caches hold: every
 // tile expanded into its 511 subtree hashes.
-const TileCacheBytes = (fullTileCacheSize + partialTileCacheSize) * (2*api.TileWidth - 1) * api.HashSize
+const TileCacheBytes = (fullTileCacheSize + upperTileCacheSize + partialTileCacheSize) * (2*api.TileWidth - 1) * api.HashSize
 
-func newTileCache(size int) *tileCache {
-	full, err := lru.New[tileCacheKey, [][]byte](size)
-	if err != nil {
-		panic(err) // only for size <= 0
+// newTileCache returns a cache of size full tiles of each kind (level 0,
+// above), and partialTileCacheSize partial ones.
+func newTileCache(full, upper int) *tileCache {
+	newLRU := func(size int) *lru.Cache[tileCacheKey, [][]byte] {
+		c, err := lru.New[tileCacheKey, [][]byte](size)
+		if err != nil {
+			panic(err) // only for size <= 0
+		}
+		return c
 	}
-	partial, err := lru.New[tileCacheKey, [][]byte](partialTileCacheSize)
-	if err != nil {
-		panic(err)
-	}
-	return &tileCache{full: full, partial: partial}
+	return &tileCache{full: newLRU(full), upper: newLRU(upper), partial: newLRU(partialTileCacheSize)}
 }
 
-func (tc *tileCache) lru(width int) *lru.Cache[tileCacheKey, [][]byte] {
-	if width < api.TileWidth {
+func (tc *tileCache) lru(level uint8, width int) *lru.Cache[tileCacheKey, [][]byte] {
+	switch {
+	case width < api.TileWidth:
 		return tc.partial
+	case level > 0:
+		return tc.upper
+	default:
+		return tc.full
 	}
-	return tc.full
 }
 
 // get returns the hashes of the tile at the given width if the cache has
@@ -65,7 +75,7 @@ func (tc *tileCache) get(level uint8, index uint64, width int) ([]byte, bool) {
 	if tc == nil {
 		return nil, false
 	}
-	rows, ok := tc.lru(width).Get(tileCacheKey{level, index, width})
+	rows, ok := tc.lru(level, width).Get(tileCacheKey{level, index, width})
 	if !ok {
 		return nil, false
 	}
@@ -78,13 +88,13 @@ func (tc *tileCache) get(level uint8, index uint64, width int) ([]byte, bool) {
 func (tc *tileCache) rows(level uint8, index uint64, data []byte) [][]byte {
 	key := tileCacheKey{level, index, len(data) / api.HashSize}
 	if tc != nil {
-		if rows, ok := tc.lru(key.width).Get(key); ok {
+		if rows, ok := tc.lru(level, key.width).Get(key); ok {
 			return rows
 		}
 	}
 	rows := expandTile(data)
 	if tc != nil {
-		tc.lru(key.width).Add(key, rows)
+		tc.lru(level, key.width).Add(key, rows)
 	}
 	return rows
 }
@@ -99,7 +109,7 @@ func (tc *tileCache) addStored(level uint8, index uint64, data, stored []byte) {
 		off := storedRowsOffset(s)
 		rows[s] = stored[off : off+(api.TileWidth>>s)*api.HashSize : off+(api.TileWidth>>s)*api.HashSize]
 	}
-	tc.full.Add(tileCacheKey{level, index, api.TileWidth}, rows)
+	tc.lru(level, api.TileWidth).Add(tileCacheKey{level, index, api.TileWidth}, rows)
 }
 
 // add caches tiles of the tree, already expanded as expandTile would. The
@@ -107,7 +117,7 @@ func (tc *tileCache) addStored(level uint8, index uint64, data, stored []byte) {
 func (tc *tileCache) add(tiles []expandedTile) {
 	for _, t := range tiles {
 		key := tileCacheKey{t.level, t.index, len(t.rows[0]) / api.HashSize}
-		tc.lru(key.width).Add(key, t.rows)
+		tc.lru(t.level, key.width).Add(key, t.rows)
 	}
 }
 

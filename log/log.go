@@ -260,7 +260,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		quit:     make(chan struct{}),
 		stopped:  make(chan struct{}),
 		recent:   make(map[[32]byte]uint64),
-		cache:    newTileCache(fullTileCacheSize),
+		cache:    newTileCache(fullTileCacheSize, upperTileCacheSize),
 
 		witnessing: cfg.Witnessing,
 		checkSpace: cfg.CheckSpace,

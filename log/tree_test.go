@@ -459,7 +459,7 @@ func TestProofsAgainstReference(t *testing.T) {
 		// stored) and with them; with no expanded-tile cache and with a
 		// small one.
 		for _, r := range []tileReader{mem, withRows{mem}} {
-			for _, cache := range []*tileCache{nil, newTileCache(8)} {
+			for _, cache := range []*tileCache{nil, newTileCache(8, 8)} {
 				_, rows := r.(TileRowsReader)
 				check := func(what string, got [][]byte, err error, want [][]byte, werr error) {
 					t.Helper()
@@ -537,7 +537,7 @@ func TestNodeReader(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	const n = 5000
 	mem, ref := buildTree(t, rng, n)
-	for _, cache := range []*tileCache{nil, newTileCache(4)} {
+	for _, cache := range []*tileCache{nil, newTileCache(4, 4)} {
 		nr := nodeReader{r: mem, cache: cache}
 		for level := uint(0); level <= 12; level++ {
 			count := uint64(n) >> level
@@ -566,7 +566,7 @@ func TestLeafHashKeepsStoredRows(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	const n = 600
 	mem, ref := buildTree(t, rng, n)
-	cache := newTileCache(8)
+	cache := newTileCache(8, 8)
 	for _, index := range []uint64{0, 300, n - 1} {
 		got, err := leafHash(ctx, withRows{mem}, cache, index, n)
 		if err != nil {
@@ -584,6 +584,26 @@ func TestLeafHashKeepsStoredRows(t *testing.T) {
 		if rows[1] != nil {
 			t.Errorf("full tile 0/%d was cached expanded, not with its stored rows", tile)
 		}
+	}
+}
+
+// TestTileCacheKeepsUpperLevels checks that level-0 tiles, one new with
+// each random proof, do not push the tiles above them out of the cache.
+func TestTileCacheKeepsUpperLevels(t *testing.T) {
+	cache := newTileCache(2, 2)
+	data := make([]byte, api.TileWidth*api.HashSize)
+	cache.rows(1, 0, data)
+	for i := range uint64(10) {
+		cache.rows(0, i, data)
+	}
+	if _, ok := cache.get(1, 0, api.TileWidth); !ok {
+		t.Error("level-0 tiles pushed the level-1 tile out of the cache")
+	}
+	if _, ok := cache.get(0, 9, api.TileWidth); !ok {
+		t.Error("the last level-0 tile is not cached")
+	}
+	if _, ok := cache.get(0, 0, api.TileWidth); ok {
+		t.Error("the first of 10 level-0 tiles is still cached in a cache of 2")
 	}
 }
 
