@@ -36,8 +36,9 @@ import (
 // cut to it. Each record carries a CRC-32C over its level, index and
 // content: a record a crash left torn or unwritten is found by the check
 // of the files' tails at start or by the read that meets it, and the read
-// falls back to pebble. The files are never synced: what a crash loses is
-// written again from pebble. Deleting the directory is always safe.
+// falls back to pebble and has it written again. The files are never
+// synced: what a crash loses is written again from pebble. Deleting the
+// directory while the store is closed is safe.
 const (
 	tileFilesDir    = "tiles"
 	tileHashesBytes = api.TileWidth * api.HashSize
