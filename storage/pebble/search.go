@@ -2,7 +2,6 @@ package pebble
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/binary"
@@ -189,17 +188,18 @@ func eachPosting(leaves []log.LeafIndex, emit func(key, value []byte) error) err
 	// every (entry, term) pair, in the order of leaves.
 	sc := postingScratchPool.Get().(*postingScratch)
 	defer sc.release()
-	byTerm, postings, prefixes, pairs := sc.byTerm, sc.postings[:0], sc.prefixes[:0], sc.pairs[:0]
+	postings, prefixes, pairs := sc.postings[:0], sc.prefixes[:0], sc.pairs[:0]
 	for _, l := range leaves {
 		for _, t := range l.Terms {
 			// A term of a parameter whose values name one entry each gets
-			// a posting of its own without a look in byTerm: the rare
+			// a posting of its own without a look in the map: the rare
 			// second entry with it in this write has one of its own too,
 			// keyed by its own index, after the first.
 			j, ok := int32(0), false
-			single := singleEntryParam(t.Param)
-			if !single {
-				j, ok = byTerm[t]
+			var byValue map[string]int32
+			if !singleEntryParam(t.Param) {
+				byValue = sc.postingsOf(t.Param)
+				j, ok = byValue[t.Value]
 			}
 			if !ok {
 				off := len(prefixes)
@@ -209,8 +209,8 @@ func eachPosting(leaves []log.LeafIndex, emit func(key, value []byte) error) err
 				}
 				j = int32(len(postings))
 				postings = append(postings, posting{off: int32(off), len: int32(len(prefixes) - off)})
-				if !single {
-					byTerm[t] = j
+				if byValue != nil {
+					byValue[t.Value] = j
 				}
 			}
 			postings[j].count++
@@ -245,20 +245,37 @@ func eachPosting(leaves []log.LeafIndex, emit func(key, value []byte) error) err
 		order = append(order, postingOrder{head: keyHead(prefix(p)), j: int32(j)})
 	}
 	sc.order = order
-	slices.SortFunc(order, func(a, b postingOrder) int {
-		if c := cmp.Compare(a.head, b.head); c != 0 {
-			return c
+	// By head with a radix sort (most heads differ: those of commit ids
+	// and digests end in random bytes), then each run of one head by the
+	// whole prefix, and one term's postings of single entries in the order
+	// of their entries.
+	sc.sorted = slices.Grow(sc.sorted[:0], len(order))[:len(order)]
+	order = radixSortByHead(order, sc.sorted)
+	for i := 0; i < len(order); {
+		j := i + 1
+		for j < len(order) && order[j].head == order[i].head {
+			j++
 		}
-		if c := bytes.Compare(prefix(postings[a.j]), prefix(postings[b.j])); c != 0 {
-			return c
+		if j-i > 1 {
+			slices.SortFunc(order[i:j], func(a, b postingOrder) int {
+				if c := bytes.Compare(prefix(postings[a.j]), prefix(postings[b.j])); c != 0 {
+					return c
+				}
+				return int(a.j - b.j)
+			})
 		}
-		return cmp.Compare(a.j, b.j) // one term's postings of single entries
-	})
-	var key, value []byte
-	for _, o := range order {
+		i = j
+	}
+	var key, prev, value []byte
+	for i, o := range order {
 		p := postings[o.j]
 		e := entries[p.start : p.start+p.count]
+		key, prev = prev, key
 		key = binary.BigEndian.AppendUint64(append(key[:0], prefix(p)...), leaves[e[len(e)-1]].Index)
+		if i > 0 && order[i-1].head == o.head && bytes.Equal(key, prev) {
+			key, prev = prev, key
+			continue // a single-entry term given twice to one entry
+		}
 		value = appendPosting(value[:0], leaves, e)
 		if err := emit(key, value); err != nil {
 			return err
@@ -291,6 +308,36 @@ type postingOrder struct {
 	j    int32
 }
 
+// radixSortByHead sorts a by head, stably, with tmp (as long as a) as
+// scratch, and returns the sorted slice: a or tmp. A byte that all heads
+// share takes no pass.
+func radixSortByHead(a, tmp []postingOrder) []postingOrder {
+	var counts [8][256]int32
+	for _, o := range a {
+		for d := range 8 {
+			counts[d][byte(o.head>>(8*d))]++
+		}
+	}
+	for d := range 8 {
+		c := &counts[d]
+		if len(a) == 0 || c[byte(a[0].head>>(8*d))] == int32(len(a)) {
+			continue
+		}
+		var at int32
+		for i, n := range c {
+			c[i] = at
+			at += n
+		}
+		for _, o := range a {
+			b := byte(o.head >> (8 * d))
+			tmp[c[b]] = o
+			c[b]++
+		}
+		a, tmp = tmp, a
+	}
+	return a
+}
+
 // keyHead returns the first 8 bytes of a key, big-endian, padded with
 // zeros: keys whose heads differ are in the order of their heads.
 func keyHead(k []byte) uint64 {
@@ -305,21 +352,44 @@ func keyHead(k []byte) uint64 {
 // postingScratch is the memory of one index write, kept for the next: a
 // write of the log's deferred indexer has tens of thousands of terms.
 type postingScratch struct {
-	byTerm   map[api.SearchTerm]int32
+	// byParam holds, for each parameter met, the posting of each of its
+	// values: a map per parameter hashes and compares the value alone.
+	byParam  []paramPostings
 	postings []posting
 	prefixes []byte
 	pairs    []int32 // the posting of each (entry, term) pair
 	entries  []int32
 	order    []postingOrder
+	sorted   []postingOrder
 }
 
 var postingScratchPool = sync.Pool{New: func() any {
-	return &postingScratch{byTerm: make(map[api.SearchTerm]int32)}
+	return new(postingScratch)
 }}
+
+// paramPostings is the posting of each value of one parameter.
+type paramPostings struct {
+	param   string
+	byValue map[string]int32
+}
+
+// postingsOf returns the map of param's values to their postings.
+func (sc *postingScratch) postingsOf(param string) map[string]int32 {
+	for _, p := range sc.byParam {
+		if p.param == param {
+			return p.byValue
+		}
+	}
+	m := make(map[string]int32)
+	sc.byParam = append(sc.byParam, paramPostings{param: param, byValue: m})
+	return m
+}
 
 // release returns sc to the pool, without the strings of its terms.
 func (sc *postingScratch) release() {
-	clear(sc.byTerm)
+	for _, p := range sc.byParam {
+		clear(p.byValue)
+	}
 	postingScratchPool.Put(sc)
 }
 

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -73,4 +75,79 @@ func BenchmarkEachPosting(b *testing.B) {
 	}
 	b.ReportMetric(float64(keys), "keys/write")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/entry")
+}
+
+// TestEachPostingOrder checks that one write's postings come in key
+// order, a key each, and hold every (entry, term) pair once: with terms of
+// every parameter, values that share their first bytes (keys whose first
+// 8 bytes tie), single-entry values given to several entries, and a term
+// given twice to one entry.
+func TestEachPostingOrder(t *testing.T) {
+	const n = 5000
+	params := []string{api.SearchCommit, api.SearchRepository, api.SearchDigest, api.SearchKey, api.SearchImage, api.SearchIdentity, api.SearchIssuer}
+	leaves := make([]log.LeafIndex, n)
+	want := map[api.SearchTerm][]uint64{}
+	for i := range leaves {
+		idx := uint64(3*i + 1) // not every index has terms
+		var terms []api.SearchTerm
+		for k, p := range params {
+			if (i+k)%3 == 0 {
+				continue
+			}
+			var v string
+			switch p {
+			case api.SearchCommit:
+				c := sha256.Sum256(fmt.Appendf(nil, "commit %d", i%(n-7))) // a few given twice
+				v = hex.EncodeToString(c[:20])
+			case api.SearchDigest, api.SearchImage:
+				c := sha256.Sum256(fmt.Appendf(nil, "%s %d", p, i))
+				v = "sha256:" + hex.EncodeToString(c[:])
+			default:
+				v = fmt.Sprintf("https://example.com/shared-prefix/%d", i%13) // heads tie
+			}
+			terms = append(terms, api.SearchTerm{Param: p, Value: v})
+		}
+		if len(terms) > 0 {
+			terms = append(terms, terms[0]) // a term given twice
+			want[terms[0]] = append(want[terms[0]], idx)
+			for _, tm := range terms[1 : len(terms)-1] {
+				want[tm] = append(want[tm], idx)
+			}
+		}
+		leaves[i] = log.LeafIndex{Index: idx, Terms: terms}
+	}
+	got := map[string][]uint64{}
+	var last []byte
+	for range 2 { // the second time with the pool's scratch
+		clear(got)
+		last = nil
+		err := eachPosting(leaves, func(key, value []byte) error {
+			if last != nil && bytes.Compare(last, key) >= 0 {
+				t.Fatalf("key %x after %x", key, last)
+			}
+			last = bytes.Clone(key)
+			prefix := string(key[:len(key)-8])
+			idx, err := decodePosting(binary.BigEndian.Uint64(key[len(key)-8:]), value, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[prefix] = append(got[prefix], idx...)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%d terms, want %d", len(got), len(want))
+		}
+		for term, idx := range want {
+			prefix, err := appendTermPrefix(nil, term)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g := got[string(prefix)]; !slices.Equal(g, idx) {
+				t.Fatalf("%s=%s: entries %v, want %v", term.Param, term.Value, g, idx)
+			}
+		}
+	}
 }
