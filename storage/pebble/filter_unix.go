@@ -20,6 +20,6 @@ func allocWords(n uint64) ([]atomic.Uint64, func()) {
 	if err != nil {
 		return make([]atomic.Uint64, n), func() {}
 	}
-	_ = unix.Madvise(b, unix.MADV_HUGEPAGE) // advice: without it, small pages
+	adviseHugePages(b)
 	return unsafe.Slice((*atomic.Uint64)(unsafe.Pointer(&b[0])), n), func() { unix.Munmap(b) }
 }
