@@ -280,7 +280,10 @@ func (h *handler) tile(w http.ResponseWriter, r *http.Request) {
 	}
 	var data []byte
 	if t.Level == api.EntriesLevel {
-		data, err = h.log.EntryBundle(r.Context(), t)
+		var release func()
+		if data, release, err = h.log.entryBundle(r.Context(), t); err == nil {
+			defer release()
+		}
 	} else {
 		data, err = h.log.Tile(r.Context(), t)
 	}

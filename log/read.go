@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/candorlog/candor/api"
 )
@@ -38,20 +39,63 @@ func (l *Log) Tile(ctx context.Context, t api.Tile) ([]byte, error) {
 // EntryBundle returns the entry bundle t (t.Level is api.EntriesLevel),
 // which must be part of the committed tree.
 func (l *Log) EntryBundle(ctx context.Context, t api.Tile) ([]byte, error) {
-	size := l.committedSize()
-	if err := checkTile(t, size); err != nil {
+	data, release, err := l.entryBundle(ctx, t)
+	if err != nil {
 		return nil, err
 	}
-	data, err := l.store.ReadEntryBundle(ctx, t.Index)
+	defer release()
+	return bytes.Clone(data), nil
+}
+
+// entryBundle is EntryBundle in a buffer the caller gives back with
+// release once done with it.
+func (l *Log) entryBundle(ctx context.Context, t api.Tile) (data []byte, release func(), err error) {
+	size := l.committedSize()
+	if err := checkTile(t, size); err != nil {
+		return nil, nil, err
+	}
+	data, release, err = l.readBundle(ctx, t.Index)
 	if err != nil {
-		return nil, fmt.Errorf("couldn't read entry bundle %s: %w", t.Path(), mustExist(err))
+		return nil, nil, fmt.Errorf("couldn't read entry bundle %s: %w", t.Path(), mustExist(err))
 	}
 	end, err := bundlePrefix(data, t.Width)
 	if err != nil {
-		return nil, fmt.Errorf("entry bundle %s: %w", t.Path(), err)
+		release()
+		return nil, nil, fmt.Errorf("entry bundle %s: %w", t.Path(), err)
 	}
-	return data[:end], nil
+	return data[:end], release, nil
 }
+
+// readBundle reads entry bundle index, into a pooled buffer if the
+// storage is an EntryBundleAppender; release gives the buffer back.
+func (l *Log) readBundle(ctx context.Context, index uint64) (data []byte, release func(), err error) {
+	a, ok := l.store.(EntryBundleAppender)
+	if !ok {
+		data, err := l.store.ReadEntryBundle(ctx, index)
+		return data, func() {}, err
+	}
+	buf := bundleBuffers.Get().(*[]byte)
+	data, err = a.AppendEntryBundle(ctx, (*buf)[:0], index)
+	release = func() {
+		// A buffer grown by a bundle of large entries goes to the
+		// collector rather than stay in the pool.
+		if cap(data) <= maxPooledBundle {
+			*buf = data[:0]
+			bundleBuffers.Put(buf)
+		}
+	}
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	return data, release, nil
+}
+
+// bundleBuffers holds buffers for entry bundles; maxPooledBundle is the
+// largest it keeps: 256 entries of 2 KiB.
+var bundleBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxPooledBundle = api.TileWidth * 2 << 10
 
 // errMissing means storage lacks data that a published checkpoint covers:
 // corruption, not a client error.
@@ -78,15 +122,16 @@ func (l *Log) Entry(ctx context.Context, index uint64) ([]byte, error) {
 	if size := l.committedSize(); index >= size {
 		return nil, fmt.Errorf("%w: index %d is not below the tree size %d", ErrOutOfRange, index, size)
 	}
-	data, err := l.store.ReadEntryBundle(ctx, index/api.TileWidth)
+	data, release, err := l.readBundle(ctx, index/api.TileWidth)
 	if err != nil {
 		return nil, fmt.Errorf("couldn't read the entry bundle of entry %d: %w", index, mustExist(err))
 	}
+	defer release()
 	e, err := bundleEntry(data, int(index%api.TileWidth))
 	if err != nil {
 		return nil, fmt.Errorf("entry %d: %w", index, err)
 	}
-	return e, nil
+	return bytes.Clone(e), nil
 }
 
 // LeafHash returns the leaf hash of the entry at index, which must be below

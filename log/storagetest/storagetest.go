@@ -686,6 +686,21 @@ func checkBundle(ctx context.Context, s log.Storage, index, n uint64) error {
 	if !bytes.Equal(got[:len(want)], want) {
 		return fmt.Errorf("ReadEntryBundle(%d) at size %d: the first %d bytes are not the committed ones", index, n, len(want))
 	}
+	if a, ok := s.(log.EntryBundleAppender); ok {
+		// The committed bytes after what the buffer held (a partial
+		// bundle may have grown since), and the buffer's room used.
+		dst := append(make([]byte, 0, api.TileWidth*1024), "prefix"...)
+		appended, err := a.AppendEntryBundle(ctx, dst, index)
+		if err != nil {
+			return fmt.Errorf("AppendEntryBundle(%d) at size %d: %w", index, n, err)
+		}
+		if len(appended) < 6+len(want) || string(appended[:6]) != "prefix" || !bytes.Equal(appended[6:6+len(want)], want) {
+			return fmt.Errorf("AppendEntryBundle(%d) at size %d: not \"prefix\" and the committed bytes", index, n)
+		}
+		if len(appended) <= cap(dst) && &appended[0] != &dst[0] {
+			return fmt.Errorf("AppendEntryBundle(%d) at size %d: did not use the buffer's room", index, n)
+		}
+	}
 	return nil
 }
 

@@ -359,6 +359,11 @@ func (s *Storage) pebbleTileRows(level uint8, index uint64) ([]byte, error) {
 // without the iterator over every level that readChunked opens: most
 // reads of a large log are of full tiles and bundles.
 func (s *Storage) readWhole(key []byte, complete func([]byte) bool) ([]byte, bool, error) {
+	return s.appendWhole(nil, key, complete)
+}
+
+// appendWhole is readWhole appending the value to dst.
+func (s *Storage) appendWhole(dst, key []byte, complete func([]byte) bool) ([]byte, bool, error) {
 	db, release, err := s.h.read()
 	if err != nil {
 		return nil, false, err
@@ -375,7 +380,10 @@ func (s *Storage) readWhole(key []byte, complete func([]byte) bool) ([]byte, boo
 	if !complete(v) {
 		return nil, false, nil
 	}
-	return bytes.Clone(v), true, nil
+	if dst == nil {
+		return bytes.Clone(v), true, nil
+	}
+	return append(dst, v...), true, nil
 }
 
 // fullBundle reports whether b is an entry bundle of api.TileWidth
@@ -438,10 +446,17 @@ func (s *Storage) LeafHashes(ctx context.Context, indexes []uint64) ([][]byte, e
 
 // ReadEntryBundle implements log.Storage.
 func (s *Storage) ReadEntryBundle(ctx context.Context, index uint64) ([]byte, error) {
+	return s.AppendEntryBundle(ctx, nil, index)
+}
+
+// AppendEntryBundle implements log.EntryBundleAppender.
+func (s *Storage) AppendEntryBundle(ctx context.Context, dst []byte, index uint64) ([]byte, error) {
 	key := bundleKey(index)
-	v, ok, err := s.readWhole(key, fullBundle)
+	v, ok, err := s.appendWhole(dst, key, fullBundle)
 	if err == nil && !ok {
-		v, err = s.readChunked(key)
+		if v, err = s.readChunked(key); err == nil && dst != nil {
+			v = append(dst, v...)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("entry bundle %d: %w", index, err)
