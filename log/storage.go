@@ -53,9 +53,8 @@ type Storage interface {
 
 // EntryBundleAppender is a Storage that reads an entry bundle into memory
 // of the caller's: the log then reads bundles into buffers it reuses,
-// rather than have each read allocate one (a full bundle is some 230 KB:
-// at thousands of reads a second, allocations the collector would
-// otherwise trail behind).
+// rather than have each read allocate one (a full bundle is some 230 KB,
+// read thousands of times a second).
 type EntryBundleAppender interface {
 	// AppendEntryBundle appends the bundle ReadEntryBundle returns to dst.
 	AppendEntryBundle(ctx context.Context, dst []byte, index uint64) ([]byte, error)
