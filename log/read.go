@@ -76,19 +76,18 @@ func (l *Log) readBundle(ctx context.Context, index uint64) (data []byte, releas
 	}
 	buf := bundleBuffers.Get().(*[]byte)
 	data, err = a.AppendEntryBundle(ctx, (*buf)[:0], index)
-	release = func() {
+	if err != nil {
+		bundleBuffers.Put(buf)
+		return nil, nil, err
+	}
+	return data, func() {
 		// A buffer grown by a bundle of large entries goes to the
 		// collector rather than stay in the pool.
 		if cap(data) <= maxPooledBundle {
 			*buf = data[:0]
 			bundleBuffers.Put(buf)
 		}
-	}
-	if err != nil {
-		release()
-		return nil, nil, err
-	}
-	return data, release, nil
+	}, nil
 }
 
 // bundleBuffers holds buffers for entry bundles; maxPooledBundle is the

@@ -380,9 +380,6 @@ func (s *Storage) appendWhole(dst, key []byte, complete func([]byte) bool) ([]by
 	if !complete(v) {
 		return nil, false, nil
 	}
-	if dst == nil {
-		return bytes.Clone(v), true, nil
-	}
 	return append(dst, v...), true, nil
 }
 
