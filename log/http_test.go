@@ -61,7 +61,7 @@ func newHTTPLog(t testing.TB, cfg log.Config, o log.HandlerOptions) *httpLog {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ps.Close() })
-	store := &gatedStorage{Storage: ps, entered: make(chan struct{}, 16)}
+	store := &gatedStorage{Storage: ps, entered: make(chan struct{}, 16), bundleEntered: make(chan struct{}, 64)}
 	reg := prometheus.NewRegistry()
 	cfg.Storage, cfg.Signer, cfg.Verifier, cfg.Logger, cfg.Registerer = store, signer, verifier, quiet, reg
 	l, err := log.New(context.Background(), cfg)
@@ -74,8 +74,10 @@ func newHTTPLog(t testing.TB, cfg log.Config, o log.HandlerOptions) *httpLog {
 	}
 	srv := httptest.NewServer(log.NewHandler(l, o))
 	t.Cleanup(srv.Close)
-	// Runs first: never leave the sequencer blocked in a gated Commit.
+	// Runs first: never leave the sequencer blocked in a gated Commit,
+	// nor a read in a gated bundle read.
 	t.Cleanup(store.open)
+	t.Cleanup(store.openBundles)
 	return &httpLog{log: l, store: store, srv: srv, client: client.New(srv.URL, srv.Client()),
 		origin: origin, verifier: verifier, reg: reg}
 }
@@ -87,6 +89,10 @@ type gatedStorage struct {
 	entered chan struct{}
 	mu      sync.Mutex
 	gate    chan struct{} // nil when open
+
+	bundleEntered        chan struct{}
+	bundleGate           chan struct{} // nil when open
+	reading, mostReading atomic.Int64
 }
 
 func (s *gatedStorage) close() {
@@ -118,9 +124,49 @@ func (s *gatedStorage) Commit(ctx context.Context, c *log.Commit) error {
 }
 
 // AppendEntryBundle passes the storage's through: the log reads bundles
-// into its pooled buffers, as it does on pebble.
+// into its pooled buffers, as it does on pebble. While the bundle gate is
+// closed, every read reports on bundleEntered and waits until it opens
+// (or its context ends);
+// reading counts the reads in storage, and mostReading the most at once.
 func (s *gatedStorage) AppendEntryBundle(ctx context.Context, dst []byte, index uint64) ([]byte, error) {
+	now := s.reading.Add(1)
+	defer s.reading.Add(-1)
+	for {
+		most := s.mostReading.Load()
+		if now <= most || s.mostReading.CompareAndSwap(most, now) {
+			break
+		}
+	}
+	s.mu.Lock()
+	gate := s.bundleGate
+	s.mu.Unlock()
+	if gate != nil {
+		s.bundleEntered <- struct{}{}
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	return s.Storage.(log.EntryBundleAppender).AppendEntryBundle(ctx, dst, index)
+}
+
+// closeBundles closes the bundle gate; openBundles opens it.
+func (s *gatedStorage) closeBundles() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.bundleGate == nil {
+		s.bundleGate = make(chan struct{})
+	}
+}
+
+func (s *gatedStorage) openBundles() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.bundleGate != nil {
+		close(s.bundleGate)
+		s.bundleGate = nil
+	}
 }
 
 // checkpoint fetches /checkpoint and verifies the log's signature on it.
@@ -1108,6 +1154,64 @@ func TestHTTPMetrics(t *testing.T) {
 // nothing of it.
 func (s *gatedStorage) Search(ctx context.Context, terms []api.SearchTerm, start, end uint64, limit int) ([]uint64, error) {
 	return s.Storage.(log.SearchStorage).Search(ctx, terms, start, end, limit)
+}
+
+// TestBundleReadsBounded checks that the log reads at most
+// log.MaxBundleReads entry bundles from storage at once: the rest of a
+// burst of clients waits its turn and then gets its bundle, and a read
+// whose client gives up while it waits ends with its context's error.
+func TestBundleReadsBounded(t *testing.T) {
+	h := newHTTPLog(t, log.Config{}, log.HandlerOptions{})
+	var entries [][]byte
+	h.grow(t, &entries, 2*api.TileWidth+5)
+	want, err := h.log.EntryBundle(context.Background(), api.Tile{Level: api.EntriesLevel, Index: 1, Width: api.TileWidth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.store.closeBundles()
+	const clients = log.MaxBundleReads + 8
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	path := h.srv.URL + "/" + api.Tile{Level: api.EntriesLevel, Index: 1, Width: api.TileWidth}.Path()
+	for range clients {
+		wg.Go(func() {
+			resp, err := h.srv.Client().Get(path)
+			if err != nil {
+				errs <- err
+				return
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(body, want) {
+				errs <- fmt.Errorf("GET %s: %d, %d bytes, %v: not the bundle's bytes", path, resp.StatusCode, len(body), err)
+			}
+		})
+	}
+	for range log.MaxBundleReads {
+		<-h.store.bundleEntered
+	}
+	// The others are waiting for a place, not in storage: none gets in
+	// while the first hold theirs.
+	time.Sleep(200 * time.Millisecond)
+	if n := h.store.reading.Load(); n != log.MaxBundleReads {
+		t.Errorf("%d bundle reads in storage at once, want %d", n, log.MaxBundleReads)
+	}
+	// A read that waits for a place ends with its context.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	_, err = h.log.EntryBundle(ctx, api.Tile{Level: api.EntriesLevel, Index: 0, Width: api.TileWidth})
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a read waiting for a place past its deadline: %v, want context.DeadlineExceeded", err)
+	}
+	h.store.openBundles()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if most := h.store.mostReading.Load(); most > log.MaxBundleReads {
+		t.Errorf("%d bundle reads in storage at once, want at most %d", most, log.MaxBundleReads)
+	}
 }
 
 // TestHTTPConcurrentBundleReads checks that entry bundles and entries read

@@ -112,6 +112,9 @@ type Log struct {
 	pipeMin  int // Config.PipelineMin, ≥ 0
 	metrics  *metrics
 	cache    *tileCache
+	// bundleReads holds a place for each entry bundle being read from
+	// storage (MaxBundleReads).
+	bundleReads chan struct{}
 
 	queue   chan *request
 	wake    chan struct{} // pipeMin entries are queued
@@ -261,6 +264,8 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		stopped:  make(chan struct{}),
 		recent:   make(map[[32]byte]uint64),
 		cache:    newTileCache(fullTileCacheSize, upperTileCacheSize),
+
+		bundleReads: make(chan struct{}, MaxBundleReads),
 
 		witnessing: cfg.Witnessing,
 		checkSpace: cfg.CheckSpace,

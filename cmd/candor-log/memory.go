@@ -21,11 +21,11 @@ const (
 // memoryLimit is the Go memory limit candor-log runs with: what its
 // configuration lets it hold. Pebble's block cache and memtables, the
 // tile caches, the queues (maxPending admitted entries and maxInFlight
-// submissions), and the rest. The leaf filter is outside the Go heap, on
-// top of it.
+// submissions), the entry bundle reads in progress, and the rest. The
+// leaf filter is outside the Go heap, on top of it.
 func memoryLimit(c Config) int64 {
 	return pebble.MemoryBytes(c.CacheMiB<<20) + log.TileCacheBytes +
-		int64(c.MaxPending+c.MaxInFlight)*queuedEntryBytes + baseMemoryBytes
+		int64(c.MaxPending+c.MaxInFlight)*queuedEntryBytes + log.BundleReadBytes + baseMemoryBytes
 }
 
 // setMemoryLimit sets the Go memory limit to memoryLimit(c), unless the
