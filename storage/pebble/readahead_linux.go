@@ -6,9 +6,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// readAheadChunk is how much one request to read ahead asks for: the
-// system reads at most its read-ahead window per request (128 KiB by
-// default, the device's read_ahead_kb), so a file is asked for in pieces.
+// readAheadChunk is how much one request to read ahead asks for: Linux
+// reads at most the device's read-ahead window per request (its
+// read_ahead_kb, 128 KiB by default), so a file is asked for in pieces.
 const readAheadChunk = 128 << 10
 
 // readAhead asks the system to read the first size bytes of f into the

@@ -332,9 +332,10 @@ func (tf *tileFiles) run(size uint64) {
 // page cache, the upper levels first, so that the first proofs after a
 // start find their tiles there rather than each wait for a read of the
 // disk: in a log of 100 M entries, proofs at random indexes otherwise
-// take many minutes to fill the page cache with the 3.6 GB of tiles they
-// read. The reads are the system's, in the background; a file too large
-// for the machine's memory (readAheadShare) is left to fill as it is read.
+// start at less than half their rate, and reach it only once they have
+// read most of the 3.6 GB of tiles. The reads are the system's, in the
+// background; a file too large for the machine's memory (readAheadShare)
+// is left to fill as it is read.
 func (tf *tileFiles) readAhead() {
 	start := time.Now()
 	var bytes int64
@@ -359,7 +360,7 @@ func (tf *tileFiles) readAhead() {
 		}
 	}
 	if bytes > 0 {
-		tf.logger.Info("tile files read ahead into the page cache", "bytes", bytes, "duration", time.Since(start).Round(time.Millisecond))
+		tf.logger.Info("asked the system to read the tile files into the page cache", "bytes", bytes, "duration", time.Since(start).Round(time.Millisecond))
 	}
 }
 
