@@ -86,7 +86,8 @@ type Commit struct {
 	Tiles []TileData
 	// Bundles are the complete new contents of every entry bundle touched.
 	Bundles []BundleData
-	// Leaves maps the new entries' leaf hashes to their indexes.
+	// Leaves maps the new entries' leaf hashes to their indexes. The
+	// level-0 tiles hold the same hashes, at the same indexes.
 	Leaves []LeafIndex
 }
 

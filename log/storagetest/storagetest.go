@@ -444,7 +444,8 @@ func checkCovered(ctx context.Context, s log.Storage, seed uint64) error {
 }
 
 // The model: the log of size n holds entries entry(0..n-1); level-l tiles
-// hold hashAt(l, 0..(n>>(8l))-1); its checkpoint is checkpointFor(n).
+// hold hashAt(l, 0..(n>>(8l))-1), level 0 the leaf hashes; its checkpoint
+// is checkpointFor(n).
 
 func entry(i uint64) []byte {
 	// Lengths vary from 0 to 40 bytes, so bundle offsets are irregular.
@@ -461,6 +462,9 @@ func leafHash(i uint64) []byte {
 }
 
 func hashAt(level uint8, i uint64) []byte {
+	if level == 0 {
+		return leafHash(i)
+	}
 	var b [9]byte
 	b[0] = level
 	binary.BigEndian.PutUint64(b[1:], i)

@@ -28,6 +28,9 @@ type commitBuilder struct {
 	bundle []byte   // the rightmost entry bundle
 	bstore int      // bytes of bundle already committed
 	entry  []byte
+	// leafOf, if set, gives the leaf hash of entry i, which its level-0
+	// tile holds too, as a log's does.
+	leafOf func(i uint64) []byte
 }
 
 const benchEntrySize = 300
@@ -56,6 +59,9 @@ func (cb *commitBuilder) next(n int) *log.Commit {
 			cb.bundle, cb.bstore = nil, 0
 		}
 		leaf := hash()
+		if cb.leafOf != nil {
+			leaf = cb.leafOf(i)
+		}
 		c.Leaves = append(c.Leaves, log.LeafIndex{LeafHash: leaf, Index: i})
 		// Level l of tiles gets a hash every 256^l leaves.
 		for level, count := 0, i+1; ; level, count = level+1, count/api.TileWidth {
@@ -63,7 +69,11 @@ func (cb *commitBuilder) next(n int) *log.Commit {
 				cb.levels = append(cb.levels, nil)
 				cb.stored = append(cb.stored, 0)
 			}
-			cb.levels[level] = append(cb.levels[level], hash()...)
+			if level == 0 && cb.leafOf != nil {
+				cb.levels[level] = append(cb.levels[level], leaf...)
+			} else {
+				cb.levels[level] = append(cb.levels[level], hash()...)
+			}
 			if count%api.TileWidth != 0 {
 				break
 			}

@@ -64,3 +64,11 @@ func WithTileTailCheck(o Options, n uint64) Options {
 func TileRecord(level uint8, index uint64, hashes, rows []byte) []byte {
 	return tileRecord(level, index, hashes, rows)
 }
+
+// SavedFilterName is the name of the saved leaf filter's file in the
+// database's directory.
+const SavedFilterName = savedFilterName
+
+// LeafFilterLoads is how many leaf filters were filled from the saved
+// one rather than by a scan.
+func (s *Storage) LeafFilterLoads() uint64 { return s.filter.loaded.Load() }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"math/bits"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,9 +54,15 @@ const (
 // newLeafFilter returns an empty filter of about sizeBytes (at least one
 // block).
 func newLeafFilter(sizeBytes int64) *leafFilter {
-	blocks := uint64(max(sizeBytes, 1)*8+blockBits-1) / blockBits
+	blocks := newLeafFilterBlocks(sizeBytes)
 	words, free := allocWords(blocks * blockWords)
 	return &leafFilter{words: words, free: free, blocks: blocks}
+}
+
+// newLeafFilterBlocks is the number of blocks of a filter of about
+// sizeBytes.
+func newLeafFilterBlocks(sizeBytes int64) uint64 {
+	return uint64(max(sizeBytes, 1)*8+blockBits-1) / blockBits
 }
 
 // hold returns the filter p points to (nil if none), held until its
@@ -184,6 +192,12 @@ type leafFilters struct {
 	minEntries uint64 // the smallest log a filter is sized for
 	logger     *slog.Logger
 	afterScan  func() // if set, called when a scan ends, before its filter is used (tests)
+	// saved is the path of the saved filter (filtersave.go): the first
+	// filter is filled from it if it serves, and close writes the filter
+	// in use to it. Empty: none.
+	saved string
+	// loaded is how many filters were filled from the saved one.
+	loaded atomic.Uint64
 
 	// inUse answers lookups (nil until the first scan ended); next is
 	// being filled (nil when no scan runs). add reads next before inUse
@@ -252,6 +266,10 @@ func (fs *leafFilters) start(db *pebble.DB, size uint64) {
 	if bytes == 0 {
 		bytes = filterBytesFor(size, fs.minEntries)
 	}
+	saved, useSaved := fs.savedFor(size)
+	if useSaved {
+		bytes = saved.bytes()
+	}
 	f := newLeafFilter(bytes)
 	fs.next.Store(f)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -259,7 +277,20 @@ func (fs *leafFilters) start(db *pebble.DB, size uint64) {
 	fs.scans.Add(1)
 	go func() {
 		defer fs.scans.Done()
-		err := f.fill(ctx, db)
+		var err error
+		if useSaved {
+			start := time.Now()
+			if err = f.load(ctx, fs.saved, saved, db, size); err == nil {
+				fs.loaded.Add(1)
+				fs.logger.Info("the leaf filter was filled from its saved copy", "entries", f.added.Load(), "saved_entries", saved.size, "bytes", f.bytes(), "duration", time.Since(start).Round(time.Millisecond))
+			} else if ctx.Err() == nil {
+				// What it added is of the log, or only false positives.
+				fs.logger.Warn("couldn't fill the leaf filter from its saved copy: scanning the leaf index", "path", fs.saved, "error", err)
+			}
+		}
+		if !useSaved || err != nil && ctx.Err() == nil {
+			err = f.fill(ctx, db)
+		}
 		if fs.afterScan != nil {
 			fs.afterScan()
 		}
@@ -286,6 +317,42 @@ func (fs *leafFilters) start(db *pebble.DB, size uint64) {
 		fs.mu.Unlock()
 		cancel()
 	}()
+}
+
+// savedFor returns the header of the saved filter, and whether the first
+// filter of a log of size entries should be filled from it: there is
+// none in use yet, and the saved one has the configured size, or, sized
+// for the log, room for it.
+func (fs *leafFilters) savedFor(size uint64) (savedFilter, bool) {
+	if fs.saved == "" || fs.inUse.Load() != nil {
+		return savedFilter{}, false
+	}
+	h, err := readSavedFilter(fs.saved)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			fs.logger.Warn("the saved leaf filter is unusable: scanning the leaf index", "path", fs.saved, "error", err)
+		}
+		return h, false
+	}
+	if fs.fixed != 0 {
+		return h, h.blocks == newLeafFilterBlocks(fs.fixed)
+	}
+	entries := h.added + size - min(h.size, size)
+	return h, entries*filterBitsMin <= h.blocks*blockBits
+}
+
+// save writes the filter in use to the saved filter's path, as holding
+// the leaves of the log's first size entries, the last of them last.
+func (fs *leafFilters) save(size uint64, last []byte) error {
+	if fs.saved == "" {
+		return nil
+	}
+	f := hold(&fs.inUse)
+	if f == nil {
+		return nil
+	}
+	defer f.release()
+	return f.save(fs.saved, size, last)
 }
 
 // stop ends a running scan and waits for it; close also stops any later,

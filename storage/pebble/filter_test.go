@@ -1,12 +1,15 @@
 package pebble_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,10 +24,10 @@ func leaf(i uint64) []byte {
 	return h[:]
 }
 
-// TestLeafFilterAfterReopen stores leaves, reopens the database (so that
-// the filter is rebuilt by the startup scan) and checks every stored leaf
-// is still found and that absent ones are not, with the filter in use and
-// without it.
+// TestLeafFilterAfterReopen stores leaves, reopens the database without
+// the saved filter (so that the filter is rebuilt by the startup scan) and
+// checks every stored leaf is still found and that absent ones are not,
+// with the filter in use and without it.
 func TestLeafFilterAfterReopen(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
@@ -45,6 +48,9 @@ func TestLeafFilterAfterReopen(t *testing.T) {
 		}
 	}
 	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, pebble.SavedFilterName)); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -183,4 +189,109 @@ func TestLeafFilterGrows(t *testing.T) {
 		t.Errorf("after a reopen the filter has %d bytes, want it sized for the log (%d before)", got, grown)
 	}
 	checkAbsent(s)
+}
+
+// TestLeafFilterSaved checks that a reopen fills its filter from the copy
+// the close saved, completed with the entries committed after it from the
+// tiles (a copy from before the last close, as a crash leaves it), and
+// that it scans the leaf index instead when the copy is damaged, of
+// another log or of a longer one. Every stored leaf is found each time.
+func TestLeafFilterSaved(t *testing.T) {
+	ctx := context.Background()
+	quiet := slog.New(slog.DiscardHandler)
+	dir, other := t.TempDir(), t.TempDir()
+	saved := filepath.Join(dir, pebble.SavedFilterName)
+	// commit adds n entries to the log in dir, through cb, the log's
+	// builder, and closes it once its filter is filled.
+	commit := func(dir string, cb *commitBuilder, n uint64) {
+		t.Helper()
+		s, err := pebble.Open(dir, pebble.Options{Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range n / 1000 {
+			if err := s.Commit(ctx, cb.next(1000)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s.WaitLeafFilter()
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// reopen opens dir and checks how its filter was filled and that it
+	// finds the first n leaves and not the next ones.
+	reopen := func(n uint64, fromSaved bool) {
+		t.Helper()
+		s, err := pebble.Open(dir, pebble.Options{Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if !s.WaitLeafFilter() {
+			t.Fatal("no leaf filter in use")
+		}
+		if got := s.LeafFilterLoads() == 1; got != fromSaved {
+			t.Fatalf("filter filled from the saved copy: %v, want %v", got, fromSaved)
+		}
+		for i := range n {
+			if idx, err := s.LookupLeaf(ctx, leaf(i)); err != nil || idx != i {
+				t.Fatalf("LookupLeaf(leaf %d) = %d, %v", i, idx, err)
+			}
+		}
+		a0, fp0 := s.LeafLookups()
+		for i := n; i < n+2000; i++ {
+			if _, err := s.LookupLeaf(ctx, leaf(i)); !errors.Is(err, log.ErrNotFound) {
+				t.Fatalf("LookupLeaf(absent leaf %d): %v, want ErrNotFound", i, err)
+			}
+		}
+		if a1, fp1 := s.LeafLookups(); a1-a0+fp1-fp0 != 2000 || fp1-fp0 > 10 {
+			t.Errorf("2000 lookups of absent leaves: %d answered by the filter, %d false positives", a1-a0, fp1-fp0)
+		}
+	}
+	read := func(path string) []byte {
+		t.Helper()
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	write := func(b []byte) {
+		t.Helper()
+		if err := os.WriteFile(saved, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	cb := newCommitBuilder()
+	cb.leafOf = leaf
+	commit(dir, cb, 5000)
+	at5000 := read(saved)
+	reopen(5000, true)
+	commit(dir, cb, 3000)
+	reopen(8000, true)
+	if bytes.Equal(read(saved), at5000) {
+		t.Fatal("the close did not save the filter")
+	}
+	write(at5000) // as a crash after the last commits leaves it
+	reopen(8000, true)
+
+	damaged := bytes.Clone(at5000)
+	damaged[len(damaged)/2] ^= 1
+	write(damaged)
+	reopen(8000, false)
+
+	ocb := newCommitBuilder()
+	ocb.leafOf = func(i uint64) []byte { return leaf(1<<40 + i) }
+	commit(other, ocb, 8000)
+	write(read(filepath.Join(other, pebble.SavedFilterName))) // another log of the same size
+	reopen(8000, false)
+	commit(other, ocb, 2000)
+	write(read(filepath.Join(other, pebble.SavedFilterName))) // a longer log
+	reopen(8000, false)
+
+	write(at5000[:len(at5000)-1]) // cut short
+	reopen(8000, false)
+	reopen(8000, true) // the close saved the scanned filter
 }

@@ -149,6 +149,9 @@ func Open(dir string, o Options) (*Storage, error) {
 			s.filter.minEntries = o.filterMinEntries
 		}
 		s.filter.afterScan = o.afterFilterScan
+		if o.fs == nil {
+			s.filter.saved = filepath.Join(dir, savedFilterName)
+		}
 		// Unreadable, the checkpoint is the reads' and commits' error to
 		// report: the filter is then sized for a small log, and grows.
 		_, size, _ := s.ReadCheckpoint(context.Background())
@@ -230,12 +233,32 @@ func locked(err error) bool {
 // Close closes the database.
 func (s *Storage) Close() error {
 	if s.filter != nil {
+		s.filter.stop(false)
+		if err := s.saveFilter(); err != nil {
+			s.filter.logger.Warn("couldn't save the leaf filter: the next start scans the leaf index", "error", err)
+		}
 		s.filter.stop(true)
 	}
 	if s.tiles != nil {
 		s.tiles.close()
 	}
 	return s.h.close()
+}
+
+// saveFilter writes the leaf filter in use to its file, for the next
+// open (filtersave.go). Nothing commits meanwhile: the filter holds the
+// leaves of the stored tree.
+func (s *Storage) saveFilter() error {
+	ctx := context.Background()
+	_, size, err := s.ReadCheckpoint(ctx)
+	if err != nil || size == 0 {
+		return err
+	}
+	last, err := s.LeafHashes(ctx, []uint64{size - 1})
+	if err != nil {
+		return err
+	}
+	return s.filter.save(size, last[0])
 }
 
 func (s *Storage) get(key []byte) ([]byte, error) { return s.h.get(key) }
