@@ -295,3 +295,24 @@ func TestLeafFilterSaved(t *testing.T) {
 	reopen(8000, false)
 	reopen(8000, true) // the close saved the scanned filter
 }
+
+// TestLeafFilterNotSavedWithoutSpace checks that a close while the
+// filesystem is below the space kept for pebble saves no filter.
+func TestLeafFilterNotSavedWithoutSpace(t *testing.T) {
+	dir := t.TempDir()
+	full := errors.New("below the reserve")
+	s, err := pebble.Open(dir, pebble.Options{Logger: slog.New(slog.DiscardHandler), CheckSpace: func() error { return full }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(context.Background(), newCommitBuilder().next(1000)); err != nil {
+		t.Fatal(err)
+	}
+	s.WaitLeafFilter()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, pebble.SavedFilterName)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("saved filter after a close below the reserve: %v, want none", err)
+	}
+}

@@ -246,9 +246,15 @@ func (s *Storage) Close() error {
 }
 
 // saveFilter writes the leaf filter in use to its file, for the next
-// open (filtersave.go). Nothing commits meanwhile: the filter holds the
-// leaves of the stored tree.
+// open (filtersave.go), unless the filesystem is below the free space
+// kept for pebble. Nothing commits meanwhile: the filter holds the leaves
+// of the stored tree.
 func (s *Storage) saveFilter() error {
+	if check := s.h.o.CheckSpace; check != nil {
+		if err := check(); err != nil {
+			return err
+		}
+	}
 	ctx := context.Background()
 	_, size, err := s.ReadCheckpoint(ctx)
 	if err != nil || size == 0 {
