@@ -44,8 +44,6 @@ const (
 
 var savedFilterMagic = [8]byte{'c', 'a', 'n', 'd', 'o', 'r', 'F', 1}
 
-var crc32c = crc32.MakeTable(crc32.Castagnoli)
-
 // savedFilter is the header of a saved filter.
 type savedFilter struct {
 	blocks, added, size uint64
@@ -79,7 +77,7 @@ func (f *leafFilter) save(path string, size uint64, last []byte) (err error) {
 			os.Remove(tmp.Name())
 		}
 	}()
-	crc := crc32.New(crc32c)
+	crc := crc32.New(castagnoli)
 	w := bufio.NewWriterSize(io.MultiWriter(tmp, crc), 1<<20)
 	if _, err := w.Write(h.encode()); err != nil {
 		return err
@@ -157,7 +155,7 @@ func (f *leafFilter) load(ctx context.Context, path string, h savedFilter, db *p
 	}
 	defer file.Close()
 	// The CRC first, so that a damaged file adds nothing.
-	crc := crc32.New(crc32c)
+	crc := crc32.New(castagnoli)
 	if _, err := io.Copy(crc, io.NewSectionReader(file, 0, savedFilterHeader+h.bytes())); err != nil {
 		return err
 	}
