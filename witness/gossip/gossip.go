@@ -137,7 +137,10 @@ type Config struct {
 
 // Node is a witness's gossip node.
 type Node struct {
-	w      *witness.Witness
+	w *witness.Witness
+	// name is the node's name in memberlist, known before ml is: a
+	// member may push/pull with the node while memberlist.Create runs.
+	name   string
 	ml     *memberlist.Memberlist
 	queue  *memberlist.TransmitLimitedQueue
 	logger *slog.Logger
@@ -272,6 +275,7 @@ func Start(w *witness.Witness, cfg Config) (*Node, error) {
 		mc.Transport = cfg.WrapTransport(tr)
 	}
 	n.queue = &memberlist.TransmitLimitedQueue{RetransmitMult: mc.RetransmitMult}
+	n.name = mc.Name
 	go n.run()
 	ml, err := memberlist.Create(mc)
 	if err != nil {
@@ -715,7 +719,7 @@ func (d delegate) LocalState(join bool) []byte {
 		b = append(b, body...)
 		return true
 	}
-	add(typeNodeName, []byte(d.n.ml.LocalNode().Name), maxState)
+	add(typeNodeName, []byte(d.n.name), maxState)
 	for _, c := range checkpoints {
 		typ := byte(typeCheckpoint)
 		if c.Own {
