@@ -459,11 +459,7 @@ func (l *Log) recover(ctx context.Context) {
 		l.broken.Store(true)
 		return
 	}
-	if err := l.catchUpIndex(ctx); err != nil {
-		l.logger.Error("couldn't reload the log from storage", "error", err)
-		l.broken.Store(true)
-		return
-	}
+	l.catchUpIndex()
 	l.broken.Store(false)
 }
 

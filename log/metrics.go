@@ -63,11 +63,11 @@ func newMetrics(reg prometheus.Registerer, l *Log) *metrics {
 		if t := l.tail; t != nil {
 			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "candor_log_search_unindexed_entries",
-				Help: "Committed entries the search index does not cover yet (search finds them in memory).",
+				Help: "Committed entries the search index does not cover yet (search finds them in memory, or answers 503 while the index catches up with the log).",
 			}, func() float64 {
 				t.mu.RLock()
 				defer t.mu.RUnlock()
-				return float64(t.covered - t.indexed)
+				return float64(t.committed - t.indexed)
 			}))
 		}
 	}

@@ -81,7 +81,11 @@ func (l *Log) Search(ctx context.Context, terms []api.SearchTerm, start uint64, 
 	// The index covers the entries below indexed, the tail the others.
 	indexed, tail := size, []LeafIndex(nil)
 	if l.tail != nil {
-		indexed, tail = l.tail.view()
+		var covered uint64
+		indexed, tail, covered = l.tail.view()
+		if covered < size {
+			return nil, 0, fmt.Errorf("%w: the search index is catching up with the log (%d of %d entries indexed)", ErrSearchUnavailable, covered, size)
+		}
 	}
 	// One more than asked tells whether there is a next page, and where.
 	// The index is asked even for none of its entries: it says whether

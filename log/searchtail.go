@@ -3,6 +3,7 @@ package log
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -25,8 +26,10 @@ import (
 //
 // The index is derived from the entries, which are durable from their
 // commit: after a crash the log reads the tail's entries again from
-// storage and indexes them before it serves (catchUpIndex). Search never
-// disagrees with the log.
+// storage and indexes them (catchUp); a few (at most maxIndexTail) before
+// it serves, more (an index dropped for a new format, or rebuilt) in the
+// background, while searches answer ErrSearchUnavailable and submissions
+// go on. Search never disagrees with the log.
 
 // DeferredIndexer is a SearchStorage whose index the log writes after the
 // commits, rather than in them. Commits then carry no terms.
@@ -57,8 +60,13 @@ const (
 // maxIndexTail is a variable for the tests of the wait.
 var maxIndexTail = 1 << 17
 
-// indexRetry is how long the indexer waits after a failed write.
-const indexRetry = time.Second
+// indexRetry is how long the indexer waits after a failed write, and
+// first after a failed read of entries it lacks; maxIndexRetry bounds the
+// wait after reads that fail again.
+const (
+	indexRetry    = time.Second
+	maxIndexRetry = time.Minute
+)
 
 // searchTail is the state of deferred indexing.
 type searchTail struct {
@@ -68,9 +76,11 @@ type searchTail struct {
 	// indexed is IndexedSize; covered is the size of the tree whose
 	// entries are indexed or in leaves, those in [indexed, covered) that
 	// have terms, in log order. The slice's elements never change: a
-	// search may read them after it let go of mu.
-	indexed, covered uint64
-	leaves           []LeafIndex
+	// search may read them after it let go of mu. committed is the size
+	// of the committed tree: the entries in [covered, committed) are read
+	// from storage (catchUp) before the tail takes those of new commits.
+	indexed, covered, committed uint64
+	leaves                      []LeafIndex
 	// progress is closed and replaced whenever the indexer wrote.
 	progress chan struct{}
 	writing  sync.Mutex // held by indexAll
@@ -82,8 +92,9 @@ type searchTail struct {
 }
 
 // startIndexer starts deferred indexing if the log's storage is a
-// DeferredIndexer, after indexing the entries committed before it that the
-// index does not cover.
+// DeferredIndexer: the entries committed before it that the index does
+// not cover are indexed before the log serves if they are few (the tail
+// of a crash), in the background if not.
 func (l *Log) startIndexer(ctx context.Context) error {
 	d, ok := l.store.(DeferredIndexer)
 	if !ok {
@@ -107,73 +118,101 @@ func (l *Log) startIndexer(ctx context.Context) error {
 		return fmt.Errorf("the search index covers %d entries, the log has %d", indexed, size)
 	}
 	t := &searchTail{
-		store: d, indexed: indexed, covered: indexed,
+		store: d, indexed: indexed, covered: indexed, committed: size,
 		progress: make(chan struct{}),
 		wake:     make(chan struct{}, 1),
 		quit:     make(chan struct{}), done: make(chan struct{}),
 	}
 	l.tail = t
-	if err := l.catchUpIndex(ctx); err != nil {
-		return err
+	if size-indexed > uint64(maxIndexTail) {
+		l.logger.Warn("the search index lacks many entries: they are indexed in the background, and searches answer 503 until they are",
+			"indexed", indexed, "size", size)
+		go t.run(l)
+		return nil
 	}
 	// What the log left unindexed when it stopped is indexed before it
 	// serves, so that a log restarted over and over never lets its tail
 	// grow. If the storage takes no write now (a full disk), the log
 	// serves all the same, and the indexer tries again.
+	if err := t.catchUp(ctx, nil, l.logger); err != nil {
+		return fmt.Errorf("couldn't read the entries the search index lacks: %w", err)
+	}
 	go t.run(l)
 	if err := t.indexAll(ctx); err != nil {
 		l.logger.Warn("couldn't index the entries the log left unindexed; they are found all the same", "error", err)
-		select {
-		case t.wake <- struct{}{}:
-		default:
-		}
+		t.poke()
 	}
 	return nil
 }
 
-// catchUpIndex adds to the tail the committed entries it does not cover,
-// read from storage: those the log committed before it started, and
-// those of a batch whose commit failed but landed. It indexes them as it
-// goes, so that the tail stays small however many there are.
-func (l *Log) catchUpIndex(ctx context.Context) error {
-	t := l.tail
-	if t == nil {
+// catchUp adds to the tail the committed entries it does not cover, read
+// from storage: those the log committed before it started, and those of
+// a batch whose commit failed but landed. It indexes them as it goes, so
+// that the tail stays small however many there are, and returns when the
+// tail covers the committed tree, or quit is closed.
+func (t *searchTail) catchUp(ctx context.Context, quit <-chan struct{}, logger *slog.Logger) error {
+	t.mu.RLock()
+	covered, committed := t.covered, t.committed
+	t.mu.RUnlock()
+	if covered >= committed {
 		return nil
 	}
-	size := l.cur.Load().size
-	t.mu.RLock()
-	covered := t.covered
-	t.mu.RUnlock()
-	if covered < size {
-		l.logger.Info("indexing entries for search", "from", covered, "to", size)
-	}
-	for covered < size {
-		bi := covered / api.TileWidth
-		leaves, err := bundleTerms(ctx, t.store, bi, covered, size, true)
-		if err != nil {
-			return fmt.Errorf("couldn't read the entries the search index lacks: %w", err)
-		}
-		next := min(size, (bi+1)*api.TileWidth)
-		t.add(leaves, next)
-		covered = next
+	logger.Info("indexing entries for search", "from", covered, "to", committed)
+	started := time.Now()
+	for {
 		t.mu.RLock()
-		full := len(t.leaves) >= maxIndexWrite
+		covered, committed = t.covered, t.committed
+		waiting := len(t.leaves)
 		t.mu.RUnlock()
-		if full {
+		if waiting >= min(maxIndexWrite, maxIndexTail) || covered >= committed {
 			if err := t.indexAll(ctx); err != nil {
+				if covered < committed && waiting >= maxIndexTail {
+					// Reading on would hold every entry the index lacks
+					// in memory.
+					return fmt.Errorf("couldn't index the entries read: %w", err)
+				}
 				// Found from memory meanwhile; the indexer tries again.
-				l.logger.Warn("couldn't index entries the search index lacks", "error", err)
+				logger.Warn("couldn't index entries the search index lacks", "error", err)
 			}
 		}
+		if covered >= committed {
+			logger.Info("the search index covers the log", "size", covered, "duration", time.Since(started))
+			return nil
+		}
+		select {
+		case <-quit:
+			return nil
+		default:
+		}
+		bi := covered / api.TileWidth
+		next := min(committed, (bi+1)*api.TileWidth)
+		leaves, err := bundleTerms(ctx, t.store, bi, covered, next, true)
+		if err != nil {
+			return err
+		}
+		t.add(leaves, covered, next)
 	}
-	return nil
 }
 
-// add records that the entries below next are committed, leaves (in log
-// order) among them.
-func (t *searchTail) add(leaves []LeafIndex, next uint64) {
+// catchUpIndex has the tail cover the stored tree, after a commit that
+// failed: the indexer reads what it lacks (catchUp).
+func (l *Log) catchUpIndex() {
+	if t := l.tail; t != nil {
+		t.mu.Lock()
+		t.committed = max(t.committed, l.cur.Load().size)
+		t.mu.Unlock()
+		t.poke()
+	}
+}
+
+// add records that the entries in [from, next) are committed, leaves (in
+// log order) among them. If the tail does not reach from, it records
+// next alone: catchUp reads the entries in between from storage, and
+// these with them.
+func (t *searchTail) add(leaves []LeafIndex, from, next uint64) {
 	t.mu.Lock()
-	if next <= t.covered {
+	t.committed = max(t.committed, next)
+	if next <= t.covered || from > t.covered {
 		t.mu.Unlock()
 		return
 	}
@@ -184,6 +223,11 @@ func (t *searchTail) add(leaves []LeafIndex, next uint64) {
 	}
 	t.covered = next
 	t.mu.Unlock()
+	t.poke()
+}
+
+// poke wakes the indexer.
+func (t *searchTail) poke() {
 	select {
 	case t.wake <- struct{}{}:
 	default:
@@ -207,12 +251,24 @@ func (t *searchTail) waitRoom(quit <-chan struct{}) {
 	}
 }
 
-// run indexes the tail as it grows, until stop.
+// run indexes the tail as it grows, and the committed entries it lacks
+// (catchUp), until stop.
 func (t *searchTail) run(l *Log) {
 	defer close(t.done)
 	ctx := context.Background()
 	var due <-chan time.Time // indexDelay after the first entry waiting
+	var retry <-chan time.Time
+	backoff := indexRetry
 	for {
+		if retry == nil {
+			if err := t.catchUp(ctx, t.quit, l.logger); err != nil {
+				l.logger.Error("couldn't catch the search index up with the log; searches answer 503 until it is", "error", err, "retry", backoff)
+				retry = time.After(backoff)
+				backoff = min(2*backoff, maxIndexRetry)
+			} else {
+				backoff = indexRetry
+			}
+		}
 		select {
 		case <-t.quit:
 			// What is left is indexed at the next start.
@@ -220,6 +276,9 @@ func (t *searchTail) run(l *Log) {
 				l.logger.Warn("the search index lags the log: the rest is indexed at the next start", "error", err)
 			}
 			return
+		case <-retry:
+			retry = nil
+			continue
 		case <-t.wake:
 			t.mu.RLock()
 			waiting, behind := len(t.leaves), t.covered > t.indexed
@@ -277,11 +336,12 @@ func (t *searchTail) stop() {
 	<-t.done
 }
 
-// view returns the size the index covers and the tail's entries.
-func (t *searchTail) view() (uint64, []LeafIndex) {
+// view returns the size the index covers, the tail's entries and the
+// size of the tree they and the index cover.
+func (t *searchTail) view() (indexed uint64, leaves []LeafIndex, covered uint64) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	return t.indexed, t.leaves
+	return t.indexed, t.leaves, t.covered
 }
 
 // searchTailHits appends to hits the entries of leaves (in log order)

@@ -299,7 +299,7 @@ func (l *Log) finish(b *batch, err error) {
 			// need these tiles.
 			l.cache.add(b.tiles)
 			if l.tail != nil {
-				l.tail.add(b.index, b.pub.size)
+				l.tail.add(b.index, b.commit.OldSize, b.pub.size)
 			}
 			l.setCommitted(b.pub)
 			l.gen.Store(b.gen)
