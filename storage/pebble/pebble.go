@@ -644,16 +644,16 @@ func (s *Storage) StartCommit(ctx context.Context, c *log.Commit) (wait func() e
 	// A commit that indexes its entries (they carry terms: the log does
 	// not defer indexing, DeferredIndexer) extends what the index covers
 	// if it covered every entry before; the first commit records it.
-	indexed, setIndexed := uint64(0), c.OldSize == 0
+	indexed, writeIndexed := uint64(0), c.OldSize == 0
 	if slices.ContainsFunc(c.Leaves, func(l log.LeafIndex) bool { return len(l.Terms) > 0 }) {
-		if !setIndexed {
+		if !writeIndexed {
 			covered, known, err := s.IndexedSize(ctx)
 			if err != nil {
 				return nil, err
 			}
-			setIndexed = known && covered == c.OldSize
+			writeIndexed = known && covered == c.OldSize
 		}
-		if setIndexed {
+		if writeIndexed {
 			indexed = c.NewSize
 		}
 	}
@@ -661,8 +661,8 @@ func (s *Storage) StartCommit(ctx context.Context, c *log.Commit) (wait func() e
 		if err := fillBatch(b, c, s.filter); err != nil {
 			return err
 		}
-		if setIndexed {
-			return b.Set(indexedKey, binary.BigEndian.AppendUint64(nil, indexed), nil)
+		if writeIndexed {
+			return setIndexed(b, indexed)
 		}
 		return nil
 	})

@@ -7,7 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
+	"math/bits"
 	"slices"
 	"strings"
 	"sync"
@@ -24,19 +24,24 @@ import (
 // (of a commit id, a digest or an image digest, whose values nearly
 // always name one entry each, one entry: singleEntryParam):
 //
-//	's' ‖ param ‖ uvarint len(v) ‖ v ‖ u64 BE last index -> gaps
+//	's' ‖ param ‖ value ‖ last index -> gaps
 //
-// where param is one byte per search parameter, v the term's value,
-// shortened when it is a hash in a canonical spelling (appendTermValue),
-// and gaps, for every entry before the last, from the last down, the
-// uvarint gap to the index after it (appendPosting). The leaf hashes are
-// the level-0 tiles'. The postings of one term are contiguous and in log
-// order, each keyed by its last entry, so the posting that holds the
-// first entry at or after an index is one seek away; a search of one term
-// is one bounded iteration, and a search of several is a leapfrog join of
-// their iterations: each seeks to the largest index any other is at,
-// until they all agree, so it reads no more than the rarest term's
-// postings (and a seek for each in the others).
+// where param is one byte per search parameter; value the term's value,
+// a byte that says how it is spelled and then, for a hash in a canonical
+// spelling, its bytes (their number follows from the spelling), for any
+// other the uvarint length and the value as it is (appendTermValue); last
+// index the index of the posting's last entry, as a byte n and its n
+// big-endian bytes without leading zeros (appendIndexKey: in the order of
+// the indexes, and short); and gaps, for every entry before the last,
+// from the last down, the uvarint gap to the index after it
+// (appendPosting). The leaf hashes are the level-0 tiles'. The postings
+// of one term are contiguous and in log order, each keyed by its last
+// entry, so the posting that holds the first entry at or after an index
+// is one seek away; a search of one term is one bounded iteration, and a
+// search of several is a leapfrog join of their iterations: each seeks to
+// the largest index any other is at, until they all agree, so it reads no
+// more than the rarest term's postings (and a seek for each in the
+// others).
 //
 // The log writes postings after the commits of their entries, many
 // commits at once (log.DeferredIndexer, IndexCommitted), with the key
@@ -48,13 +53,24 @@ import (
 // 0 while a rebuild runs. A database without it covers every entry only
 // if it has none (one written before the index existed has none of its
 // entries indexed); the first commit of an empty log writes 1.
+//
+// The key 'S' 'f' holds the format of the postings, searchFormat, and
+// every batch with postings writes it. An index of another format, or of
+// one before the key (any key under 's' and no format), is dropped at
+// open: the log indexes every entry again, in the background.
 const (
 	prefixSearch      = 's'
 	prefixSearchState = 'S'
 )
 
+// searchFormat is the format of the postings' keys: 1 had a u64 for the
+// last index and the value's length before its spelling; 0 was a key per
+// entry and term.
+const searchFormat = 2
+
 var (
-	searchStateKey = []byte{prefixSearchState}
+	searchStateKey  = []byte{prefixSearchState}
+	searchFormatKey = []byte{prefixSearchState, 'f'}
 	// indexedKey holds how many of the log's first entries the index
 	// covers (u64 BE), before every posting.
 	indexedKey = []byte{prefixSearch, 0}
@@ -93,25 +109,25 @@ func appendTermPrefix(b []byte, t api.SearchTerm) ([]byte, error) {
 		return nil, fmt.Errorf("%w: unknown parameter %q", api.ErrInvalidSearch, t.Param)
 	}
 	b = append(b, prefixSearch, code)
-	var buf [80]byte
-	v := appendTermValue(buf[:0], t)
-	b = binary.AppendUvarint(b, uint64(len(v)))
-	return append(b, v...), nil
+	return appendTermValue(b, t), nil
 }
 
 // The first byte of a term's value in a key: how it is spelled.
 const (
-	valueRaw       = 0 // the value as it is
-	valueHex       = 1 // lowercase hex: its bytes (a commit id, an OpenPGP fingerprint)
+	valueRaw       = 0 // the uvarint length, and the value as it is
+	valueHex       = 1 // lowercase hex of other lengths: the uvarint length, and the bytes
 	valueSHA256Hex = 2 // "sha256:" and 64 lowercase hex digits: the 32 bytes
 	valueSSHSHA256 = 3 // "SHA256:" and unpadded base64 of 32 bytes: the 32 bytes
+	valueHex20     = 4 // 40 lowercase hex digits (a SHA-1 commit id, an OpenPGP v4 fingerprint): the 20 bytes
+	valueHex32     = 5 // 64 lowercase hex digits (a SHA-256 commit id, an OpenPGP v6 fingerprint): the 32 bytes
 )
 
 // appendTermValue appends the value of t as its keys hold it: a hash in
 // the one spelling ParseSearchTerm and api.SearchTerms give it as its
-// bytes, everything else as it is, each after a byte that says which, so
-// that different values never share a key. Keys so are about half as
-// long, and the index costs the append path less.
+// bytes, everything else as it is, each after a byte that says which (and
+// the length where the spelling does not give it), so that different
+// values never share a key and none is the start of another's. Keys so
+// are about half as long, and the index costs the append path less.
 func appendTermValue(b []byte, t api.SearchTerm) []byte {
 	v := t.Value
 	if rest, ok := strings.CutPrefix(v, "sha256:"); ok && len(rest) == 64 {
@@ -126,12 +142,57 @@ func appendTermValue(b []byte, t api.SearchTerm) []byte {
 		}
 	}
 	if (t.Param == api.SearchCommit || t.Param == api.SearchKey) && len(v)%2 == 0 && len(v) > 0 {
-		if d, ok := appendLowerHex(append(b, valueHex), v); ok {
+		var d []byte
+		ok := false
+		switch len(v) {
+		case 40:
+			d, ok = appendLowerHex(append(b, valueHex20), v)
+		case 64:
+			d, ok = appendLowerHex(append(b, valueHex32), v)
+		default:
+			d, ok = appendLowerHex(binary.AppendUvarint(append(b, valueHex), uint64(len(v)/2)), v)
+		}
+		if ok {
 			return d
 		}
 	}
-	b = append(b, valueRaw)
+	b = binary.AppendUvarint(append(b, valueRaw), uint64(len(v)))
 	return append(b, v...)
+}
+
+// appendIndexKey appends the index i as the keys of postings hold it: a
+// byte n, then the n big-endian bytes of i without its leading zero bytes
+// (one at least), so that keys are in the order of their indexes and a
+// log's first 4 G entries take 5 bytes or fewer.
+func appendIndexKey(b []byte, i uint64) []byte {
+	n := max(1, (bits.Len64(i)+7)/8)
+	b = append(b, byte(n))
+	for k := n - 1; k >= 0; k-- {
+		b = append(b, byte(i>>(8*k)))
+	}
+	return b
+}
+
+// maxIndexKey is above every index's appendIndexKey.
+const maxIndexKey = 9
+
+// parseIndexKey returns the index of a posting key whose term prefix is
+// prefixLen bytes, and false if what follows the prefix is not an index
+// as appendIndexKey writes it.
+func parseIndexKey(k []byte, prefixLen int) (uint64, bool) {
+	if len(k) <= prefixLen {
+		return 0, false
+	}
+	n := int(k[prefixLen])
+	b := k[prefixLen+1:]
+	if n < 1 || n > 8 || len(b) != n || (n > 1 && b[0] == 0) {
+		return 0, false
+	}
+	var i uint64
+	for _, c := range b {
+		i = i<<8 | uint64(c)
+	}
+	return i, true
 }
 
 // appendLowerHex appends the bytes s spells in lowercase hex to b, and
@@ -170,8 +231,16 @@ var lowerHexValue = func() (t [256]byte) {
 // fillSearch puts the index postings of leaves in b, in key order (the
 // memtable takes keys in order much faster than scattered ones): one key
 // per term and write, holding every entry of leaves with that term.
+// With postings, it writes their format (searchFormatKey).
 func fillSearch(b *pebble.Batch, leaves []log.LeafIndex) error {
-	return eachPosting(leaves, func(key, value []byte) error { return b.Set(key, value, nil) })
+	wrote := false
+	if err := eachPosting(leaves, func(key, value []byte) error {
+		wrote = true
+		return b.Set(key, value, nil)
+	}); err != nil || !wrote {
+		return err
+	}
+	return b.Set(searchFormatKey, []byte{searchFormat}, nil)
 }
 
 // eachPosting calls emit with the key and value of every posting of
@@ -271,7 +340,7 @@ func eachPosting(leaves []log.LeafIndex, emit func(key, value []byte) error) err
 		p := postings[o.j]
 		e := entries[p.start : p.start+p.count]
 		key, prev = prev, key
-		key = binary.BigEndian.AppendUint64(append(key[:0], prefix(p)...), leaves[e[len(e)-1]].Index)
+		key = appendIndexKey(append(key[:0], prefix(p)...), leaves[e[len(e)-1]].Index)
 		if i > 0 && order[i-1].head == o.head && bytes.Equal(key, prev) {
 			key, prev = prev, key
 			continue // a single-entry term given twice to one entry
@@ -428,11 +497,11 @@ func decodePosting(last uint64, v []byte, idx []uint64) ([]uint64, error) {
 }
 
 // loadSearchState sets s.searchComplete from the database, after
-// dropping an index of the format before postings (a key per entry and
-// term, and no indexed size): the log indexes every entry again.
+// dropping an index of another format than searchFormat: the log indexes
+// every entry again, in the background.
 func (s *Storage) loadSearchState(ctx context.Context) error {
-	if err := s.dropOldIndex(); err != nil {
-		return fmt.Errorf("couldn't drop the search index of an older format: %w", err)
+	if err := s.dropOtherFormat(); err != nil {
+		return fmt.Errorf("couldn't drop the search index of another format: %w", err)
 	}
 	v, err := s.get(searchStateKey)
 	switch {
@@ -450,32 +519,43 @@ func (s *Storage) loadSearchState(ctx context.Context) error {
 	return nil
 }
 
-// dropOldIndex drops an index of the format before postings.
-func (s *Storage) dropOldIndex() error {
-	if _, known, err := s.IndexedSize(context.Background()); err != nil || known {
+// dropOtherFormat drops an index whose format is not searchFormat: one
+// that says another, or one with keys and no format (formats 0 and 1).
+// What the index covers is then none of the entries, and its state (does
+// it cover them all, once indexed?) stays.
+func (s *Storage) dropOtherFormat() error {
+	format, err := s.get(searchFormatKey)
+	switch {
+	case err == nil && len(format) == 1 && format[0] == searchFormat:
+		return nil
+	case err != nil && !errors.Is(err, log.ErrNotFound):
 		return err
-	}
-	db, release, err := s.h.read()
-	if err != nil {
-		return err
-	}
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixSearch}, UpperBound: []byte{prefixSearch + 1}})
-	if err != nil {
+	case err != nil:
+		// No format: an index only if it has keys.
+		db, release, err := s.h.read()
+		if err != nil {
+			return err
+		}
+		it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixSearch}, UpperBound: []byte{prefixSearch + 1}})
+		if err != nil {
+			release()
+			return err
+		}
+		keys := it.First()
+		err = errors.Join(it.Error(), it.Close())
 		release()
-		return err
+		if err != nil || !keys {
+			return err
+		}
+		format = []byte{1}
 	}
-	old := it.First()
-	err = errors.Join(it.Error(), it.Close())
-	release()
-	if err != nil || !old {
-		return err
-	}
-	s.h.logger.Warn("the search index is of an older format: dropped, the log indexes every entry again as it starts")
+	s.h.logger.Warn("the search index is of another format: dropped; the log indexes every entry again, in the background, and searches answer 503 until it is done",
+		"format", fmt.Sprintf("%x", format), "want", searchFormat)
 	return s.writeSynced(func(b *pebble.Batch) error {
 		if err := b.DeleteRange([]byte{prefixSearch}, []byte{prefixSearch + 1}, nil); err != nil {
 			return err
 		}
-		return b.Set(indexedKey, binary.BigEndian.AppendUint64(nil, 0), nil)
+		return setIndexed(b, 0)
 	})
 }
 
@@ -511,8 +591,8 @@ func (s *Storage) Search(ctx context.Context, terms []api.SearchTerm, start, end
 		// A posting's key holds its last index: those with a key from
 		// start on hold every entry from start on. Its earlier entries
 		// may be before start, and later ones at or after end.
-		lower := binary.BigEndian.AppendUint64(prefix, start)
-		upper := binary.BigEndian.AppendUint64(prefix[:len(prefix):len(prefix)], math.MaxUint64)
+		lower := appendIndexKey(prefix, start)
+		upper := append(prefix[:len(prefix):len(prefix)], maxIndexKey)
 		it, err := db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 		if err != nil {
 			return nil, err
@@ -569,13 +649,14 @@ func (t *termIter) seekGE(target uint64) (uint64, bool, error) {
 	if t.pos >= len(t.idx) || t.idx[len(t.idx)-1] < target {
 		// The posting that holds the entry is the first that ends at
 		// or after target.
-		t.seek = binary.BigEndian.AppendUint64(append(t.seek[:0], t.prefix...), target)
+		t.seek = appendIndexKey(append(t.seek[:0], t.prefix...), target)
 		if !t.it.SeekGE(t.seek) {
 			t.idx, t.pos = t.idx[:0], 0
 			return 0, false, t.it.Error()
 		}
 		k := t.it.Key()
-		if len(k) != len(t.prefix)+8 || !bytes.HasPrefix(k, t.prefix) {
+		last, ok := parseIndexKey(k, len(t.prefix))
+		if !ok || !bytes.HasPrefix(k, t.prefix) {
 			return 0, false, fmt.Errorf("malformed search index key %x", k)
 		}
 		v, err := t.it.ValueAndErr()
@@ -583,7 +664,7 @@ func (t *termIter) seekGE(target uint64) (uint64, bool, error) {
 			return 0, false, err
 		}
 		t.value = append(t.value[:0], v...)
-		if t.idx, err = decodePosting(binary.BigEndian.Uint64(k[len(t.prefix):]), t.value, t.idx); err != nil {
+		if t.idx, err = decodePosting(last, t.value, t.idx); err != nil {
 			return 0, false, err
 		}
 		t.pos = 0
@@ -596,6 +677,15 @@ func (t *termIter) seekGE(target uint64) (uint64, bool, error) {
 		return 0, false, nil
 	}
 	return t.idx[t.pos], true, nil
+}
+
+// setIndexed puts in b that the index covers the log's first n entries,
+// in searchFormat.
+func setIndexed(b *pebble.Batch, n uint64) error {
+	if err := b.Set(indexedKey, binary.BigEndian.AppendUint64(nil, n), nil); err != nil {
+		return err
+	}
+	return b.Set(searchFormatKey, []byte{searchFormat}, nil)
 }
 
 // IndexedSize implements log.DeferredIndexer.
@@ -619,7 +709,7 @@ func (s *Storage) IndexCommitted(ctx context.Context, leaves []log.LeafIndex, ne
 		if err := fillSearch(b, leaves); err != nil {
 			return err
 		}
-		return b.Set(indexedKey, binary.BigEndian.AppendUint64(nil, next), nil)
+		return setIndexed(b, next)
 	}); err != nil {
 		return fmt.Errorf("couldn't write the index of entries up to %d: %w", next, writeError(err))
 	}
@@ -649,7 +739,7 @@ func (s *Storage) FinishSearchIndex(ctx context.Context) error {
 		return err
 	}
 	if err := s.writeSynced(func(b *pebble.Batch) error {
-		if err := b.Set(indexedKey, binary.BigEndian.AppendUint64(nil, size), nil); err != nil {
+		if err := setIndexed(b, size); err != nil {
 			return err
 		}
 		return b.Set(searchStateKey, []byte{searchComplete}, nil)

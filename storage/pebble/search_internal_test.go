@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -116,6 +116,26 @@ func TestEachPostingOrder(t *testing.T) {
 		}
 		leaves[i] = log.LeafIndex{Index: idx, Terms: terms}
 	}
+	// A key's prefix is that of one of the terms, and the rest its last
+	// index.
+	prefixes := map[string]bool{}
+	for term := range want {
+		prefix, err := appendTermPrefix(nil, term)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prefixes[string(prefix)] = true
+	}
+	splitPostingKey := func(key []byte) ([]byte, uint64) {
+		for n := 1; n <= 8 && n < len(key); n++ {
+			at := len(key) - 1 - n
+			if last, ok := parseIndexKey(key, at); ok && prefixes[string(key[:at])] {
+				return key[:at], last
+			}
+		}
+		t.Fatalf("key %x: no term's prefix and index", key)
+		return nil, 0
+	}
 	got := map[string][]uint64{}
 	var last []byte
 	for range 2 { // the second time with the pool's scratch
@@ -126,12 +146,12 @@ func TestEachPostingOrder(t *testing.T) {
 				t.Fatalf("key %x after %x", key, last)
 			}
 			last = bytes.Clone(key)
-			prefix := string(key[:len(key)-8])
-			idx, err := decodePosting(binary.BigEndian.Uint64(key[len(key)-8:]), value, nil)
+			prefix, last := splitPostingKey(key)
+			idx, err := decodePosting(last, value, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got[prefix] = append(got[prefix], idx...)
+			got[string(prefix)] = append(got[string(prefix)], idx...)
 			return nil
 		})
 		if err != nil {
@@ -150,4 +170,59 @@ func TestEachPostingOrder(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestIndexKey checks that the indexes of posting keys sort as the
+// indexes do, and read back as written.
+func TestIndexKey(t *testing.T) {
+	var idx []uint64
+	for shift := range 64 {
+		for _, d := range []int64{-1, 0, 1} {
+			idx = append(idx, uint64(int64(1)<<shift+d))
+		}
+	}
+	idx = append(idx, 0, 255, 256, math.MaxUint64, math.MaxUint64-1)
+	slices.Sort(idx)
+	idx = slices.Compact(idx)
+	prefix := []byte{'s', 'c', valueHex20}
+	var prev []byte
+	for _, i := range idx {
+		k := appendIndexKey(bytes.Clone(prefix), i)
+		if got, ok := parseIndexKey(k, len(prefix)); !ok || got != i {
+			t.Fatalf("index %d: key %x reads as %d, %t", i, k, got, ok)
+		}
+		if prev != nil && bytes.Compare(prev, k) >= 0 {
+			t.Fatalf("index %d: key %x not after %x", i, k, prev)
+		}
+		if bytes.Compare(k, append(bytes.Clone(prefix), maxIndexKey)) >= 0 {
+			t.Fatalf("index %d: key %x not below the term's upper bound", i, k)
+		}
+		prev = k
+	}
+	for _, bad := range [][]byte{{}, {0}, {9, 1, 2, 3, 4, 5, 6, 7, 8, 9}, {2, 0, 1}, {2, 1}, {1, 1, 1}} {
+		if i, ok := parseIndexKey(append(bytes.Clone(prefix), bad...), len(prefix)); ok {
+			t.Fatalf("%x reads as index %d", bad, i)
+		}
+	}
+}
+
+// FuzzIndexKey checks that whatever follows a term's prefix in a key
+// reads as an index only if it is that index as appendIndexKey writes it,
+// and that every index reads back.
+func FuzzIndexKey(f *testing.F) {
+	f.Add([]byte{1, 0}, uint64(0))
+	f.Add([]byte{2, 1, 0}, uint64(256))
+	f.Add([]byte{2, 0, 1}, uint64(1)<<40)
+	f.Add([]byte{8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, uint64(math.MaxUint64))
+	f.Fuzz(func(t *testing.T, rest []byte, i uint64) {
+		prefix := []byte{'s', 'r', valueRaw, 1, 'x'}
+		k := append(bytes.Clone(prefix), rest...)
+		if got, ok := parseIndexKey(k, len(prefix)); ok && !bytes.Equal(appendIndexKey(nil, got), rest) {
+			t.Fatalf("%x reads as index %d, which is written %x", rest, got, appendIndexKey(nil, got))
+		}
+		k = appendIndexKey(bytes.Clone(prefix), i)
+		if got, ok := parseIndexKey(k, len(prefix)); !ok || got != i {
+			t.Fatalf("index %d: key %x reads as %d, %t", i, k, got, ok)
+		}
+	})
 }

@@ -74,12 +74,38 @@ func TestSearchIndexOfOlderDatabase(t *testing.T) {
 	}
 }
 
-// TestSearchIndexOfOldFormat checks that an index of the format before
-// postings (a key per entry and term, with its leaf hash, and no indexed
-// size) is dropped when the database opens, and that the log indexes
-// every entry again as it starts: searches then find exactly what the
-// entries hold.
+// TestSearchIndexOfOldFormat checks that an index of another format (that
+// before postings: a key per entry and term, with its leaf hash, and no
+// indexed size; that of postings with u64 indexes and no format key; one
+// whose format key says another) is dropped when the database opens, and
+// that the log indexes every entry again: searches then find exactly what
+// the entries hold, and nothing of the old keys.
 func TestSearchIndexOfOldFormat(t *testing.T) {
+	bogus := api.SearchTerm{Param: api.SearchRepository, Value: "https://example.com/old.git"}
+	for _, tc := range []struct {
+		name string
+		// keep says whether the index's keys stay, format is the format
+		// key's value (none if nil) and key the bogus term's key.
+		keep   bool
+		format []byte
+		key    []byte
+	}{
+		{"postings-0", false, nil,
+			binary.BigEndian.AppendUint64(append([]byte{'s', 'r', byte(1 + len(bogus.Value)), 0}, bogus.Value...), 5)},
+		// Keys the current format would read as the bogus term's: found
+		// unless the index is dropped.
+		{"postings-1", true, nil,
+			append(append([]byte{'s', 'r', 0, byte(len(bogus.Value))}, bogus.Value...), 1, 5)},
+		{"another", true, []byte{9},
+			append(append([]byte{'s', 'r', 0, byte(len(bogus.Value))}, bogus.Value...), 1, 5)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			testSearchIndexOfOldFormat(t, bogus, tc.keep, tc.format, tc.key)
+		})
+	}
+}
+
+func testSearchIndexOfOldFormat(t *testing.T, bogus api.SearchTerm, keep bool, format, bogusKey []byte) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	signer, verifier, _ := apitest.NewNoteKey("example.com/old-format", rand.Reader)
@@ -113,22 +139,30 @@ func TestSearchIndexOfOldFormat(t *testing.T) {
 		}
 	}
 	l.Close()
-	// What the older format left: its keys, and no indexed size.
+	if hits, _, err := l.Search(ctx, []api.SearchTerm{bogus}, 0, 10); err != nil || len(hits) != 0 {
+		t.Fatalf("Search of the bogus term before: %v, %v; want none", hits, err)
+	}
+	// What the older format left: its keys, and its format key or none.
 	db := s.DB()
-	if err := db.DeleteRange([]byte{'s'}, []byte{'t'}, cpebble.Sync); err != nil {
+	if !keep {
+		if err := db.DeleteRange([]byte{'s'}, []byte{'t'}, cpebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if format == nil {
+		if err := db.Delete([]byte{'S', 'f'}, cpebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+	} else if err := db.Set([]byte{'S', 'f'}, format, cpebble.Sync); err != nil {
 		t.Fatal(err)
 	}
-	bogus := api.SearchTerm{Param: api.SearchRepository, Value: "https://example.com/old.git"}
-	oldKey := append([]byte{'s', 'r', byte(1 + len(bogus.Value)), 0}, bogus.Value...)
-	oldKey = binary.BigEndian.AppendUint64(oldKey, 5)
-	if err := db.Set(oldKey, bytes.Repeat([]byte{9}, 32), cpebble.Sync); err != nil {
+	if err := db.Set(bogusKey, nil, cpebble.Sync); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
+	defer func() { s.Close() }()
 
 	s, l = start()
-	defer s.Close()
-	defer l.Close()
 	if indexed, known, err := s.IndexedSize(ctx); err != nil || !known || indexed != 300 {
 		t.Fatalf("IndexedSize after the log started = %d, %t, %v; want 300", indexed, known, err)
 	}
@@ -147,5 +181,15 @@ func TestSearchIndexOfOldFormat(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Fatalf("Search(%v) = %v, want %v", term, got, want)
 		}
+	}
+	// Dropped once: the next open keeps the index.
+	l.Close()
+	s.Close()
+	s, err := pebble.Open(dir, pebble.Options{Logger: quiet, CacheBytes: 8 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if indexed, known, err := s.IndexedSize(ctx); err != nil || !known || indexed != 300 {
+		t.Fatalf("IndexedSize when opened again = %d, %t, %v; want 300", indexed, known, err)
 	}
 }
