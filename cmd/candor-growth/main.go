@@ -535,6 +535,25 @@ func startServer(c config, stderr io.Writer) (*server, error) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// So is the search index, if it is of an older format (a log grown
+	// by an older version): the log rebuilds it in the background, some
+	// 100 k entries a second.
+	indexDeadline := time.Now().Add(10*time.Minute + time.Duration(size/50_000)*time.Second)
+	for said := false; ; {
+		m, err := s.metrics()
+		if err == nil && m["candor_log_search_unindexed_entries"] == 0 {
+			break
+		}
+		if !said && err == nil {
+			fmt.Fprintf(stderr, "candor-growth: waiting for candor-log to index %.0f entries for search\n", m["candor_log_search_unindexed_entries"])
+			said = true
+		}
+		if time.Now().After(indexDeadline) {
+			s.stop()
+			return nil, errors.New("candor-log's search index did not cover the log in time")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	return s, nil
 }
 
