@@ -55,9 +55,11 @@ import (
 // entries indexed); the first commit of an empty log writes 1.
 //
 // The key 'S' 'f' holds the format of the postings, searchFormat, and
-// every batch with postings writes it. An index of another format, or of
-// one before the key (any key under 's' and no format), is dropped at
-// open: the log indexes every entry again, in the background.
+// every write of the indexed size writes it (setIndexed): the first
+// commit of a log, every deferred index write, the end of a rebuild. An
+// index of another format, or of one before the key (any key under 's'
+// and no format), is dropped at open: the log indexes every entry again,
+// in the background.
 const (
 	prefixSearch      = 's'
 	prefixSearchState = 'S'
@@ -231,16 +233,8 @@ var lowerHexValue = func() (t [256]byte) {
 // fillSearch puts the index postings of leaves in b, in key order (the
 // memtable takes keys in order much faster than scattered ones): one key
 // per term and write, holding every entry of leaves with that term.
-// With postings, it writes their format (searchFormatKey).
 func fillSearch(b *pebble.Batch, leaves []log.LeafIndex) error {
-	wrote := false
-	if err := eachPosting(leaves, func(key, value []byte) error {
-		wrote = true
-		return b.Set(key, value, nil)
-	}); err != nil || !wrote {
-		return err
-	}
-	return b.Set(searchFormatKey, []byte{searchFormat}, nil)
+	return eachPosting(leaves, func(key, value []byte) error { return b.Set(key, value, nil) })
 }
 
 // eachPosting calls emit with the key and value of every posting of
