@@ -653,7 +653,7 @@ func (n *Node) AnnounceEvidence(origin string, evidence []byte) {
 	}
 	go func() {
 		for _, m := range n.ml.Members() {
-			if m.Name == n.ml.LocalNode().Name {
+			if m.Name == n.name {
 				continue
 			}
 			if err := n.ml.SendReliable(m, msg); err != nil {
