@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -157,9 +158,12 @@ func TestFsckDetectsCorruption(t *testing.T) {
 	}
 
 	leaf256 := rfc6962.DefaultHasher.HashLeaf(entries[256])
+	bundleData := filepath.Join(data, "db", "bundles", "data")
 	for _, tc := range []struct {
 		name string
+		// key is the database's value to edit, or file the file.
 		key  []byte
+		file string
 		edit func([]byte) []byte
 		// fsck must fail with an error containing want.
 		want string
@@ -169,7 +173,9 @@ func TestFsckDetectsCorruption(t *testing.T) {
 		{name: "interior tile", key: tileKey(0, 0), edit: flipByte(5*api.HashSize + 3), want: "tile 0/0"},
 		{name: "right-edge tile", key: tileKey(1, 0), edit: flipByte(7), want: "tile 1/0", refuse: true},
 		{name: "edge partial tile", key: tileKey(0, 2), edit: flipByte(api.HashSize), want: "tile 0/2", refuse: true},
-		{name: "entry bundle", key: bundleKey(1), edit: flipByte(2 + len(entries[256])/2), want: "entry 256"},
+		// Bundles 0 and 1 are in the bundle files, 2 (partial) in pebble.
+		{name: "entry bundle", file: bundleData, edit: func(v []byte) []byte { return flipByte(len(v) - 100)(v) }, want: "entry bundle 1"},
+		{name: "partial entry bundle", key: bundleKey(2), edit: flipByte(2 + len(entries[512])/2), want: "entry 512"},
 		{name: "leaf index", key: leafKey(leaf256), edit: setValue(binary.AppendUvarint(nil, 300)), want: "entry 256"},
 		{name: "checkpoint", key: checkpointKey, edit: func(v []byte) []byte {
 			v[len(v)-5] ^= 0x01 // in the base64 of the log's signature
@@ -177,10 +183,25 @@ func TestFsckDetectsCorruption(t *testing.T) {
 		}, want: "checkpoint", refuse: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			old := editValue(t, data, tc.key, tc.edit)
-			defer func() {
-				editValue(t, data, tc.key, setValue(old))
-			}()
+			if tc.file != "" {
+				old, err := os.ReadFile(tc.file)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(tc.file, tc.edit(bytes.Clone(old)), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				defer func() {
+					if err := os.WriteFile(tc.file, old, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}()
+			} else {
+				old := editValue(t, data, tc.key, tc.edit)
+				defer func() {
+					editValue(t, data, tc.key, setValue(old))
+				}()
+			}
 			out, errOut, err := runFsck(t, data)
 			if err == nil {
 				t.Fatalf("fsck passed with a corrupt %s:\n%s%s", tc.name, out, errOut)

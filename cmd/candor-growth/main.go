@@ -314,7 +314,7 @@ func fill(ctx context.Context, c config, size uint64, stderr io.Writer) (uint64,
 		return 0, 0, 0, err
 	}
 	quiet := slog.New(slog.DiscardHandler)
-	store, err := pebble.Open(filepath.Join(c.dir, "db"), pebble.Options{CacheBytes: int64(c.cacheMiB) << 20, TileFiles: true, Logger: quiet})
+	store, err := pebble.Open(filepath.Join(c.dir, "db"), pebble.Options{CacheBytes: int64(c.cacheMiB) << 20, TileFiles: true, BundleFiles: true, Logger: quiet})
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -554,6 +554,26 @@ func startServer(c config, stderr io.Writer) (*server, error) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// And the bundles of a log grown before the bundle files: the log
+	// moves them out of pebble in the background (some 2,000 bundles a
+	// second here).
+	bundles := float64(size / api.TileWidth)
+	moveDeadline := time.Now().Add(10*time.Minute + time.Duration(size/100_000)*time.Second)
+	for said := false; ; {
+		m, err := s.metrics()
+		if err == nil && m["candor_log_bundle_file_bundles"] >= bundles {
+			break
+		}
+		if !said && err == nil {
+			fmt.Fprintf(stderr, "candor-growth: waiting for candor-log to move %.0f entry bundles to its bundle files\n", bundles-m["candor_log_bundle_file_bundles"])
+			said = true
+		}
+		if time.Now().After(moveDeadline) {
+			s.stop()
+			return nil, errors.New("candor-log did not move the entry bundles to its bundle files in time")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	return s, nil
 }
 
@@ -722,7 +742,7 @@ func printTable(w io.Writer, c config, ed, sha float64, rows []row) {
 		} else {
 			outside = fmt.Sprintf("%.0f", mib(float64(r.rssBytes)-goHeld-m["candor_log_leaf_filter_bytes"]-m["candor_log_pebble_block_cache_bytes"]-m["candor_log_pebble_memtable_bytes"]))
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%.4f%%\t%.1f\t%s\t%d\t%d\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%s\t\n",
+		fmt.Fprintf(tw, "%d\t%d\t%.4f%%\t%.1f\t%s\t%d\t%d\t%s\t%.0f\t%.0f\t%.1f\t%.0f\t%.0f\t%s\t\n",
 			r.size, r.dedup.perCheck.Nanoseconds(), 100*r.dedup.falsePositive, float64(r.dedup.filterBytes)/(1<<20), r.dedup.filterFill.Round(10*time.Millisecond),
 			r.rssBytes>>20, r.peakRSSBytes>>20, bound,
 			mib(m["go_memstats_heap_inuse_bytes"]), mib(goHeld-m["go_memstats_heap_inuse_bytes"]),

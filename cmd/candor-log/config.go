@@ -69,6 +69,14 @@ type Config struct {
 	// (they are written again from pebble in the background). Default:
 	// true.
 	TileFiles bool `yaml:"tileFiles"`
+	// BundleFiles moves the full entry bundles out of pebble into two
+	// flat files (<data>/db/bundles/data and index), compressed, once
+	// their commit is synced: a bundle is then read with two reads of a
+	// file, at the same cost at any size of the log. The files are then
+	// the only copy of those bundles: back them up with the database.
+	// Turned off, the log still reads the bundles the files hold and
+	// moves no more. Default: true.
+	BundleFiles bool `yaml:"bundleFiles"`
 	// MinFreeBytes is the free space kept on the data directory's
 	// filesystem: below it new entries get 503 and /readyz fails, while
 	// reads go on, until space is freed. -1 (the default) keeps 2% of
@@ -158,6 +166,7 @@ func defaults() Config {
 		MaxBodyBytes: 2 * api.MaxEntrySize,
 		CacheMiB:     256,
 		TileFiles:    true,
+		BundleFiles:  true,
 		MinFreeBytes: diskspace.Auto,
 		LogLevel:     "info",
 		LogFormat:    "text",
@@ -191,6 +200,7 @@ func loadConfig(fs *flag.FlagSet, args []string) (Config, error) {
 	fs.Int64Var(&c.CacheMiB, "cache-mib", c.CacheMiB, "pebble block cache in MiB")
 	fs.Int64Var(&c.LeafFilterMiB, "leaf-filter-mib", c.LeafFilterMiB, "leaf filter in MiB (0: sized for the log, -1: none)")
 	fs.BoolVar(&c.TileFiles, "tile-files", c.TileFiles, "keep the full hash tiles in flat files too, for one-read proofs (--tile-files=false: pebble only)")
+	fs.BoolVar(&c.BundleFiles, "bundle-files", c.BundleFiles, "move the full entry bundles out of pebble into flat files (--bundle-files=false: move no more)")
 	fs.Int64Var(&c.MinFreeBytes, "min-free-bytes", c.MinFreeBytes, "free bytes kept on the data filesystem; below them new entries get 503 (-1: automatic, 0: off)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")

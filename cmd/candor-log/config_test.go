@@ -207,3 +207,27 @@ func TestConfigTileFiles(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigBundleFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log.yaml")
+	if err := os.WriteFile(path, []byte("bundleFiles: false\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"--data", "/d"}, true},
+		{[]string{"--data", "/d", "--config", path}, false},
+		{[]string{"--data", "/d", "--bundle-files=false"}, false},
+		{[]string{"--data", "/d", "--config", path, "--bundle-files"}, true},
+	} {
+		c, err := load(tc.args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.BundleFiles != tc.want {
+			t.Errorf("%q: BundleFiles %v, want %v", tc.args, c.BundleFiles, tc.want)
+		}
+	}
+}

@@ -110,7 +110,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	}
 	defer ln.Close()
 	store, err := pebble.Open(filepath.Join(c.Data, "db"), pebble.Options{
-		CacheBytes: c.CacheMiB << 20, LeafFilterBytes: c.LeafFilterMiB << 20, TileFiles: c.TileFiles, CheckSpace: space.Check,
+		CacheBytes: c.CacheMiB << 20, LeafFilterBytes: c.LeafFilterMiB << 20, TileFiles: c.TileFiles, BundleFiles: c.BundleFiles, CheckSpace: space.Check,
 		Logger: logger, Registerer: reg,
 	})
 	if err != nil {

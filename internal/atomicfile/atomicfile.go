@@ -52,6 +52,12 @@ func write(path string, data []byte, perm os.FileMode, place func(tmp, path stri
 	if err := place(tmp, path); err != nil {
 		return err
 	}
+	return SyncDir(dir)
+}
+
+// SyncDir syncs the directory dir: the names created in it or removed from
+// it before survive a crash of the machine.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

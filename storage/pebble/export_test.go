@@ -72,3 +72,23 @@ const SavedFilterName = savedFilterName
 // LeafFilterLoads is how many leaf filters were filled from the saved
 // one rather than by a scan.
 func (s *Storage) LeafFilterLoads() uint64 { return s.filter.loaded.Load() }
+
+// BundleFilesHold is how many full bundles the bundle files hold (0
+// without them).
+func (s *Storage) BundleFilesHold() uint64 {
+	if s.bundles == nil {
+		return 0
+	}
+	return s.bundles.n.Load()
+}
+
+// WithBeforeBundleRecord returns o with hook called by the bundle files'
+// mover between its sync of the files and its record of the move in
+// pebble: an error fails the move there.
+func WithBeforeBundleRecord(o Options, hook func() error) Options {
+	o.beforeBundleRecord = hook
+	return o
+}
+
+// BundleFilesDir is the bundle files' directory in the database's.
+const BundleFilesDir = bundleFilesDir

@@ -18,6 +18,10 @@ var (
 		"Full hash tiles that reads take from the tile files (the rest from pebble).", nil, nil)
 	tileFileBadDesc = prometheus.NewDesc("candor_log_tile_file_bad_reads_total",
 		"Reads of the tile files that found a record unreadable or corrupt, and read pebble instead.", nil, nil)
+	bundleFileBundlesDesc = prometheus.NewDesc("candor_log_bundle_file_bundles",
+		"Full entry bundles in the bundle files (the rest are in pebble).", nil, nil)
+	bundleFileFailedDesc = prometheus.NewDesc("candor_log_bundle_file_failed_moves_total",
+		"Moves of full entry bundles from pebble to the bundle files that failed (the bundles stay in pebble until a retry works).", nil, nil)
 	memtableDesc = prometheus.NewDesc("candor_log_pebble_memtable_bytes",
 		"Bytes of pebble's memtables, those being flushed or still read included.", nil, nil)
 )
@@ -54,6 +58,10 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 	if tf := s.tiles; tf != nil {
 		ch <- prometheus.MustNewConstMetric(tileFileTilesDesc, prometheus.GaugeValue, float64(tf.readable()))
 		ch <- prometheus.MustNewConstMetric(tileFileBadDesc, prometheus.CounterValue, float64(tf.badReads.Load()))
+	}
+	if bf := s.bundles; bf != nil {
+		ch <- prometheus.MustNewConstMetric(bundleFileBundlesDesc, prometheus.GaugeValue, float64(bf.n.Load()))
+		ch <- prometheus.MustNewConstMetric(bundleFileFailedDesc, prometheus.CounterValue, float64(bf.failedMoves.Load()))
 	}
 	db, release, err := s.h.read()
 	if err != nil {

@@ -41,6 +41,9 @@ const (
 	prefixBundle     = 'e' // 'e' ‖ u64 BE index ‖ u32 BE offset -> entry bundle bytes
 	prefixLeaf       = 'h' // 'h' ‖ leaf hash -> uvarint index
 	prefixTileRows   = 'r' // 'r' ‖ level ‖ u64 BE index -> a full tile's log.TileData.Rows
+	// 'B' -> u64 BE: how many full bundles the bundle files hold
+	// (bundlefile.go), which are no longer under 'e'.
+	prefixBundleFiles = 'B'
 	// 's' and 'S': the search index (search.go).
 )
 
@@ -86,8 +89,19 @@ type Options struct {
 	// misses the cache. About 36 bytes of disk per entry. Pebble stays
 	// the truth; the files can be deleted while the store is closed.
 	TileFiles bool
+	// BundleFiles moves every full entry bundle, once its commit is
+	// synced, out of pebble into flat files in the database's directory
+	// (bundles/data and bundles/index), compressed: a read of a full
+	// bundle is then two reads of a file and a decompression, where a
+	// pebble lookup outside the block cache costs several times that.
+	// The files are then the only copy of those bundles: they must be
+	// kept and copied with the database. A store opened without
+	// BundleFiles still reads the bundles its files hold, and moves no
+	// more.
+	BundleFiles bool
 	// CheckSpace, if set, fails while the filesystem is below the free
-	// space kept for pebble: the tile files' writer waits meanwhile.
+	// space kept for pebble: the tile files' writer and the bundle files'
+	// mover wait meanwhile.
 	CheckSpace func() error
 	// Registerer receives the storage's metrics (its memory, the leaf
 	// filter's). Optional.
@@ -105,6 +119,10 @@ type Options struct {
 	afterFilterScan  func()
 	// tileTailCheck, if set, replaces tileTailCheck.
 	tileTailCheck uint64
+	// beforeBundleRecord, if set, is called by the bundle files' mover
+	// after it synced the files and before it records the move in pebble;
+	// an error fails the move there (for tests of a crash between).
+	beforeBundleRecord func() error
 }
 
 // Storage is the log's storage in one pebble database. It implements
@@ -121,6 +139,9 @@ type Storage struct {
 	searchComplete atomic.Bool
 	// tiles are the tile files (Options.TileFiles), nil without them.
 	tiles *tileFiles
+	// bundles are the bundle files (Options.BundleFiles), nil if the
+	// store has none.
+	bundles *bundleFiles
 }
 
 var (
@@ -169,6 +190,17 @@ func Open(dir string, o Options) (*Storage, error) {
 		} else {
 			s.tiles = openTileFiles(filepath.Join(dir, tileFilesDir), h, size, logger)
 		}
+	}
+	if o.fs == nil {
+		// Unreadable, the checkpoint is the reads' and commits' error to
+		// report; the bundles are then not moved.
+		_, size, _ := s.ReadCheckpoint(context.Background())
+		bf, err := openBundleFiles(filepath.Join(dir, bundleFilesDir), h, size, o.BundleFiles, logger)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.bundles = bf
 	}
 	if o.Registerer != nil {
 		if err := o.Registerer.Register(metrics{s}); err != nil {
@@ -241,6 +273,9 @@ func (s *Storage) Close() error {
 	}
 	if s.tiles != nil {
 		s.tiles.close()
+	}
+	if s.bundles != nil {
+		s.bundles.close()
 	}
 	return s.h.close()
 }
@@ -492,12 +527,25 @@ func (s *Storage) ReadEntryBundle(ctx context.Context, index uint64) ([]byte, er
 
 // AppendEntryBundle implements log.EntryBundleAppender.
 func (s *Storage) AppendEntryBundle(ctx context.Context, dst []byte, index uint64) ([]byte, error) {
+	bf := s.bundles
+	if bf != nil && index < bf.n.Load() {
+		v, err := bf.appendBundle(dst, index)
+		if err != nil {
+			return nil, fmt.Errorf("entry bundle %d: %w", index, err)
+		}
+		return v, nil
+	}
 	key := bundleKey(index)
 	v, ok, err := s.appendWhole(dst, key, fullBundle)
 	if err == nil && !ok {
 		if v, err = s.readChunked(key); err == nil && dst != nil {
 			v = append(dst, v...)
 		}
+	}
+	if errors.Is(err, log.ErrNotFound) && bf != nil && index < bf.n.Load() {
+		// Moved to the files and deleted from pebble since the check
+		// above.
+		v, err = bf.appendBundle(dst, index)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("entry bundle %d: %w", index, err)
@@ -687,6 +735,9 @@ func (s *Storage) StartCommit(ctx context.Context, c *log.Commit) (wait func() e
 		}
 		if s.tiles != nil {
 			s.tiles.synced(c.NewSize)
+		}
+		if s.bundles != nil {
+			s.bundles.synced(c.NewSize)
 		}
 		return nil
 	}, nil

@@ -18,12 +18,12 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// TestStorage runs the conformance suite on the store, with and without
-// tile files.
+// TestStorage runs the conformance suite on the store, without tile and
+// bundle files, with tile files, and with both.
 func TestStorage(t *testing.T) {
-	for _, tiles := range []bool{false, true} {
-		o := pebble.Options{Logger: quiet, CacheBytes: 8 << 20, TileFiles: tiles}
-		t.Run(fmt.Sprintf("tileFiles=%v", tiles), func(t *testing.T) {
+	for _, files := range []struct{ tiles, bundles bool }{{false, false}, {true, false}, {true, true}} {
+		o := pebble.Options{Logger: quiet, CacheBytes: 8 << 20, TileFiles: files.tiles, BundleFiles: files.bundles}
+		t.Run(fmt.Sprintf("tileFiles=%v/bundleFiles=%v", files.tiles, files.bundles), func(t *testing.T) {
 			storagetest.Run(t, func(t *testing.T) log.Storage {
 				s, err := pebble.Open(t.TempDir(), o)
 				if err != nil {

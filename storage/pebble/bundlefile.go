@@ -1,0 +1,496 @@
+package pebble
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/klauspost/compress/s2"
+
+	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/internal/atomicfile"
+	"github.com/candorlog/candor/log"
+)
+
+// Bundle files hold the full entry bundles, moved out of pebble once the
+// commit that filled them is synced: each bundle compressed (S2) in one
+// data file, one after the other, and its end offset and CRC-32C in an
+// index file of fixed-size records. A read of a full bundle is then two
+// preads and a decompression into the caller's buffer, at any size of
+// the log; a pebble lookup of a bundle outside the block cache (nearly
+// every one in a log of millions of entries) also checksums the block,
+// allocates and zeroes its compressed and decompressed copies and puts
+// them in the cache, and costs several times that. The bundles also
+// leave pebble's compactions, which would otherwise rewrite them at each
+// level.
+//
+// Unlike the tile files, the bundle files are the only copy of the
+// bundles they hold: the mover writes and syncs a batch of bundles to
+// them, and only then records in pebble how many bundles the files hold
+// and deletes those from pebble, in one batch. At start the files are cut
+// to the count pebble records (a crash between the sync and that batch
+// leaves bundles that pebble still has); files shorter than it are an
+// error: bundles would be missing. The files must be kept, and copied
+// with the database.
+const (
+	bundleFilesDir  = "bundles"
+	bundleDataName  = "data"
+	bundleIndexName = "index"
+	// bundleIndexSize is the size of an index record: the end offset of
+	// the bundle in the data file (u64 BE) and the CRC-32C of its index
+	// and compressed bytes (u32 BE).
+	bundleIndexSize = 12
+	// bundleMoveBatch is how many bundles the mover writes with one sync.
+	bundleMoveBatch = 64
+	// maxBundleBytes is the largest entry bundle: 256 entries of at most
+	// 65,535 bytes, each after its 2-byte length.
+	maxBundleBytes = api.TileWidth * (2 + 65535)
+	// bundleMoveEvery is how often at most the mover moves fewer than
+	// bundleMoveBatch bundles.
+	bundleMoveEvery = time.Second
+	// bundleFlushAfter is how many bundles (about a gigabyte) the mover
+	// deletes from pebble between flushes of its memtable.
+	bundleFlushAfter = 4096
+	// bundleRetry is the longest the mover waits after a failed move.
+	bundleRetry = time.Minute
+)
+
+// bundleFilesKey records how many full bundles, from the first, the bundle
+// files hold (u64 BE): those are no longer in pebble.
+var bundleFilesKey = []byte{prefixBundleFiles}
+
+// bundleFiles are the bundle files of one store and, if the store moves
+// bundles to them, the goroutine that does.
+type bundleFiles struct {
+	h          *handle
+	logger     *slog.Logger
+	data       *os.File
+	index      *os.File
+	checkSpace func() error
+	// n is how many bundles the files hold: reads of bundles below it use
+	// them. Set once they are synced, before pebble deletes its copies.
+	n atomic.Uint64
+	// end is the size of the data file's n bundles (the mover's alone).
+	end uint64
+	// unflushed is how many bundles the mover deleted from pebble since
+	// it last flushed pebble's memtable (the mover's alone).
+	unflushed uint64
+	// durable is the tree size whose commit is synced.
+	durable atomic.Uint64
+	// failedMoves counts failed moves, for the metric.
+	failedMoves atomic.Uint64
+	wake        chan struct{}
+	stopping    chan struct{}
+	done        chan struct{}
+	stopOnce    sync.Once
+}
+
+// readBundleFilesCount returns how many bundles pebble records the files
+// hold (0 if none).
+func readBundleFilesCount(h *handle) (uint64, error) {
+	v, err := h.get(bundleFilesKey)
+	if errors.Is(err, log.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("couldn't read how many bundles the bundle files hold: %w", err)
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("the record of how many bundles the bundle files hold is %d bytes long", len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// openBundleFiles opens the bundle files in dir for a store whose durable
+// tree has size entries. With move, it creates them if there are none and
+// starts the mover; without, it opens the files only if pebble records
+// bundles in them (nil, nil if it records none), for reads. It fails if
+// the files lack bundles that pebble records they hold.
+func openBundleFiles(dir string, h *handle, size uint64, move bool, logger *slog.Logger) (*bundleFiles, error) {
+	n, err := readBundleFilesCount(h)
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 && !move {
+		return nil, nil
+	}
+	flag := os.O_RDONLY
+	if move {
+		flag = os.O_RDWR
+		if n == 0 {
+			flag |= os.O_CREATE
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("couldn't create the bundle files' directory: %w", err)
+		}
+	}
+	bf := &bundleFiles{
+		h: h, logger: logger.With("component", "bundle-files"), checkSpace: h.o.CheckSpace,
+		wake: make(chan struct{}, 1), stopping: make(chan struct{}), done: make(chan struct{}),
+	}
+	open := func(name string) (*os.File, error) {
+		path := filepath.Join(dir, name)
+		f, err := os.OpenFile(path, flag, 0o644)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("the database records %d entry bundles in the bundle files, but there is no %s: restore %s from the copy taken with the database", n, path, dir)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("couldn't open the bundle files: %w", err)
+		}
+		return f, nil
+	}
+	if bf.data, err = open(bundleDataName); err != nil {
+		return nil, err
+	}
+	if bf.index, err = open(bundleIndexName); err != nil {
+		bf.data.Close()
+		return nil, err
+	}
+	if err := bf.cut(n, move); err != nil {
+		bf.closeFiles()
+		return nil, err
+	}
+	if move && n == 0 {
+		// The files may be new: their names must survive a crash once
+		// pebble records bundles in them.
+		for _, d := range []string{dir, filepath.Dir(dir)} {
+			if err := atomicfile.SyncDir(d); err != nil {
+				bf.closeFiles()
+				return nil, fmt.Errorf("couldn't sync the bundle files' directory: %w", err)
+			}
+		}
+	}
+	bf.n.Store(n)
+	bf.durable.Store(size)
+	if !move {
+		close(bf.done)
+		return bf, nil
+	}
+	go bf.run()
+	return bf, nil
+}
+
+// cut checks that the files hold the n bundles pebble records, and cuts
+// off what follows them if writable: bundles a crash left unrecorded.
+func (bf *bundleFiles) cut(n uint64, writable bool) error {
+	lost := func(what string) error {
+		return fmt.Errorf("the database records %d entry bundles in the bundle files, but %s: bundles are missing; restore %s from the copy taken with the database", n, what, filepath.Dir(bf.data.Name()))
+	}
+	ist, err := bf.index.Stat()
+	if err != nil {
+		return err
+	}
+	if uint64(ist.Size()) < n*bundleIndexSize {
+		return lost(fmt.Sprintf("its index holds %d", uint64(ist.Size())/bundleIndexSize))
+	}
+	if n > 0 {
+		var rec [bundleIndexSize]byte
+		if _, err := bf.index.ReadAt(rec[:], int64(n-1)*bundleIndexSize); err != nil {
+			return fmt.Errorf("couldn't read the bundle files' index: %w", err)
+		}
+		bf.end = binary.BigEndian.Uint64(rec[:])
+	}
+	dst, err := bf.data.Stat()
+	if err != nil {
+		return err
+	}
+	if uint64(dst.Size()) < bf.end {
+		return lost(fmt.Sprintf("the data file has %d of their %d bytes", dst.Size(), bf.end))
+	}
+	if !writable {
+		return nil
+	}
+	if err := bf.index.Truncate(int64(n * bundleIndexSize)); err != nil {
+		return fmt.Errorf("couldn't cut the bundle files' index to %d bundles: %w", n, err)
+	}
+	if err := bf.data.Truncate(int64(bf.end)); err != nil {
+		return fmt.Errorf("couldn't cut the bundle data file to %d bundles: %w", n, err)
+	}
+	return nil
+}
+
+func (bf *bundleFiles) closeFiles() {
+	bf.data.Close()
+	bf.index.Close()
+}
+
+// synced records that the tree of size entries is durable in pebble.
+func (bf *bundleFiles) synced(size uint64) {
+	for {
+		cur := bf.durable.Load()
+		if size <= cur || bf.durable.CompareAndSwap(cur, size) {
+			break
+		}
+	}
+	select {
+	case bf.wake <- struct{}{}:
+	default:
+	}
+}
+
+// close stops the mover and closes the files.
+func (bf *bundleFiles) close() {
+	bf.stopOnce.Do(func() { close(bf.stopping) })
+	<-bf.done
+	bf.closeFiles()
+}
+
+// bundleScratch holds the compressed bundles being read.
+var bundleScratch = sync.Pool{New: func() any { return new([]byte) }}
+
+// appendBundle appends the bundle index, which must be below n, to dst.
+func (bf *bundleFiles) appendBundle(dst []byte, index uint64) ([]byte, error) {
+	var ix [2 * bundleIndexSize]byte
+	rec, at := ix[:bundleIndexSize], int64(0)
+	if index > 0 {
+		rec, at = ix[:], int64(index-1)*bundleIndexSize
+	}
+	if _, err := bf.index.ReadAt(rec, at); err != nil {
+		return nil, fmt.Errorf("couldn't read the bundle files' index: %w", err)
+	}
+	var start uint64
+	if index > 0 {
+		start, rec = binary.BigEndian.Uint64(rec), rec[bundleIndexSize:]
+	}
+	end, sum := binary.BigEndian.Uint64(rec), binary.BigEndian.Uint32(rec[8:])
+	if end < start || end-start > uint64(s2.MaxEncodedLen(maxBundleBytes)) {
+		return nil, fmt.Errorf("the bundle files' index is corrupt: bundle from byte %d to %d", start, end)
+	}
+	p := bundleScratch.Get().(*[]byte)
+	defer bundleScratch.Put(p)
+	if uint64(cap(*p)) < end-start {
+		*p = make([]byte, end-start)
+	}
+	c := (*p)[:end-start]
+	if _, err := bf.data.ReadAt(c, int64(start)); err != nil {
+		return nil, fmt.Errorf("couldn't read the bundle data file: %w", err)
+	}
+	if got := bundleCRC(index, c); got != sum {
+		return nil, fmt.Errorf("the bundle data file is corrupt: CRC %08x, the index says %08x", got, sum)
+	}
+	n, err := s2.DecodedLen(c)
+	if err != nil || n > maxBundleBytes {
+		return nil, fmt.Errorf("the bundle data file is corrupt: %d bytes decoded (%v)", n, err)
+	}
+	l := len(dst)
+	if cap(dst)-l < n {
+		dst = append(dst[:cap(dst)], make([]byte, l+n-cap(dst))...)
+	}
+	if _, err := s2.Decode(dst[l:l+n], c); err != nil {
+		return nil, fmt.Errorf("the bundle data file is corrupt: %w", err)
+	}
+	return dst[:l+n], nil
+}
+
+func bundleCRC(index uint64, compressed []byte) uint32 {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], index)
+	return crc32.Update(crc32.Update(0, castagnoli, k[:]), castagnoli, compressed)
+}
+
+func (bf *bundleFiles) run() {
+	defer close(bf.done)
+	var logged time.Time
+	stop := func() {
+		// The bundles the last commits filled, for the next start.
+		if err := bf.catchUp(true); err != nil {
+			bf.logger.Warn("couldn't move the last bundles to the bundle files; the next start moves them", "err", err)
+		}
+	}
+	for {
+		moved := time.Now()
+		if err := bf.catchUp(false); err != nil {
+			bf.failedMoves.Add(1)
+			if time.Since(logged) >= bundleRetry {
+				logged = time.Now()
+				bf.logger.Error("couldn't move entry bundles to the bundle files; they stay in pebble until a retry works", "err", err)
+			}
+			select {
+			case <-bf.stopping:
+				return
+			case <-time.After(time.Second):
+			}
+			select {
+			case <-bf.stopping:
+				return
+			case <-bf.wake:
+			case <-time.After(bundleRetry):
+			}
+			continue
+		}
+		select {
+		case <-bf.stopping:
+			stop()
+			return
+		case <-bf.wake:
+		}
+		// A move costs two syncs, which the commits' syncs wait behind:
+		// a log taking entries fills a bundle every few milliseconds,
+		// so the mover gathers them for bundleMoveEvery, unless a batch
+		// is waiting.
+		if bf.durable.Load()/api.TileWidth-bf.n.Load() < bundleMoveBatch {
+			select {
+			case <-bf.stopping:
+				stop()
+				return
+			case <-time.After(time.Until(moved.Add(bundleMoveEvery))):
+			}
+		}
+	}
+}
+
+// catchUp moves every full bundle of the durable tree that the files do
+// not hold yet, bundleMoveBatch at a time, until the store stops; last
+// moves one batch at most, stopping or not.
+func (bf *bundleFiles) catchUp(last bool) error {
+	full := bf.durable.Load() / api.TileWidth
+	for n, moved := bf.n.Load(), false; n < full; n, moved = bf.n.Load(), true {
+		if last && moved {
+			return nil
+		}
+		select {
+		case <-bf.stopping:
+			if !last {
+				return nil
+			}
+		default:
+		}
+		if bf.checkSpace != nil {
+			if err := bf.checkSpace(); err != nil {
+				return fmt.Errorf("waiting for disk space: %w", err)
+			}
+		}
+		if err := bf.move(n, min(full, n+bundleMoveBatch)); err != nil {
+			return fmt.Errorf("bundles %d to %d: %w", n, min(full, n+bundleMoveBatch)-1, err)
+		}
+		if bf.unflushed >= bundleFlushAfter {
+			bf.flush()
+		}
+	}
+	if bf.unflushed >= bundleFlushAfter/16 {
+		// The end of a long catch-up (the first start of a log that had
+		// its bundles in pebble; a disk that was full).
+		bf.flush()
+	}
+	return nil
+}
+
+// flush flushes pebble's memtable, whose range deletions of the moved
+// bundles then free their space on disk: a memtable holding only those
+// would not fill, and be flushed, for a long time.
+func (bf *bundleFiles) flush() {
+	db, release, err := bf.h.read()
+	if err != nil {
+		return
+	}
+	defer release()
+	if err := db.Flush(); err != nil {
+		bf.logger.Warn("couldn't flush pebble's memtable after moving bundles", "err", err)
+		return
+	}
+	bf.unflushed = 0
+}
+
+// move writes the full bundles [from, to) to the files, syncs them, and
+// then records them in pebble and deletes them there.
+func (bf *bundleFiles) move(from, to uint64) error {
+	data, index, err := bf.compressed(from, to)
+	if err != nil {
+		return err
+	}
+	if _, err := bf.data.WriteAt(data, int64(bf.end)); err != nil {
+		return err
+	}
+	if _, err := bf.index.WriteAt(index, int64(from)*bundleIndexSize); err != nil {
+		return err
+	}
+	if err := bf.data.Sync(); err != nil {
+		return fmt.Errorf("couldn't sync the bundle data file: %w", err)
+	}
+	if err := bf.index.Sync(); err != nil {
+		return fmt.Errorf("couldn't sync the bundle files' index: %w", err)
+	}
+	// Reads use the files from here on: pebble may delete its copies.
+	bf.end += uint64(len(data))
+	bf.n.Store(to)
+	bf.unflushed += to - from
+	if hook := bf.h.o.beforeBundleRecord; hook != nil {
+		if err := hook(); err != nil {
+			return err
+		}
+	}
+	// Not synced: a crash that loses the batch keeps the bundles in
+	// pebble, and the next start cuts them from the files.
+	return bf.h.writeNoSync(func(b *pebble.Batch) error {
+		if err := b.Set(bundleFilesKey, binary.BigEndian.AppendUint64(nil, to), nil); err != nil {
+			return err
+		}
+		return b.DeleteRange(bundleKey(from), bundleKey(to), nil)
+	})
+}
+
+// compressed reads the full bundles [from, to) from pebble and returns
+// them compressed, one after the other, and their index records. It holds
+// one bundle uncompressed at a time.
+func (bf *bundleFiles) compressed(from, to uint64) (data, index []byte, err error) {
+	db, release, err := bf.h.read()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer release()
+	next := from
+	add := func(b []byte) {
+		start := len(data)
+		data = append(data, make([]byte, s2.MaxEncodedLen(len(b)))...)
+		c := s2.Encode(data[start:], b)
+		data = data[:start+len(c)]
+		index = binary.BigEndian.AppendUint64(index, bf.end+uint64(len(data)))
+		index = binary.BigEndian.AppendUint32(index, bundleCRC(next, c))
+		next++
+	}
+	// A full bundle is one chunk at offset 0 (setChunked), in the order
+	// of the bundles; one that is not (filled in chunks by an older
+	// version) is read whole.
+	var chunked error
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: chunkKey(bundleKey(from), 0), UpperBound: bundleKey(to)})
+	if err != nil {
+		return nil, nil, err
+	}
+	for ok := it.First(); ok && next < to; ok = it.Next() {
+		k := it.Key()
+		if len(k) != 13 || binary.BigEndian.Uint64(k[1:9]) != next || binary.BigEndian.Uint32(k[9:]) != 0 {
+			continue
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return nil, nil, err
+		}
+		if !fullBundle(v) {
+			if v, chunked = readChunkedDB(db, bundleKey(next)); chunked != nil {
+				break
+			}
+			if !fullBundle(v) {
+				chunked = fmt.Errorf("entry bundle %d is not full", next)
+				break
+			}
+		}
+		add(v)
+	}
+	if err := errors.Join(chunked, it.Error(), it.Close()); err != nil {
+		return nil, nil, err
+	}
+	if next != to {
+		return nil, nil, fmt.Errorf("entry bundle %d: %w", next, log.ErrNotFound)
+	}
+	return data, index, nil
+}

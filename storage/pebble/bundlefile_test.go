@@ -1,0 +1,363 @@
+package pebble_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/log"
+	"github.com/candorlog/candor/storage/pebble"
+)
+
+// modelEntry is entry i of the bundle model: of 1 to 1,500 bytes.
+func modelEntry(i uint64) []byte {
+	return bytes.Repeat(fmt.Appendf(nil, "entry %d;", i), 1+int(i*7919%1500)/10)
+}
+
+// modelBundle is bundle index of a tree of size entries.
+func modelBundle(index, size uint64) []byte {
+	var b []byte
+	for i := index * api.TileWidth; i < min(size, (index+1)*api.TileWidth); i++ {
+		e := modelEntry(i)
+		b = append(b, byte(len(e)>>8), byte(len(e)))
+		b = append(b, e...)
+	}
+	return b
+}
+
+// bundleCommit grows the model from old to size entries: its bundles only.
+func bundleCommit(old, size uint64) *log.Commit {
+	c := &log.Commit{OldSize: old, NewSize: size, Checkpoint: fmt.Appendf(nil, "size %d", size)}
+	for bi := old / api.TileWidth; bi*api.TileWidth < size; bi++ {
+		c.Bundles = append(c.Bundles, log.BundleData{
+			Index: bi, Bundle: modelBundle(bi, size), Start: len(modelBundle(bi, old)), Full: size >= (bi+1)*api.TileWidth,
+		})
+	}
+	return c
+}
+
+func openBundles(t *testing.T, dir string, o pebble.Options) *pebble.Storage {
+	t.Helper()
+	o.Logger, o.CacheBytes, o.LeafFilterBytes = quiet, 8<<20, -1
+	s, err := pebble.Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func growBundles(t *testing.T, s *pebble.Storage, old, size uint64, steps int) {
+	t.Helper()
+	for i := 1; i <= steps; i++ {
+		n := old + (size-old)*uint64(i)/uint64(steps)
+		if err := s.Commit(context.Background(), bundleCommit(old, n)); err != nil {
+			t.Fatal(err)
+		}
+		old = n
+	}
+}
+
+func waitBundleFiles(t *testing.T, s *pebble.Storage, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for s.BundleFilesHold() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the bundle files hold %d bundles after 30 s, want %d", s.BundleFilesHold(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// checkBundles reads every bundle of the tree of size entries, with both
+// reads, and checks it against the model.
+func checkBundles(t *testing.T, s *pebble.Storage, size uint64) {
+	t.Helper()
+	ctx := context.Background()
+	prefix := []byte("prefix")
+	for bi := uint64(0); bi*api.TileWidth < size; bi++ {
+		want := modelBundle(bi, size)
+		got, err := s.ReadEntryBundle(ctx, bi)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("ReadEntryBundle(%d) at size %d: %d bytes, %v; want the model's %d bytes", bi, size, len(got), err, len(want))
+		}
+		got, err = s.AppendEntryBundle(ctx, bytes.Clone(prefix), bi)
+		if err != nil || !bytes.Equal(got, append(bytes.Clone(prefix), want...)) {
+			t.Fatalf("AppendEntryBundle(%d) at size %d: %d bytes, %v; want the prefix and the model's %d bytes", bi, size, len(got), err, len(want))
+		}
+	}
+}
+
+// pebbleBundles returns the indexes of the bundles pebble holds.
+func pebbleBundles(t *testing.T, s *pebble.Storage) []uint64 {
+	t.Helper()
+	it, err := s.DB().NewIter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	var out []uint64
+	for ok := it.SeekGE([]byte{'e'}); ok && it.Key()[0] == 'e'; ok = it.Next() {
+		bi := uint64(0)
+		for _, b := range it.Key()[1:9] {
+			bi = bi<<8 | uint64(b)
+		}
+		if len(out) == 0 || out[len(out)-1] != bi {
+			out = append(out, bi)
+		}
+	}
+	return out
+}
+
+func TestBundleFiles(t *testing.T) {
+	dir := t.TempDir()
+	s := openBundles(t, dir, pebble.Options{BundleFiles: true})
+	// Readers of random bundles while the bundles are committed and
+	// moved: each reads a bundle of the size committed before it began.
+	var (
+		size    atomic.Uint64
+		stop    = make(chan struct{})
+		readers sync.WaitGroup
+		failed  atomic.Value
+	)
+	for range 4 {
+		readers.Go(func() {
+			var buf []byte
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				n := size.Load()
+				if n < api.TileWidth {
+					continue
+				}
+				bi := rand.Uint64N(n / api.TileWidth)
+				var err error
+				buf, err = s.AppendEntryBundle(context.Background(), buf[:0], bi)
+				if want := modelBundle(bi, n); err != nil || !bytes.Equal(buf, want) {
+					failed.Store(fmt.Sprintf("bundle %d at size %d: %d bytes, %v; want %d", bi, n, len(buf), err, len(want)))
+				}
+			}
+		})
+	}
+	old := uint64(0)
+	for _, n := range []uint64{100, 256, 300, 2000, 2100, 10*api.TileWidth + 100} {
+		growBundles(t, s, old, n, 1)
+		old = n
+		size.Store(n)
+		time.Sleep(10 * time.Millisecond)
+	}
+	waitBundleFiles(t, s, 10)
+	time.Sleep(20 * time.Millisecond)
+	close(stop)
+	readers.Wait()
+	if f := failed.Load(); f != nil {
+		t.Fatalf("a read during the moves: %v", f)
+	}
+	checkBundles(t, s, old)
+	if got := pebbleBundles(t, s); len(got) != 1 || got[0] != 10 {
+		t.Errorf("pebble holds bundles %v after the moves, want only the partial one (10)", got)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Without BundleFiles the store reads the files and moves no more.
+	s = openBundles(t, dir, pebble.Options{})
+	checkBundles(t, s, old)
+	growBundles(t, s, old, 13*api.TileWidth, 2)
+	old = 13 * api.TileWidth
+	time.Sleep(50 * time.Millisecond)
+	if n := s.BundleFilesHold(); n != 10 {
+		t.Errorf("a store without BundleFiles moved bundles: the files hold %d, want 10", n)
+	}
+	checkBundles(t, s, old)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openBundles(t, dir, pebble.Options{BundleFiles: true})
+	defer s.Close()
+	waitBundleFiles(t, s, 13)
+	checkBundles(t, s, old)
+	if got := pebbleBundles(t, s); len(got) != 0 {
+		t.Errorf("pebble holds bundles %v after the moves, want none", got)
+	}
+}
+
+// TestBundleFilesUnrecordedMove stops the mover between its sync of the
+// files and its record of the move in pebble, as a crash there would: the
+// bundles stay in pebble, the next start cuts them from the files and
+// moves them again.
+func TestBundleFilesUnrecordedMove(t *testing.T) {
+	dir := t.TempDir()
+	s := openBundles(t, dir, pebble.Options{BundleFiles: true})
+	growBundles(t, s, 0, 3*api.TileWidth, 1)
+	waitBundleFiles(t, s, 3)
+	var held atomic.Int32
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openBundles(t, dir, pebble.WithBeforeBundleRecord(pebble.Options{BundleFiles: true}, func() error {
+		held.Add(1)
+		return errors.New("crash")
+	}))
+	growBundles(t, s, 3*api.TileWidth, 8*api.TileWidth+5, 3)
+	waitBundleFiles(t, s, 8)
+	if held.Load() == 0 {
+		t.Fatal("the mover did not reach its record of the move")
+	}
+	checkBundles(t, s, 8*api.TileWidth+5)
+	if got := pebbleBundles(t, s); len(got) != 6 || got[0] != 3 {
+		t.Errorf("pebble holds bundles %v with the moves unrecorded, want 3 to 8", got)
+	}
+	data := filepath.Join(dir, pebble.BundleFilesDir, "data")
+	st, err := os.Stat(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Read-only use (no BundleFiles) leaves the files as they are.
+	s = openBundles(t, dir, pebble.Options{})
+	if n := s.BundleFilesHold(); n != 3 {
+		t.Errorf("the files hold %d bundles after a start, want the 3 recorded", n)
+	}
+	checkBundles(t, s, 8*api.TileWidth+5)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openBundles(t, dir, pebble.Options{BundleFiles: true})
+	defer s.Close()
+	checkBundles(t, s, 8*api.TileWidth+5)
+	waitBundleFiles(t, s, 8)
+	checkBundles(t, s, 8*api.TileWidth+5)
+	if got := pebbleBundles(t, s); len(got) != 1 {
+		t.Errorf("pebble holds bundles %v after the moves, want the partial one", got)
+	}
+	st2, err := os.Stat(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st2.Size() != st.Size() {
+		t.Errorf("the data file is %d bytes after the moves again, %d after the unrecorded ones", st2.Size(), st.Size())
+	}
+}
+
+// TestBundleFilesMissing checks that a store whose bundle files lack
+// bundles pebble records there refuses to open, and opens once they are
+// back.
+func TestBundleFilesMissing(t *testing.T) {
+	dir := t.TempDir()
+	s := openBundles(t, dir, pebble.Options{BundleFiles: true})
+	growBundles(t, s, 0, 4*api.TileWidth, 2)
+	waitBundleFiles(t, s, 4)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files := filepath.Join(dir, pebble.BundleFilesDir)
+	for _, tc := range []struct {
+		name string
+		edit func(path string) error
+		want string
+	}{
+		{"data", os.Remove, "there is no"},
+		{"index", os.Remove, "there is no"},
+		{"data", func(p string) error { return os.Truncate(p, 10) }, "the data file has 10 of their"},
+		{"index", func(p string) error { return os.Truncate(p, 3*12) }, "its index holds 3"},
+	} {
+		path := filepath.Join(files, tc.name)
+		saved, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tc.edit(path); err != nil {
+			t.Fatal(err)
+		}
+		for _, move := range []bool{false, true} {
+			s, err := pebble.Open(dir, pebble.Options{Logger: quiet, LeafFilterBytes: -1, BundleFiles: move})
+			if err == nil {
+				s.Close()
+				t.Fatalf("%s edited: Open succeeded", tc.name)
+			}
+			if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "4 entry bundles") {
+				t.Errorf("%s edited: Open: %v; want it to say %q and how many bundles", tc.name, err, tc.want)
+			}
+		}
+		if err := os.WriteFile(path, saved, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s = openBundles(t, dir, pebble.Options{BundleFiles: true})
+	defer s.Close()
+	checkBundles(t, s, 4*api.TileWidth)
+}
+
+// TestBundleFilesCorrupt checks that a bundle whose bytes changed in the
+// data file is an error, not a wrong bundle.
+func TestBundleFilesCorrupt(t *testing.T) {
+	dir := t.TempDir()
+	s := openBundles(t, dir, pebble.Options{BundleFiles: true})
+	growBundles(t, s, 0, 3*api.TileWidth, 1)
+	waitBundleFiles(t, s, 3)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, pebble.BundleFilesDir, "data")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-20] ^= 1 // in the last bundle
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s = openBundles(t, dir, pebble.Options{})
+	defer s.Close()
+	if _, err := s.ReadEntryBundle(context.Background(), 2); err == nil || !strings.Contains(err.Error(), "corrupt") {
+		t.Errorf("ReadEntryBundle of a bundle with a flipped bit: %v, want a corruption error", err)
+	}
+	for bi := range uint64(2) {
+		if got, err := s.ReadEntryBundle(context.Background(), bi); err != nil || !bytes.Equal(got, modelBundle(bi, 3*api.TileWidth)) {
+			t.Errorf("ReadEntryBundle(%d) beside a corrupt bundle: %d bytes, %v", bi, len(got), err)
+		}
+	}
+}
+
+// TestBundleFilesNoSpace checks that the mover waits while the disk is
+// below its reserve, the bundles staying in pebble, and moves them once
+// there is room.
+func TestBundleFilesNoSpace(t *testing.T) {
+	var full atomic.Bool
+	full.Store(true)
+	s := openBundles(t, t.TempDir(), pebble.Options{BundleFiles: true, CheckSpace: func() error {
+		if full.Load() {
+			return log.ErrNoSpace
+		}
+		return nil
+	}})
+	defer s.Close()
+	growBundles(t, s, 0, 5*api.TileWidth, 5)
+	time.Sleep(100 * time.Millisecond)
+	if n := s.BundleFilesHold(); n != 0 {
+		t.Fatalf("the mover moved %d bundles with the disk full", n)
+	}
+	checkBundles(t, s, 5*api.TileWidth)
+	full.Store(false)
+	growBundles(t, s, 5*api.TileWidth, 6*api.TileWidth, 1)
+	waitBundleFiles(t, s, 6)
+	checkBundles(t, s, 6*api.TileWidth)
+}
