@@ -49,8 +49,13 @@ const (
 	// the bundle in the data file (u64 BE) and the CRC-32C of its index
 	// and compressed bytes (u32 BE).
 	bundleIndexSize = 12
-	// bundleMoveBatch is how many bundles the mover writes with one sync.
+	// bundleMoveBatch is how many bundles the mover writes with one sync,
+	// unless they come to bundleMoveBytes compressed before.
 	bundleMoveBatch = 64
+	bundleMoveBytes = 8 << 20
+	// maxPooledScratch is the largest buffer a read of a compressed
+	// bundle keeps for the next (bundles of large entries get their own).
+	maxPooledScratch = 1 << 20
 	// maxBundleBytes is the largest entry bundle: 256 entries of at most
 	// 65,535 bytes, each after its 2-byte length.
 	maxBundleBytes = api.TileWidth * (2 + 65535)
@@ -266,7 +271,11 @@ func (bf *bundleFiles) appendBundle(dst []byte, index uint64) ([]byte, error) {
 		return nil, fmt.Errorf("the bundle files' index is corrupt: bundle from byte %d to %d", start, end)
 	}
 	p := bundleScratch.Get().(*[]byte)
-	defer bundleScratch.Put(p)
+	defer func() {
+		if cap(*p) <= maxPooledScratch {
+			bundleScratch.Put(p)
+		}
+	}()
 	if uint64(cap(*p)) < end-start {
 		*p = make([]byte, end-start)
 	}
@@ -370,7 +379,7 @@ func (bf *bundleFiles) catchUp(last bool) error {
 			}
 		}
 		if err := bf.move(n, min(full, n+bundleMoveBatch)); err != nil {
-			return fmt.Errorf("bundles %d to %d: %w", n, min(full, n+bundleMoveBatch)-1, err)
+			return fmt.Errorf("bundles from %d: %w", n, err)
 		}
 		if bf.unflushed >= bundleFlushAfter {
 			bf.flush()
@@ -400,13 +409,15 @@ func (bf *bundleFiles) flush() {
 	bf.unflushed = 0
 }
 
-// move writes the full bundles [from, to) to the files, syncs them, and
-// then records them in pebble and deletes them there.
+// move writes the full bundles from from, up to to or bundleMoveBytes of
+// them compressed, to the files, syncs them, and then records them in
+// pebble and deletes them there.
 func (bf *bundleFiles) move(from, to uint64) error {
 	data, index, err := bf.compressed(from, to)
 	if err != nil {
 		return err
 	}
+	to = from + uint64(len(index)/bundleIndexSize)
 	if _, err := bf.data.WriteAt(data, int64(bf.end)); err != nil {
 		return err
 	}
@@ -438,9 +449,10 @@ func (bf *bundleFiles) move(from, to uint64) error {
 	})
 }
 
-// compressed reads the full bundles [from, to) from pebble and returns
-// them compressed, one after the other, and their index records. It holds
-// one bundle uncompressed at a time.
+// compressed reads the full bundles from from, up to to or until they
+// come to bundleMoveBytes compressed, from pebble and returns them
+// compressed, one after the other, and their index records. It holds one
+// bundle uncompressed at a time.
 func (bf *bundleFiles) compressed(from, to uint64) (data, index []byte, err error) {
 	db, release, err := bf.h.read()
 	if err != nil {
@@ -465,7 +477,7 @@ func (bf *bundleFiles) compressed(from, to uint64) (data, index []byte, err erro
 	if err != nil {
 		return nil, nil, err
 	}
-	for ok := it.First(); ok && next < to; ok = it.Next() {
+	for ok := it.First(); ok && next < to && len(data) < bundleMoveBytes; ok = it.Next() {
 		k := it.Key()
 		if len(k) != 13 || binary.BigEndian.Uint64(k[1:9]) != next || binary.BigEndian.Uint32(k[9:]) != 0 {
 			continue
@@ -489,7 +501,7 @@ func (bf *bundleFiles) compressed(from, to uint64) (data, index []byte, err erro
 	if err := errors.Join(chunked, it.Error(), it.Close()); err != nil {
 		return nil, nil, err
 	}
-	if next != to {
+	if next == from || next < to && len(data) < bundleMoveBytes {
 		return nil, nil, fmt.Errorf("entry bundle %d: %w", next, log.ErrNotFound)
 	}
 	return data, index, nil

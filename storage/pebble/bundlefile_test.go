@@ -361,3 +361,37 @@ func TestBundleFilesNoSpace(t *testing.T) {
 	waitBundleFiles(t, s, 6)
 	checkBundles(t, s, 6*api.TileWidth)
 }
+
+// TestBundleFilesLargeBundles moves bundles of large incompressible
+// entries (10 MB each, more than a move takes at once): each move takes
+// one, and they read back whole.
+func TestBundleFilesLargeBundles(t *testing.T) {
+	s := openBundles(t, t.TempDir(), pebble.Options{BundleFiles: true})
+	defer s.Close()
+	rng := rand.New(rand.NewPCG(1, 2))
+	var bundles [][]byte
+	for bi := range uint64(3) {
+		var b []byte
+		for range api.TileWidth {
+			e := make([]byte, 40_000)
+			for i := range e {
+				e[i] = byte(rng.Uint32())
+			}
+			b = append(b, byte(len(e)>>8), byte(len(e)))
+			b = append(b, e...)
+		}
+		bundles = append(bundles, b)
+		c := &log.Commit{OldSize: bi * api.TileWidth, NewSize: (bi + 1) * api.TileWidth, Checkpoint: fmt.Appendf(nil, "size %d", (bi+1)*api.TileWidth),
+			Bundles: []log.BundleData{{Index: bi, Bundle: b, Full: true}}}
+		if err := s.Commit(context.Background(), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitBundleFiles(t, s, 3)
+	for bi, want := range bundles {
+		got, err := s.ReadEntryBundle(context.Background(), uint64(bi))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("ReadEntryBundle(%d): %d bytes, %v; want %d", bi, len(got), err, len(want))
+		}
+	}
+}
