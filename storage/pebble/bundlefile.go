@@ -308,6 +308,7 @@ func bundleCRC(index uint64, compressed []byte) uint32 {
 
 func (bf *bundleFiles) run() {
 	defer close(bf.done)
+	bf.readAhead()
 	var logged time.Time
 	stop := func() {
 		// The bundles the last commits filled, for the next start.
@@ -354,6 +355,22 @@ func (bf *bundleFiles) run() {
 			case <-time.After(time.Until(moved.Add(bundleMoveEvery))):
 			}
 		}
+	}
+}
+
+// readAhead asks the system to read the data file into the page cache,
+// if it is at most readAheadShare of the machine's memory, as the tile
+// files are: a restarted log then serves random bundles at once at the
+// rate it will keep, rather than first wait on the disk for each (at
+// 10 M entries, 1.8 GB: some 8,000 bundles a second for the first
+// hundred thousand against 12,000).
+func (bf *bundleFiles) readAhead() {
+	start := time.Now()
+	asked, err := readAhead(bf.data, int64(bf.end), bf.stopping)
+	if err != nil {
+		bf.logger.Warn("couldn't ask for the bundle data file to be read ahead", "err", err)
+	} else if asked {
+		bf.logger.Info("asked the system to read the bundle data file into the page cache", "bytes", bf.end, "duration", time.Since(start).Round(time.Millisecond))
 	}
 }
 
