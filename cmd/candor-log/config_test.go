@@ -184,50 +184,36 @@ func TestConfigTrillian(t *testing.T) {
 	}
 }
 
-func TestConfigTileFiles(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "log.yaml")
-	if err := os.WriteFile(path, []byte("tileFiles: false\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		args []string
-		want bool
+// TestConfigFlatFiles checks the switches of the tile and bundle files:
+// on by default, off from the file or a flag, a flag over the file.
+func TestConfigFlatFiles(t *testing.T) {
+	for _, sw := range []struct {
+		key, flag string
+		get       func(Config) bool
 	}{
-		{[]string{"--data", "/d"}, true},
-		{[]string{"--data", "/d", "--config", path}, false},
-		{[]string{"--data", "/d", "--tile-files=false"}, false},
-		{[]string{"--data", "/d", "--config", path, "--tile-files"}, true},
+		{"tileFiles", "tile-files", func(c Config) bool { return c.TileFiles }},
+		{"bundleFiles", "bundle-files", func(c Config) bool { return c.BundleFiles }},
 	} {
-		c, err := load(tc.args...)
-		if err != nil {
+		path := filepath.Join(t.TempDir(), "log.yaml")
+		if err := os.WriteFile(path, []byte(sw.key+": false\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if c.TileFiles != tc.want {
-			t.Errorf("%q: TileFiles %v, want %v", tc.args, c.TileFiles, tc.want)
-		}
-	}
-}
-
-func TestConfigBundleFiles(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "log.yaml")
-	if err := os.WriteFile(path, []byte("bundleFiles: false\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		args []string
-		want bool
-	}{
-		{[]string{"--data", "/d"}, true},
-		{[]string{"--data", "/d", "--config", path}, false},
-		{[]string{"--data", "/d", "--bundle-files=false"}, false},
-		{[]string{"--data", "/d", "--config", path, "--bundle-files"}, true},
-	} {
-		c, err := load(tc.args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c.BundleFiles != tc.want {
-			t.Errorf("%q: BundleFiles %v, want %v", tc.args, c.BundleFiles, tc.want)
+		for _, tc := range []struct {
+			args []string
+			want bool
+		}{
+			{[]string{"--data", "/d"}, true},
+			{[]string{"--data", "/d", "--config", path}, false},
+			{[]string{"--data", "/d", "--" + sw.flag + "=false"}, false},
+			{[]string{"--data", "/d", "--config", path, "--" + sw.flag}, true},
+		} {
+			c, err := load(tc.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := sw.get(c); got != tc.want {
+				t.Errorf("%q: %s %v, want %v", tc.args, sw.key, got, tc.want)
+			}
 		}
 	}
 }

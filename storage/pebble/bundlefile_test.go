@@ -58,13 +58,7 @@ func openBundles(t *testing.T, dir string, o pebble.Options) *pebble.Storage {
 
 func growBundles(t *testing.T, s *pebble.Storage, old, size uint64, steps int) {
 	t.Helper()
-	for i := 1; i <= steps; i++ {
-		n := old + (size-old)*uint64(i)/uint64(steps)
-		if err := s.Commit(context.Background(), bundleCommit(old, n)); err != nil {
-			t.Fatal(err)
-		}
-		old = n
-	}
+	growWith(t, s, old, size, steps, bundleCommit)
 }
 
 func waitBundleFiles(t *testing.T, s *pebble.Storage, n uint64) {

@@ -88,9 +88,15 @@ func openTileFiles(t *testing.T, dir string) *pebble.Storage {
 // growTiles commits the model from old to size in steps.
 func growTiles(t *testing.T, s *pebble.Storage, old, size uint64, steps int) {
 	t.Helper()
+	growWith(t, s, old, size, steps, tileCommit)
+}
+
+// growWith commits commit(old, n) for each n of steps from old to size.
+func growWith(t *testing.T, s *pebble.Storage, old, size uint64, steps int, commit func(old, n uint64) *log.Commit) {
+	t.Helper()
 	for i := 1; i <= steps; i++ {
 		n := old + (size-old)*uint64(i)/uint64(steps)
-		if err := s.Commit(context.Background(), tileCommit(old, n)); err != nil {
+		if err := s.Commit(context.Background(), commit(old, n)); err != nil {
 			t.Fatal(err)
 		}
 		old = n
