@@ -229,18 +229,7 @@ func (bf *bundleFiles) closeFiles() {
 }
 
 // synced records that the tree of size entries is durable in pebble.
-func (bf *bundleFiles) synced(size uint64) {
-	for {
-		cur := bf.durable.Load()
-		if size <= cur || bf.durable.CompareAndSwap(cur, size) {
-			break
-		}
-	}
-	select {
-	case bf.wake <- struct{}{}:
-	default:
-	}
-}
+func (bf *bundleFiles) synced(size uint64) { raiseDurable(&bf.durable, bf.wake, size) }
 
 // close stops the mover and closes the files.
 func (bf *bundleFiles) close() {
@@ -390,10 +379,8 @@ func (bf *bundleFiles) catchUp(last bool) error {
 			}
 		default:
 		}
-		if bf.checkSpace != nil {
-			if err := bf.checkSpace(); err != nil {
-				return fmt.Errorf("waiting for disk space: %w", err)
-			}
+		if err := roomToWrite(bf.checkSpace); err != nil {
+			return err
 		}
 		if err := bf.move(n, min(full, n+bundleMoveBatch)); err != nil {
 			return fmt.Errorf("bundles from %d: %w", n, err)

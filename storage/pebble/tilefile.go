@@ -135,15 +135,20 @@ func openTileFiles(dir string, h *handle, size uint64, logger *slog.Logger) *til
 }
 
 // synced records that the tree of size entries is durable in pebble.
-func (tf *tileFiles) synced(size uint64) {
+func (tf *tileFiles) synced(size uint64) { raiseDurable(&tf.durable, tf.wake, size) }
+
+// raiseDurable raises durable, a durable tree size, to size unless it is
+// larger already (commits' waits may return out of order), and wakes the
+// goroutine that writes what it covers.
+func raiseDurable(durable *atomic.Uint64, wake chan<- struct{}, size uint64) {
 	for {
-		cur := tf.durable.Load()
-		if size <= cur || tf.durable.CompareAndSwap(cur, size) {
+		cur := durable.Load()
+		if size <= cur || durable.CompareAndSwap(cur, size) {
 			break
 		}
 	}
 	select {
-	case tf.wake <- struct{}{}:
+	case wake <- struct{}{}:
 	default:
 	}
 }
@@ -228,7 +233,7 @@ func (tf *tileFiles) repair() error {
 	}
 	tf.repairMu.Unlock()
 	for _, id := range ids {
-		if err := tf.roomToWrite(); err != nil {
+		if err := roomToWrite(tf.checkSpace); err != nil {
 			return err
 		}
 		if f := tf.files[id.level].Load(); f != nil && id.index < f.n.Load() {
@@ -425,13 +430,15 @@ func checkedRecords(f *os.File, level int, full, tail uint64) (uint64, error) {
 	return n, nil
 }
 
-// roomToWrite fails while the filesystem is below its reserve: the
-// reserve is for pebble, which cannot survive some failed writes.
-func (tf *tileFiles) roomToWrite() error {
-	if tf.checkSpace == nil {
+// roomToWrite fails while checkSpace (if set) says the filesystem is
+// below its reserve: the reserve is for pebble, which cannot survive
+// some failed writes. The tile files' writer and the bundle files' mover
+// wait meanwhile.
+func roomToWrite(checkSpace func() error) error {
+	if checkSpace == nil {
 		return nil
 	}
-	if err := tf.checkSpace(); err != nil {
+	if err := checkSpace(); err != nil {
 		return fmt.Errorf("waiting for disk space: %w", err)
 	}
 	return nil
@@ -451,7 +458,7 @@ func (tf *tileFiles) catchUp() error {
 		}
 		f := tf.files[level].Load()
 		if f == nil {
-			if err := tf.roomToWrite(); err != nil {
+			if err := roomToWrite(tf.checkSpace); err != nil {
 				return err
 			}
 			if err := tf.openLevel(level, size, true); err != nil {
@@ -462,7 +469,7 @@ func (tf *tileFiles) catchUp() error {
 			}
 		}
 		for n := f.n.Load(); n < full; n = f.n.Load() {
-			if err := tf.roomToWrite(); err != nil {
+			if err := roomToWrite(tf.checkSpace); err != nil {
 				return err
 			}
 			k := min(full-n, tileCopyBatch)
