@@ -502,16 +502,9 @@ func startServer(c config, stderr io.Writer) (*server, error) {
 	// The leaf filter is filled in the background after the start (the
 	// dedup figures time that): the rates are of the log once it is in
 	// use, not of the scan's competition for the cores and the cache.
-	for {
-		m, err := s.metrics()
-		if err == nil && m["candor_log_leaf_filter_entries"] > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			s.stop()
-			return nil, errors.New("candor-log's leaf filter was not filled within 10 minutes")
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := s.waitMetrics(deadline, func(m map[string]float64) bool { return m["candor_log_leaf_filter_entries"] > 0 }, nil,
+		errors.New("candor-log's leaf filter was not filled within 10 minutes")); err != nil {
+		return nil, err
 	}
 	// So are the tile files, if the log has none yet (one grown by an
 	// older version).
@@ -524,57 +517,56 @@ func startServer(c config, stderr io.Writer) (*server, error) {
 	for n := size / api.TileWidth; n > 0; n /= api.TileWidth {
 		full += float64(n)
 	}
-	for {
-		m, err := s.metrics()
-		if err == nil && m["candor_log_tile_file_tiles"] >= full {
-			break
-		}
-		if time.Now().After(deadline) {
-			s.stop()
-			return nil, fmt.Errorf("candor-log's tile files did not hold the %.0f full tiles within 10 minutes", full)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := s.waitMetrics(deadline, func(m map[string]float64) bool { return m["candor_log_tile_file_tiles"] >= full }, nil,
+		fmt.Errorf("candor-log's tile files did not hold the %.0f full tiles within 10 minutes", full)); err != nil {
+		return nil, err
 	}
 	// So is the search index, if it is of an older format (a log grown
 	// by an older version): the log rebuilds it in the background, some
 	// 100 k entries a second.
-	indexDeadline := time.Now().Add(10*time.Minute + time.Duration(size/50_000)*time.Second)
-	for said := false; ; {
-		m, err := s.metrics()
-		if err == nil && m["candor_log_search_unindexed_entries"] == 0 {
-			break
-		}
-		if !said && err == nil {
+	if err := s.waitMetrics(time.Now().Add(10*time.Minute+time.Duration(size/50_000)*time.Second),
+		func(m map[string]float64) bool { return m["candor_log_search_unindexed_entries"] == 0 },
+		func(m map[string]float64) {
 			fmt.Fprintf(stderr, "candor-growth: waiting for candor-log to index %.0f entries for search\n", m["candor_log_search_unindexed_entries"])
-			said = true
-		}
-		if time.Now().After(indexDeadline) {
-			s.stop()
-			return nil, errors.New("candor-log's search index did not cover the log in time")
-		}
-		time.Sleep(100 * time.Millisecond)
+		},
+		errors.New("candor-log's search index did not cover the log in time")); err != nil {
+		return nil, err
 	}
 	// And the bundles of a log grown before the bundle files: the log
 	// moves them out of pebble in the background (some 2,000 bundles a
 	// second here).
 	bundles := float64(size / api.TileWidth)
-	moveDeadline := time.Now().Add(10*time.Minute + time.Duration(size/100_000)*time.Second)
-	for said := false; ; {
+	if err := s.waitMetrics(time.Now().Add(10*time.Minute+time.Duration(size/100_000)*time.Second),
+		func(m map[string]float64) bool { return m["candor_log_bundle_file_bundles"] >= bundles },
+		func(m map[string]float64) {
+			fmt.Fprintf(stderr, "candor-growth: waiting for candor-log to move %.0f entry bundles to its bundle files\n", bundles-m["candor_log_bundle_file_bundles"])
+		},
+		errors.New("candor-log did not move the entry bundles to its bundle files in time")); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// waitMetrics reads the server's metrics every 100 ms until done says
+// they show what it waits for. waiting, if set, is called once, with the
+// first metrics read that do not. Past deadline it stops the server and
+// returns failure.
+func (s *server) waitMetrics(deadline time.Time, done func(map[string]float64) bool, waiting func(map[string]float64), failure error) error {
+	for said := waiting == nil; ; {
 		m, err := s.metrics()
-		if err == nil && m["candor_log_bundle_file_bundles"] >= bundles {
-			break
+		if err == nil && done(m) {
+			return nil
 		}
 		if !said && err == nil {
-			fmt.Fprintf(stderr, "candor-growth: waiting for candor-log to move %.0f entry bundles to its bundle files\n", bundles-m["candor_log_bundle_file_bundles"])
+			waiting(m)
 			said = true
 		}
-		if time.Now().After(moveDeadline) {
+		if time.Now().After(deadline) {
 			s.stop()
-			return nil, errors.New("candor-log did not move the entry bundles to its bundle files in time")
+			return failure
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return s, nil
 }
 
 func (s *server) stop() {
