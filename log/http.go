@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/internal/bundlezstd"
 	"github.com/candorlog/candor/internal/exactpath"
 	"github.com/candorlog/candor/internal/httplimit"
 	"github.com/candorlog/candor/internal/httpmetrics"
@@ -280,9 +281,20 @@ func (h *handler) tile(w http.ResponseWriter, r *http.Request) {
 	}
 	var data []byte
 	if t.Level == api.EntriesLevel {
+		// A full bundle's reply depends on what the client takes.
+		w.Header().Set("Vary", "Accept-Encoding")
 		var release func()
-		if data, release, err = h.log.entryBundle(r.Context(), t); err == nil {
-			defer release()
+		encoded := false
+		if acceptsCoding(r.Header, bundlezstd.Coding) {
+			if data, release, encoded, err = h.log.encodedEntryBundle(r.Context(), t, bundlezstd.Coding); encoded {
+				defer release()
+				w.Header().Set("Content-Encoding", bundlezstd.Coding)
+			}
+		}
+		if !encoded && err == nil {
+			if data, release, err = h.log.entryBundle(r.Context(), t); err == nil {
+				defer release()
+			}
 		}
 	} else {
 		data, err = h.log.Tile(r.Context(), t)
@@ -621,4 +633,47 @@ func parseSearchQuery(rawQuery string) (terms []api.SearchTerm, start uint64, li
 		return nil, 0, 0, fmt.Errorf("%w: %d terms, at most %d", api.ErrInvalidSearch, len(terms), maxSearchTerms)
 	}
 	return terms, start, limit, nil
+}
+
+// acceptsCoding reports whether the request's Accept-Encoding takes the
+// content coding coding (RFC 9110, section 12.5.3): named, or "*", with a
+// weight above 0; named with q=0 refuses it whatever "*" says. An
+// unparsable weight refuses: the reply is then in no coding, which any
+// client takes.
+func acceptsCoding(h http.Header, coding string) bool {
+	named, star := 0, 0 // 0: not listed, 1: taken, -1: refused
+	for _, v := range h.Values("Accept-Encoding") {
+		for _, part := range strings.Split(v, ",") {
+			name, params, _ := strings.Cut(part, ";")
+			name = strings.TrimSpace(name)
+			took := -1
+			if weightAboveZero(params) {
+				took = 1
+			}
+			switch {
+			case strings.EqualFold(name, coding):
+				named = took
+			case name == "*":
+				star = took
+			}
+		}
+	}
+	if named != 0 {
+		return named > 0
+	}
+	return star > 0
+}
+
+// weightAboveZero reports whether the parameters of an Accept-Encoding
+// element give it a weight above 0 (no weight is 1).
+func weightAboveZero(params string) bool {
+	for _, p := range strings.Split(params, ";") {
+		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+		if !strings.EqualFold(k, "q") {
+			continue
+		}
+		q, err := strconv.ParseFloat(v, 64)
+		return err == nil && q > 0 && q <= 1
+	}
+	return true
 }

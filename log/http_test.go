@@ -34,6 +34,7 @@ import (
 	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/api/apitest"
 	"github.com/candorlog/candor/api/client"
+	"github.com/candorlog/candor/internal/bundlezstd"
 	"github.com/candorlog/candor/log"
 	"github.com/candorlog/candor/storage/pebble"
 )
@@ -53,10 +54,18 @@ type httpLog struct {
 // options (Storage, Signer, Verifier, Logger and Registerer are set here).
 func newHTTPLog(t testing.TB, cfg log.Config, o log.HandlerOptions) *httpLog {
 	t.Helper()
+	return newHTTPLogOn(t, cfg, o, pebble.Options{})
+}
+
+// newHTTPLogOn is newHTTPLog on pebble with the options po (Logger and
+// CacheBytes are set here).
+func newHTTPLogOn(t testing.TB, cfg log.Config, o log.HandlerOptions, po pebble.Options) *httpLog {
+	t.Helper()
 	const origin = "example.com/candor/http-test"
 	signer, verifier, _ := apitest.NewNoteKey(origin, rand.Reader)
 	quiet := slog.New(slog.DiscardHandler)
-	ps, err := pebble.Open(t.TempDir(), pebble.Options{Logger: quiet, CacheBytes: 8 << 20})
+	po.Logger, po.CacheBytes = quiet, 8<<20
+	ps, err := pebble.Open(t.TempDir(), po)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,6 +158,11 @@ func (s *gatedStorage) AppendEntryBundle(ctx context.Context, dst []byte, index 
 		}
 	}
 	return s.Storage.(log.EntryBundleAppender).AppendEntryBundle(ctx, dst, index)
+}
+
+// AppendEncodedEntryBundle passes the storage's through.
+func (s *gatedStorage) AppendEncodedEntryBundle(ctx context.Context, dst []byte, index uint64, coding string) ([]byte, bool, error) {
+	return s.Storage.(log.EncodedEntryBundleReader).AppendEncodedEntryBundle(ctx, dst, index, coding)
 }
 
 // closeBundles closes the bundle gate; openBundles opens it.
@@ -1269,5 +1283,124 @@ func TestHTTPConcurrentBundleReads(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestHTTPEncodedBundles checks that a full entry bundle that storage
+// keeps compressed with zstd is served so, as stored, to the clients
+// that take zstd, and uncompressed to the others; that partial bundles
+// and partial reads of full ones are served uncompressed; and that the
+// candor client reads them either way.
+func TestHTTPEncodedBundles(t *testing.T) {
+	h := newHTTPLogOn(t, log.Config{}, log.HandlerOptions{}, pebble.Options{BundleFiles: true})
+	var entries [][]byte
+	const n = 3*api.TileWidth + 10
+	h.grow(t, &entries, n)
+	bundle := func(b uint64, width int) []byte {
+		var out []byte
+		for i := b * api.TileWidth; i < b*api.TileWidth+uint64(width); i++ {
+			out = binary.BigEndian.AppendUint16(out, uint16(len(entries[i])))
+			out = append(out, entries[i]...)
+		}
+		return out
+	}
+	get := func(path, accept string) (*http.Response, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, h.srv.URL+"/"+path, nil)
+		if accept != "" {
+			req.Header.Set("Accept-Encoding", accept)
+		}
+		resp, err := h.srv.Client().Transport.RoundTrip(req) // no transparent decoding
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d, %v", path, resp.StatusCode, err)
+		}
+		if resp.Header.Get("Vary") != "Accept-Encoding" {
+			t.Errorf("GET %s: Vary %q, want Accept-Encoding", path, resp.Header.Get("Vary"))
+		}
+		return resp, body
+	}
+	full := func(b uint64) string { return api.Tile{Level: api.EntriesLevel, Index: b, Width: api.TileWidth}.Path() }
+	// The mover takes the full bundles to the files within a second or so
+	// of their commit.
+	deadline := time.Now().Add(30 * time.Second)
+	for b := uint64(0); b < 3; b++ {
+		for {
+			resp, _ := get(full(b), "zstd")
+			if resp.Header.Get("Content-Encoding") == "zstd" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("bundle %d is not served compressed 30 s after its commit", b)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	for _, tc := range []struct {
+		accept string
+		zstd   bool
+	}{
+		{"zstd", true},
+		{"gzip, deflate, br, zstd", true},
+		{"ZSTD;q=0.5", true},
+		{"*", true},
+		{"", false},
+		{"gzip", false},
+		{"zstd;q=0", false},
+		{"*, zstd;q=0", false},
+		{"zstd;q=zero", false},
+		{"identity", false},
+	} {
+		for b := uint64(0); b < 3; b++ {
+			resp, body := get(full(b), tc.accept)
+			ce := resp.Header.Get("Content-Encoding")
+			if tc.zstd {
+				if ce != "zstd" {
+					t.Fatalf("Accept-Encoding %q: bundle %d in coding %q, want zstd", tc.accept, b, ce)
+				}
+				if resp.ContentLength != int64(len(body)) || len(body) >= len(bundle(b, api.TileWidth)) {
+					t.Errorf("Accept-Encoding %q: bundle %d of %d bytes compressed to %d (Content-Length %d)", tc.accept, b, len(bundle(b, api.TileWidth)), len(body), resp.ContentLength)
+				}
+				var err error
+				if body, err = bundlezstd.AppendDecoded(nil, body); err != nil {
+					t.Fatalf("Accept-Encoding %q: bundle %d: %v", tc.accept, b, err)
+				}
+			} else if ce != "" {
+				t.Fatalf("Accept-Encoding %q: bundle %d in coding %q, want none", tc.accept, b, ce)
+			}
+			if !bytes.Equal(body, bundle(b, api.TileWidth)) {
+				t.Fatalf("Accept-Encoding %q: bundle %d: not its bytes", tc.accept, b)
+			}
+		}
+	}
+	// The partial bundle, and a full one read in part, are not stored
+	// compressed as served.
+	for _, tl := range []api.Tile{{Level: api.EntriesLevel, Index: 3, Width: 10}, {Level: api.EntriesLevel, Index: 1, Width: 7}} {
+		resp, body := get(tl.Path(), "zstd")
+		if ce := resp.Header.Get("Content-Encoding"); ce != "" || !bytes.Equal(body, bundle(tl.Index, tl.Width)) {
+			t.Errorf("%s: coding %q, %d bytes; want its bytes uncompressed", tl.Path(), ce, len(body))
+		}
+	}
+	// A bundle beyond the tree is an error in either case.
+	req, _ := http.NewRequest(http.MethodGet, h.srv.URL+"/"+full(4), nil)
+	req.Header.Set("Accept-Encoding", "zstd")
+	resp, err := h.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET %s beyond the tree: %d, want 404", full(4), resp.StatusCode)
+	}
+	for b := uint64(0); b < 4; b++ {
+		width := min(api.TileWidth, n-int(b)*api.TileWidth)
+		got, err := h.client.Tile(context.Background(), api.Tile{Level: api.EntriesLevel, Index: b, Width: width})
+		if err != nil || !bytes.Equal(got, bundle(b, width)) {
+			t.Errorf("client.Tile(bundle %d): %d bytes, %v", b, len(got), err)
+		}
 	}
 }

@@ -66,6 +66,41 @@ func (l *Log) entryBundle(ctx context.Context, t api.Tile) (data []byte, release
 	return data[:end], release, nil
 }
 
+// encodedEntryBundle is entryBundle compressed in the content coding
+// coding, as storage keeps it; ok is false if storage does not keep the
+// bundle so (not full; an older codec; not an EncodedEntryBundleReader).
+// release gives the buffer back.
+func (l *Log) encodedEntryBundle(ctx context.Context, t api.Tile, coding string) (data []byte, release func(), ok bool, err error) {
+	er, can := l.store.(EncodedEntryBundleReader)
+	if !can || t.Width != api.TileWidth {
+		return nil, nil, false, nil
+	}
+	if err := checkTile(t, l.committedSize()); err != nil {
+		return nil, nil, false, err
+	}
+	select {
+	case l.bundleReads <- struct{}{}:
+	case <-ctx.Done():
+		return nil, nil, false, fmt.Errorf("waiting to read entry bundle %d: %w", t.Index, ctx.Err())
+	}
+	defer func() { <-l.bundleReads }()
+	buf := bundleBuffers.Get().(*[]byte)
+	data, ok, err = er.AppendEncodedEntryBundle(ctx, (*buf)[:0], t.Index, coding)
+	if err != nil || !ok {
+		bundleBuffers.Put(buf)
+		if err != nil {
+			err = fmt.Errorf("couldn't read entry bundle %s: %w", t.Path(), mustExist(err))
+		}
+		return nil, nil, false, err
+	}
+	return data, func() {
+		if cap(data) <= maxPooledBundle {
+			*buf = data[:0]
+			bundleBuffers.Put(buf)
+		}
+	}, true, nil
+}
+
 // MaxBundleReads is the most entry bundles the log reads from storage at
 // once; more reads wait for a place (or for their context to end). A
 // bundle read outside pebble's block cache allocates its compressed and

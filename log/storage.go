@@ -60,6 +60,17 @@ type EntryBundleAppender interface {
 	AppendEntryBundle(ctx context.Context, dst []byte, index uint64) ([]byte, error)
 }
 
+// EncodedEntryBundleReader is a Storage that keeps full entry bundles
+// compressed in an HTTP content coding: the log serves them as they are
+// stored to the clients that take that coding, with no decompression and
+// a fraction of the bytes.
+type EncodedEntryBundleReader interface {
+	// AppendEncodedEntryBundle appends the full entry bundle index,
+	// compressed in the content coding coding ("zstd"), to dst. It
+	// returns false, and no error, if it does not hold the bundle so.
+	AppendEncodedEntryBundle(ctx context.Context, dst []byte, index uint64, coding string) ([]byte, bool, error)
+}
+
 // PipelinedStorage is a Storage whose commits may overlap, like a
 // write-ahead log that makes many writes durable with one sync. With one,
 // the log keeps several commits in flight and publishes each once it is

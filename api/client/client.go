@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/internal/bundlezstd"
 	"github.com/candorlog/candor/internal/noredirect"
 )
 
@@ -118,7 +119,13 @@ func (c *Client) Tile(ctx context.Context, t api.Tile) ([]byte, error) {
 	if t.Level != api.EntriesLevel {
 		max = int64(t.Width * api.HashSize)
 	}
-	data, err := c.get(ctx, t.Path(), max)
+	accept := ""
+	if t.Level == api.EntriesLevel && t.Width == api.TileWidth {
+		// A full bundle comes compressed from a log that keeps it so,
+		// a sixth of its size.
+		accept = bundlezstd.Coding
+	}
+	data, err := c.getEncoded(ctx, t.Path(), max, accept)
 	if err != nil {
 		return nil, err
 	}
@@ -170,10 +177,20 @@ func (c *Client) AddEntry(ctx context.Context, body []byte) (api.AddEntryRespons
 // get fetches the path below the base URL and returns the body of a 200
 // reply of at most max bytes.
 func (c *Client) get(ctx context.Context, path string, max int64) ([]byte, error) {
+	return c.getEncoded(ctx, path, max, "")
+}
+
+// getEncoded is get asking for the reply in the content coding accept
+// (only bundlezstd.Coding; none if empty), which it decodes: the reply's
+// max bytes are its encoded ones.
+func (c *Client) getEncoded(ctx context.Context, path string, max int64, accept string) ([]byte, error) {
 	u := c.base + "/" + path
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, fmt.Errorf("couldn't make the request: %w", err)
+	}
+	if accept != "" {
+		req.Header.Set("Accept-Encoding", accept)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -193,6 +210,15 @@ func (c *Client) get(ctx context.Context, path string, max int64) ([]byte, error
 	b, err := readAllSized(resp.Body, max, resp.ContentLength)
 	if err != nil {
 		return nil, fmt.Errorf("couldn't read %s: %w", u, err)
+	}
+	switch ce := resp.Header.Get("Content-Encoding"); {
+	case ce == "" || strings.EqualFold(ce, "identity"):
+	case accept != "" && strings.EqualFold(ce, accept):
+		if b, err = bundlezstd.AppendDecoded(nil, b); err != nil {
+			return nil, fmt.Errorf("couldn't decode %s: %w", u, err)
+		}
+	default:
+		return nil, fmt.Errorf("couldn't read %s: reply in content coding %q, which was not asked for", u, ce)
 	}
 	return b, nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/api/client"
+	"github.com/candorlog/candor/internal/bundlezstd"
 )
 
 // fakeLog serves canned replies by path and records the paths asked for.
@@ -201,6 +202,43 @@ func TestTileReader(t *testing.T) {
 	} {
 		if _, err := tr.ReadTiles([]tlog.Tile{tiles[0], bad}); err == nil {
 			t.Errorf("ReadTiles(%+v) succeeded", bad)
+		}
+	}
+}
+
+// TestTileZstd checks that the client asks for full entry bundles in
+// zstd, decodes them, and refuses a reply in a coding it did not ask for
+// or a frame that would decode to more than a bundle.
+func TestTileZstd(t *testing.T) {
+	ctx := context.Background()
+	entries := make([]string, api.TileWidth)
+	for i := range entries {
+		entries[i] = strings.Repeat("entry ", i%9+1)
+	}
+	full := bundle(t, entries...)
+	encoded := func(body []byte, coding string) func(http.ResponseWriter, *http.Request) {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Accept-Encoding") != bundlezstd.Coding {
+				t.Errorf("%s: Accept-Encoding %q, want zstd", r.URL.Path, r.Header.Get("Accept-Encoding"))
+			}
+			w.Header().Set("Content-Encoding", coding)
+			w.Write(body)
+		}
+	}
+	_, c := newFake(t, "", map[string]func(http.ResponseWriter, *http.Request){
+		"/tile/entries/000": encoded(bundlezstd.Append(nil, full), "zstd"),
+		"/tile/entries/001": serve(full), // a log that serves it uncompressed
+		"/tile/entries/002": encoded(full, "br"),
+		"/tile/entries/003": encoded(bundlezstd.Append(nil, make([]byte, bundlezstd.MaxSize+1)), "zstd"),
+		"/tile/entries/004": encoded([]byte("not zstd"), "zstd"),
+	})
+	for i, want := range []string{"", "", "not asked for", "more than a bundle", "couldn't decode"} {
+		got, err := c.Tile(ctx, api.Tile{Level: api.EntriesLevel, Index: uint64(i), Width: api.TileWidth})
+		switch {
+		case want == "" && (err != nil || !bytes.Equal(got, full)):
+			t.Errorf("bundle %d: %d bytes, %v; want the bundle", i, len(got), err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("bundle %d: %v, want an error saying %q", i, err, want)
 		}
 	}
 }

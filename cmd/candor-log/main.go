@@ -4,6 +4,7 @@
 //	           [--policy FILE]                                 publish only checkpoints cosigned by FILE's witnesses
 //	candor-log fsck --data DIR                                 re-verify the stored log
 //	candor-log reindex --data DIR                              rebuild the search index from the entries
+//	candor-log recompress-bundles --data DIR                   rewrite the bundle files with zstd
 //	candor-log trillian init --trillian HOST:PORT              create a tree on a Trillian log server
 package main
 
@@ -47,6 +48,7 @@ func main() {
 var subcommands = []cli.Subcommand{
 	{Name: "fsck", Summary: "re-verify the stored log: entries, tiles and checkpoint", Run: fsck},
 	{Name: "reindex", Summary: "rebuild the search index from the stored entries (log stopped)", Run: reindex},
+	{Name: "recompress-bundles", Summary: "rewrite the bundle files with zstd, as new bundles are written (log stopped)", Run: recompressBundles},
 	{Name: "trillian", Summary: "init: create the log's tree on a Trillian log server", Run: trillianCmd},
 }
 

@@ -32,6 +32,7 @@ import (
 
 	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/api/apitest"
+	"github.com/candorlog/candor/internal/bundlezstd"
 )
 
 // benchConfig is what "candor bench" runs.
@@ -77,6 +78,11 @@ type benchConfig struct {
 	// PrintBodies, in submit mode, prints the signed submissions, one JSON
 	// object per line, instead of sending them (see scripts/wrk-submit.lua).
 	PrintBodies bool
+	// Identity, in bundles mode, asks for the entry bundles in no content
+	// coding. Default: false: it asks for zstd, as the candor client
+	// does; the replies that come so are decoded when verified, after
+	// the run, as proofs are verified.
+	Identity bool
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -95,6 +101,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&c.VerifySample, "verify", 1000, "successful replies to verify after the run (0: none)")
 	fs.StringVar(&c.VerifierKey, "verifier-key", "", "the log's verifier `key`, to check checkpoint signatures too")
 	fs.BoolVar(&c.PrintPaths, "print-paths", false, "proofs, tiles, bundles: print the request paths, one per line, and send nothing")
+	fs.BoolVar(&c.Identity, "identity", false, "bundles: ask for the bundles uncompressed (default: zstd, as the candor client does)")
 	fs.BoolVar(&c.PrintBodies, "print-bodies", false, "submit: print the signed submissions, one JSON object per line, and send nothing")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: candor bench --url URL [flags]\n\nLoad-tests a running log and reports throughput, latency and status codes.\n\nflags:")
@@ -184,6 +191,8 @@ type job struct {
 type sample struct {
 	job  *job
 	body []byte
+	// zstd is true if body came compressed with zstd.
+	zstd bool
 }
 
 // workerStats is what one worker records; they are merged after the run.
@@ -194,6 +203,8 @@ type workerStats struct {
 	samples   []sample
 	// newBytes adds up the entries the log answered 201 Created to.
 	newBytes int64
+	// encoded counts the replies that came compressed, and their bytes.
+	encoded, encodedBytes int64
 }
 
 // benchResult is the outcome of a run.
@@ -208,6 +219,8 @@ type benchResult struct {
 	codes             map[int]int
 	errs              map[string]int
 	newBytes          int64
+	encoded           int64
+	encodedBytes      int64
 	latencies         []time.Duration // sorted
 	verified          int
 	verifyFailed      int
@@ -251,6 +264,9 @@ type client struct {
 	prefix  string // the base URL's path, without its final slash
 	http    *fasthttp.HostClient
 	timeout time.Duration
+	// accept is the content coding asked for in GETs (bundlezstd.Coding
+	// or none).
+	accept string
 }
 
 func newClient(base string, conns int, timeout time.Duration) (*client, error) {
@@ -280,10 +296,11 @@ func newClient(base string, conns int, timeout time.Duration) (*client, error) {
 }
 
 // do sends one request, copies the whole reply into buf and returns the
-// status code.
-func (c *client) do(ctx context.Context, j *job, buf *bytes.Buffer) (int, error) {
+// status code, and whether the reply is in the coding c.accept (not
+// decoded: a log is measured, not the load generator).
+func (c *client) do(ctx context.Context, j *job, buf *bytes.Buffer) (code int, encoded bool, err error) {
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
@@ -294,20 +311,26 @@ func (c *client) do(ctx context.Context, j *job, buf *bytes.Buffer) (int, error)
 		req.Header.SetMethod(fasthttp.MethodPost)
 		req.Header.SetContentType("application/json")
 		req.SetBodyRaw(j.body)
+	} else if c.accept != "" {
+		req.Header.Set("Accept-Encoding", c.accept)
 	}
 	if err := c.http.DoTimeout(req, resp, c.timeout); err != nil {
-		return 0, err
+		return 0, false, err
+	}
+	ce := string(resp.Header.ContentEncoding())
+	if ce != "" && (c.accept == "" || ce != c.accept) {
+		return 0, false, fmt.Errorf("reply in content coding %q, which was not asked for", ce)
 	}
 	buf.Reset()
 	buf.Write(resp.Body())
-	return resp.StatusCode(), nil
+	return resp.StatusCode(), ce != "", nil
 }
 
 // checkpoint fetches and opens the log's checkpoint: with v, its signature
 // is checked; without, only its text is parsed.
 func (c *client) checkpoint(ctx context.Context, v note.Verifier) (api.Checkpoint, error) {
 	var buf bytes.Buffer
-	code, err := c.do(ctx, &job{path: "/checkpoint"}, &buf)
+	code, _, err := c.do(ctx, &job{path: "/checkpoint"}, &buf)
 	b := buf.Bytes()
 	if err != nil {
 		return api.Checkpoint{}, fmt.Errorf("couldn't fetch the checkpoint: %w", err)
@@ -422,6 +445,9 @@ func prepare(ctx context.Context, cfg benchConfig) (*benchRun, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Mode == "bundles" && !cfg.Identity {
+		cl.accept = bundlezstd.Coding
+	}
 	r.cl = cl
 	cp, err := r.cl.checkpoint(ctx, r.verifier)
 	if err != nil {
@@ -464,6 +490,8 @@ func (r *benchRun) finish(ctx context.Context) *benchResult {
 			res.errs[e] += n
 		}
 		res.newBytes += s.newBytes
+		res.encoded += s.encoded
+		res.encodedBytes += s.encodedBytes
 		samples = append(samples, s.samples...)
 	}
 	slices.Sort(res.latencies)
@@ -625,7 +653,7 @@ func (r *benchRun) send(ctx context.Context, progress io.Writer) {
 						return
 					}
 				}
-				code, err := cl.do(ctx, &jobs[i], &buf)
+				code, encoded, err := cl.do(ctx, &jobs[i], &buf)
 				if err != nil {
 					if ctx.Err() != nil {
 						return // interrupted: not the server's fault
@@ -637,8 +665,12 @@ func (r *benchRun) send(ctx context.Context, progress io.Writer) {
 					if code == http.StatusCreated {
 						s.newBytes += int64(jobs[i].entryLen)
 					}
+					if encoded {
+						s.encoded++
+						s.encodedBytes += int64(buf.Len())
+					}
 					if stride > 0 && i%stride == 0 && code >= 200 && code < 300 {
-						s.samples = append(s.samples, sample{job: &jobs[i], body: bytes.Clone(buf.Bytes())})
+						s.samples = append(s.samples, sample{job: &jobs[i], body: bytes.Clone(buf.Bytes()), zstd: encoded})
 					}
 				}
 				done.Add(1)
@@ -740,7 +772,14 @@ func verifyReply(mode string, s sample, cp api.Checkpoint, v note.Verifier) erro
 	case "tiles", "bundles":
 		t := s.job.tile
 		if t.Level == api.EntriesLevel {
-			entries, err := api.ParseEntryBundle(s.body)
+			body := s.body
+			if s.zstd {
+				var err error
+				if body, err = bundlezstd.AppendDecoded(nil, body); err != nil {
+					return fmt.Errorf("%s: %w", t.Path(), err)
+				}
+			}
+			entries, err := api.ParseEntryBundle(body)
 			if err != nil {
 				return fmt.Errorf("%s: %w", t.Path(), err)
 			}
@@ -782,6 +821,16 @@ func (r *benchResult) print(w io.Writer) {
 	fmt.Fprintf(w, "  status     %s\n", sb.String())
 	if n := r.codes[http.StatusCreated]; n > 0 {
 		fmt.Fprintf(w, "  new entries %d, %d bytes, %.0f bytes each\n", n, r.newBytes, float64(r.newBytes)/float64(n))
+	}
+	if c.Mode == "bundles" {
+		switch {
+		case c.Identity:
+			fmt.Fprintf(w, "  coding      none asked for (--identity)\n")
+		case r.encoded > 0:
+			fmt.Fprintf(w, "  coding      %d replies in zstd, %.0f bytes each\n", r.encoded, float64(r.encodedBytes)/float64(r.encoded))
+		default:
+			fmt.Fprintf(w, "  coding      none: the log served no bundle in zstd\n")
+		}
 	}
 	fmt.Fprintf(w, "  errors      %d\n", r.failures())
 	for _, e := range slices.Sorted(maps.Keys(r.errs)) {

@@ -39,7 +39,7 @@ func newTestLog(t testing.TB, wrap func(http.Handler) http.Handler) (string, str
 func newTestLogWithKey(t testing.TB, signer note.Signer, verifier note.Verifier, wrap func(http.Handler) http.Handler) (string, *log.Log) {
 	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
-	store, err := pebble.Open(t.TempDir(), pebble.Options{Logger: logger})
+	store, err := pebble.Open(t.TempDir(), pebble.Options{Logger: logger, BundleFiles: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,5 +438,49 @@ func BenchmarkHTTP(b *testing.B) {
 			}
 			run(b, api.KindBuild, mode, 64)
 		})
+	}
+}
+
+// TestBenchBundlesZstd checks that bundles mode asks for zstd, keeps the
+// replies compressed and verifies them decoded, and that --identity asks
+// for none.
+func TestBenchBundlesZstd(t *testing.T) {
+	url, _ := newTestLog(t, nil)
+	ctx := context.Background()
+	if _, err := bench(ctx, testConfig(url, "submit", 3*api.TileWidth), io.Discard, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The log moves full bundles to its bundle files, which serve them
+	// in zstd, within a second or so of their commit.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, err := bench(ctx, testConfig(url, "bundles", 200), io.Discard, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.failures() != 0 || res.verified != 200 || res.verifyFailed != 0 {
+			t.Fatalf("bundles: %d errors %v, %d verified, %d failed (%v)", res.failures(), res.errs, res.verified, res.verifyFailed, res.verifyErr)
+		}
+		if res.encoded == 200 { // three full bundles, no partial one
+			var out bytes.Buffer
+			res.print(&out)
+			if !strings.Contains(out.String(), "replies in zstd") {
+				t.Errorf("the report does not say the replies came in zstd:\n%s", out.String())
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bundles: %d of 200 replies in zstd 30 s after the bundles filled", res.encoded)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cfg := testConfig(url, "bundles", 200)
+	cfg.Identity = true
+	res, err := bench(ctx, cfg, io.Discard, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.encoded != 0 || res.verified != 200 || res.failures() != 0 {
+		t.Errorf("--identity: %d replies in zstd, %d verified, %d errors; want none, 200, none", res.encoded, res.verified, res.failures())
 	}
 }

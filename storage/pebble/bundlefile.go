@@ -1,6 +1,7 @@
 package pebble
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -9,6 +10,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,15 +22,20 @@ import (
 
 	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/internal/atomicfile"
+	"github.com/candorlog/candor/internal/bundlezstd"
 	"github.com/candorlog/candor/log"
 )
 
 // Bundle files hold the full entry bundles, moved out of pebble once the
-// commit that filled them is synced: each bundle compressed (S2) in one
-// data file, one after the other, and its end offset and CRC-32C in an
-// index file of fixed-size records. A read of a full bundle is then two
-// preads and a decompression into the caller's buffer, at any size of
-// the log; a pebble lookup of a bundle outside the block cache (nearly
+// commit that filled them is synced: each bundle compressed (one zstd
+// frame; S2 in logs written before zstd) in one data file, one after the
+// other, and its end offset and CRC-32C in an index file of fixed-size
+// records. A read of a full bundle is then two preads and a
+// decompression into the caller's buffer, or none for a client that
+// takes the zstd content coding, at any size of the log; zstd keeps the
+// files at about a sixth of the bundles, a third smaller than S2, so
+// that more of a large log's bundles stay in the page cache. A pebble
+// lookup of a bundle outside the block cache (nearly
 // every one in a log of millions of entries) also checksums the block,
 // allocates and zeroes its compressed and decompressed copies and puts
 // them in the cache, and costs several times that. The bundles also
@@ -41,14 +50,23 @@ import (
 // leaves bundles that pebble still has); files shorter than it are an
 // error: bundles would be missing. The files must be kept, and copied
 // with the database.
+//
+// The files of generation 0 are bundles/data and bundles/index; a
+// rewrite of the files (RecompressBundles) writes those of the next
+// generation, data.1 and index.1 and so on, beside them, and switches to
+// them when pebble records the new generation with the count.
 const (
 	bundleFilesDir  = "bundles"
 	bundleDataName  = "data"
 	bundleIndexName = "index"
 	// bundleIndexSize is the size of an index record: the end offset of
-	// the bundle in the data file (u64 BE) and the CRC-32C of its index
-	// and compressed bytes (u32 BE).
+	// the bundle in the data file (u64 BE, its top byte the bundle's
+	// codec) and the CRC-32C of its index and compressed bytes (u32 BE).
 	bundleIndexSize = 12
+	// The codecs of an index record's top byte.
+	codecS2    = 0
+	codecZstd  = 1
+	offsetMask = 1<<56 - 1
 	// bundleMoveBatch is how many bundles the mover writes with one sync,
 	// unless they come to bundleMoveBytes compressed before.
 	bundleMoveBatch = 64
@@ -58,7 +76,7 @@ const (
 	maxPooledScratch = 1 << 20
 	// maxBundleBytes is the largest entry bundle: 256 entries of at most
 	// 65,535 bytes, each after its 2-byte length.
-	maxBundleBytes = api.TileWidth * (2 + 65535)
+	maxBundleBytes = bundlezstd.MaxSize
 	// bundleMoveEvery is how often at most the mover moves fewer than
 	// bundleMoveBatch bundles.
 	bundleMoveEvery = time.Second
@@ -70,8 +88,28 @@ const (
 )
 
 // bundleFilesKey records how many full bundles, from the first, the bundle
-// files hold (u64 BE): those are no longer in pebble.
+// files hold (u64 BE): those are no longer in pebble; and, after it, the
+// files' generation (u32 BE), if not 0.
 var bundleFilesKey = []byte{prefixBundleFiles}
+
+// bundleFileNames returns the names of the data and index files of
+// generation gen.
+func bundleFileNames(gen uint32) (data, index string) {
+	if gen == 0 {
+		return bundleDataName, bundleIndexName
+	}
+	return fmt.Sprintf("%s.%d", bundleDataName, gen), fmt.Sprintf("%s.%d", bundleIndexName, gen)
+}
+
+// bundleFilesValue is the value of bundleFilesKey for n bundles in the
+// files of generation gen.
+func bundleFilesValue(n uint64, gen uint32) []byte {
+	v := binary.BigEndian.AppendUint64(nil, n)
+	if gen != 0 {
+		v = binary.BigEndian.AppendUint32(v, gen)
+	}
+	return v
+}
 
 // bundleFiles are the bundle files of one store and, if the store moves
 // bundles to them, the goroutine that does.
@@ -81,6 +119,8 @@ type bundleFiles struct {
 	data       *os.File
 	index      *os.File
 	checkSpace func() error
+	// gen is the files' generation.
+	gen uint32
 	// n is how many bundles the files hold: reads of bundles below it use
 	// them. Set once they are synced, before pebble deletes its copies.
 	n atomic.Uint64
@@ -100,19 +140,22 @@ type bundleFiles struct {
 }
 
 // readBundleFilesCount returns how many bundles pebble records the files
-// hold (0 if none).
-func readBundleFilesCount(h *handle) (uint64, error) {
+// hold (0 if none), and the files' generation.
+func readBundleFilesCount(h *handle) (uint64, uint32, error) {
 	v, err := h.get(bundleFilesKey)
 	if errors.Is(err, log.ErrNotFound) {
-		return 0, nil
+		return 0, 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("couldn't read how many bundles the bundle files hold: %w", err)
+		return 0, 0, fmt.Errorf("couldn't read how many bundles the bundle files hold: %w", err)
 	}
-	if len(v) != 8 {
-		return 0, fmt.Errorf("the record of how many bundles the bundle files hold is %d bytes long", len(v))
+	switch len(v) {
+	case 8:
+		return binary.BigEndian.Uint64(v), 0, nil
+	case 12:
+		return binary.BigEndian.Uint64(v), binary.BigEndian.Uint32(v[8:]), nil
 	}
-	return binary.BigEndian.Uint64(v), nil
+	return 0, 0, fmt.Errorf("the record of how many bundles the bundle files hold is %d bytes long", len(v))
 }
 
 // openBundleFiles opens the bundle files in dir for a store whose durable
@@ -121,7 +164,7 @@ func readBundleFilesCount(h *handle) (uint64, error) {
 // bundles in them (nil, nil if it records none), for reads. It fails if
 // the files lack bundles that pebble records they hold.
 func openBundleFiles(dir string, h *handle, size uint64, move bool, logger *slog.Logger) (*bundleFiles, error) {
-	n, err := readBundleFilesCount(h)
+	n, gen, err := readBundleFilesCount(h)
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +182,7 @@ func openBundleFiles(dir string, h *handle, size uint64, move bool, logger *slog
 		}
 	}
 	bf := &bundleFiles{
-		h: h, logger: logger.With("component", "bundle-files"), checkSpace: h.o.CheckSpace,
+		h: h, gen: gen, logger: logger.With("component", "bundle-files"), checkSpace: h.o.CheckSpace,
 		wake: make(chan struct{}, 1), stopping: make(chan struct{}), done: make(chan struct{}),
 	}
 	open := func(name string) (*os.File, error) {
@@ -153,16 +196,25 @@ func openBundleFiles(dir string, h *handle, size uint64, move bool, logger *slog
 		}
 		return f, nil
 	}
-	if bf.data, err = open(bundleDataName); err != nil {
+	dataName, indexName := bundleFileNames(gen)
+	if bf.data, err = open(dataName); err != nil {
 		return nil, err
 	}
-	if bf.index, err = open(bundleIndexName); err != nil {
+	if bf.index, err = open(indexName); err != nil {
 		bf.data.Close()
 		return nil, err
 	}
 	if err := bf.cut(n, move); err != nil {
 		bf.closeFiles()
 		return nil, err
+	}
+	if move {
+		// The files of other generations: the old ones after a rewrite,
+		// or the new ones of a rewrite that a crash stopped.
+		if err := removeBundleFiles(dir, gen); err != nil {
+			bf.closeFiles()
+			return nil, err
+		}
 	}
 	if move && n == 0 {
 		// The files may be new: their names must survive a crash once
@@ -202,7 +254,7 @@ func (bf *bundleFiles) cut(n uint64, writable bool) error {
 		if _, err := bf.index.ReadAt(rec[:], int64(n-1)*bundleIndexSize); err != nil {
 			return fmt.Errorf("couldn't read the bundle files' index: %w", err)
 		}
-		bf.end = binary.BigEndian.Uint64(rec[:])
+		bf.end = binary.BigEndian.Uint64(rec[:]) & offsetMask
 	}
 	dst, err := bf.data.Stat()
 	if err != nil {
@@ -243,50 +295,81 @@ var bundleScratch = sync.Pool{New: func() any { return new([]byte) }}
 
 // appendBundle appends the bundle index, which must be below n, to dst.
 func (bf *bundleFiles) appendBundle(dst []byte, index uint64) ([]byte, error) {
-	var ix [2 * bundleIndexSize]byte
-	rec, at := ix[:bundleIndexSize], int64(0)
-	if index > 0 {
-		rec, at = ix[:], int64(index-1)*bundleIndexSize
-	}
-	if _, err := bf.index.ReadAt(rec, at); err != nil {
-		return nil, fmt.Errorf("couldn't read the bundle files' index: %w", err)
-	}
-	var start uint64
-	if index > 0 {
-		start, rec = binary.BigEndian.Uint64(rec), rec[bundleIndexSize:]
-	}
-	end, sum := binary.BigEndian.Uint64(rec), binary.BigEndian.Uint32(rec[8:])
-	if end < start || end-start > uint64(s2.MaxEncodedLen(maxBundleBytes)) {
-		return nil, fmt.Errorf("the bundle files' index is corrupt: bundle from byte %d to %d", start, end)
-	}
 	p := bundleScratch.Get().(*[]byte)
 	defer func() {
 		if cap(*p) <= maxPooledScratch {
 			bundleScratch.Put(p)
 		}
 	}()
-	if uint64(cap(*p)) < end-start {
-		*p = make([]byte, end-start)
+	codec, c, err := bf.appendStored((*p)[:0], index)
+	if err != nil {
+		return nil, err
 	}
-	c := (*p)[:end-start]
-	if _, err := bf.data.ReadAt(c, int64(start)); err != nil {
-		return nil, fmt.Errorf("couldn't read the bundle data file: %w", err)
+	*p = c
+	switch codec {
+	case codecZstd:
+		out, err := bundlezstd.AppendDecoded(dst, c)
+		if err != nil {
+			return nil, fmt.Errorf("the bundle data file is corrupt: %w", err)
+		}
+		return out, nil
+	case codecS2:
+		n, err := s2.DecodedLen(c)
+		if err != nil || n > maxBundleBytes {
+			return nil, fmt.Errorf("the bundle data file is corrupt: %d bytes decoded (%v)", n, err)
+		}
+		l := len(dst)
+		if cap(dst)-l < n {
+			dst = append(dst[:cap(dst)], make([]byte, l+n-cap(dst))...)
+		}
+		if _, err := s2.Decode(dst[l:l+n], c); err != nil {
+			return nil, fmt.Errorf("the bundle data file is corrupt: %w", err)
+		}
+		return dst[:l+n], nil
 	}
-	if got := bundleCRC(index, c); got != sum {
-		return nil, fmt.Errorf("the bundle data file is corrupt: CRC %08x, the index says %08x", got, sum)
+	return nil, fmt.Errorf("the bundle files' index is corrupt: bundle %d has codec %d", index, codec)
+}
+
+// appendStored appends the bundle index, which must be below n, as the
+// files hold it, compressed, to dst, after checking its CRC, and returns
+// its codec.
+func (bf *bundleFiles) appendStored(dst []byte, index uint64) (codec byte, _ []byte, _ error) {
+	var ix [2 * bundleIndexSize]byte
+	rec, at := ix[:bundleIndexSize], int64(0)
+	if index > 0 {
+		rec, at = ix[:], int64(index-1)*bundleIndexSize
 	}
-	n, err := s2.DecodedLen(c)
-	if err != nil || n > maxBundleBytes {
-		return nil, fmt.Errorf("the bundle data file is corrupt: %d bytes decoded (%v)", n, err)
+	if _, err := bf.index.ReadAt(rec, at); err != nil {
+		return 0, nil, fmt.Errorf("couldn't read the bundle files' index: %w", err)
+	}
+	var start uint64
+	if index > 0 {
+		start, rec = binary.BigEndian.Uint64(rec)&offsetMask, rec[bundleIndexSize:]
+	}
+	end, sum := binary.BigEndian.Uint64(rec), binary.BigEndian.Uint32(rec[8:])
+	codec, end = byte(end>>56), end&offsetMask
+	if end < start || end-start > uint64(s2.MaxEncodedLen(maxBundleBytes)) {
+		return 0, nil, fmt.Errorf("the bundle files' index is corrupt: bundle from byte %d to %d", start, end)
 	}
 	l := len(dst)
-	if cap(dst)-l < n {
+	if n := int(end - start); cap(dst)-l < n {
 		dst = append(dst[:cap(dst)], make([]byte, l+n-cap(dst))...)
 	}
-	if _, err := s2.Decode(dst[l:l+n], c); err != nil {
-		return nil, fmt.Errorf("the bundle data file is corrupt: %w", err)
+	c := dst[l : l+int(end-start)]
+	if _, err := bf.data.ReadAt(c, int64(start)); err != nil {
+		return 0, nil, fmt.Errorf("couldn't read the bundle data file: %w", err)
 	}
-	return dst[:l+n], nil
+	if got := bundleCRC(index, c); got != sum {
+		return 0, nil, fmt.Errorf("the bundle data file is corrupt: CRC %08x, the index says %08x", got, sum)
+	}
+	return codec, dst[:l+len(c)], nil
+}
+
+// appendBundleRecord appends the index record of bundle index, compressed
+// c with codec, which ends at byte end of the data file.
+func appendBundleRecord(rec []byte, index uint64, codec byte, end uint64, c []byte) []byte {
+	rec = binary.BigEndian.AppendUint64(rec, uint64(codec)<<56|end)
+	return binary.BigEndian.AppendUint32(rec, bundleCRC(index, c))
 }
 
 func bundleCRC(index uint64, compressed []byte) uint32 {
@@ -446,7 +529,7 @@ func (bf *bundleFiles) move(from, to uint64) error {
 	// Not synced: a crash that loses the batch keeps the bundles in
 	// pebble, and the next start cuts them from the files.
 	return bf.h.writeNoSync(func(b *pebble.Batch) error {
-		if err := b.Set(bundleFilesKey, binary.BigEndian.AppendUint64(nil, to), nil); err != nil {
+		if err := b.Set(bundleFilesKey, bundleFilesValue(to, bf.gen), nil); err != nil {
 			return err
 		}
 		return b.DeleteRange(bundleKey(from), bundleKey(to), nil)
@@ -465,12 +548,13 @@ func (bf *bundleFiles) compressed(from, to uint64) (data, index []byte, err erro
 	defer release()
 	next := from
 	add := func(b []byte) {
-		start := len(data)
-		data = append(data, make([]byte, s2.MaxEncodedLen(len(b)))...)
-		c := s2.Encode(data[start:], b)
-		data = data[:start+len(c)]
-		index = binary.BigEndian.AppendUint64(index, bf.end+uint64(len(data)))
-		index = binary.BigEndian.AppendUint32(index, bundleCRC(next, c))
+		start, codec := len(data), byte(codecZstd)
+		if bf.h.o.s2Bundles {
+			data, codec = append(data, s2.Encode(nil, b)...), codecS2
+		} else {
+			data = bundlezstd.Append(data, b)
+		}
+		index = appendBundleRecord(index, next, codec, bf.end+uint64(len(data)), data[start:])
 		next++
 	}
 	// A full bundle is one chunk at offset 0 (setChunked), in the order
@@ -509,4 +593,190 @@ func (bf *bundleFiles) compressed(from, to uint64) (data, index []byte, err erro
 		return nil, nil, fmt.Errorf("entry bundle %d: %w", next, log.ErrNotFound)
 	}
 	return data, index, nil
+}
+
+// removeBundleFiles removes from dir the bundle files of every generation
+// but gen.
+func removeBundleFiles(dir string, gen uint32) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("couldn't list the bundle files: %w", err)
+	}
+	keepData, keepIndex := bundleFileNames(gen)
+	removed := false
+	for _, e := range entries {
+		name := e.Name()
+		if name == keepData || name == keepIndex || !isBundleFileName(name) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("couldn't remove bundle files of another generation: %w", err)
+		}
+		removed = true
+	}
+	if removed {
+		return atomicfile.SyncDir(dir)
+	}
+	return nil
+}
+
+// isBundleFileName reports whether name is that of a data or index file
+// of some generation.
+func isBundleFileName(name string) bool {
+	for _, base := range []string{bundleDataName, bundleIndexName} {
+		if name == base {
+			return true
+		}
+		if rest, ok := strings.CutPrefix(name, base+"."); ok {
+			if _, err := strconv.ParseUint(rest, 10, 32); err == nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// RecompressStats describes a rewrite of the bundle files.
+type RecompressStats struct {
+	// Bundles is how many bundles the files hold; Recompressed is how
+	// many of them had another codec than zstd.
+	Bundles, Recompressed uint64
+	// Before and After are the sizes of the data file.
+	Before, After uint64
+}
+
+// RecompressBundles rewrites the bundle files of the stopped log whose
+// database is in dir with zstd, the codec the log gives new bundles: the
+// bundles that an earlier version compressed with S2 then take a third
+// less space and are served compressed to the clients that take zstd. It
+// writes the files of the next generation beside the current ones (the
+// disk needs room for both), syncs them, records the new generation in
+// pebble, and only then removes the old files: stopped before that
+// record, the log keeps its files, and its next start removes the new
+// ones. progress, if not nil, is called after each batch of bundles.
+func RecompressBundles(ctx context.Context, dir string, o Options, progress func(done, total uint64)) (_ RecompressStats, err error) {
+	o.BundleFiles = false
+	s, err := Open(dir, o)
+	if err != nil {
+		return RecompressStats{}, err
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			s.Close()
+		}
+	}()
+	bf := s.bundles
+	if bf == nil {
+		return RecompressStats{}, nil
+	}
+	st := RecompressStats{Bundles: bf.n.Load(), Before: bf.end}
+	gen := bf.gen + 1
+	bdir := filepath.Join(dir, bundleFilesDir)
+	dataName, indexName := bundleFileNames(gen)
+	create := func(name string) (*os.File, error) {
+		return os.OpenFile(filepath.Join(bdir, name), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	}
+	data, err := create(dataName)
+	if err != nil {
+		return st, fmt.Errorf("couldn't create the new bundle files: %w", err)
+	}
+	defer data.Close()
+	index, err := create(indexName)
+	if err != nil {
+		return st, fmt.Errorf("couldn't create the new bundle files: %w", err)
+	}
+	defer index.Close()
+	written := false
+	defer func() {
+		if !written {
+			os.Remove(data.Name())
+			os.Remove(index.Name())
+			if err != nil {
+				err = fmt.Errorf("%w; the log keeps its bundle files", err)
+			}
+		}
+	}()
+	var end uint64
+	batch := make([][]byte, bundleMoveBatch)
+	var records []byte
+	for from := uint64(0); from < st.Bundles; from += bundleMoveBatch {
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		k := min(st.Bundles-from, bundleMoveBatch)
+		recompressed, err := recompressBatch(bf, from, batch[:k])
+		if err != nil {
+			return st, err
+		}
+		st.Recompressed += recompressed
+		var out []byte
+		records = records[:0]
+		for i, c := range batch[:k] {
+			out = append(out, c...)
+			records = appendBundleRecord(records, from+uint64(i), codecZstd, end+uint64(len(out)), c)
+		}
+		if _, err := data.WriteAt(out, int64(end)); err != nil {
+			return st, fmt.Errorf("couldn't write the new bundle data file: %w", err)
+		}
+		if _, err := index.WriteAt(records, int64(from)*bundleIndexSize); err != nil {
+			return st, fmt.Errorf("couldn't write the new bundle files' index: %w", err)
+		}
+		end += uint64(len(out))
+		if progress != nil {
+			progress(from+k, st.Bundles)
+		}
+	}
+	st.After = end
+	if err := errors.Join(data.Sync(), index.Sync(), atomicfile.SyncDir(bdir)); err != nil {
+		return st, fmt.Errorf("couldn't sync the new bundle files: %w", err)
+	}
+	wait, err := s.h.write(func(b *pebble.Batch) error {
+		return b.Set(bundleFilesKey, bundleFilesValue(st.Bundles, gen), nil)
+	})
+	if err == nil {
+		err = wait()
+	}
+	if err != nil {
+		return st, fmt.Errorf("couldn't record the new bundle files: %w", err)
+	}
+	written = true
+	closed = true
+	if err := s.Close(); err != nil {
+		return st, err
+	}
+	if err := removeBundleFiles(bdir, gen); err != nil {
+		return st, fmt.Errorf("the new bundle files are in use; %w", err)
+	}
+	return st, nil
+}
+
+// recompressBatch reads the bundles from from into out, each compressed
+// with zstd, recompressing those of other codecs on every core, and
+// returns how many it recompressed.
+func recompressBatch(bf *bundleFiles, from uint64, out [][]byte) (uint64, error) {
+	var next, recompressed atomic.Uint64
+	errs := make([]error, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for w := range errs {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < uint64(len(out)); i = next.Add(1) - 1 {
+				codec, c, err := bf.appendStored(out[i][:0], from+i)
+				if err == nil && codec != codecZstd {
+					var raw []byte
+					if raw, err = bf.appendBundle(nil, from+i); err == nil {
+						c = bundlezstd.Append(c[:0], raw)
+						recompressed.Add(1)
+					}
+				}
+				if err != nil {
+					errs[w] = fmt.Errorf("entry bundle %d: %w", from+i, err)
+					return
+				}
+				out[i] = c
+			}
+		})
+	}
+	wg.Wait()
+	return recompressed.Load(), errors.Join(errs...)
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/internal/bundlezstd"
 	"github.com/candorlog/candor/log"
 	"github.com/candorlog/candor/storage/pebble"
 )
@@ -387,5 +388,180 @@ func TestBundleFilesLargeBundles(t *testing.T) {
 		if err != nil || !bytes.Equal(got, want) {
 			t.Errorf("ReadEntryBundle(%d): %d bytes, %v; want %d", bi, len(got), err, len(want))
 		}
+	}
+}
+
+// checkEncoded checks AppendEncodedEntryBundle for every bundle of the
+// tree of size entries: the full bundles in the files compressed with
+// zstd (those of zstd, a set of indexes; all if nil) decode to the
+// model's; the others are not given.
+func checkEncoded(t *testing.T, s *pebble.Storage, size uint64, zstdOnly map[uint64]bool) {
+	t.Helper()
+	ctx := context.Background()
+	for bi := uint64(0); bi*api.TileWidth < size; bi++ {
+		c, ok, err := s.AppendEncodedEntryBundle(ctx, []byte("prefix"), bi, bundlezstd.Coding)
+		if err != nil {
+			t.Fatalf("AppendEncodedEntryBundle(%d): %v", bi, err)
+		}
+		want := bi < s.BundleFilesHold() && (zstdOnly == nil || zstdOnly[bi])
+		if ok != want {
+			t.Fatalf("AppendEncodedEntryBundle(%d): given %v, want %v (the files hold %d)", bi, ok, want, s.BundleFilesHold())
+		}
+		if !ok {
+			continue
+		}
+		if !bytes.HasPrefix(c, []byte("prefix")) {
+			t.Fatalf("AppendEncodedEntryBundle(%d) did not append", bi)
+		}
+		got, err := bundlezstd.AppendDecoded(nil, c[len("prefix"):])
+		if err != nil || !bytes.Equal(got, modelBundle(bi, size)) {
+			t.Fatalf("bundle %d as stored decodes to %d bytes (%v), want the model's", bi, len(got), err)
+		}
+		if _, ok, err := s.AppendEncodedEntryBundle(ctx, nil, bi, "gzip"); ok || err != nil {
+			t.Fatalf("AppendEncodedEntryBundle(%d, gzip): %v, %v; want not given", bi, ok, err)
+		}
+	}
+}
+
+func TestBundleFilesEncoded(t *testing.T) {
+	s := openBundles(t, t.TempDir(), pebble.Options{BundleFiles: true})
+	defer s.Close()
+	const size = 5*api.TileWidth + 9
+	growBundles(t, s, 0, size, 3)
+	waitBundleFiles(t, s, 5)
+	checkEncoded(t, s, size, nil)
+}
+
+// TestBundleFilesUpgrade opens the bundle files an older version wrote,
+// with S2: the log reads them, adds zstd bundles after them, serves
+// only those compressed, and RecompressBundles rewrites them all with
+// zstd into the files of the next generation.
+func TestBundleFilesUpgrade(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s := openBundles(t, dir, pebble.WithS2Bundles(pebble.Options{BundleFiles: true}))
+	growBundles(t, s, 0, 4*api.TileWidth+3, 2)
+	waitBundleFiles(t, s, 4)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openBundles(t, dir, pebble.Options{BundleFiles: true})
+	const size = 9*api.TileWidth + 100
+	growBundles(t, s, 4*api.TileWidth+3, size, 2)
+	waitBundleFiles(t, s, 9)
+	checkBundles(t, s, size)
+	checkEncoded(t, s, size, map[uint64]bool{4: true, 5: true, 6: true, 7: true, 8: true})
+	// RecompressBundles needs the log stopped.
+	if _, err := pebble.RecompressBundles(ctx, dir, pebble.Options{Logger: quiet}, nil); !errors.Is(err, pebble.ErrLocked) {
+		t.Fatalf("RecompressBundles of an open log: %v, want ErrLocked", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before := fileSize(t, filepath.Join(dir, pebble.BundleFilesDir, "data"))
+	var calls int
+	st, err := pebble.RecompressBundles(ctx, dir, pebble.Options{Logger: quiet}, func(done, total uint64) { calls++ })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Bundles != 9 || st.Recompressed != 4 || st.Before != uint64(before) || st.After >= st.Before || calls == 0 {
+		t.Errorf("RecompressBundles: %+v (%d progress calls); want 9 bundles, 4 recompressed, from %d bytes to fewer", st, calls, before)
+	}
+	checkBundleFileNames(t, dir, "data.1", "index.1")
+	if got := fileSize(t, filepath.Join(dir, pebble.BundleFilesDir, "data.1")); got != int64(st.After) {
+		t.Errorf("data.1 is %d bytes, RecompressBundles says %d", got, st.After)
+	}
+	s = openBundles(t, dir, pebble.Options{BundleFiles: true})
+	checkBundles(t, s, size)
+	checkEncoded(t, s, size, nil)
+	// The next generation's files take the moves.
+	growBundles(t, s, size, 12*api.TileWidth, 2)
+	waitBundleFiles(t, s, 12)
+	checkEncoded(t, s, 12*api.TileWidth, nil)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// And a second rewrite, with nothing to recompress, the third.
+	if st, err = pebble.RecompressBundles(ctx, dir, pebble.Options{Logger: quiet}, nil); err != nil || st.Bundles != 12 || st.Recompressed != 0 || st.After != st.Before {
+		t.Fatalf("second RecompressBundles: %+v, %v", st, err)
+	}
+	checkBundleFileNames(t, dir, "data.2", "index.2")
+	s = openBundles(t, dir, pebble.Options{})
+	defer s.Close()
+	checkBundles(t, s, 12*api.TileWidth)
+}
+
+// TestBundleFilesRecompressFails checks that a rewrite that fails (a
+// corrupt bundle) or stops (a crash, its files left) changes nothing: the
+// log reads its files, and its next start removes the new ones.
+func TestBundleFilesRecompressFails(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s := openBundles(t, dir, pebble.WithS2Bundles(pebble.Options{BundleFiles: true}))
+	const size = 6 * api.TileWidth
+	growBundles(t, s, 0, size, 2)
+	waitBundleFiles(t, s, 6)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	bdir := filepath.Join(dir, pebble.BundleFilesDir)
+	data, err := os.ReadFile(filepath.Join(bdir, "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipped := bytes.Clone(data)
+	flipped[len(flipped)-20] ^= 1
+	if err := os.WriteFile(filepath.Join(bdir, "data"), flipped, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = pebble.RecompressBundles(ctx, dir, pebble.Options{Logger: quiet}, nil)
+	if err == nil || !strings.Contains(err.Error(), "corrupt") || !strings.Contains(err.Error(), "keeps its bundle files") {
+		t.Fatalf("RecompressBundles of a corrupt bundle: %v, want an error saying so and that the files are kept", err)
+	}
+	checkBundleFileNames(t, dir, "data", "index")
+	if err := os.WriteFile(filepath.Join(bdir, "data"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A crash during a rewrite leaves the next generation's files.
+	for _, name := range []string{"data.1", "index.1"} {
+		if err := os.WriteFile(filepath.Join(bdir, name), []byte("cut short"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s = openBundles(t, dir, pebble.Options{})
+	checkBundles(t, s, size)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkBundleFileNames(t, dir, "data", "data.1", "index", "index.1") // read-only: left
+	s = openBundles(t, dir, pebble.Options{BundleFiles: true})
+	defer s.Close()
+	checkBundles(t, s, size)
+	checkBundleFileNames(t, dir, "data", "index")
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// checkBundleFileNames checks that the bundle files' directory holds
+// exactly the files names.
+func checkBundleFileNames(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(dir, pebble.BundleFilesDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range entries {
+		got = append(got, e.Name())
+	}
+	if strings.Join(got, " ") != strings.Join(names, " ") {
+		t.Errorf("the bundle files' directory holds %v, want %v", got, names)
 	}
 }

@@ -90,5 +90,12 @@ func WithBeforeBundleRecord(o Options, hook func() error) Options {
 	return o
 }
 
+// WithS2Bundles returns o with the bundle files' mover compressing
+// bundles with S2, as versions before zstd did.
+func WithS2Bundles(o Options) Options {
+	o.s2Bundles = true
+	return o
+}
+
 // BundleFilesDir is the bundle files' directory in the database's.
 const BundleFilesDir = bundleFilesDir

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/candorlog/candor/api"
+	"github.com/candorlog/candor/internal/bundlezstd"
 	"github.com/candorlog/candor/log"
 )
 
@@ -123,6 +124,9 @@ type Options struct {
 	// after it synced the files and before it records the move in pebble;
 	// an error fails the move there (for tests of a crash between).
 	beforeBundleRecord func() error
+	// s2Bundles makes the mover compress bundles with S2, as versions
+	// before zstd did (for tests of the logs they wrote).
+	s2Bundles bool
 }
 
 // Storage is the log's storage in one pebble database. It implements
@@ -551,6 +555,25 @@ func (s *Storage) AppendEntryBundle(ctx context.Context, dst []byte, index uint6
 		return nil, fmt.Errorf("entry bundle %d: %w", index, err)
 	}
 	return v, nil
+}
+
+// AppendEncodedEntryBundle implements log.EncodedEntryBundleReader: the
+// full bundles that the bundle files hold compressed with zstd, as they
+// hold them.
+func (s *Storage) AppendEncodedEntryBundle(ctx context.Context, dst []byte, index uint64, coding string) ([]byte, bool, error) {
+	bf := s.bundles
+	if coding != bundlezstd.Coding || bf == nil || index >= bf.n.Load() {
+		return nil, false, nil
+	}
+	codec, c, err := bf.appendStored(dst, index)
+	if err != nil {
+		return nil, false, fmt.Errorf("entry bundle %d: %w", index, err)
+	}
+	if codec != codecZstd {
+		// Written by an older version (RecompressBundles rewrites it).
+		return nil, false, nil
+	}
+	return c, true, nil
 }
 
 // chunkKey returns the key of the chunk of key at byte offset off.
