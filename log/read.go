@@ -78,27 +78,13 @@ func (l *Log) encodedEntryBundle(ctx context.Context, t api.Tile, coding string)
 	if err := checkTile(t, l.committedSize()); err != nil {
 		return nil, nil, false, err
 	}
-	select {
-	case l.bundleReads <- struct{}{}:
-	case <-ctx.Done():
-		return nil, nil, false, fmt.Errorf("waiting to read entry bundle %d: %w", t.Index, ctx.Err())
+	data, release, ok, err = l.pooledBundleRead(ctx, t.Index, func(dst []byte) ([]byte, bool, error) {
+		return er.AppendEncodedEntryBundle(ctx, dst, t.Index, coding)
+	})
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("couldn't read entry bundle %s: %w", t.Path(), mustExist(err))
 	}
-	defer func() { <-l.bundleReads }()
-	buf := bundleBuffers.Get().(*[]byte)
-	data, ok, err = er.AppendEncodedEntryBundle(ctx, (*buf)[:0], t.Index, coding)
-	if err != nil || !ok {
-		bundleBuffers.Put(buf)
-		if err != nil {
-			err = fmt.Errorf("couldn't read entry bundle %s: %w", t.Path(), mustExist(err))
-		}
-		return nil, nil, false, err
-	}
-	return data, func() {
-		if cap(data) <= maxPooledBundle {
-			*buf = data[:0]
-			bundleBuffers.Put(buf)
-		}
-	}, true, nil
+	return data, release, ok, nil
 }
 
 // MaxBundleReads is the most entry bundles the log reads from storage at
@@ -121,22 +107,48 @@ const BundleReadBytes = MaxBundleReads * 3 * api.TileWidth << 10
 // storage is an EntryBundleAppender; release gives the buffer back. It
 // waits for one of MaxBundleReads places while storage reads.
 func (l *Log) readBundle(ctx context.Context, index uint64) (data []byte, release func(), err error) {
-	select {
-	case l.bundleReads <- struct{}{}:
-	case <-ctx.Done():
-		return nil, nil, fmt.Errorf("waiting to read entry bundle %d: %w", index, ctx.Err())
-	}
-	defer func() { <-l.bundleReads }()
 	a, ok := l.store.(EntryBundleAppender)
 	if !ok {
+		done, err := l.startBundleRead(ctx, index)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer done()
 		data, err := l.store.ReadEntryBundle(ctx, index)
 		return data, func() {}, err
 	}
-	buf := bundleBuffers.Get().(*[]byte)
-	data, err = a.AppendEntryBundle(ctx, (*buf)[:0], index)
+	data, release, _, err = l.pooledBundleRead(ctx, index, func(dst []byte) ([]byte, bool, error) {
+		data, err := a.AppendEntryBundle(ctx, dst, index)
+		return data, true, err
+	})
+	return data, release, err
+}
+
+// startBundleRead waits for one of MaxBundleReads places for a read of
+// entry bundle index; done gives it back.
+func (l *Log) startBundleRead(ctx context.Context, index uint64) (done func(), err error) {
+	select {
+	case l.bundleReads <- struct{}{}:
+		return func() { <-l.bundleReads }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting to read entry bundle %d: %w", index, ctx.Err())
+	}
+}
+
+// pooledBundleRead has read append entry bundle index to a pooled buffer,
+// in one of MaxBundleReads places; release gives the buffer back. If read
+// returns false (no bundle, no error), so does pooledBundleRead.
+func (l *Log) pooledBundleRead(ctx context.Context, index uint64, read func(dst []byte) ([]byte, bool, error)) (data []byte, release func(), ok bool, err error) {
+	done, err := l.startBundleRead(ctx, index)
 	if err != nil {
+		return nil, nil, false, err
+	}
+	defer done()
+	buf := bundleBuffers.Get().(*[]byte)
+	data, ok, err = read((*buf)[:0])
+	if err != nil || !ok {
 		bundleBuffers.Put(buf)
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	return data, func() {
 		// A buffer grown by a bundle of large entries goes to the
@@ -145,7 +157,7 @@ func (l *Log) readBundle(ctx context.Context, index uint64) (data []byte, releas
 			*buf = data[:0]
 			bundleBuffers.Put(buf)
 		}
-	}, nil
+	}, true, nil
 }
 
 // bundleBuffers holds buffers for entry bundles; maxPooledBundle is the

@@ -147,7 +147,8 @@ type row struct {
 	submit       benchFigures
 	proofs       benchFigures
 	tiles        benchFigures
-	bundles      benchFigures
+	bundles      benchFigures // asked for in zstd
+	plain        benchFigures // bundles asked for in no coding
 	dedup        dedupFigures
 	rssBytes     int64
 	peakRSSBytes int64
@@ -255,6 +256,7 @@ func growAndMeasure(ctx context.Context, c config, size uint64, stderr io.Writer
 		{"proofs", 64, &r.proofs},
 		{"tiles", 64, &r.tiles},
 		{"bundles", 64, &r.bundles},
+		{"bundles --identity", 64, &r.plain},
 		{"submit", 256, &r.submit},
 	} {
 		count := c.reads
@@ -585,8 +587,9 @@ var (
 // bench runs candor bench against the server and returns its figures.
 func (s *server) bench(mode string, count, concurrency int, stderr io.Writer) (benchFigures, error) {
 	fmt.Fprintf(stderr, "candor-growth: candor bench --mode %s --count %d --concurrency %d\n", mode, count, concurrency)
-	cmd := exec.Command(filepath.Join(s.bin, "candor"), "bench", "--url", s.url, "--verifier-key", s.vkey, "--mode", mode,
-		"--count", strconv.Itoa(count), "--concurrency", strconv.Itoa(concurrency), "--duration", "10m", "--verify", "100")
+	args := append([]string{"bench", "--url", s.url, "--verifier-key", s.vkey, "--mode"}, strings.Fields(mode)...)
+	cmd := exec.Command(filepath.Join(s.bin, "candor"), append(args,
+		"--count", strconv.Itoa(count), "--concurrency", strconv.Itoa(concurrency), "--duration", "10m", "--verify", "100")...)
 	out, err := cmd.Output()
 	if err != nil {
 		return benchFigures{}, fmt.Errorf("candor bench --mode %s: %w\n%s", mode, err, out)
@@ -698,20 +701,21 @@ func dirBytes(dir string) (int64, error) {
 func printTable(w io.Writer, c config, ed, sha float64, rows []row) {
 	fmt.Fprintf(w, "candor-growth: %s payloads; this machine: %d cores, Ed25519 %.0f verifications/s, SHA-256 %.0f MB/s (one core)\n",
 		c.payload, runtime.NumCPU(), ed, sha)
-	fmt.Fprintf(w, "submissions: %d at concurrency 256; proofs, tiles, bundles: %d each at concurrency 64, uniformly random indexes\n\n", c.submissions, c.reads)
+	fmt.Fprintf(w, "submissions: %d at concurrency 256; proofs, tiles, bundles: %d each at concurrency 64, uniformly random indexes; bundles asked for in zstd (as the candor client does), then in no coding (plain)\n\n", c.submissions, c.reads)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "tree size\tbuilt/s\tready\tsubmit/s\tp99\tproofs/s\tp99\ttiles/s\tp99\tbundles/s\tp99\tdisk B/entry\tentry B\t")
+	fmt.Fprintln(tw, "tree size\tbuilt/s\tready\tsubmit/s\tp99\tproofs/s\tp99\ttiles/s\tp99\tbundles/s\tp99\tplain/s\tp99\tdisk B/entry\tentry B\t")
 	for _, r := range rows {
 		built := "-"
 		if r.fillRate > 0 {
 			built = fmt.Sprintf("%.0f", r.fillRate)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%.0f\t%s\t%.0f\t%s\t%.0f\t%s\t%.0f\t%s\t%.0f\t%.0f\t\n",
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%.0f\t%s\t%.0f\t%s\t%.0f\t%s\t%.0f\t%s\t%.0f\t%s\t%.0f\t%.0f\t\n",
 			r.size, built, r.ready.Round(time.Millisecond),
 			r.submit.rate, r.submit.p99.Round(100*time.Microsecond),
 			r.proofs.rate, r.proofs.p99.Round(100*time.Microsecond),
 			r.tiles.rate, r.tiles.p99.Round(100*time.Microsecond),
 			r.bundles.rate, r.bundles.p99.Round(100*time.Microsecond),
+			r.plain.rate, r.plain.p99.Round(100*time.Microsecond),
 			float64(r.diskBytes)/float64(r.builtEntries), float64(r.entryBytes)/float64(r.builtEntries))
 	}
 	tw.Flush()

@@ -38,7 +38,7 @@ func TestGrowth(t *testing.T) {
 	}
 	// Two tables, a row for each size in each: every figure positive
 	// (but the share of false positives, which may be none).
-	speed := regexp.MustCompile(`(?m)^\s+([25]000)((?:\s+\S+){12})\s*$`).FindAllStringSubmatch(stdout.String(), -1)
+	speed := regexp.MustCompile(`(?m)^\s+([25]000)((?:\s+\S+){14})\s*$`).FindAllStringSubmatch(stdout.String(), -1)
 	memory := regexp.MustCompile(`(?m)^\s+([25]000)((?:\s+\S+){13})\s*$`).FindAllStringSubmatch(stdout.String(), -1)
 	if len(speed) != 2 || speed[0][1] != "2000" || speed[1][1] != "5000" || len(memory) != 2 || memory[0][1] != "2000" || memory[1][1] != "5000" {
 		t.Fatalf("want a row for 2000 and one for 5000 in each table:\n%s", stdout.String())

@@ -53,3 +53,16 @@ func TestDecodeRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestLargeBundle round-trips a bundle of the largest entries, far larger
+// than the encoder's window.
+func TestLargeBundle(t *testing.T) {
+	bundle := make([]byte, MaxSize)
+	for i := range bundle {
+		bundle[i] = byte(i * 7 % 251)
+	}
+	got, err := AppendDecoded(nil, Append(nil, bundle))
+	if err != nil || !bytes.Equal(got, bundle) {
+		t.Fatalf("AppendDecoded of a %d-byte bundle: %d bytes, %v", len(bundle), len(got), err)
+	}
+}

@@ -228,6 +228,12 @@ func openBundleFiles(dir string, h *handle, size uint64, move bool, logger *slog
 	}
 	bf.n.Store(n)
 	bf.durable.Store(size)
+	if n > 0 {
+		var rec [bundleIndexSize]byte
+		if _, err := bf.index.ReadAt(rec[:], 0); err == nil && rec[0] == codecS2 {
+			bf.logger.Info("the bundle files hold bundles an earlier version compressed with S2, which are served uncompressed and take a third more space; candor-log recompress-bundles (log stopped) rewrites them with zstd")
+		}
+	}
 	if !move {
 		close(bf.done)
 		return bf, nil
