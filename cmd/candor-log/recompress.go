@@ -3,12 +3,8 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/candorlog/candor/storage/pebble"
@@ -19,22 +15,10 @@ import (
 // (pebble.RecompressBundles), so that the bundles an older version
 // compressed with S2 take a third less space and are served compressed.
 func recompressBundles(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("candor-log recompress-bundles", flag.ContinueOnError)
-	data := fs.String("data", "", "`directory` of the log (required; the log must be stopped)")
-	if err := fs.Parse(args); err != nil {
+	dir, logger, err := stoppedLogDB("recompress-bundles", args)
+	if err != nil {
 		return err
 	}
-	if *data == "" {
-		return errors.New("recompress-bundles: --data is required")
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("recompress-bundles: unexpected arguments %q", fs.Args())
-	}
-	dir := filepath.Join(*data, "db")
-	if _, err := os.Stat(dir); err != nil {
-		return fmt.Errorf("recompress-bundles: no log in %s: %w", *data, err)
-	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	start := time.Now()
 	last := start
 	st, err := pebble.RecompressBundles(ctx, dir, pebble.Options{Logger: logger, LeafFilterBytes: -1}, func(done, total uint64) {
@@ -43,10 +27,10 @@ func recompressBundles(ctx context.Context, args []string, stdout io.Writer) err
 			fmt.Fprintf(stdout, "recompress-bundles: %d of %d bundles\n", done, total)
 		}
 	})
+	if errors.Is(err, pebble.ErrLocked) {
+		return stopFirst("recompress-bundles", err)
+	}
 	if err != nil {
-		if errors.Is(err, pebble.ErrLocked) {
-			return fmt.Errorf("recompress-bundles: %w: stop the log first", err)
-		}
 		return fmt.Errorf("recompress-bundles: %w", err)
 	}
 	if st.Bundles == 0 {

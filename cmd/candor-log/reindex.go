@@ -2,13 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/candorlog/candor/log"
@@ -20,29 +15,14 @@ import (
 // (log.Reindex). While it runs, and if it fails, the index is marked
 // incomplete and the log answers searches with 503.
 func reindex(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("candor-log reindex", flag.ContinueOnError)
-	data := fs.String("data", "", "`directory` of the log to reindex (required; the log must be stopped)")
-	if err := fs.Parse(args); err != nil {
+	dir, logger, err := stoppedLogDB("reindex", args)
+	if err != nil {
 		return err
 	}
-	if *data == "" {
-		return errors.New("reindex: --data is required")
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("reindex: unexpected arguments %q", fs.Args())
-	}
-	dir := filepath.Join(*data, "db")
-	if _, err := os.Stat(dir); err != nil {
-		return fmt.Errorf("reindex: no log in %s: %w", *data, err)
-	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	// Rebuilding looks up no leaf: no leaf filter.
 	store, err := pebble.Open(dir, pebble.Options{Logger: logger, LeafFilterBytes: -1})
 	if err != nil {
-		if errors.Is(err, pebble.ErrLocked) {
-			return fmt.Errorf("reindex: %w: stop the log first", err)
-		}
-		return err
+		return stopFirst("reindex", err)
 	}
 	defer store.Close()
 	start := time.Now()
