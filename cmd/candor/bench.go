@@ -173,6 +173,9 @@ func (c *benchConfig) check() error {
 	if c.VerifySample < 0 {
 		errs = append(errs, errors.New("--verify must be ≥ 0"))
 	}
+	if c.Identity && c.Mode != "bundles" {
+		errs = append(errs, errors.New("--identity: only for --mode bundles"))
+	}
 	return errors.Join(errs...)
 }
 

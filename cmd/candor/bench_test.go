@@ -137,6 +137,7 @@ func TestBenchPrintPaths(t *testing.T) {
 		{"--mode", "submit", "--print-paths"},
 		{"--mode", "proofs", "--print-bodies"},
 		{"--mode", "submit", "--print-paths", "--print-bodies"},
+		{"--mode", "proofs", "--identity"},
 	} {
 		if err := runBench(ctx, append([]string{"--url", url}, args...), &out, io.Discard); err == nil {
 			t.Errorf("%q: no error", args)

@@ -737,6 +737,9 @@ func RecompressBundles(ctx context.Context, dir string, o Options, progress func
 	if err := errors.Join(data.Sync(), index.Sync(), atomicfile.SyncDir(bdir)); err != nil {
 		return st, fmt.Errorf("couldn't sync the new bundle files: %w", err)
 	}
+	// From here the new files stay: a record that fails may still be
+	// durable.
+	written = true
 	wait, err := s.h.write(func(b *pebble.Batch) error {
 		return b.Set(bundleFilesKey, bundleFilesValue(st.Bundles, gen), nil)
 	})
@@ -744,9 +747,8 @@ func RecompressBundles(ctx context.Context, dir string, o Options, progress func
 		err = wait()
 	}
 	if err != nil {
-		return st, fmt.Errorf("couldn't record the new bundle files: %w", err)
+		return st, fmt.Errorf("couldn't record the new bundle files (both generations are kept: the log uses the one pebble records, and its next start removes the other): %w", err)
 	}
-	written = true
 	closed = true
 	if err := s.Close(); err != nil {
 		return st, err
