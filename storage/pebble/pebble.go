@@ -92,9 +92,10 @@ type Options struct {
 	TileFiles bool
 	// BundleFiles moves every full entry bundle, once its commit is
 	// synced, out of pebble into flat files in the database's directory
-	// (bundles/data and bundles/index), compressed: a read of a full
-	// bundle is then two reads of a file and a decompression, where a
-	// pebble lookup outside the block cache costs several times that.
+	// (bundles/data and bundles/index), compressed with zstd: a read of
+	// a full bundle is then two reads of a file and a decompression (or
+	// none: AppendEncodedEntryBundle), where a pebble lookup outside the
+	// block cache costs several times that.
 	// The files are then the only copy of those bundles: they must be
 	// kept and copied with the database. A store opened without
 	// BundleFiles still reads the bundles its files hold, and moves no
