@@ -42,8 +42,9 @@ const (
 	prefixBundle     = 'e' // 'e' ‖ u64 BE index ‖ u32 BE offset -> entry bundle bytes
 	prefixLeaf       = 'h' // 'h' ‖ leaf hash -> uvarint index
 	prefixTileRows   = 'r' // 'r' ‖ level ‖ u64 BE index -> a full tile's log.TileData.Rows
-	// 'B' -> u64 BE: how many full bundles the bundle files hold
-	// (bundlefile.go), which are no longer under 'e'.
+	// 'B' -> u64 BE [‖ u32 BE]: how many full bundles the bundle files
+	// hold (bundlefile.go), which are no longer under 'e', and the
+	// files' generation if not 0.
 	prefixBundleFiles = 'B'
 	// 's' and 'S': the search index (search.go).
 )
