@@ -7,6 +7,7 @@ package bundlezstd
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -69,10 +70,7 @@ func AppendDecoded(dst, c []byte) ([]byte, error) {
 	}
 	n := int(h.FrameContentSize)
 	l := len(dst)
-	if cap(dst)-l < n {
-		dst = append(dst[:cap(dst)], make([]byte, l+n-cap(dst))...)[:l]
-	}
-	out, err := decoder().DecodeAll(c, dst)
+	out, err := decoder().DecodeAll(c, slices.Grow(dst, n))
 	if err != nil {
 		return nil, fmt.Errorf("zstd: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -312,6 +313,12 @@ func (bf *bundleFiles) appendBundle(dst []byte, index uint64) ([]byte, error) {
 		return nil, err
 	}
 	*p = c
+	return decodeStored(dst, index, codec, c)
+}
+
+// decodeStored appends bundle index, stored as c with codec, decompressed
+// to dst.
+func decodeStored(dst []byte, index uint64, codec byte, c []byte) ([]byte, error) {
 	switch codec {
 	case codecZstd:
 		out, err := bundlezstd.AppendDecoded(dst, c)
@@ -325,9 +332,7 @@ func (bf *bundleFiles) appendBundle(dst []byte, index uint64) ([]byte, error) {
 			return nil, fmt.Errorf("the bundle data file is corrupt: %d bytes decoded (%v)", n, err)
 		}
 		l := len(dst)
-		if cap(dst)-l < n {
-			dst = append(dst[:cap(dst)], make([]byte, l+n-cap(dst))...)
-		}
+		dst = slices.Grow(dst, n)
 		if _, err := s2.Decode(dst[l:l+n], c); err != nil {
 			return nil, fmt.Errorf("the bundle data file is corrupt: %w", err)
 		}
@@ -358,9 +363,7 @@ func (bf *bundleFiles) appendStored(dst []byte, index uint64) (codec byte, _ []b
 		return 0, nil, fmt.Errorf("the bundle files' index is corrupt: bundle from byte %d to %d", start, end)
 	}
 	l := len(dst)
-	if n := int(end - start); cap(dst)-l < n {
-		dst = append(dst[:cap(dst)], make([]byte, l+n-cap(dst))...)
-	}
+	dst = slices.Grow(dst, int(end-start))
 	c := dst[l : l+int(end-start)]
 	if _, err := bf.data.ReadAt(c, int64(start)); err != nil {
 		return 0, nil, fmt.Errorf("couldn't read the bundle data file: %w", err)
@@ -772,7 +775,7 @@ func recompressBatch(bf *bundleFiles, from uint64, out [][]byte) (uint64, error)
 				codec, c, err := bf.appendStored(out[i][:0], from+i)
 				if err == nil && codec != codecZstd {
 					var raw []byte
-					if raw, err = bf.appendBundle(nil, from+i); err == nil {
+					if raw, err = decodeStored(nil, from+i, codec, c); err == nil {
 						c = bundlezstd.Append(c[:0], raw)
 						recompressed.Add(1)
 					}
