@@ -11,11 +11,14 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/internal/bundlezstd"
+	"github.com/candorlog/candor/internal/diskspace"
+	"github.com/candorlog/candor/internal/tmpfs"
 	"github.com/candorlog/candor/log"
 	"github.com/candorlog/candor/storage/pebble"
 )
@@ -538,6 +541,63 @@ func TestBundleFilesRecompressFails(t *testing.T) {
 	defer s.Close()
 	checkBundles(t, s, size)
 	checkBundleFileNames(t, dir, "data", "index")
+}
+
+// TestBundleFilesRecompressNoSpace fills the disk while a rewrite writes
+// the new files: it fails saying so, removes them and changes nothing,
+// and succeeds once there is room.
+func TestBundleFilesRecompressNoSpace(t *testing.T) {
+	dir := filepath.Join(tmpfs.Mount(t, 256<<20), "db")
+	ctx := context.Background()
+	s := openBundles(t, dir, pebble.WithS2Bundles(pebble.Options{BundleFiles: true}))
+	// More bundles than a rewrite writes at once: the disk fills between
+	// two writes.
+	const bundles = 130
+	const size = bundles * api.TileWidth
+	growBundles(t, s, 0, size, 4)
+	waitBundleFiles(t, s, bundles)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m, err := diskspace.New(dir, 0, diskspace.Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill := filepath.Join(filepath.Dir(dir), "fill")
+	filled := false
+	_, err = pebble.RecompressBundles(ctx, dir, pebble.Options{Logger: quiet}, func(done, total uint64) {
+		if !filled {
+			filled = true
+			tmpfs.Fill(t, fill, func() int64 {
+				if err := m.Update(); err != nil {
+					t.Fatal(err)
+				}
+				return m.Free()
+			}, 0)
+		}
+	})
+	if !filled || !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "keeps its bundle files") {
+		t.Fatalf("RecompressBundles on a disk that fills: %v (filled: %v), want no space left and the files kept", err, filled)
+	}
+	checkBundleFileNames(t, dir, "data", "index")
+	if err := os.Remove(fill); err != nil {
+		t.Fatal(err)
+	}
+	s = openBundles(t, dir, pebble.Options{})
+	checkBundles(t, s, size)
+	checkEncoded(t, s, size, map[uint64]bool{})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := pebble.RecompressBundles(ctx, dir, pebble.Options{Logger: quiet}, nil)
+	if err != nil || st.Bundles != bundles || st.Recompressed != bundles {
+		t.Fatalf("RecompressBundles with room: %+v, %v; want %d bundles recompressed", st, err, bundles)
+	}
+	checkBundleFileNames(t, dir, "data.1", "index.1")
+	s = openBundles(t, dir, pebble.Options{})
+	defer s.Close()
+	checkBundles(t, s, size)
+	checkEncoded(t, s, size, nil)
 }
 
 func fileSize(t *testing.T, path string) int64 {
