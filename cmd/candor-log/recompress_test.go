@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,8 +10,6 @@ import (
 	"testing"
 
 	"github.com/candorlog/candor/api"
-	"github.com/candorlog/candor/api/apitest"
-	"github.com/candorlog/candor/log"
 	"github.com/candorlog/candor/storage/pebble"
 )
 
@@ -25,38 +21,14 @@ func TestRecompressBundles(t *testing.T) {
 	ctx := context.Background()
 	data := t.TempDir()
 	dir := filepath.Join(data, "db")
-	quiet := slog.New(slog.DiscardHandler)
-	open := func() *pebble.Storage {
-		store, err := pebble.Open(dir, pebble.Options{Logger: quiet, BundleFiles: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return store
-	}
-	store := open()
-	signer, verifier, _ := apitest.NewNoteKey("example.com/recompress", rand.Reader)
-	l, err := log.New(ctx, log.Config{Storage: store, Signer: signer, Verifier: verifier, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := apitest.NewBuildSignerFromSeed([]byte("recompress"))
-	const n = 2*api.TileWidth + 5
-	for i := range n {
-		entry, _, err := api.AdmitEntry(s.Submission(fmt.Sprintf("a%d", i), strings.Repeat("ab", 32)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := l.Add(ctx, entry); err != nil {
-			t.Fatal(err)
-		}
-	}
+	store, _ := newStoppedLog(t, data, pebble.Options{BundleFiles: true}, 2*api.TileWidth+5, func(int) string { return strings.Repeat("ab", 32) })
+	var err error
 	want := make([][]byte, 3)
 	for b := range want {
 		if want[b], err = store.ReadEntryBundle(ctx, uint64(b)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	l.Close()
 	var out bytes.Buffer
 	if err := recompressBundles(ctx, []string{"--data", data}, &out); err == nil || !strings.Contains(err.Error(), "stop the log first") {
 		t.Fatalf("recompress-bundles of a log in use: %v", err)
@@ -73,7 +45,9 @@ func TestRecompressBundles(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "bundles", "data.1")); err != nil {
 		t.Errorf("no data file of generation 1: %v", err)
 	}
-	store = open()
+	if store, err = pebble.Open(dir, pebble.Options{Logger: slog.New(slog.DiscardHandler), BundleFiles: true}); err != nil {
+		t.Fatal(err)
+	}
 	defer store.Close()
 	for b := range want {
 		if got, err := store.ReadEntryBundle(ctx, uint64(b)); err != nil || !bytes.Equal(got, want[b]) {

@@ -16,6 +16,37 @@ import (
 	"github.com/candorlog/candor/storage/pebble"
 )
 
+// newStoppedLog builds a log of n build entries, entry i of the digest
+// digest(i), in the data directory data, with the storage options o, and
+// closes the log. It returns the storage, still open (as by a running
+// log), and the entries' signer.
+func newStoppedLog(t *testing.T, data string, o pebble.Options, n int, digest func(i int) string) (*pebble.Storage, *apitest.BuildSigner) {
+	t.Helper()
+	ctx := context.Background()
+	o.Logger = slog.New(slog.DiscardHandler)
+	store, err := pebble.Open(filepath.Join(data, "db"), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, verifier, _ := apitest.NewNoteKey("example.com/stopped", rand.Reader)
+	l, err := log.New(ctx, log.Config{Storage: store, Signer: signer, Verifier: verifier, Logger: o.Logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := apitest.NewBuildSignerFromSeed([]byte("stopped"))
+	for i := range n {
+		entry, st, err := api.AdmitEntry(s.Submission(fmt.Sprintf("a%d", i), digest(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.AddWithTerms(ctx, entry, api.SearchTerms(st)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+	return store, s
+}
+
 // TestReindex builds a log of build entries in a data directory, deletes
 // its search index, and checks that candor-log reindex rebuilds it, and
 // refuses while the log runs.
@@ -23,28 +54,7 @@ func TestReindex(t *testing.T) {
 	ctx := context.Background()
 	data := t.TempDir()
 	dir := filepath.Join(data, "db")
-	quiet := slog.New(slog.DiscardHandler)
-	store, err := pebble.Open(dir, pebble.Options{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, verifier, _ := apitest.NewNoteKey("example.com/reindex", rand.Reader)
-	l, err := log.New(ctx, log.Config{Storage: store, Signer: signer, Verifier: verifier, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := apitest.NewBuildSignerFromSeed([]byte("reindex"))
-	for i := range 300 {
-		entry, st, err := api.AdmitEntry(s.Submission(fmt.Sprintf("a%d", i), strings.Repeat(fmt.Sprintf("%02x", i%7), 32)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		terms := api.SearchTerms(st)
-		if _, err := l.AddWithTerms(ctx, entry, terms); err != nil {
-			t.Fatal(err)
-		}
-	}
-	l.Close()
+	store, s := newStoppedLog(t, data, pebble.Options{}, 300, func(i int) string { return strings.Repeat(fmt.Sprintf("%02x", i%7), 32) })
 	// While the database is open, as by a running log, reindex refuses.
 	var out bytes.Buffer
 	if err := reindex(ctx, []string{"--data", data}, &out); err == nil || !strings.Contains(err.Error(), "stop the log first") {
@@ -62,7 +72,7 @@ func TestReindex(t *testing.T) {
 	if !strings.HasPrefix(out.String(), "reindex: ok: 300 entries, 600 search terms indexed in ") {
 		t.Errorf("reindex printed %q", out.String())
 	}
-	store, err = pebble.Open(dir, pebble.Options{Logger: quiet})
+	store, err := pebble.Open(dir, pebble.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
