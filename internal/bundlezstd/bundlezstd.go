@@ -25,22 +25,24 @@ const encoderWindow = 256 << 10
 // bytes, each after its 2-byte length. Decoding stops beyond it.
 const MaxSize = api.TileWidth * (2 + 65535)
 
+// newEncoder returns an encoder that compresses one bundle at a time.
+// One frame per bundle, its size in the header; no frame checksum: the
+// store has its own over the compressed bytes, and a client checks the
+// entries against the tree. A window of 256 KiB, a bundle of entries of
+// a few KiB, and the smaller tables: 1.9 MB held rather than 18 MB, the
+// same size of a bundle, and half the time.
+func newEncoder() *zstd.Encoder {
+	e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault),
+		zstd.WithEncoderCRC(false), zstd.WithEncoderConcurrency(1), zstd.WithSingleSegment(true),
+		zstd.WithWindowSize(encoderWindow), zstd.WithLowerEncoderMem(true))
+	if err != nil {
+		panic(err)
+	}
+	return e
+}
+
 var (
-	encoder = sync.OnceValue(func() *zstd.Encoder {
-		// One frame per bundle, its size in the header; no frame
-		// checksum: the store has its own over the compressed bytes,
-		// and a client checks the entries against the tree. A window
-		// of 256 KiB, a bundle of entries of a few KiB, and the
-		// smaller tables: 1.9 MB held rather than 18 MB, the same
-		// size of a bundle, and half the time.
-		e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault),
-			zstd.WithEncoderCRC(false), zstd.WithEncoderConcurrency(1), zstd.WithSingleSegment(true),
-			zstd.WithWindowSize(encoderWindow), zstd.WithLowerEncoderMem(true))
-		if err != nil {
-			panic(err)
-		}
-		return e
-	})
+	encoder = sync.OnceValue(newEncoder)
 	decoder = sync.OnceValue(func() *zstd.Decoder {
 		d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(MaxSize))
 		if err != nil {
@@ -50,8 +52,20 @@ var (
 	})
 )
 
-// Append appends bundle, compressed in one frame, to dst.
+// Append appends bundle, compressed in one frame, to dst. Calls share
+// one encoder: they compress one at a time.
 func Append(dst, bundle []byte) []byte { return encoder().EncodeAll(bundle, dst) }
+
+// An Encoder is Append with an encoder of its own (1.9 MB), for work that
+// compresses bundles on several goroutines at once, one Encoder each.
+type Encoder struct{ e *zstd.Encoder }
+
+// NewEncoder returns an Encoder.
+func NewEncoder() *Encoder { return &Encoder{newEncoder()} }
+
+// Append appends bundle, compressed in one frame, to dst. Calls must not
+// overlap.
+func (e *Encoder) Append(dst, bundle []byte) []byte { return e.e.EncodeAll(bundle, dst) }
 
 // AppendDecoded appends the bundle that the frame c compresses to dst. It
 // fails on anything but one frame that declares its size, of at most

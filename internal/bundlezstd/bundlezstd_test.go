@@ -2,7 +2,9 @@ package bundlezstd
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -23,6 +25,28 @@ func TestRoundTrip(t *testing.T) {
 	if got, err = AppendDecoded(buf, c[len("prefix"):]); err != nil || &got[0] != &buf[:1][0] {
 		t.Errorf("AppendDecoded into a buffer with room: %v, or it allocated", err)
 	}
+}
+
+// TestEncoders compresses on several goroutines, an Encoder each: the
+// frames are Append's, and decode to their bundles.
+func TestEncoders(t *testing.T) {
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			enc := NewEncoder()
+			for i := range 20 {
+				bundle := bytes.Repeat(fmt.Appendf(nil, "\x00\x10entry %d of %d", i, g), 256)
+				c := enc.Append([]byte("prefix"), bundle)
+				if !bytes.Equal(c[len("prefix"):], Append(nil, bundle)) {
+					t.Errorf("goroutine %d, bundle %d: the Encoder's frame is not Append's", g, i)
+				}
+				if got, err := AppendDecoded(nil, c[len("prefix"):]); err != nil || !bytes.Equal(got, bundle) {
+					t.Errorf("goroutine %d, bundle %d: decoded to %d bytes, %v", g, i, len(got), err)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func TestDecodeRefuses(t *testing.T) {

@@ -428,7 +428,7 @@ func (bf *bundleFiles) run() {
 		// a log taking entries fills a bundle every few milliseconds,
 		// so the mover gathers them for bundleMoveEvery, unless a batch
 		// is waiting.
-		if bf.durable.Load()/api.TileWidth-bf.n.Load() < bundleMoveBatch {
+		if bf.durable.Load()/api.TileWidth < bf.n.Load()+bundleMoveBatch {
 			select {
 			case <-bf.stopping:
 				stop()
@@ -489,16 +489,14 @@ func (bf *bundleFiles) catchUp(last bool) error {
 	return nil
 }
 
-// flush flushes pebble's memtable, whose range deletions of the moved
-// bundles then free their space on disk: a memtable holding only those
-// would not fill, and be flushed, for a long time.
+// flush starts a flush of pebble's memtable, whose range deletions of
+// the moved bundles then free their space on disk: a memtable holding
+// only those would not fill, and be flushed, for a long time.
 func (bf *bundleFiles) flush() {
-	db, release, err := bf.h.read()
-	if err != nil {
+	if err := roomToWrite(bf.checkSpace); err != nil {
 		return
 	}
-	defer release()
-	if err := db.Flush(); err != nil {
+	if err := bf.h.flush(); err != nil {
 		bf.logger.Warn("couldn't flush pebble's memtable after moving bundles", "err", err)
 		return
 	}
@@ -535,13 +533,20 @@ func (bf *bundleFiles) move(from, to uint64) error {
 			return err
 		}
 	}
+	// The record deletes pebble's copies from the last recorded bundle:
+	// those of moves whose record failed, or was lost with a WAL write
+	// that failed after it, are deleted with this one's.
+	recorded, _, err := readBundleFilesCount(bf.h)
+	if err != nil {
+		return err
+	}
 	// Not synced: a crash that loses the batch keeps the bundles in
 	// pebble, and the next start cuts them from the files.
 	return bf.h.writeNoSync(func(b *pebble.Batch) error {
 		if err := b.Set(bundleFilesKey, bundleFilesValue(to, bf.gen), nil); err != nil {
 			return err
 		}
-		return b.DeleteRange(bundleKey(from), bundleKey(to), nil)
+		return b.DeleteRange(bundleKey(min(recorded, from)), bundleKey(to), nil)
 	})
 }
 
@@ -708,13 +713,17 @@ func RecompressBundles(ctx context.Context, dir string, o Options, progress func
 	}()
 	var end uint64
 	batch := make([][]byte, bundleMoveBatch)
+	encoders := make([]*bundlezstd.Encoder, runtime.GOMAXPROCS(0))
+	for i := range encoders {
+		encoders[i] = bundlezstd.NewEncoder()
+	}
 	var records []byte
 	for from := uint64(0); from < st.Bundles; from += bundleMoveBatch {
 		if err := ctx.Err(); err != nil {
 			return st, err
 		}
 		k := min(st.Bundles-from, bundleMoveBatch)
-		recompressed, err := recompressBatch(bf, from, batch[:k])
+		recompressed, err := recompressBatch(bf, from, batch[:k], encoders)
 		if err != nil {
 			return st, err
 		}
@@ -763,20 +772,20 @@ func RecompressBundles(ctx context.Context, dir string, o Options, progress func
 }
 
 // recompressBatch reads the bundles from from into out, each compressed
-// with zstd, recompressing those of other codecs on every core, and
-// returns how many it recompressed.
-func recompressBatch(bf *bundleFiles, from uint64, out [][]byte) (uint64, error) {
+// with zstd, recompressing those of other codecs on a worker for each of
+// encoders (one a core), and returns how many it recompressed.
+func recompressBatch(bf *bundleFiles, from uint64, out [][]byte, encoders []*bundlezstd.Encoder) (uint64, error) {
 	var next, recompressed atomic.Uint64
-	errs := make([]error, runtime.GOMAXPROCS(0))
+	errs := make([]error, len(encoders))
 	var wg sync.WaitGroup
-	for w := range errs {
+	for w, enc := range encoders {
 		wg.Go(func() {
 			for i := next.Add(1) - 1; i < uint64(len(out)); i = next.Add(1) - 1 {
 				codec, c, err := bf.appendStored(out[i][:0], from+i)
 				if err == nil && codec != codecZstd {
 					var raw []byte
 					if raw, err = decodeStored(nil, from+i, codec, c); err == nil {
-						c = bundlezstd.Append(c[:0], raw)
+						c = enc.Append(c[:0], raw)
 						recompressed.Add(1)
 					}
 				}

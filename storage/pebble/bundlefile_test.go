@@ -255,6 +255,68 @@ func TestBundleFilesUnrecordedMove(t *testing.T) {
 	}
 }
 
+// TestBundleFilesFlushAfterWALError fails the WAL's writes from the
+// record of the move after which the mover flushes pebble's memtable
+// (pebble panics rotating a WAL whose writes failed): the process goes
+// on, every bundle reads back, and once the disk takes writes again the
+// log commits and the mover moves, and pebble keeps no copy of a moved
+// bundle.
+func TestBundleFilesFlushAfterWALError(t *testing.T) {
+	dir := t.TempDir()
+	fault := &walFault{}
+	// The mover flushes at the end of a catch-up that moved 256 bundles
+	// or more since the last flush: the last full bundle is the 256th.
+	const size = 256*api.TileWidth + 3
+	var held atomic.Pointer[pebble.Storage]
+	var faulted atomic.Bool
+	committed := make(chan struct{})
+	hook := func() error {
+		<-committed // every commit made: none meets the fault
+		if s := held.Load(); s != nil && s.BundleFilesHold() == size/api.TileWidth && !faulted.Swap(true) {
+			fault.on.Store(true)
+		}
+		return nil
+	}
+	s := openBundles(t, dir, pebble.WithFS(pebble.WithBeforeBundleRecord(pebble.Options{BundleFiles: true}, hook), fault.fs()))
+	held.Store(s)
+	growBundles(t, s, 0, size, 4)
+	close(committed)
+	waitBundleFiles(t, s, size/api.TileWidth)
+	// The record of the last move failed, or the flush after it would
+	// have; either way the mover is done with the catch-up.
+	time.Sleep(200 * time.Millisecond)
+	if !faulted.Load() {
+		t.Fatal("the mover did not record its move of the last full bundle")
+	}
+	checkBundles(t, s, size)
+	fault.on.Store(false)
+	// The next commit finds the disk writable again.
+	const size2 = 258*api.TileWidth + 5
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := s.Commit(context.Background(), bundleCommit(size, size2))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("commit after the fault: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	waitBundleFiles(t, s, size2/api.TileWidth)
+	checkBundles(t, s, size2)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openBundles(t, dir, pebble.Options{BundleFiles: true})
+	defer s.Close()
+	checkBundles(t, s, size2)
+	waitBundleFiles(t, s, size2/api.TileWidth)
+	if got := pebbleBundles(t, s); len(got) != 1 || got[0] != size2/api.TileWidth {
+		t.Errorf("pebble holds bundles %v, want only the partial one, %d", got, size2/api.TileWidth)
+	}
+}
+
 // TestBundleFilesMissing checks that a store whose bundle files lack
 // bundles pebble records there refuses to open, and opens once they are
 // back.

@@ -208,6 +208,39 @@ func (h *handle) writeNoSync(fill func(*pebble.Batch) error) error {
 	return err
 }
 
+// flush starts a flush of the memtable of a database that takes writes,
+// without waiting for it. Pebble first rotates the WAL, and panics if a
+// write of the WAL failed: like a batch, a flush is made only on a
+// handle whose writes have not failed, and only after a synced write has
+// emptied the WAL's buffer (if that write fails, the handle is failed
+// instead). It may run concurrently with write.
+func (h *handle) flush() error {
+	if err := h.writable(); err != nil {
+		return err
+	}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if h.db == nil || h.readOnly {
+		return h.lastErr
+	}
+	gen := h.gen
+	err := func() (err error) {
+		defer recoverFatal(&err)
+		return h.db.LogData(nil, pebble.Sync)
+	}()
+	if err == nil {
+		if f := h.failed.Load(); f != nil {
+			err = f.err
+		}
+	}
+	if err != nil {
+		h.fail(gen, err)
+		return err
+	}
+	_, err = h.db.AsyncFlush()
+	return err
+}
+
 // apply writes b to db's WAL and memtable without waiting for the sync.
 // A commit that pebble cannot even start is logged by pebbleLogger.Fatalf,
 // whose panic becomes the error: the commit pipeline is unlocked then.

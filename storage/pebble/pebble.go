@@ -197,9 +197,11 @@ func Open(dir string, o Options) (*Storage, error) {
 			s.tiles = openTileFiles(filepath.Join(dir, tileFilesDir), h, size, logger)
 		}
 	}
-	if o.fs == nil {
-		// Unreadable, the checkpoint is the reads' and commits' error to
-		// report; the bundles are then not moved.
+	if o.fs == nil || o.BundleFiles {
+		// (The bundle files are the system's: on another file system,
+		// only for tests that ask.) Unreadable, the checkpoint is the
+		// reads' and commits' error to report; the bundles are then not
+		// moved.
 		_, size, _ := s.ReadCheckpoint(context.Background())
 		bf, err := openBundleFiles(filepath.Join(dir, bundleFilesDir), h, size, o.BundleFiles, logger)
 		if err != nil {
