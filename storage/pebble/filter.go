@@ -285,7 +285,11 @@ func (fs *leafFilters) start(db *pebble.DB, size uint64) {
 				fs.logger.Info("the leaf filter was filled from its saved copy", "entries", f.added.Load(), "saved_entries", saved.size, "bytes", f.bytes(), "duration", time.Since(start).Round(time.Millisecond))
 			} else if ctx.Err() == nil {
 				// What it added is of the log, or only false positives.
-				fs.logger.Warn("couldn't fill the leaf filter from its saved copy: scanning the leaf index", "path", fs.saved, "error", err)
+				// The copy goes: one found of another history must not
+				// be used by a later start, when the log may have grown
+				// past it (only the leaf at its size is checked).
+				fs.logger.Warn("couldn't fill the leaf filter from its saved copy: removing it, scanning the leaf index", "path", fs.saved, "error", err)
+				fs.remove()
 			}
 		}
 		if !useSaved || err != nil && ctx.Err() == nil {
@@ -330,15 +334,25 @@ func (fs *leafFilters) savedFor(size uint64) (savedFilter, bool) {
 	h, err := readSavedFilter(fs.saved)
 	if err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
-			fs.logger.Warn("the saved leaf filter is unusable: scanning the leaf index", "path", fs.saved, "error", err)
+			fs.logger.Warn("the saved leaf filter is unusable: removing it, scanning the leaf index", "path", fs.saved, "error", err)
+			fs.remove()
 		}
 		return h, false
 	}
 	if fs.fixed != 0 {
 		return h, h.blocks == newLeafFilterBlocks(fs.fixed)
 	}
+	// Not larger than a filter sized for the log now (one saved with a
+	// configured size would never fill, and never be replaced).
 	entries := h.added + size - min(h.size, size)
-	return h, entries*filterBitsMin <= h.blocks*blockBits
+	return h, entries*filterBitsMin <= h.blocks*blockBits && h.blocks <= newLeafFilterBlocks(filterBytesFor(size, fs.minEntries))
+}
+
+// remove removes the saved filter.
+func (fs *leafFilters) remove() {
+	if err := os.Remove(fs.saved); err != nil && !errors.Is(err, os.ErrNotExist) {
+		fs.logger.Warn("couldn't remove the saved leaf filter", "path", fs.saved, "error", err)
+	}
 }
 
 // save writes the filter in use to the saved filter's path, as holding
@@ -395,10 +409,15 @@ func (s *Storage) WaitLeafFilter() bool {
 
 // LeafFilterBytes returns the size of the leaf filter in use (0 if none).
 func (s *Storage) LeafFilterBytes() int64 {
-	if s.filter == nil || s.filter.inUse.Load() == nil {
+	if s.filter == nil {
 		return 0
 	}
-	return s.filter.inUse.Load().bytes()
+	f := hold(&s.filter.inUse)
+	if f == nil {
+		return 0
+	}
+	defer f.release()
+	return f.bytes()
 }
 
 // LeafLookups returns how many duplicate checks the filter answered

@@ -220,10 +220,19 @@ func TestLeafFilterSaved(t *testing.T) {
 		}
 	}
 	// reopen opens dir and checks how its filter was filled and that it
-	// finds the first n leaves and not the next ones.
+	// finds the first n leaves and not the next ones; reopenWith does
+	// with a filter of filterBytes (0: sized for the log).
+	var reopenWith func(n uint64, fromSaved bool, filterBytes int64)
+	wrongCopy := false
+	// A copy found wrong is removed before the scan, so that no later
+	// start uses it (the close then saves the scanned filter).
 	reopen := func(n uint64, fromSaved bool) {
 		t.Helper()
-		s, err := pebble.Open(dir, pebble.Options{Logger: quiet})
+		reopenWith(n, fromSaved, 0)
+	}
+	reopenWith = func(n uint64, fromSaved bool, filterBytes int64) {
+		t.Helper()
+		s, err := pebble.Open(dir, pebble.Options{Logger: quiet, LeafFilterBytes: filterBytes})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -233,6 +242,9 @@ func TestLeafFilterSaved(t *testing.T) {
 		}
 		if got := s.LeafFilterLoads() == 1; got != fromSaved {
 			t.Fatalf("filter filled from the saved copy: %v, want %v", got, fromSaved)
+		}
+		if _, err := os.Stat(saved); !fromSaved && wrongCopy && !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("a saved copy found wrong is still there (%v)", err)
 		}
 		for i := range n {
 			if idx, err := s.LookupLeaf(ctx, leaf(i)); err != nil || idx != i {
@@ -280,6 +292,7 @@ func TestLeafFilterSaved(t *testing.T) {
 	damaged := bytes.Clone(at5000)
 	damaged[len(damaged)/2] ^= 1
 	write(damaged)
+	wrongCopy = true
 	reopen(8000, false)
 
 	ocb := newCommitBuilder()
@@ -293,7 +306,16 @@ func TestLeafFilterSaved(t *testing.T) {
 
 	write(at5000[:len(at5000)-1]) // cut short
 	reopen(8000, false)
+	wrongCopy = false
 	reopen(8000, true) // the close saved the scanned filter
+
+	// A copy saved with a configured size larger than the log's is not
+	// used once the filter is sized for the log again: it would never
+	// fill, and never be replaced.
+	reopenWith(8000, false, 16<<20)
+	reopenWith(8000, true, 16<<20)
+	reopen(8000, false)
+	reopen(8000, true)
 }
 
 // TestLeafFilterNotSavedWithoutSpace checks that a close while the

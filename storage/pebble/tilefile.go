@@ -393,7 +393,7 @@ func (tf *tileFiles) openLevel(level int, size uint64, create bool) error {
 	}
 	n, err := checkedRecords(f, level, fullTiles(level, size), tf.tailCheck)
 	if err == nil {
-		err = f.Truncate(int64(n) * tileRecordSize)
+		err = cut(f, int64(n)*tileRecordSize)
 	}
 	if err != nil {
 		f.Close()
@@ -648,4 +648,18 @@ func (s *Storage) checkTileFile(ctx context.Context, f *os.File, level uint8, fu
 		}
 	}
 	return nil
+}
+
+// cut cuts f to size bytes, if it is longer, durably: records it held
+// beyond the durable tree must not come back after a power loss, where
+// the records written after them would not be.
+func cut(f *os.File, size int64) error {
+	st, err := f.Stat()
+	if err != nil || st.Size() <= size {
+		return err
+	}
+	if err := f.Truncate(size); err != nil {
+		return err
+	}
+	return f.Sync()
 }
