@@ -150,16 +150,11 @@ func (h *handle) read() (*pebble.DB, func(), error) {
 // once it is durable, or its error, and must be called once. Calls to
 // write must not overlap; wait may run concurrently with the next write.
 func (h *handle) write(fill func(*pebble.Batch) error) (wait func() error, err error) {
-	if err := h.writable(); err != nil {
+	gen, release, err := h.holdWritable()
+	if err != nil {
 		return nil, err
 	}
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	if h.db == nil || h.readOnly {
-		// Reopened read-only since writable returned.
-		return nil, h.lastErr
-	}
-	gen := h.gen
+	defer release()
 	b := h.db.NewBatch()
 	if err := fill(b); err != nil {
 		b.Close()
@@ -181,29 +176,43 @@ func (h *handle) write(fill func(*pebble.Batch) error) (wait func() error, err e
 	}, nil
 }
 
+// holdWritable holds the database for a write, once writable, and
+// returns its generation and the function that releases it; h.db is the
+// database to write until then.
+func (h *handle) holdWritable() (gen uint64, release func(), err error) {
+	if err := h.writable(); err != nil {
+		return 0, nil, err
+	}
+	h.mu.RLock()
+	if h.db == nil || h.readOnly {
+		// Reopened read-only since writable returned.
+		err := h.lastErr
+		h.mu.RUnlock()
+		return 0, nil, err
+	}
+	return h.gen, h.mu.RUnlock, nil
+}
+
 // writeNoSync builds a batch with fill and writes it without syncing it:
 // the write of something the database can build again from what it
 // holds durably. It may run concurrently with write.
 func (h *handle) writeNoSync(fill func(*pebble.Batch) error) error {
-	if err := h.writable(); err != nil {
+	gen, release, err := h.holdWritable()
+	if err != nil {
 		return err
 	}
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	if h.db == nil || h.readOnly {
-		return h.lastErr
-	}
+	defer release()
 	b := h.db.NewBatch()
 	defer b.Close()
 	if err := fill(b); err != nil {
 		return err
 	}
-	err := func() (err error) {
+	err = func() (err error) {
 		defer recoverFatal(&err)
 		return h.db.Apply(b, pebble.NoSync)
 	}()
 	if err != nil {
-		h.fail(h.gen, err)
+		h.fail(gen, err)
 	}
 	return err
 }
@@ -215,16 +224,12 @@ func (h *handle) writeNoSync(fill func(*pebble.Batch) error) error {
 // emptied the WAL's buffer (if that write fails, the handle is failed
 // instead). It may run concurrently with write.
 func (h *handle) flush() error {
-	if err := h.writable(); err != nil {
+	gen, release, err := h.holdWritable()
+	if err != nil {
 		return err
 	}
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	if h.db == nil || h.readOnly {
-		return h.lastErr
-	}
-	gen := h.gen
-	err := func() (err error) {
+	defer release()
+	err = func() (err error) {
 		defer recoverFatal(&err)
 		return h.db.LogData(nil, pebble.Sync)
 	}()
