@@ -273,10 +273,10 @@ func (bf *bundleFiles) cut(n uint64, writable bool) error {
 	if !writable {
 		return nil
 	}
-	if err := bf.index.Truncate(int64(n * bundleIndexSize)); err != nil {
+	if err := cutFile(bf.index, int64(n*bundleIndexSize)); err != nil {
 		return fmt.Errorf("couldn't cut the bundle files' index to %d bundles: %w", n, err)
 	}
-	if err := bf.data.Truncate(int64(bf.end)); err != nil {
+	if err := cutFile(bf.data, int64(bf.end)); err != nil {
 		return fmt.Errorf("couldn't cut the bundle data file to %d bundles: %w", n, err)
 	}
 	return nil

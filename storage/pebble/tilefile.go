@@ -393,7 +393,7 @@ func (tf *tileFiles) openLevel(level int, size uint64, create bool) error {
 	}
 	n, err := checkedRecords(f, level, fullTiles(level, size), tf.tailCheck)
 	if err == nil {
-		err = cut(f, int64(n)*tileRecordSize)
+		err = cutFile(f, int64(n)*tileRecordSize)
 	}
 	if err != nil {
 		f.Close()
@@ -650,10 +650,11 @@ func (s *Storage) checkTileFile(ctx context.Context, f *os.File, level uint8, fu
 	return nil
 }
 
-// cut cuts f to size bytes, if it is longer, durably: records it held
+// cutFile cuts f to size bytes, if it is longer, durably: records it held
 // beyond the durable tree must not come back after a power loss, where
-// the records written after them would not be.
-func cut(f *os.File, size int64) error {
+// the records written after them would not be (the tile files and the
+// bundle files at start).
+func cutFile(f *os.File, size int64) error {
 	st, err := f.Stat()
 	if err != nil || st.Size() <= size {
 		return err
