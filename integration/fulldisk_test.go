@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,7 +19,6 @@ import (
 	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/api/apitest"
 	"github.com/candorlog/candor/api/client"
-	"github.com/candorlog/candor/internal/diskspace"
 	"github.com/candorlog/candor/internal/tmpfs"
 )
 
@@ -34,22 +32,6 @@ const (
 	// or came back (it looks every second).
 	spaceTimeout = 20 * time.Second
 )
-
-// fillDisk fills the filesystem of dir with the file fill until about
-// leave bytes are free.
-func fillDisk(t *testing.T, dir, fill string, leave int64) {
-	t.Helper()
-	m, err := diskspace.New(dir, 0, diskspace.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpfs.Fill(t, fill, func() int64 {
-		if err := m.Update(); err != nil {
-			t.Fatal(err)
-		}
-		return m.Free()
-	}, leave)
-}
 
 // waitReady polls GET /readyz on url until its status is want, and returns
 // the last body.
@@ -118,7 +100,7 @@ func TestFullDiskLog(t *testing.T) {
 	before, c0 := srv.mustCheckpoint(t, fullDiskOrigin)
 
 	fill := filepath.Join(dir, "fill")
-	fillDisk(t, dir, fill, fullDiskReserve/2)
+	tmpfs.FillTo(t, fill, fullDiskReserve/2)
 	body := waitReady(t, srv, http.StatusServiceUnavailable)
 	checkNoSpace(t, "GET /readyz", http.StatusServiceUnavailable, nil, body)
 	for i := 20; i < 25; i++ {
@@ -282,7 +264,7 @@ func TestFullDiskWitness(t *testing.T) {
 	waitReady(t, ws, http.StatusOK)
 
 	fill := filepath.Join(dir, "fill")
-	fillDisk(t, dir, fill, fullDiskReserve/2)
+	tmpfs.FillTo(t, fill, fullDiskReserve/2)
 	body := waitReady(t, ws, http.StatusServiceUnavailable)
 	checkNoSpace(t, "GET /readyz", http.StatusServiceUnavailable, nil, body)
 	c1 := submit(10, 20)

@@ -67,7 +67,7 @@ func TestFullDiskWriteErrors(t *testing.T) {
 		}
 	}
 	fill := filepath.Join(dir, "fill")
-	fillDisk(t, dir, fill, 0)
+	tmpfs.FillTo(t, fill, 0)
 	failed := 0
 	for range 300 {
 		if try() != http.StatusCreated {

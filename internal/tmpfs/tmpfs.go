@@ -3,10 +3,13 @@ package tmpfs
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/candorlog/candor/internal/diskspace"
 )
 
 // Mount mounts a tmpfs of size bytes in a new directory under t.TempDir()
@@ -57,4 +60,20 @@ func Fill(t testing.TB, path string, free func() int64, leave int64) int64 {
 			return n // full
 		}
 	}
+}
+
+// FillTo is Fill, with the free space of path's filesystem as a
+// diskspace.Monitor measures it.
+func FillTo(t testing.TB, path string, leave int64) int64 {
+	t.Helper()
+	m, err := diskspace.New(filepath.Dir(path), 0, diskspace.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Fill(t, path, func() int64 {
+		if err := m.Update(); err != nil {
+			t.Fatal(err)
+		}
+		return m.Free()
+	}, leave)
 }

@@ -17,7 +17,6 @@ import (
 
 	"github.com/candorlog/candor/api"
 	"github.com/candorlog/candor/internal/bundlezstd"
-	"github.com/candorlog/candor/internal/diskspace"
 	"github.com/candorlog/candor/internal/tmpfs"
 	"github.com/candorlog/candor/log"
 	"github.com/candorlog/candor/storage/pebble"
@@ -621,21 +620,12 @@ func TestBundleFilesRecompressNoSpace(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	m, err := diskspace.New(dir, 0, diskspace.Options{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
 	fill := filepath.Join(filepath.Dir(dir), "fill")
 	filled := false
-	_, err = pebble.RecompressBundles(ctx, dir, pebble.Options{Logger: quiet}, func(done, total uint64) {
+	_, err := pebble.RecompressBundles(ctx, dir, pebble.Options{Logger: quiet}, func(done, total uint64) {
 		if !filled {
 			filled = true
-			tmpfs.Fill(t, fill, func() int64 {
-				if err := m.Update(); err != nil {
-					t.Fatal(err)
-				}
-				return m.Free()
-			}, 0)
+			tmpfs.FillTo(t, fill, 0)
 		}
 	})
 	if !filled || !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "keeps its bundle files") {
